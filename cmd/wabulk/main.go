@@ -1,0 +1,64 @@
+// Command wabulk sends WhatsApp media messages in bulk through Kaleyra: enqueue campaigns, run
+// rate-limited workers, watch and repair what failed. Subcommands only parse flags and the
+// environment, then call one function of a package.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// exitError carries a specific exit status out of a subcommand (enqueue's 1 and 2).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "wabulk",
+		Short: "Send WhatsApp media messages in bulk through Kaleyra, rate-limited, retried, dead-lettered",
+		Long: `wabulk turns each recipient of a campaign into a job in Redis (asynq); worker processes send
+them at the rate WhatsApp allows, retry what is transient, dead-letter what is not, and log every
+outcome with the campaign's ref fields. Configuration comes from WABULK_* and KALEYRA_* environment
+variables (see the README); flags of the same meaning override them.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newWorkerCmd(),
+		newEnqueueCmd(),
+		newStatusCmd(),
+		newDeadCmd(),
+		newQueueCmd(),
+		newServeCmd(),
+		newSandboxCmd(),
+		newSendCmd(),
+		newDemoCmd(),
+		newVersionCmd(),
+	)
+	return root
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wabulk:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(2)
+	}
+}

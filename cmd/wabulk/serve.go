@@ -1,0 +1,16 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+)
+
+func newServeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "serve",
+		Short:  "not built yet",
+		Hidden: true,
+		RunE:   func(*cobra.Command, []string) error { return errors.New("serve: not built yet") },
+	}
+}

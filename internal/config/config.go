@@ -1,0 +1,328 @@
+// Package config reads wabulk's settings from the environment (DESIGN.md § Configuration).
+//
+// It is the one place that knows the variable names, their defaults and how each is checked.
+// Commands build a Config with Load, let flags override fields, then call the Require… method
+// for what the command needs; every error names the variable at fault.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// The environment variables wabulk reads. Vars lists them all.
+const (
+	EnvRedisURL     = "WABULK_REDIS_URL"
+	EnvQueue        = "WABULK_QUEUE"
+	EnvSID          = "KALEYRA_SID"
+	EnvAPIKey       = "KALEYRA_API_KEY"
+	EnvAPIKeyFile   = "KALEYRA_API_KEY_FILE"
+	EnvRegion       = "KALEYRA_REGION"
+	EnvBaseURL      = "KALEYRA_BASE_URL"
+	EnvFrom         = "KALEYRA_FROM"
+	EnvConcurrency  = "WABULK_CONCURRENCY"
+	EnvRate         = "WABULK_RATE"
+	EnvBurst        = "WABULK_BURST"
+	EnvMaxRetry     = "WABULK_MAX_RETRY"
+	EnvRetryBase    = "WABULK_RETRY_BASE"
+	EnvRetryMax     = "WABULK_RETRY_MAX"
+	EnvHTTPTimeout  = "WABULK_HTTP_TIMEOUT"
+	EnvRetention    = "WABULK_RETENTION"
+	EnvMetricsAddr  = "WABULK_METRICS_ADDR"
+	EnvLogLevel     = "WABULK_LOG_LEVEL"
+	EnvLogPII       = "WABULK_LOG_PII"
+	EnvPauseOn      = "WABULK_PAUSE_ON"
+	EnvAddr         = "WABULK_ADDR"
+	EnvAPITokens    = "WABULK_API_TOKENS"
+	EnvRedisCluster = "WABULK_REDIS_CLUSTER"
+	EnvShutdown     = "WABULK_SHUTDOWN_TIMEOUT"
+)
+
+// Vars is every variable Load reads, for tests that check manifests against it.
+var Vars = []string{EnvRedisURL, EnvQueue, EnvSID, EnvAPIKey, EnvAPIKeyFile, EnvRegion, EnvBaseURL,
+	EnvFrom, EnvConcurrency, EnvRate, EnvBurst, EnvMaxRetry, EnvRetryBase, EnvRetryMax, EnvHTTPTimeout,
+	EnvRetention, EnvMetricsAddr, EnvLogLevel, EnvLogPII, EnvPauseOn, EnvAddr, EnvAPITokens,
+	EnvRedisCluster, EnvShutdown}
+
+// Secret is a string that never prints: %v, %s, %q, %#v and JSON all show "[redacted]".
+type Secret string
+
+// String implements fmt.Stringer.
+func (Secret) String() string { return "[redacted]" }
+
+// GoString implements fmt.GoStringer.
+func (Secret) GoString() string { return `"[redacted]"` }
+
+// MarshalText keeps the secret out of JSON and zap's reflection.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Reveal returns the secret itself, for the one place that must send it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config is wabulk's whole configuration.
+type Config struct {
+	// RedisURL is a redis://, rediss://, redis-socket:// or redis-sentinel:// URI.
+	// Default redis://127.0.0.1:6379/0.
+	RedisURL string
+	// RedisCluster, when set, is a comma-separated list of Redis Cluster node addresses and
+	// RedisURL is ignored. Default unset.
+	RedisCluster string
+	// Queue is the asynq queue the jobs go to and the worker serves. Default "whatsapp".
+	Queue string
+	// SID is the Kaleyra account SID. Required for worker and send.
+	SID string
+	// APIKey is the Kaleyra API key (from KALEYRA_API_KEY or KALEYRA_API_KEY_FILE).
+	APIKey Secret
+	// Region is in, sg, eu or na. Default "in".
+	Region string
+	// BaseURL overrides the region's https://<domain>. Default unset.
+	BaseURL string
+	// From is the default sender number when a job names none. Default unset.
+	From string
+	// Concurrency is how many jobs a worker process runs at once. Default 50.
+	Concurrency int
+	// Rate is messages per second per sender, for all workers together. Default 80.
+	Rate float64
+	// Burst is how many tokens the shared limiter may hand out at once. Default ceil(Rate/10), ≥ 1.
+	Burst int
+	// MaxRetry is how many times a transient failure is retried before dead-lettering. Default 8.
+	MaxRetry int
+	// RetryBase and RetryMax bound the exponential backoff (full jitter). Default 5s and 10m.
+	RetryBase, RetryMax time.Duration
+	// HTTPTimeout bounds one Kaleyra call. Default 15s.
+	HTTPTimeout time.Duration
+	// Retention is how long completed jobs stay in Redis, also the dedupe window. Default 24h.
+	Retention time.Duration
+	// MetricsAddr is where the worker serves /metrics, /healthz, /readyz; empty disables. Default ":9090".
+	MetricsAddr string
+	// LogLevel is a zap level. Default "info".
+	LogLevel string
+	// LogPII is "masked" or "full". Default "masked".
+	LogPII string
+	// PauseOn lists Kaleyra codes that pause the queue. Default empty.
+	PauseOn []string
+	// Addr is where `wabulk serve` listens. Default ":8080".
+	Addr string
+	// APITokens are the bearer tokens `wabulk serve` accepts. Required for serve.
+	APITokens []Secret
+	// ShutdownTimeout is how long a stopping worker lets in-flight jobs finish. Default 30s.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults returns the configuration with every default filled in and nothing required set.
+func Defaults() Config {
+	return Config{
+		RedisURL:        "redis://127.0.0.1:6379/0",
+		Queue:           "whatsapp",
+		Region:          "in",
+		Concurrency:     50,
+		Rate:            80,
+		MaxRetry:        8,
+		RetryBase:       5 * time.Second,
+		RetryMax:        10 * time.Minute,
+		HTTPTimeout:     15 * time.Second,
+		Retention:       24 * time.Hour,
+		MetricsAddr:     ":9090",
+		LogLevel:        "info",
+		LogPII:          "masked",
+		Addr:            ":8080",
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// LookupFunc is os.LookupEnv's shape, so tests pass a map instead of the process environment.
+type LookupFunc func(string) (string, bool)
+
+// FromEnv is Load on the process environment.
+func FromEnv() (Config, error) { return Load(os.LookupEnv) }
+
+// Load reads every variable that is set over the defaults and checks what does not depend on
+// the command (numbers parse, durations are positive, enumerations hold a known value).
+func Load(lookup LookupFunc) (Config, error) {
+	c := Defaults()
+	var errs []error
+	str := func(name string, dst *string) {
+		if v, ok := lookup(name); ok {
+			*dst = strings.TrimSpace(v)
+		}
+	}
+	num := func(name string, dst *int, min int) {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < min {
+				errs = append(errs, fmt.Errorf("%s must be an integer ≥ %d, got %q", name, min, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s must be a positive Go duration such as 5s or 10m, got %q", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	str(EnvRedisURL, &c.RedisURL)
+	str(EnvRedisCluster, &c.RedisCluster)
+	str(EnvQueue, &c.Queue)
+	str(EnvSID, &c.SID)
+	str(EnvRegion, &c.Region)
+	str(EnvBaseURL, &c.BaseURL)
+	str(EnvFrom, &c.From)
+	str(EnvMetricsAddr, &c.MetricsAddr)
+	str(EnvLogLevel, &c.LogLevel)
+	str(EnvLogPII, &c.LogPII)
+	str(EnvAddr, &c.Addr)
+	num(EnvConcurrency, &c.Concurrency, 1)
+	num(EnvMaxRetry, &c.MaxRetry, 0)
+	dur(EnvRetryBase, &c.RetryBase)
+	dur(EnvRetryMax, &c.RetryMax)
+	dur(EnvHTTPTimeout, &c.HTTPTimeout)
+	dur(EnvRetention, &c.Retention)
+	dur(EnvShutdown, &c.ShutdownTimeout)
+	if v, ok := lookup(EnvRate); ok && strings.TrimSpace(v) != "" {
+		r, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || r <= 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+			errs = append(errs, fmt.Errorf("%s must be a number > 0 (messages per second), got %q", EnvRate, v))
+		} else {
+			c.Rate = r
+		}
+	}
+	num(EnvBurst, &c.Burst, 1)
+	if v, ok := lookup(EnvPauseOn); ok {
+		c.PauseOn = splitList(v)
+	}
+	key, keySet := lookup(EnvAPIKey)
+	if file, ok := lookup(EnvAPIKeyFile); ok && strings.TrimSpace(file) != "" {
+		if keySet && key != "" {
+			errs = append(errs, fmt.Errorf("set %s or %s, not both", EnvAPIKey, EnvAPIKeyFile))
+		}
+		b, err := os.ReadFile(strings.TrimSpace(file))
+		if err != nil {
+			// The path is not secret; the error from os names it without contents.
+			errs = append(errs, fmt.Errorf("%s: %w", EnvAPIKeyFile, err))
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	c.APIKey = Secret(strings.TrimSpace(key))
+	if v, ok := lookup(EnvAPITokens); ok && strings.TrimSpace(v) != "" {
+		toks, err := parseTokens(v)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.APITokens = toks
+	}
+	if err := c.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	return c, errors.Join(errs...)
+}
+
+// Check validates the fields every command relies on; it runs again after flags override values.
+func (c *Config) Check() error {
+	var errs []error
+	if c.Burst == 0 {
+		c.Burst = DefaultBurst(c.Rate)
+	}
+	if c.RedisCluster == "" {
+		if _, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v (want redis://, rediss://, redis-socket:// or redis-sentinel://)", EnvRedisURL, err))
+		}
+	}
+	if c.Queue == "" || strings.ContainsAny(c.Queue, " \t\r\n:{}") {
+		errs = append(errs, fmt.Errorf("%s must be a non-empty name without spaces, ':' or braces, got %q", EnvQueue, c.Queue))
+	}
+	if _, ok := RegionDomains[c.Region]; !ok {
+		errs = append(errs, fmt.Errorf("%s must be one of in, sg, eu, na, got %q", EnvRegion, c.Region))
+	}
+	if c.RetryMax < c.RetryBase {
+		errs = append(errs, fmt.Errorf("%s (%v) must not be below %s (%v)", EnvRetryMax, c.RetryMax, EnvRetryBase, c.RetryBase))
+	}
+	switch c.LogPII {
+	case "masked", "full":
+	default:
+		errs = append(errs, fmt.Errorf("%s must be masked or full, got %q", EnvLogPII, c.LogPII))
+	}
+	return errors.Join(errs...)
+}
+
+// RequireKaleyra checks what a process that calls Kaleyra needs: SID and API key.
+func (c *Config) RequireKaleyra() error {
+	var errs []error
+	if c.SID == "" {
+		errs = append(errs, fmt.Errorf("%s is required (the Kaleyra account SID)", EnvSID))
+	}
+	if c.APIKey == "" {
+		errs = append(errs, fmt.Errorf("%s or %s is required (the Kaleyra API key)", EnvAPIKey, EnvAPIKeyFile))
+	}
+	return errors.Join(errs...)
+}
+
+// RedisConnOpt turns RedisURL (or RedisCluster) into asynq's connection options.
+func (c *Config) RedisConnOpt() (asynq.RedisConnOpt, error) {
+	if c.RedisCluster != "" {
+		return asynq.RedisClusterClientOpt{Addrs: splitList(c.RedisCluster)}, nil
+	}
+	opt, err := asynq.ParseRedisURI(c.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", EnvRedisURL, err)
+	}
+	return opt, nil
+}
+
+// DefaultBurst is ceil(rate/10), at least 1.
+func DefaultBurst(rate float64) int {
+	return max(1, int(math.Ceil(rate/10)))
+}
+
+// RegionDomains maps KALEYRA_REGION to the documented API domain.
+var RegionDomains = map[string]string{
+	"in": "api.in.kaleyra.io",
+	"sg": "api.kaleyra.io",
+	"eu": "api.eu.kaleyra.io",
+	"na": "api.na.kaleyra.ai",
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseTokens reads "a,b,c" or "@/path/to/file" (one token per line or comma-separated).
+func parseTokens(v string) ([]Secret, error) {
+	v = strings.TrimSpace(v)
+	if path, ok := strings.CutPrefix(v, "@"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvAPITokens, err)
+		}
+		v = strings.ReplaceAll(string(b), "\n", ",")
+	}
+	var out []Secret
+	for _, t := range splitList(v) {
+		if len(t) < 16 {
+			return nil, fmt.Errorf("%s: every token must be at least 16 characters", EnvAPITokens)
+		}
+		out = append(out, Secret(t))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no token", EnvAPITokens)
+	}
+	return out, nil
+}

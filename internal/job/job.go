@@ -1,0 +1,358 @@
+// Package job is the one definition of a wabulk job: the asynq task type, the versioned JSON
+// payload, its validation and the TaskID rule. The producer, the HTTP API and the worker all use
+// it; nothing else encodes or decodes a payload.
+package job
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// TaskType is the asynq task type of every wabulk job.
+const TaskType = "kaleyra:whatsapp:media"
+
+// Version is the payload version this build writes and reads.
+const Version = 1
+
+// Limits on a payload's fields.
+const (
+	MaxRef        = 255      // characters of ref, ref1, ref2 (Kaleyra's limit); longer ones are cut
+	MaxCaption    = 1024     // characters of a caption (WhatsApp's limit)
+	MaxFilename   = 240      // characters of a document's filename
+	MaxMediaID    = 128      // bytes of a media id
+	MaxMediaLink  = 2048     // bytes of a media link
+	MaxCampaign   = 64       // bytes of a campaign id
+	MaxPayload    = 16 << 10 // bytes of an encoded payload Decode accepts
+	DefaultSource = "api"
+)
+
+// Types are the media types WhatsApp sends.
+var Types = []string{"image", "video", "audio", "document", "sticker"}
+
+// Sources are the documented wa_source values; anything else becomes "api".
+var Sources = []string{"api", "clevertap", "zoho", "webengage", "shopify", "leadsquared", "responsys",
+	"braze", "hubspot", "salesforce", "zapier", "eloqua", "moengage"}
+
+// Payload is the JSON body of one task: one media message to one recipient.
+type Payload struct {
+	V         int    `json:"v"`
+	Campaign  string `json:"campaign"`
+	From      string `json:"from,omitempty"` // E.164 sender; empty: the worker's KALEYRA_FROM
+	To        string `json:"to"`             // E.164 recipient
+	Type      string `json:"type"`
+	MediaID   string `json:"media_id,omitempty"`
+	MediaLink string `json:"media_link,omitempty"`
+	Caption   string `json:"caption,omitempty"`
+	Filename  string `json:"filename,omitempty"`
+	Ref       string `json:"ref,omitempty"`
+	Ref1      string `json:"ref1,omitempty"`
+	Ref2      string `json:"ref2,omitempty"`
+	WASource  string `json:"wa_source"`
+}
+
+// Fields are a message's fields as users give them: CSV columns, JSONL keys, HTTP body keys.
+// Everything is a string as typed; New checks and normalises.
+type Fields struct {
+	To        string `json:"to,omitempty"`
+	Type      string `json:"type,omitempty"`
+	MediaID   string `json:"media_id,omitempty"`
+	MediaLink string `json:"media_link,omitempty"`
+	Caption   string `json:"caption,omitempty"`
+	Filename  string `json:"filename,omitempty"`
+	Ref       string `json:"ref,omitempty"`
+	Ref1      string `json:"ref1,omitempty"`
+	Ref2      string `json:"ref2,omitempty"`
+	WASource  string `json:"wa_source,omitempty"`
+	From      string `json:"from,omitempty"`
+}
+
+// Columns are the CSV column names, in Fields order.
+var Columns = []string{"to", "type", "media_id", "media_link", "caption", "filename", "ref", "ref1", "ref2", "wa_source", "from"}
+
+// Ptr returns a pointer to the field named by a CSV column, or nil for an unknown name.
+func (f *Fields) Ptr(column string) *string {
+	switch column {
+	case "to":
+		return &f.To
+	case "type":
+		return &f.Type
+	case "media_id":
+		return &f.MediaID
+	case "media_link":
+		return &f.MediaLink
+	case "caption":
+		return &f.Caption
+	case "filename":
+		return &f.Filename
+	case "ref":
+		return &f.Ref
+	case "ref1":
+		return &f.Ref1
+	case "ref2":
+		return &f.Ref2
+	case "wa_source":
+		return &f.WASource
+	case "from":
+		return &f.From
+	}
+	return nil
+}
+
+// Over returns f with every non-empty field of o put over it (a row's own value beats the
+// campaign default).
+func (f Fields) Over(o Fields) Fields {
+	for _, c := range Columns {
+		if v := *o.Ptr(c); v != "" {
+			*f.Ptr(c) = v
+		}
+	}
+	return f
+}
+
+// Recipients splits a `to` cell holding several numbers separated by commas (or semicolons).
+// Empty parts are dropped.
+func Recipients(to string) []string {
+	var out []string
+	for _, p := range strings.FieldsFunc(to, func(r rune) bool { return r == ',' || r == ';' }) {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// New builds a validated payload for one recipient (f.To must hold exactly one number; use
+// Recipients first). The error says what is wrong in words a user can act on.
+func New(campaign string, f Fields) (Payload, error) {
+	p := Payload{
+		V:         Version,
+		Campaign:  strings.TrimSpace(campaign),
+		From:      strings.TrimSpace(f.From),
+		To:        strings.TrimSpace(f.To),
+		Type:      strings.ToLower(strings.TrimSpace(f.Type)),
+		MediaID:   strings.TrimSpace(f.MediaID),
+		MediaLink: strings.TrimSpace(f.MediaLink),
+		Caption:   f.Caption,
+		Filename:  strings.TrimSpace(f.Filename),
+		Ref:       f.Ref,
+		Ref1:      f.Ref1,
+		Ref2:      f.Ref2,
+		WASource:  strings.ToLower(strings.TrimSpace(f.WASource)),
+	}
+	if err := p.Normalize(); err != nil {
+		return Payload{}, err
+	}
+	return p, nil
+}
+
+var campaignRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// ValidCampaign checks a campaign id: 1–64 of letters, digits, '.', '_' and '-', starting with
+// a letter or digit (it becomes part of TaskIDs and Redis keys).
+func ValidCampaign(id string) error {
+	if id == "" {
+		return errors.New("campaign id is required")
+	}
+	if len(id) > MaxCampaign || !campaignRE.MatchString(id) {
+		return fmt.Errorf("campaign id %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit", clip(id, 80), MaxCampaign)
+	}
+	return nil
+}
+
+// Normalize validates p in place and brings it to its stored form: E.164 numbers, refs cut to
+// 255 characters, unknown wa_source → "api". It is idempotent, so the worker runs it again on
+// payloads read back from Redis.
+func (p *Payload) Normalize() error {
+	if p.V != Version {
+		return fmt.Errorf("payload version %d is not supported (want %d)", p.V, Version)
+	}
+	if err := ValidCampaign(p.Campaign); err != nil {
+		return err
+	}
+	to, err := NormalizeNumber(p.To)
+	if err != nil {
+		return fmt.Errorf("to: %w", err)
+	}
+	p.To = to
+	if p.From != "" {
+		from, err := NormalizeNumber(p.From)
+		if err != nil {
+			return fmt.Errorf("from: %w", err)
+		}
+		p.From = from
+	}
+	if !contains(Types, p.Type) {
+		if p.Type == "" {
+			return errors.New("type is required (image, video, audio, document or sticker)")
+		}
+		return fmt.Errorf("type %q is not one of image, video, audio, document, sticker", clip(p.Type, 40))
+	}
+	switch {
+	case p.MediaID == "" && p.MediaLink == "":
+		return errors.New("media_id or media_link is required")
+	case p.MediaID != "" && p.MediaLink != "":
+		return errors.New("give media_id or media_link, not both")
+	case p.MediaID != "":
+		if len(p.MediaID) > MaxMediaID || strings.IndexFunc(p.MediaID, notIDRune) >= 0 {
+			return fmt.Errorf("media_id must be up to %d letters, digits, '.', '_' or '-'", MaxMediaID)
+		}
+	default:
+		if err := checkLink(p.MediaLink); err != nil {
+			return err
+		}
+	}
+	if p.Caption != "" {
+		if p.Type != "image" && p.Type != "video" && p.Type != "document" {
+			return fmt.Errorf("caption is not allowed for %s (only image, video, document)", p.Type)
+		}
+		if !utf8.ValidString(p.Caption) {
+			return errors.New("caption is not valid UTF-8")
+		}
+		if utf8.RuneCountInString(p.Caption) > MaxCaption {
+			return fmt.Errorf("caption is longer than %d characters", MaxCaption)
+		}
+	}
+	if p.Filename != "" {
+		if p.Type != "document" {
+			return fmt.Errorf("filename is only allowed for documents, not %s", p.Type)
+		}
+		if !utf8.ValidString(p.Filename) || strings.ContainsAny(p.Filename, "/\\\x00") ||
+			utf8.RuneCountInString(p.Filename) > MaxFilename {
+			return fmt.Errorf("filename must be valid UTF-8, up to %d characters, without '/' or '\\'", MaxFilename)
+		}
+	}
+	p.Ref, p.Ref1, p.Ref2 = CutRef(p.Ref), CutRef(p.Ref1), CutRef(p.Ref2)
+	if !contains(Sources, p.WASource) {
+		p.WASource = DefaultSource
+	}
+	return nil
+}
+
+// CutRef makes a ref valid UTF-8 (bad bytes become U+FFFD) and cuts it to MaxRef characters,
+// never inside a UTF-8 sequence.
+func CutRef(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	n := 0
+	for i := range s {
+		if n == MaxRef {
+			return s[:i]
+		}
+		n++
+	}
+	return s
+}
+
+// NormalizeNumber checks a phone number against real numbering plans and returns it in E.164.
+// A missing '+' is added; spaces, dashes, dots and parentheses are allowed; letters are not.
+func NormalizeNumber(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errors.New("number is empty")
+	}
+	if len(s) > 32 {
+		return "", fmt.Errorf("%q is too long for a phone number", clip(s, 32))
+	}
+	digits := 0
+	for i, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == '+' && i == 0, r == ' ', r == '-', r == '.', r == '(', r == ')':
+		default:
+			return "", fmt.Errorf("%q is not a phone number (unexpected %q)", clip(s, 32), r)
+		}
+	}
+	if digits == 0 {
+		return "", fmt.Errorf("%q has no digits", s)
+	}
+	if s[0] != '+' {
+		s = "+" + s
+	}
+	num, err := phonenumbers.Parse(s, "")
+	if err != nil {
+		return "", fmt.Errorf("%q is not a phone number with a country code: %v", s, err)
+	}
+	if !phonenumbers.IsValidNumber(num) {
+		return "", fmt.Errorf("%q is not a valid number in its country's numbering plan", s)
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), nil
+}
+
+func checkLink(link string) error {
+	if len(link) > MaxMediaLink {
+		return fmt.Errorf("media_link is longer than %d bytes", MaxMediaLink)
+	}
+	u, err := url.Parse(link)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("media_link %q must be an absolute http(s) URL", clip(link, 80))
+	}
+	if strings.IndexFunc(link, unicode.IsSpace) >= 0 {
+		return fmt.Errorf("media_link %q must not contain spaces", clip(link, 80))
+	}
+	return nil
+}
+
+// TaskID is the asynq TaskID of a payload: campaign, sender and recipient, so the same campaign
+// enqueued twice yields the same ids and asynq refuses the second copy.
+func TaskID(p Payload) string {
+	from := strings.TrimPrefix(p.From, "+")
+	if from == "" {
+		from = "default"
+	}
+	return p.Campaign + ":" + from + ":" + strings.TrimPrefix(p.To, "+")
+}
+
+// Encode returns the payload's JSON bytes.
+func Encode(p Payload) ([]byte, error) { return json.Marshal(p) }
+
+// Decode reads a payload back from Redis and validates it again: what is in Redis is input too
+// (written by an older version, by hand, or damaged). Unknown fields are refused.
+func Decode(b []byte) (Payload, error) {
+	if len(b) > MaxPayload {
+		return Payload{}, fmt.Errorf("payload is %d bytes, more than %d", len(b), MaxPayload)
+	}
+	var p Payload
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return Payload{}, fmt.Errorf("payload is not a wabulk job: %v", err)
+	}
+	if dec.More() {
+		return Payload{}, errors.New("payload is not a wabulk job: data after the JSON object")
+	}
+	if err := p.Normalize(); err != nil {
+		return Payload{}, fmt.Errorf("payload is invalid: %w", err)
+	}
+	return p, nil
+}
+
+func notIDRune(r rune) bool {
+	return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '.' || r == '_' || r == '-')
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// clip shortens s for an error message, on a character boundary.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
+}
