@@ -1,0 +1,264 @@
+// Package kaleyra is the HTTP client for Kaleyra's WhatsApp Send Media Messages API (v2).
+//
+// It builds the documented request (POST /v2/<sid>/whatsapp/<from>/messages with the api-key
+// header and a messaging_object + extra_info body) and turns every answer into either a Result
+// or one typed *Error that says whether retrying can help. The API key is held in an unexported
+// field of a type that never prints, so it appears in no error, log field or %v of the client.
+package kaleyra
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// MaxAnswerBytes caps how much of an answer body the client reads; the rest is discarded.
+const MaxAnswerBytes = 64 << 10
+
+// Domains maps a region to the documented API domain.
+var Domains = map[string]string{
+	"in": "api.in.kaleyra.io",
+	"sg": "api.kaleyra.io",
+	"eu": "api.eu.kaleyra.io",
+	"na": "api.na.kaleyra.ai",
+}
+
+// Config builds a Client.
+type Config struct {
+	// SID is the account SID. Required.
+	SID string
+	// APIKey is the API key sent in the api-key header. Required.
+	APIKey string
+	// Region picks the documented domain: in, sg, eu or na. Default "in".
+	Region string
+	// BaseURL, when set, replaces https://<domain> (the sandbox, tests). Default unset.
+	BaseURL string
+	// Timeout bounds one call, answer included. Default 15s.
+	Timeout time.Duration
+	// MaxConns is the idle connections kept per host; set it to the worker's concurrency. Default 64.
+	MaxConns int
+	// HTTPClient replaces the tuned client the package builds. Default nil.
+	HTTPClient *http.Client
+}
+
+// Client sends media messages. It is safe for concurrent use.
+type Client struct {
+	base string // scheme://host[/prefix], no trailing slash
+	sid  string
+	key  secret
+	http *http.Client
+}
+
+// secret keeps the API key out of every print of the client.
+type secret string
+
+func (secret) String() string   { return "[redacted]" }
+func (secret) GoString() string { return `"[redacted]"` }
+
+// New checks cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.SID == "" || strings.ContainsAny(cfg.SID, "/?#% \t\r\n") {
+		return nil, errors.New("kaleyra: SID is required and must not contain '/', '?', '#', '%' or spaces")
+	}
+	if cfg.APIKey == "" || strings.ContainsAny(cfg.APIKey, "\r\n") {
+		return nil, errors.New("kaleyra: API key is required and must be one line")
+	}
+	base := cfg.BaseURL
+	if base == "" {
+		region := cfg.Region
+		if region == "" {
+			region = "in"
+		}
+		d, ok := Domains[region]
+		if !ok {
+			return nil, fmt.Errorf("kaleyra: region %q is not one of in, sg, eu, na", region)
+		}
+		base = "https://" + d
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return nil, errors.New("kaleyra: base URL must be an absolute http(s) URL without credentials")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 64
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns = cfg.MaxConns * 2
+		tr.MaxIdleConnsPerHost = cfg.MaxConns
+		tr.ResponseHeaderTimeout = cfg.Timeout
+		hc = &http.Client{Transport: tr, Timeout: cfg.Timeout,
+			// Kaleyra does not redirect; following one could send the key elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	return &Client{base: strings.TrimRight(base, "/"), sid: cfg.SID, key: secret(cfg.APIKey), http: hc}, nil
+}
+
+// Message is one media message to one recipient.
+type Message struct {
+	To        string // E.164 with '+'
+	Type      string // image, video, audio, document, sticker
+	MediaID   string // uploaded media id, or
+	MediaLink string // public http(s) URL
+	Caption   string // image, video, document
+	Filename  string // document
+	Ref       string
+	Ref1      string
+	Ref2      string
+	WASource  string
+}
+
+// Result is Kaleyra's answer to an accepted message.
+type Result struct {
+	// Status is the HTTP status (2xx).
+	Status int
+	// MessageID is the id Kaleyra gave the message, when the answer names one.
+	MessageID string
+	// Body is the answer body as received (at most MaxAnswerBytes).
+	Body []byte
+}
+
+type media struct {
+	ID       string `json:"id,omitempty"`
+	Link     string `json:"link,omitempty"`
+	Caption  string `json:"caption,omitempty"`
+	Filename string `json:"filename,omitempty"`
+}
+
+// request is the documented body. The media object sits under the key named by type, so it is
+// built as a map of exactly one entry beside the fixed fields.
+type request struct {
+	MessagingObject map[string]any `json:"messaging_object"`
+	ExtraInfo       *extraInfo     `json:"extra_info,omitempty"`
+}
+
+type extraInfo struct {
+	Ref      string `json:"ref,omitempty"`
+	Ref1     string `json:"ref1,omitempty"`
+	Ref2     string `json:"ref2,omitempty"`
+	WASource string `json:"wa_source,omitempty"`
+}
+
+// Body returns the exact JSON the client sends for m.
+func Body(m Message) ([]byte, error) {
+	switch m.Type {
+	case "image", "video", "audio", "document", "sticker":
+	default:
+		return nil, fmt.Errorf("kaleyra: unknown media type %q", m.Type)
+	}
+	r := request{MessagingObject: map[string]any{
+		"messaging_product": "whatsapp",
+		"recipient_type":    "individual",
+		"to":                m.To,
+		"type":              m.Type,
+		m.Type:              media{ID: m.MediaID, Link: m.MediaLink, Caption: m.Caption, Filename: m.Filename},
+	}}
+	if m.Ref != "" || m.Ref1 != "" || m.Ref2 != "" || m.WASource != "" {
+		r.ExtraInfo = &extraInfo{Ref: m.Ref, Ref1: m.Ref1, Ref2: m.Ref2, WASource: m.WASource}
+	}
+	return json.Marshal(r)
+}
+
+// URL returns the endpoint for sender from (digits, '+' and separators are dropped).
+func (c *Client) URL(from string) string {
+	return c.base + "/v2/" + url.PathEscape(c.sid) + "/whatsapp/" + digits(from) + "/messages"
+}
+
+// Send posts m from the business number from. A nil error means Kaleyra accepted the message.
+// Otherwise the error is an *Error (Kaleyra answered) or a transport error wrapped in *Error with
+// Status 0 (no answer: network error, timeout, cancelled context); both say Retryable().
+func (c *Client) Send(ctx context.Context, from string, m Message) (Result, error) {
+	body, err := Body(m)
+	if err != nil {
+		return Result{}, &Error{Code: "", Message: err.Error(), permanent: true}
+	}
+	if digits(from) == "" {
+		return Result{}, &Error{Message: "kaleyra: sender number is empty", permanent: true}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL(from), bytes.NewReader(body))
+	if err != nil {
+		return Result{}, &Error{Message: "kaleyra: build request: " + err.Error(), permanent: true}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("api-key", string(c.key))
+	req.Header.Set("cache-control", "no-cache")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Result{}, transportError(err)
+	}
+	defer func() {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+	}()
+	answer, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes))
+	if rerr != nil && resp.StatusCode/100 == 2 {
+		// Accepted but the body broke off: the message was sent; keep what arrived.
+		return Result{Status: resp.StatusCode, Body: answer, MessageID: messageID(answer)}, nil
+	}
+	if err := ParseAnswer(resp.StatusCode, resp.Header, answer); err != nil {
+		return Result{}, err
+	}
+	return Result{Status: resp.StatusCode, Body: answer, MessageID: messageID(answer)}, nil
+}
+
+// transportError classifies a failure to get an answer. The URL in *url.Error holds no secret
+// (the key travels in a header), but the message is rebuilt anyway to keep it short.
+func transportError(err error) *Error {
+	e := &Error{Code: "", Message: err.Error(), cause: err}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		e.Message = ue.Err.Error()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		e.Timeout = true
+	}
+	return e
+}
+
+func digits(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// messageID finds the message id in an accepted answer. Kaleyra's v2 answers follow Meta's
+// shape ({"messages":[{"id":"wamid…"}]}); some deployments wrap it in "data".
+func messageID(body []byte) string {
+	var a struct {
+		Messages []struct {
+			ID string `json:"id"`
+		} `json:"messages"`
+		Data struct {
+			Messages []struct {
+				ID string `json:"id"`
+			} `json:"messages"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(body, &a) != nil {
+		return ""
+	}
+	if len(a.Messages) > 0 {
+		return a.Messages[0].ID
+	}
+	if len(a.Data.Messages) > 0 {
+		return a.Data.Messages[0].ID
+	}
+	return ""
+}
