@@ -1,0 +1,293 @@
+// Package ledger is wabulk's own record in Redis beside asynq's: per-campaign counters, the
+// sent markers that stop a job Kaleyra already accepted from being sent again, and the durable
+// dead-letter record that nothing trims (asynq keeps at most 10,000 archived tasks per queue).
+//
+// Every key of a campaign shares one hash tag, {<queue>:<campaign>}, so each transition is one
+// Lua script, atomic and one round trip, and runs on Redis Cluster too.
+//
+// Why the counts stay right across retries, crashes and redrives: every transition is keyed by
+// TaskID and idempotent. "active" and "retry" are sets of TaskIDs (adding twice is a no-op), a
+// job counts as sent only when its sent marker is new (HSETNX) and as dead only when its dead
+// record is new; a redrive removes the dead record and decrements in the same script. So a job
+// that a crash makes run twice, or a redrive that races a worker, cannot count twice. Pending is
+// derived: enqueued − sent − dead − active − retry.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/internal/job"
+)
+
+// Ledger reads and writes one queue's records.
+type Ledger struct {
+	rdb       redis.UniversalClient
+	queue     string
+	retention time.Duration
+}
+
+// New returns the ledger of queue. retention is how long sent markers live (WABULK_RETENTION,
+// the dedupe window); 0 means 24h.
+func New(rdb redis.UniversalClient, queue string, retention time.Duration) *Ledger {
+	if retention <= 0 {
+		retention = 24 * time.Hour
+	}
+	return &Ledger{rdb: rdb, queue: queue, retention: retention}
+}
+
+// Counts are one campaign's jobs by state.
+type Counts struct {
+	Campaign  string           `json:"campaign"`
+	Enqueued  int64            `json:"enqueued"`
+	Pending   int64            `json:"pending"` // waiting in the queue (pending or scheduled)
+	Active    int64            `json:"active"`
+	Retry     int64            `json:"retry"`
+	Completed int64            `json:"completed"`
+	Dead      int64            `json:"dead"`
+	Retries   int64            `json:"retries"`  // failed attempts that were retried
+	Redriven  int64            `json:"redriven"` // dead letters put back in the queue
+	DeadCodes map[string]int64 `json:"dead_by_code,omitempty"`
+}
+
+// DeadLetter is the durable record of one dead-lettered job.
+type DeadLetter struct {
+	TaskID  string      `json:"task_id"`
+	Code    string      `json:"code"`
+	Status  int         `json:"status,omitempty"`
+	Message string      `json:"message"`
+	Time    time.Time   `json:"time"`
+	Attempt int         `json:"attempt"`
+	Payload job.Payload `json:"payload"`
+	// Raw holds the task's bytes when they could not be decoded into Payload (a poison payload).
+	Raw []byte `json:"raw,omitempty"`
+}
+
+func (l *Ledger) key(campaign, what string) string {
+	return "wabulk:{" + l.queue + ":" + campaign + "}:" + what
+}
+
+func (l *Ledger) campaignsKey() string { return "wabulk:{" + l.queue + "}:campaigns" }
+
+// keys returns the campaign's keys in the order the scripts read them.
+func (l *Ledger) keys(campaign string) []string {
+	return []string{l.key(campaign, "counts"), l.key(campaign, "active"), l.key(campaign, "retry"),
+		l.key(campaign, "sent"), l.key(campaign, "dead"), l.key(campaign, "deadcodes")}
+}
+
+// AddEnqueued counts n new jobs of campaign and registers the campaign.
+func (l *Ledger) AddEnqueued(ctx context.Context, campaign string, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	if _, err := l.rdb.HIncrBy(ctx, l.key(campaign, "counts"), "enqueued", n).Result(); err != nil {
+		return fmt.Errorf("ledger: count enqueued: %w", err)
+	}
+	if err := l.rdb.SAdd(ctx, l.campaignsKey(), campaign).Err(); err != nil {
+		return fmt.Errorf("ledger: register campaign: %w", err)
+	}
+	return nil
+}
+
+// KEYS: counts active retry sent dead deadcodes. ARGV: taskID.
+// Returns the sent marker's value when the job was already sent, else false.
+var beginScript = redis.NewScript(`
+local sent = redis.call('HGET', KEYS[4], ARGV[1])
+if sent then
+  redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
+  return sent
+end
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+return false
+`)
+
+// Begin marks the job active. When the job was already sent (a crash between Kaleyra's answer
+// and asynq's ack made it run again) it returns the stored answer and true: do not send again.
+func (l *Ledger) Begin(ctx context.Context, campaign, taskID string) (prior string, alreadySent bool, err error) {
+	v, err := beginScript.Run(ctx, l.rdb, l.keys(campaign), taskID).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("ledger: begin: %w", err)
+	}
+	s, _ := v.(string)
+	return s, true, nil
+}
+
+// KEYS: counts active retry sent dead deadcodes. ARGV: taskID, answer, ttl seconds.
+var sentScript = redis.NewScript(`
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'completed', 1)
+end
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+return 1
+`)
+
+// Sent records that Kaleyra accepted the job; answer is kept as the sent marker for the
+// retention window.
+func (l *Ledger) Sent(ctx context.Context, campaign, taskID string, answer []byte) error {
+	ttl := int64(l.retention / time.Second)
+	if err := sentScript.Run(ctx, l.rdb, l.keys(campaign), taskID, answer, ttl).Err(); err != nil {
+		return fmt.Errorf("ledger: sent: %w", err)
+	}
+	return nil
+}
+
+// KEYS: counts active retry. ARGV: taskID.
+var retryScript = redis.NewScript(`
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'retries', 1)
+return 1
+`)
+
+// Retry records a transient failure that asynq will retry.
+func (l *Ledger) Retry(ctx context.Context, campaign, taskID string) error {
+	if err := retryScript.Run(ctx, l.rdb, l.keys(campaign)[:3], taskID).Err(); err != nil {
+		return fmt.Errorf("ledger: retry: %w", err)
+	}
+	return nil
+}
+
+// Release takes the job out of "active" without an outcome (shutdown, a rate-limit wait cut
+// short): it goes back to pending.
+func (l *Ledger) Release(ctx context.Context, campaign, taskID string) error {
+	return l.rdb.SRem(ctx, l.key(campaign, "active"), taskID).Err()
+}
+
+// KEYS: counts active retry sent dead deadcodes. ARGV: taskID, record, code.
+var deadScript = redis.NewScript(`
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+local old = redis.call('HGET', KEYS[5], ARGV[1])
+if old then
+  local oc = cjson.decode(old)['code']
+  redis.call('HINCRBY', KEYS[6], oc, -1)
+else
+  redis.call('HINCRBY', KEYS[1], 'dead', 1)
+end
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[6], ARGV[3], 1)
+return 1
+`)
+
+// Dead writes the durable dead-letter record. A job dead-lettered twice keeps one record (the
+// newest) and counts once.
+func (l *Ledger) Dead(ctx context.Context, d DeadLetter) error {
+	if d.Time.IsZero() {
+		d.Time = time.Now().UTC()
+	}
+	rec, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("ledger: dead: %w", err)
+	}
+	campaign := d.Payload.Campaign
+	if campaign == "" {
+		campaign = PoisonCampaign
+	}
+	if err := deadScript.Run(ctx, l.rdb, l.keys(campaign), d.TaskID, rec, d.Code).Err(); err != nil {
+		return fmt.Errorf("ledger: dead: %w", err)
+	}
+	return l.rdb.SAdd(ctx, l.campaignsKey(), campaign).Err()
+}
+
+// PoisonCampaign holds the dead letters of payloads too broken to name their campaign.
+const PoisonCampaign = "_undecodable"
+
+// KEYS: counts active retry sent dead deadcodes. ARGV: taskID.
+// Returns the record when it was removed, false when there was none.
+var undeadScript = redis.NewScript(`
+local old = redis.call('HGET', KEYS[5], ARGV[1])
+if not old then return false end
+redis.call('HDEL', KEYS[5], ARGV[1])
+redis.call('HINCRBY', KEYS[6], cjson.decode(old)['code'], -1)
+redis.call('HINCRBY', KEYS[1], 'dead', -1)
+redis.call('HINCRBY', KEYS[1], 'redriven', 1)
+return old
+`)
+
+// Undead removes a dead letter's record (redrive) and reports whether one was there.
+func (l *Ledger) Undead(ctx context.Context, campaign, taskID string) (bool, error) {
+	_, err := undeadScript.Run(ctx, l.rdb, l.keys(campaign), taskID).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("ledger: redrive: %w", err)
+	}
+	return true, nil
+}
+
+// WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention).
+func (l *Ledger) WasSent(ctx context.Context, campaign, taskID string) (bool, error) {
+	return l.rdb.HExists(ctx, l.key(campaign, "sent"), taskID).Result()
+}
+
+// Campaigns lists the queue's campaigns.
+func (l *Ledger) Campaigns(ctx context.Context) ([]string, error) {
+	return l.rdb.SMembers(ctx, l.campaignsKey()).Result()
+}
+
+// Counts returns a campaign's counts in one round trip, whatever its size.
+func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
+	pipe := l.rdb.Pipeline()
+	h := pipe.HGetAll(ctx, l.key(campaign, "counts"))
+	active := pipe.SCard(ctx, l.key(campaign, "active"))
+	retry := pipe.SCard(ctx, l.key(campaign, "retry"))
+	codes := pipe.HGetAll(ctx, l.key(campaign, "deadcodes"))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
+	}
+	n := func(f string) int64 { v, _ := strconv.ParseInt(h.Val()[f], 10, 64); return v }
+	c := Counts{Campaign: campaign, Enqueued: n("enqueued"), Completed: n("completed"), Dead: n("dead"),
+		Retries: n("retries"), Redriven: n("redriven"), Active: active.Val(), Retry: retry.Val()}
+	c.Pending = max(0, c.Enqueued-c.Completed-c.Dead-c.Active-c.Retry)
+	for code, v := range codes.Val() {
+		if k, _ := strconv.ParseInt(v, 10, 64); k > 0 {
+			if c.DeadCodes == nil {
+				c.DeadCodes = map[string]int64{}
+			}
+			c.DeadCodes[code] = k
+		}
+	}
+	return c, nil
+}
+
+// DeadLetters calls fn for each dead letter of campaign whose code matches (empty: any), in
+// no particular order, until fn returns false. It scans in batches, so a campaign with millions
+// of dead letters is read in bounded memory.
+func (l *Ledger) DeadLetters(ctx context.Context, campaign, code string, fn func(DeadLetter) bool) error {
+	var cursor uint64
+	for {
+		kv, next, err := l.rdb.HScan(ctx, l.key(campaign, "dead"), cursor, "", 500).Result()
+		if err != nil {
+			return fmt.Errorf("ledger: dead letters: %w", err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			var d DeadLetter
+			if json.Unmarshal([]byte(kv[i+1]), &d) != nil {
+				d = DeadLetter{TaskID: kv[i], Code: "unreadable", Message: "dead-letter record is not valid JSON"}
+			}
+			if code != "" && d.Code != code {
+				continue
+			}
+			if !fn(d) {
+				return nil
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
