@@ -1,16 +1,124 @@
 package main
 
 import (
-	"errors"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/sandbox"
 )
 
 func newSandboxCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:    "sandbox",
-		Short:  "not built yet",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("sandbox: not built yet") },
+	var (
+		cfg     sandbox.Config
+		addr    string
+		senders string
+		faults  []string
+		dump    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "sandbox",
+		Short: "Run a fake Kaleyra that checks requests like the real API and injects faults",
+		Long: `sandbox serves POST /v2/<sid>/whatsapp/<from>/messages as Kaleyra does: a wrong SID or
+api-key answers 401 RBC001, a sender not on the account 401 WA401, a malformed payload 400 WA400,
+each with the documented body. Every other send is accepted (200 with a wamid message id), unless a
+fault rate, a script or an empty balance says otherwise. Point wabulk at it with KALEYRA_BASE_URL.
+
+Answer names, for --fault and for scripts:
+` + answerHelp() + `
+Fault choice and jitter are deterministic for a given --seed: the n-th send to a recipient always
+gets the same answer.
+
+Control endpoints (JSON):
+  POST /_sandbox/script   {"to":"+91…","answers":["WA500","ok"]}  next answers for that recipient
+  POST /_sandbox/balance  {"balance":N}                            set the balance (-1 unlimited)
+  POST /_sandbox/reset                                             clear counters, calls, scripts
+  GET  /_sandbox/stats                                             received, answered, accepted…
+  GET  /_sandbox/calls                                             every call: time, from, to, answer`,
+		Example: `  wabulk sandbox --fault WA500=0.05 --fault E110=0.01 --latency 50ms --jitter 20ms
+  wabulk sandbox --balance 100 --dump
+  wabulk sandbox --fault hang=0.1 --hang-for 30s --seed 7`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Senders = strings.Split(senders, ",")
+			rates, err := parseFaults(faults)
+			if err != nil {
+				return err
+			}
+			cfg.Rates = rates
+			srv, err := sandbox.New(cfg)
+			if err != nil {
+				return err
+			}
+			if err := srv.Listen(addr); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "sandbox listening on %s\nKALEYRA_BASE_URL=%s\n", srv.URL, srv.URL)
+			<-cmd.Context().Done()
+			srv.Close()
+			if dump {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(srv.Stats())
+			}
+			return nil
+		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:8089", "listen address")
+	f.StringVar(&cfg.SID, "sid", envOr(config.EnvSID, sandbox.DefaultSID), "account SID the path must name; env "+config.EnvSID)
+	f.StringVar(&cfg.APIKey, "api-key", "", "API key the api-key header must carry (default from "+config.EnvAPIKey+", else "+sandbox.DefaultAPIKey+")")
+	f.StringVar(&senders, "senders", envOr(config.EnvFrom, sandbox.DefaultSender), "comma-separated sender numbers on the account; env "+config.EnvFrom)
+	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault choice and jitter")
+	f.DurationVar(&cfg.Latency, "latency", 0, "delay of every answer")
+	f.DurationVar(&cfg.Jitter, "jitter", 0, "spread the delay uniformly over latency ± jitter")
+	f.StringArrayVar(&faults, "fault", nil, "ANSWER=RATE: probability of an answer per send, repeatable (e.g. --fault WA500=0.05 --fault E110=0.01); rates add up to at most 1")
+	f.Int64Var(&cfg.Balance, "balance", -1, "messages the account can pay for; at 0 every send answers E110 (-1 unlimited)")
+	f.DurationVar(&cfg.HangFor, "hang-for", sandbox.DefaultHangFor, "how long a hang stalls (and a slowloris trickles) before answering")
+	f.BoolVar(&dump, "dump", false, "print the stats as JSON on exit")
+	cmd.PreRun = func(*cobra.Command, []string) {
+		// The key's default comes from the environment but must not show in --help.
+		if cfg.APIKey == "" {
+			cfg.APIKey = envOr(config.EnvAPIKey, sandbox.DefaultAPIKey)
+		}
+	}
+	return cmd
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// parseFaults reads repeated ANSWER=RATE flags; the sandbox checks names and sums.
+func parseFaults(faults []string) (map[string]float64, error) {
+	rates := map[string]float64{}
+	for _, fl := range faults {
+		name, v, ok := strings.Cut(fl, "=")
+		if !ok {
+			return nil, fmt.Errorf("--fault %q: want ANSWER=RATE, e.g. WA500=0.05", fl)
+		}
+		p, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return nil, fmt.Errorf("--fault %q: rate is not a number", fl)
+		}
+		rates[strings.TrimSpace(name)] += p
+	}
+	return rates, nil
+}
+
+func answerHelp() string {
+	var b strings.Builder
+	for _, a := range sandbox.Answers {
+		fmt.Fprintf(&b, "  %-15s %s\n", a, sandbox.AnswerHelp[a])
+	}
+	return b.String()
 }

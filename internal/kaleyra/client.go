@@ -63,6 +63,16 @@ type secret string
 func (secret) String() string   { return "[redacted]" }
 func (secret) GoString() string { return `"[redacted]"` }
 
+// Format prints the client without its key for every verb. fmt never calls String on an
+// unexported field, so without this %v of a Client would print the key field raw.
+func (c Client) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		fmt.Fprintf(f, "&kaleyra.Client{base:%q, sid:%q, key:\"[redacted]\"}", c.base, c.sid)
+		return
+	}
+	fmt.Fprintf(f, "kaleyra.Client{base:%s sid:%s key:[redacted]}", c.base, c.sid)
+}
+
 // New checks cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
 	if cfg.SID == "" || strings.ContainsAny(cfg.SID, "/?#% \t\r\n") {

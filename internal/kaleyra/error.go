@@ -185,7 +185,8 @@ func retryAfter(v string, now time.Time) time.Duration {
 	}
 	var d time.Duration
 	if secs, err := strconv.Atoi(v); err == nil {
-		d = time.Duration(secs) * time.Second
+		// Cap before multiplying: a huge value would overflow into a short or negative wait.
+		d = time.Duration(min(max(secs, 0), 3600)) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = t.Sub(now)
 	}
