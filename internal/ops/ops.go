@@ -1,0 +1,95 @@
+// Package ops is the operator's view of a wabulk queue: how far each campaign is (status), what
+// failed and why (dead letters), putting failures right (redrive), holding and releasing the
+// queue (pause, resume), and running a whole campaign in one process (send, demo).
+//
+// Queue counts come from asynq's Inspector (one Lua call per queue); campaign counts come from
+// the ledger's per-campaign counters (one round trip per campaign), so nothing here scans every
+// task in Redis.
+package ops
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/logging"
+)
+
+// Config says which queue to operate on and how redriven jobs are enqueued.
+type Config struct {
+	// Redis is where the queue lives. Required.
+	Redis asynq.RedisConnOpt
+	// Queue is the asynq queue. Default "whatsapp".
+	Queue string
+	// MaxRetry is the retry budget a redriven job starts with. Default 8.
+	MaxRetry int
+	// Retention is how long completed jobs and sent markers stay (the dedupe window). Default 24h.
+	Retention time.Duration
+	// PII says how recipients are shown. Default masked.
+	PII logging.Masker
+}
+
+// ConfigFrom takes the operator's settings from the environment's configuration.
+func ConfigFrom(c config.Config) (Config, error) {
+	if err := c.Check(); err != nil {
+		return Config{}, err
+	}
+	opt, err := c.RedisConnOpt()
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{Redis: opt, Queue: c.Queue, MaxRetry: c.MaxRetry, Retention: c.Retention,
+		PII: logging.NewMasker(c.LogPII)}, nil
+}
+
+func (c *Config) withDefaults() {
+	d := config.Defaults()
+	if c.Queue == "" {
+		c.Queue = d.Queue
+	}
+	if c.MaxRetry < 0 {
+		c.MaxRetry = d.MaxRetry
+	}
+	if c.Retention <= 0 {
+		c.Retention = d.Retention
+	}
+}
+
+// Ops operates on one queue. It holds Redis connections: Close it.
+type Ops struct {
+	cfg    Config
+	rdb    redis.UniversalClient
+	insp   *asynq.Inspector
+	client *asynq.Client
+	ledger *ledger.Ledger
+}
+
+// New connects to the queue's Redis. It does not talk to Redis yet.
+func New(cfg Config) (*Ops, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("ops: Redis connection is required (" + config.EnvRedisURL + ")")
+	}
+	cfg.withDefaults()
+	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("ops: unsupported Redis connection %T", cfg.Redis)
+	}
+	return &Ops{
+		cfg:    cfg,
+		rdb:    rdb,
+		insp:   asynq.NewInspectorFromRedisClient(rdb),
+		client: asynq.NewClientFromRedisClient(rdb),
+		ledger: ledger.New(rdb, cfg.Queue, cfg.Retention),
+	}, nil
+}
+
+// Queue is the queue this Ops operates on.
+func (o *Ops) Queue() string { return o.cfg.Queue }
+
+// Close releases the Redis connections.
+func (o *Ops) Close() error { return o.rdb.Close() }

@@ -1,0 +1,128 @@
+package ops
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// ClearScreen moves a terminal's cursor home and clears it, for redrawing displays.
+const ClearScreen = "\x1b[H\x1b[2J"
+
+// IsTerminal reports whether w is a character device (a terminal), where tables and live
+// displays go; anything else (a pipe, a file) gets plain lines.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// WriteJSON writes v as indented JSON and a newline.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// WriteStatus writes st as two tables: the queue's counts, then one row per campaign.
+func WriteStatus(w io.Writer, st Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	writeQueues(tw, []QueueCounts{st.Queue})
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "CAMPAIGN\tENQUEUED\tPENDING\tACTIVE\tRETRY\tSENT\tDEAD\tRETRIES\tREDRIVEN\tDEAD BY CODE")
+	for _, c := range st.Campaigns {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Campaign, c.Enqueued, c.Pending, c.Active,
+			c.Retry, c.Completed, c.Dead, c.Retries, c.Redriven, Codes(c.DeadCodes))
+	}
+	if len(st.Campaigns) == 0 {
+		fmt.Fprintln(tw, "(no campaigns)")
+	}
+	return tw.Flush()
+}
+
+// WriteQueues writes one row per queue.
+func WriteQueues(w io.Writer, qs []QueueCounts) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	writeQueues(tw, qs)
+	return tw.Flush()
+}
+
+func writeQueues(tw *tabwriter.Writer, qs []QueueCounts) {
+	fmt.Fprintln(tw, "QUEUE\tSTATE\tPENDING\tSCHEDULED\tRETRY\tACTIVE\tCOMPLETED\tDEAD (ARCHIVED)\tPROCESSED TODAY\tFAILED TODAY\tLATENCY")
+	for _, q := range qs {
+		state := "running"
+		switch {
+		case !q.Exists:
+			state = "empty"
+		case q.Paused:
+			state = "PAUSED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", q.Queue, state, q.Pending, q.Scheduled,
+			q.Retry, q.Active, q.Completed, q.Archived, q.ProcessedToday, q.FailedToday, q.Latency.Round(time.Millisecond))
+	}
+}
+
+// Codes formats counts by code as "E110=3 WA400=1", codes sorted.
+func Codes(m map[string]int64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	return b.String()
+}
+
+// WriteDead writes dead letters as a table, newest first as given.
+func WriteDead(w io.Writer, ds []DeadEntry) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tCAMPAIGN\tTO\tCODE\tMESSAGE\tREF\tREF1\tREF2\tATTEMPT")
+	for _, d := range ds {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Time.UTC().Format(time.RFC3339), d.Campaign, d.To,
+			d.Code, oneLine(d.Message, 60), oneLine(d.Ref, 24), oneLine(d.Ref1, 24), oneLine(d.Ref2, 24), d.Attempt)
+	}
+	if len(ds) == 0 {
+		fmt.Fprintln(tw, "(no dead letters)")
+	}
+	return tw.Flush()
+}
+
+// WriteRedrive writes a redrive's report as one line per outcome.
+func WriteRedrive(w io.Writer, r RedriveReport) error {
+	verb := "redriven"
+	if r.DryRun {
+		verb = "would redrive"
+	}
+	byCode := make(map[string]int64, len(r.ByCode))
+	for k, v := range r.ByCode {
+		byCode[k] = int64(v)
+	}
+	_, err := fmt.Fprintf(w, "matched %d, %s %d (%s), already sent %d, already queued %d, unreadable %d, failed %d\n",
+		r.Matched, verb, r.Redriven, Codes(byCode), r.AlreadySent, r.AlreadyQueued, r.Unreadable, r.Failed)
+	return err
+}
+
+// oneLine keeps a cell on one line and at most n characters.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
+}

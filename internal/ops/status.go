@@ -1,0 +1,176 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/wabulk/wabulk/internal/ledger"
+)
+
+// ErrUnknownCampaign is returned for a campaign the queue's ledger has never seen.
+var ErrUnknownCampaign = errors.New("unknown campaign")
+
+// QueueCounts are one asynq queue's tasks by state, as asynq counts them.
+type QueueCounts struct {
+	Queue string `json:"queue"`
+	// Exists is false when no task was ever enqueued into the queue (all counts are zero).
+	Exists    bool `json:"exists"`
+	Paused    bool `json:"paused"`
+	Pending   int  `json:"pending"`
+	Scheduled int  `json:"scheduled"`
+	Retry     int  `json:"retry"`
+	Active    int  `json:"active"`
+	Completed int  `json:"completed"` // still held for the retention window
+	Archived  int  `json:"archived"`  // dead letters asynq still holds (it trims past 10,000)
+	// ProcessedToday and FailedToday are asynq's daily counters (UTC day).
+	ProcessedToday int `json:"processed_today"`
+	FailedToday    int `json:"failed_today"`
+	// Latency is how long the oldest pending task has waited.
+	Latency time.Duration `json:"latency_ns"`
+}
+
+// Status is a queue's counts and its campaigns' counts at one moment.
+type Status struct {
+	Time      time.Time       `json:"time"`
+	Queue     QueueCounts     `json:"queue"`
+	Campaigns []ledger.Counts `json:"campaigns"`
+}
+
+// QueueCounts returns the counts of queue (empty: this Ops's queue) in one Lua call.
+func (o *Ops) QueueCounts(queue string) (QueueCounts, error) {
+	if queue == "" {
+		queue = o.cfg.Queue
+	}
+	info, err := o.insp.GetQueueInfo(queue)
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		return QueueCounts{Queue: queue}, nil
+	}
+	if err != nil {
+		return QueueCounts{}, fmt.Errorf("queue %s: %w", queue, err)
+	}
+	return QueueCounts{
+		Queue: queue, Exists: true, Paused: info.Paused,
+		Pending: info.Pending, Scheduled: info.Scheduled, Retry: info.Retry, Active: info.Active,
+		Completed: info.Completed, Archived: info.Archived,
+		ProcessedToday: info.Processed, FailedToday: info.Failed, Latency: info.Latency,
+	}, nil
+}
+
+// Campaign returns one campaign's counts from the ledger: one round trip however many jobs it has.
+func (o *Ops) Campaign(ctx context.Context, campaign string) (ledger.Counts, error) {
+	return o.ledger.Counts(ctx, campaign)
+}
+
+// Status returns the queue's counts and those of campaign, or of every campaign when campaign is
+// empty (sorted by name). A campaign the ledger does not know is ErrUnknownCampaign.
+func (o *Ops) Status(ctx context.Context, campaign string) (Status, error) {
+	q, err := o.QueueCounts("")
+	if err != nil {
+		return Status{}, err
+	}
+	known, err := o.ledger.Campaigns(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	names := known
+	if campaign != "" {
+		if !slices.Contains(known, campaign) {
+			return Status{}, fmt.Errorf("%w %q in queue %s", ErrUnknownCampaign, campaign, o.cfg.Queue)
+		}
+		names = []string{campaign}
+	}
+	slices.Sort(names)
+	st := Status{Time: time.Now().UTC(), Queue: q, Campaigns: make([]ledger.Counts, 0, len(names))}
+	for _, n := range names {
+		c, err := o.ledger.Counts(ctx, n)
+		if err != nil {
+			return Status{}, err
+		}
+		st.Campaigns = append(st.Campaigns, c)
+	}
+	return st, nil
+}
+
+// Watch calls render with a fresh Status every interval until ctx ends (then it returns nil).
+// An error reading Redis is rendered as it happens and the watch goes on: an operator watching a
+// campaign should see Redis come back, not lose the screen.
+func (o *Ops) Watch(ctx context.Context, campaign string, interval time.Duration, render func(Status, error) error) error {
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		st, err := o.Status(ctx, campaign)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if rerr := render(st, err); rerr != nil {
+			return rerr
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// StatusView says how `wabulk status` shows a Status.
+type StatusView struct {
+	// Campaign limits the campaigns shown to one. Default: all.
+	Campaign string
+	// JSON prints JSON (one compact object per line when watching) instead of tables.
+	JSON bool
+	// Watch redraws every Interval until ctx ends.
+	Watch bool
+	// Interval between redraws. Default 2s.
+	Interval time.Duration
+}
+
+// ShowStatus prints the status once, or keeps redrawing it with v.Watch: on a terminal the
+// screen is cleared each time, elsewhere the snapshots follow one another.
+func (o *Ops) ShowStatus(ctx context.Context, w io.Writer, v StatusView) error {
+	if v.Interval <= 0 {
+		v.Interval = 2 * time.Second
+	}
+	if !v.Watch {
+		st, err := o.Status(ctx, v.Campaign)
+		if err != nil {
+			return err
+		}
+		if v.JSON {
+			return WriteJSON(w, st)
+		}
+		return WriteStatus(w, st)
+	}
+	tty := IsTerminal(w)
+	return o.Watch(ctx, v.Campaign, v.Interval, func(st Status, err error) error {
+		if v.JSON {
+			if err != nil {
+				return json.NewEncoder(w).Encode(map[string]string{"time": time.Now().UTC().Format(time.RFC3339), "error": err.Error()})
+			}
+			return json.NewEncoder(w).Encode(st)
+		}
+		if tty {
+			fmt.Fprint(w, ClearScreen)
+		}
+		fmt.Fprintf(w, "%s  (every %v; Ctrl-C stops)\n", time.Now().Format("15:04:05"), v.Interval)
+		if err != nil {
+			_, werr := fmt.Fprintf(w, "error: %v\n\n", err)
+			return werr
+		}
+		if err := WriteStatus(w, st); err != nil {
+			return err
+		}
+		_, werr := fmt.Fprintln(w)
+		return werr
+	})
+}
