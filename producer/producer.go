@@ -1,0 +1,473 @@
+// Package producer is how jobs get into wabulk: the Go API other Go systems import, and the one
+// path that `wabulk enqueue`, `wabulk send` and the HTTP API all call. It validates each
+// recipient with package job, enqueues one asynq task per recipient with a TaskID that makes a
+// re-run a no-op, counts what it enqueued in the ledger, and reads campaign files (CSV, JSONL)
+// as streams so memory stays flat whatever their size.
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/ledger"
+)
+
+// Config is how a Producer enqueues. The zero value of each field means its default.
+type Config struct {
+	// Queue is the asynq queue jobs go to (WABULK_QUEUE). Defaults to "whatsapp".
+	Queue string
+	// MaxRetry is each job's retry budget for transient failures (WABULK_MAX_RETRY).
+	// Defaults to 8; a negative value means no retries.
+	MaxRetry int
+	// Retention is how long a completed job stays in Redis (WABULK_RETENTION); it is also the
+	// window in which a re-run of the campaign is recognised as duplicates. Defaults to 24h.
+	Retention time.Duration
+	// DefaultFrom is the sender number used when a row names none (KALEYRA_FROM). Setting it
+	// here rather than leaving it to the worker puts the real sender in the TaskID, so the same
+	// campaign sent from two numbers is not mistaken for a duplicate. Defaults to none.
+	DefaultFrom string
+	// Concurrency is how many enqueues Campaign runs at once. Defaults to 16.
+	Concurrency int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Queue == "" {
+		c.Queue = "whatsapp"
+	}
+	switch {
+	case c.MaxRetry == 0:
+		c.MaxRetry = 8
+	case c.MaxRetry < 0:
+		c.MaxRetry = 0
+	}
+	if c.Retention <= 0 {
+		c.Retention = 24 * time.Hour
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	return c
+}
+
+// Producer enqueues validated jobs. It is safe for concurrent use.
+type Producer struct {
+	cfg    Config
+	client *asynq.Client
+	rdb    redis.UniversalClient
+	ledger *ledger.Ledger
+	from   string         // cfg.DefaultFrom in E.164
+	opts   []asynq.Option // the options every task shares; TaskID is appended per task
+	owns   bool
+}
+
+// New returns a Producer with its own Redis connections; Close releases them.
+func New(r asynq.RedisConnOpt, cfg Config) (*Producer, error) {
+	if r == nil {
+		return nil, errors.New("producer: no Redis connection options")
+	}
+	rdb, ok := r.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("producer: unsupported Redis connection options %T", r)
+	}
+	p, err := NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb, cfg)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	p.owns = true
+	return p, nil
+}
+
+// NewFromClient returns a Producer on clients the caller owns and closes. rdb must reach the
+// same Redis as c: the ledger's counters live beside the queue.
+func NewFromClient(c *asynq.Client, rdb redis.UniversalClient, cfg Config) (*Producer, error) {
+	if c == nil || rdb == nil {
+		return nil, errors.New("producer: nil asynq or Redis client")
+	}
+	cfg = cfg.withDefaults()
+	p := &Producer{cfg: cfg, client: c, rdb: rdb, ledger: ledger.New(rdb, cfg.Queue, cfg.Retention)}
+	if cfg.DefaultFrom != "" {
+		from, err := job.NormalizeNumber(cfg.DefaultFrom)
+		if err != nil {
+			return nil, fmt.Errorf("producer: default sender (KALEYRA_FROM): %w", err)
+		}
+		p.from = from
+	}
+	p.opts = []asynq.Option{asynq.Queue(cfg.Queue), asynq.MaxRetry(cfg.MaxRetry), asynq.Retention(cfg.Retention)}
+	return p, nil
+}
+
+// Close releases the connections New opened; for NewFromClient it does nothing.
+func (p *Producer) Close() error {
+	if !p.owns {
+		return nil
+	}
+	return errors.Join(p.client.Close(), p.rdb.Close())
+}
+
+// Status is what became of one recipient.
+type Status string
+
+// The statuses of an Outcome.
+const (
+	// StatusEnqueued: a new job is in the queue.
+	StatusEnqueued Status = "enqueued"
+	// StatusDuplicate: the job was already queued or sent (same campaign, sender and recipient
+	// within the retention window), or the recipient came earlier in the same campaign.
+	StatusDuplicate Status = "duplicate"
+	// StatusRejected: the row is invalid; Reason says why. Nothing was enqueued for it.
+	StatusRejected Status = "rejected"
+	// StatusValid: a dry run found the recipient valid; nothing was enqueued.
+	StatusValid Status = "valid"
+)
+
+// Outcome is the result for one recipient of a row (a row whose `to` names several numbers has
+// one Outcome per number, all with the row's Index and Line).
+type Outcome struct {
+	Index  int    `json:"index"`          // 0-based row index
+	Line   int    `json:"line,omitempty"` // file line the row starts on; 0 when not from a file
+	To     string `json:"to,omitempty"`   // the number, in E.164 once valid, else as given
+	TaskID string `json:"task_id,omitempty"`
+	Status Status `json:"status"`
+	Reason string `json:"reason,omitempty"` // why a row was rejected, in words a user can act on
+	// Fields are the row's own fields (without the defaults), with To narrowed to this
+	// recipient; set on rejected outcomes so a caller can write them back out to be fixed.
+	Fields job.Fields `json:"-"`
+}
+
+// Row is one row of a campaign as a reader yields it.
+type Row struct {
+	Line   int        // file line the row starts on; 0 when not from a file
+	Fields job.Fields // the row's own values; Options.Defaults fill what is empty
+	Err    error      // the reader could not parse the row: it is rejected with this reason
+}
+
+// Options change how Campaign treats a campaign's rows.
+type Options struct {
+	// Defaults are campaign-wide values; a row's own non-empty field beats them.
+	Defaults job.Fields
+	// Strict enqueues nothing if any row is invalid. Rows are read twice (validate, then
+	// enqueue), so the sequence must be re-iterable (ReadCSV and ReadJSONL on a file are).
+	Strict bool
+	// DryRun validates every row and enqueues nothing.
+	DryRun bool
+}
+
+// Summary counts a campaign's outcomes. Enqueued + Duplicates + Rejected + Valid + NotAttempted
+// is the number of recipients in the rows read.
+type Summary struct {
+	Enqueued   int `json:"enqueued"`
+	Duplicates int `json:"duplicates"`
+	Rejected   int `json:"rejected"`
+	// Valid counts recipients a dry run found valid (and did not enqueue).
+	Valid int `json:"valid,omitempty"`
+	// NotAttempted counts recipients never tried: those left when a fatal error stopped the
+	// run, or every valid one when Strict found an invalid row. An enqueue whose answer was lost
+	// with the connection counts here too although Redis may hold the job; a re-run reports such
+	// a job as a duplicate, so re-running is always safe.
+	NotAttempted int `json:"not_attempted"`
+}
+
+// ledgerBatch is how many enqueued jobs are counted in the ledger in one write.
+const ledgerBatch = 500
+
+// Send enqueues one message. A `to` holding several numbers separated by commas gives one job
+// and one Outcome per number. An invalid message is a rejected Outcome, not an error; the error
+// is for Redis failing, with the Outcomes of the numbers handled before it.
+func (p *Producer) Send(ctx context.Context, campaign string, f job.Fields) ([]Outcome, error) {
+	tos := job.Recipients(f.To)
+	if len(tos) == 0 {
+		return []Outcome{{Status: StatusRejected, Reason: "to is required: give at least one phone number", Fields: f}}, nil
+	}
+	out := make([]Outcome, 0, len(tos))
+	var enq int64
+	var err error
+	for _, to := range tos {
+		r := p.do(ctx, campaign, work{to: to, fields: f, own: f}, false)
+		if r.notTried {
+			err = r.err
+			if err == nil {
+				err = ctx.Err()
+			}
+			break
+		}
+		if r.o.Status == StatusEnqueued {
+			enq++
+		}
+		out = append(out, r.o)
+	}
+	if lerr := p.ledger.AddEnqueued(context.WithoutCancel(ctx), campaign, enq); lerr != nil {
+		err = errors.Join(err, lerr)
+	}
+	return out, err
+}
+
+// Campaign enqueues the rows of a campaign, Config.Concurrency at a time, and calls each (from
+// one goroutine, the caller's, in completion order) with every recipient's Outcome. Invalid rows
+// are rejected without stopping the rest. A Redis failure, a *ReadError from the reader or ctx
+// ending stops the run with an error; the Summary then says exactly what was enqueued and what
+// was not attempted, and every enqueued job has been reported to each.
+func (p *Producer) Campaign(ctx context.Context, campaign string, rows iter.Seq[Row], opt Options, each func(Outcome)) (Summary, error) {
+	if err := job.ValidCampaign(campaign); err != nil {
+		return Summary{}, err
+	}
+	if each == nil {
+		each = func(Outcome) {}
+	}
+	if opt.DryRun {
+		return p.dryRun(ctx, campaign, rows, opt.Defaults, each)
+	}
+	if err := p.rdb.Ping(ctx).Err(); err != nil {
+		return Summary{}, fmt.Errorf("redis unreachable: %w", err)
+	}
+	total := -1
+	if opt.Strict {
+		var s Summary
+		err := p.pass(ctx, campaign, rows, opt.Defaults, true, nil, func(r result) error {
+			switch r.o.Status {
+			case StatusRejected:
+				s.Rejected++
+				each(r.o)
+			case StatusValid:
+				s.NotAttempted++
+			}
+			return nil
+		})
+		if err != nil || s.Rejected > 0 {
+			return s, err
+		}
+		total = s.NotAttempted
+	}
+	var s Summary
+	batch := int64(0)
+	flush := func() error {
+		// Counted even when ctx has ended: these jobs are in the queue whatever happens next.
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := p.ledger.AddEnqueued(c, campaign, batch); err != nil {
+			return err
+		}
+		batch = 0
+		return nil
+	}
+	err := p.pass(ctx, campaign, rows, opt.Defaults, false, &s.NotAttempted, func(r result) error {
+		switch r.o.Status {
+		case StatusEnqueued:
+			s.Enqueued++
+			batch++
+		case StatusDuplicate:
+			s.Duplicates++
+		case StatusRejected:
+			s.Rejected++
+		}
+		each(r.o)
+		if r.o.Status == StatusRejected && total >= 0 {
+			return fmt.Errorf("strict: line %d was valid when checked and is not now (did the file change?): %s", r.o.Line, r.o.Reason)
+		}
+		if batch >= ledgerBatch {
+			return flush()
+		}
+		return nil
+	})
+	if ferr := flush(); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
+	if total >= 0 && err != nil {
+		// Strict knows every recipient from its first pass, including rows never reached.
+		s.NotAttempted = total - s.Enqueued - s.Duplicates - s.Rejected
+	}
+	return s, err
+}
+
+// dryRun validates every row. A recipient repeated in the campaign is found by a set of TaskID
+// hashes (8 bytes each, not the ids) so a dry run stays small for millions of rows.
+func (p *Producer) dryRun(ctx context.Context, campaign string, rows iter.Seq[Row], defaults job.Fields, each func(Outcome)) (Summary, error) {
+	var s Summary
+	seed := maphash.MakeSeed()
+	seen := map[uint64]struct{}{}
+	err := p.pass(ctx, campaign, rows, defaults, true, &s.NotAttempted, func(r result) error {
+		switch r.o.Status {
+		case StatusRejected:
+			s.Rejected++
+		case StatusValid:
+			h := maphash.String(seed, r.o.TaskID)
+			if _, dup := seen[h]; dup {
+				r.o.Status = StatusDuplicate
+				s.Duplicates++
+			} else {
+				seen[h] = struct{}{}
+				s.Valid++
+			}
+		}
+		each(r.o)
+		return nil
+	})
+	return s, err
+}
+
+type work struct {
+	index, line int
+	to          string     // one recipient
+	fields      job.Fields // defaults with the row's fields over them
+	own         job.Fields // the row's fields alone, for a rejected Outcome
+}
+
+type result struct {
+	o        Outcome
+	err      error // the enqueue failed (not a rejection): fatal
+	notTried bool  // nothing was sent to Redis for it, or the answer was an error
+}
+
+// pass reads rows once, fans recipients out to Concurrency workers and hands every result to
+// handle on this goroutine. It returns the first fatal error: from handle, a worker's Redis
+// error, a *ReadError or ctx. notAttempted (when not nil) is increased for each recipient not
+// tried; after a Redis error the rest of the rows are still read, cheaply, to count them.
+func (p *Producer) pass(ctx context.Context, campaign string, rows iter.Seq[Row], defaults job.Fields,
+	validate bool, notAttempted *int, handle func(result) error) error {
+	stop, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var skipped int
+	n := p.cfg.Concurrency
+	jobs := make(chan work, n)
+	results := make(chan result, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for w := range jobs {
+				results <- p.do(stop, campaign, w, validate)
+			}
+		})
+	}
+	var fatal error
+	take := func(r result) {
+		if r.notTried {
+			skipped++
+			if r.err != nil && fatal == nil {
+				fatal = fmt.Errorf("enqueue line %d: %w", r.o.Line, r.err)
+				cancel()
+			}
+			return
+		}
+		if err := handle(r); err != nil && fatal == nil {
+			fatal = err
+			cancel()
+		}
+	}
+	submit := func(w work) bool {
+		for fatal == nil {
+			select {
+			case jobs <- w:
+				return true
+			case r := <-results:
+				take(r)
+			case <-stop.Done():
+				return false
+			}
+		}
+		return false
+	}
+	index := 0
+	for row := range rows {
+		i := index
+		index++
+		var re *ReadError
+		if row.Err != nil && errors.As(row.Err, &re) {
+			if fatal == nil {
+				fatal = row.Err
+				cancel()
+			}
+			break
+		}
+		var tos []string
+		if row.Err == nil {
+			tos = job.Recipients(defaults.Over(row.Fields).To)
+		}
+		if fatal != nil || stop.Err() != nil {
+			// A Redis failure leaves the file readable: count what is left so the summary adds
+			// up. A cancelled ctx asks for a prompt stop, so it does not read on.
+			if ctx.Err() != nil {
+				break
+			}
+			skipped += max(1, len(tos))
+			continue
+		}
+		if row.Err != nil || len(tos) == 0 {
+			reason := "to is required: give at least one phone number"
+			if row.Err != nil {
+				reason = row.Err.Error()
+			}
+			take(result{o: Outcome{Index: i, Line: row.Line, Status: StatusRejected, Reason: reason, Fields: row.Fields}})
+			continue
+		}
+		merged := defaults.Over(row.Fields)
+		for k, to := range tos {
+			if !submit(work{index: i, line: row.Line, to: to, fields: merged, own: row.Fields}) {
+				skipped += len(tos) - k
+				break
+			}
+		}
+	}
+	close(jobs)
+	go func() { wg.Wait(); close(results) }()
+	for r := range results {
+		take(r)
+	}
+	if notAttempted != nil {
+		*notAttempted += skipped
+	}
+	if fatal == nil && ctx.Err() != nil {
+		fatal = ctx.Err()
+	}
+	return fatal
+}
+
+// do validates one recipient and, unless validate is set, enqueues it.
+func (p *Producer) do(stop context.Context, campaign string, w work, validate bool) result {
+	o := Outcome{Index: w.index, Line: w.line, To: w.to}
+	if stop.Err() != nil {
+		return result{o: o, notTried: true}
+	}
+	f := w.fields
+	f.To = w.to
+	if f.From == "" {
+		f.From = p.from
+	}
+	pl, err := job.New(campaign, f)
+	var data []byte
+	if err == nil {
+		data, err = job.Encode(pl)
+	}
+	if err != nil {
+		o.Status, o.Reason = StatusRejected, err.Error()
+		o.Fields = w.own
+		o.Fields.To = w.to
+		return result{o: o}
+	}
+	o.To, o.TaskID = pl.To, job.TaskID(pl)
+	if validate {
+		o.Status = StatusValid
+		return result{o: o}
+	}
+	opts := append(p.opts[:len(p.opts):len(p.opts)], asynq.TaskID(o.TaskID))
+	// Not cancelled with stop: an enqueue once started is waited for, so what is reported as
+	// enqueued is exactly what Redis holds.
+	_, err = p.client.EnqueueContext(context.WithoutCancel(stop), asynq.NewTask(job.TaskType, data), opts...)
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
+		o.Status = StatusDuplicate
+	case err != nil:
+		return result{o: o, err: err, notTried: true}
+	default:
+		o.Status = StatusEnqueued
+	}
+	return result{o: o}
+}
