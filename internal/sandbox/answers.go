@@ -46,7 +46,7 @@ const (
 	// AnswerBig is 500 with a 10 MB body.
 	AnswerBig = "big"
 	// AnswerSlowloris sends 200 headers at once, then the accepted body one byte per 100ms for
-	// about Config.HangFor. It accepts the message (and costs 1 of Balance) like ok.
+	// about Config.HangFor (faster when HangFor is too short for that). It accepts the message (and costs 1 of Balance) like ok.
 	AnswerSlowloris = "slowloris"
 	// AnswerEmpty500 is 500 with an empty body.
 	AnswerEmpty500 = "empty500"
@@ -286,17 +286,25 @@ func writeHang(w http.ResponseWriter, r *http.Request, hangFor time.Duration, do
 	case <-t.C:
 		writeFixed(w, answer{status: 504, ctype: ctHTML, body: []byte(bodyHTML504)})
 	case <-r.Context().Done():
+		panic(http.ErrAbortHandler)
 	case <-done:
+		panic(http.ErrAbortHandler)
 	}
 }
+
+// A handler that returns without writing makes net/http send an empty 200, which would turn an
+// interrupted stall into a success. Stalls cut short therefore panic with http.ErrAbortHandler:
+// net/http drops the connection without an answer and without logging.
 
 // slowTick is the pace of the slowloris answer.
 const slowTick = 100 * time.Millisecond
 
 // writeSlow sends 200 headers, then body one byte per slowTick, padded in front with JSON
-// whitespace so the whole trickle lasts about hangFor.
+// whitespace so the whole trickle lasts about hangFor. A hangFor too short for the body at that
+// pace (tests) speeds the pace up instead, so the trickle still ends after about hangFor.
 func writeSlow(w http.ResponseWriter, r *http.Request, body []byte, hangFor time.Duration, done <-chan struct{}) {
 	pad := max(int(hangFor/slowTick)-len(body), 0)
+	tickEvery := min(slowTick, max(hangFor/time.Duration(pad+len(body)), time.Millisecond))
 	h := w.Header()
 	h["Content-Type"] = ctJSON
 	h["Content-Length"] = []string{strconv.Itoa(pad + len(body))}
@@ -305,16 +313,16 @@ func writeSlow(w http.ResponseWriter, r *http.Request, body []byte, hangFor time
 	if rc.Flush() != nil {
 		return
 	}
-	tick := time.NewTicker(slowTick)
+	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	one := []byte{' '}
 	for i := 0; i < pad+len(body); i++ {
 		select {
 		case <-tick.C:
 		case <-r.Context().Done():
-			return
+			panic(http.ErrAbortHandler)
 		case <-done:
-			return
+			panic(http.ErrAbortHandler)
 		}
 		if i >= pad {
 			one[0] = body[i-pad]
