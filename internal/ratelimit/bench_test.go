@@ -1,0 +1,59 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wabulk/wabulk/internal/redistest"
+)
+
+// BenchmarkWait measures what the limiter costs Redis: round trips per token granted, with
+// 3 pods sharing one sender at the benchmark's rates (demand above the rate, so the rate
+// sets the pace and the figure is the steady-state cost), and one pod at a rate too high to
+// bind (the figure is then the per-call overhead).
+//
+//	go test -run '^$' -bench Wait -benchtime 2s ./internal/ratelimit
+func BenchmarkWait(b *testing.B) {
+	for _, bc := range []struct {
+		rate        float64
+		pods, procs int
+	}{
+		{80, 3, 50},
+		{500, 3, 50},
+		{100_000, 1, 200},
+	} {
+		b.Run(fmt.Sprintf("rate=%g/pods=%d", bc.rate, bc.pods), func(b *testing.B) {
+			s := redistest.Start(b)
+			ls := make([]*Limiter, bc.pods)
+			for i := range ls {
+				ls[i] = pod(b, s, Config{Rate: bc.rate})
+			}
+			var next atomic.Int64
+			b.SetParallelism(max(1, bc.pods*bc.procs/runtime.GOMAXPROCS(0)))
+			start := time.Now()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				l := ls[int(next.Add(1))%bc.pods]
+				for pb.Next() {
+					if _, err := l.Wait(context.Background(), "+919876543210"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			var trips, tokens uint64
+			for _, l := range ls {
+				st := l.Stats()
+				trips += st.RoundTrips
+				tokens += st.Tokens
+			}
+			b.ReportMetric(float64(trips)/float64(tokens), "roundtrips/token")
+			b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tokens/s")
+		})
+	}
+}

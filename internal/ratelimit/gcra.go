@@ -1,0 +1,112 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// reserveSrc is the whole shared state change: one script, so the read of the sender's
+// theoretical arrival time (TAT), the grant and the write cannot interleave with another
+// process's. Times are microseconds of the Redis server's clock (TIME), never the caller's,
+// so pods whose clocks disagree still share one schedule. Lua numbers are doubles: µs since
+// 1970 (~1.8e15) is exact below 2^53, and %.17g round-trips a double through the string.
+//
+// Slot j (0-based) of a grant is conformant from tat + (j+1)·T − τ, where τ = Burst·T, so
+// the schedule is GCRA with room for Burst at once. The script grants the slots that become
+// conformant before now + horizon: none when fewer than `want` would, so processes that
+// lose a race for freshly opened slots come back once a batch worth has opened instead of
+// once per slot. The key expires one second after its TAT has passed, and an expired key
+// behaves exactly like a TAT in the past, so expiry loses nothing.
+//
+// KEYS[1] sender key; ARGV interval T (µs), tolerance τ (µs), n wanted at most, want at
+// least, horizon (µs). Returns {granted, ceil(tat − now) µs, µs until `want` slots open}.
+const reserveSrc = `
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local T = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local horizon = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
+if tat < now then tat = now end
+local avail = math.floor((now + horizon + tau - tat) / T)
+local k = 0
+if avail >= want then k = math.min(n, avail) end
+local newtat = tat + k * T
+if k > 0 then
+  redis.call('SET', KEYS[1], string.format('%.17g', newtat), 'PX', math.ceil((newtat - now) / 1000) + 1000)
+end
+local retry = newtat + want * T - tau - horizon - now
+if retry < 0 then retry = 0 end
+return {k, math.ceil(tat - now), math.ceil(retry)}
+`
+
+var reserveScript = redis.NewScript(reserveSrc)
+
+// grant is one answer of the script, in the caller's terms.
+type grant struct {
+	n     int           // slots granted
+	first time.Duration // server "tat − now": where the granted run starts
+	retry time.Duration // until `want` more slots open within the horizon
+}
+
+// reserve runs the script once: EVALSHA, and EVAL only when Redis lost the script (a
+// restart). It returns how many round trips it made so Stats counts what Redis saw.
+func (l *Limiter) reserve(ctx context.Context, key string, n, want int) (grant, int, error) {
+	args := []any{
+		strconv.FormatFloat(l.intervalUS, 'g', -1, 64),
+		strconv.FormatFloat(l.tauUS, 'g', -1, 64),
+		n, want, l.horizon.Microseconds(),
+	}
+	keys := []string{key}
+	trips := 1
+	res, err := reserveScript.EvalSha(ctx, l.rdb, keys, args...).Result()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		trips++
+		res, err = reserveScript.Eval(ctx, l.rdb, keys, args...).Result()
+	}
+	if err != nil {
+		return grant{}, trips, err
+	}
+	vals, ok := res.([]any)
+	if !ok || len(vals) != 3 {
+		return grant{}, trips, fmt.Errorf("ratelimit: unexpected script answer %v", res)
+	}
+	var ints [3]int64
+	for i, v := range vals {
+		if ints[i], ok = v.(int64); !ok {
+			return grant{}, trips, fmt.Errorf("ratelimit: unexpected script answer %v", res)
+		}
+	}
+	return grant{
+		n:     int(ints[0]),
+		first: time.Duration(ints[1]) * time.Microsecond,
+		retry: time.Duration(ints[2]) * time.Microsecond,
+	}, trips, nil
+}
+
+// slotOffset is when slot j of a grant becomes conformant, after the server's "now":
+// max(0, first + (j+1)·T − τ), rounded up so a slot is never early.
+func (l *Limiter) slotOffset(g grant, j int) time.Duration {
+	us := float64(g.first.Microseconds()) + float64(j+1)*l.intervalUS - l.tauUS
+	if us <= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(us)) * time.Microsecond
+}
+
+// key is the sender's Redis key. The {…} hash tag pins it to one Cluster slot; braces in
+// the sender would break the tag, so they are replaced.
+func (l *Limiter) key(sender string) string {
+	s := strings.TrimPrefix(sender, "+")
+	s = strings.NewReplacer("{", "_", "}", "_").Replace(s)
+	return l.prefix + ":rl:{" + s + "}"
+}

@@ -1,0 +1,387 @@
+// Package ratelimit shares one per-sender send rate between every worker process on the same
+// Redis: at WABULK_RATE=80, two pods send 80 messages/s together, not 160.
+//
+// # Algorithm
+//
+// The shared state is one Redis key per sender holding a GCRA theoretical arrival time (TAT)
+// in microseconds of the Redis server's clock. A Lua script (gcra.go) reads it, grants slots
+// and writes it back atomically, so no two processes can be granted the same slot, and uses
+// redis.call('TIME'), so the pods' clocks never enter the schedule. Slot j of the sequence is
+// conformant from TAT + (j+1)·T − Burst·T (T = 1/Rate): the sequence of slot times is exactly
+// what a single GCRA limiter with that rate and burst would allow, whichever process gets each
+// slot.
+//
+// A process does not ask for one token per message. Per sender it keeps a FIFO of waiting
+// callers, and one fetch goroutine (alive only while callers wait) asks the script for as many
+// slots as callers are waiting, up to a batch, reserving slots whose time falls within a short
+// horizon (200 ms, longer at low rates so a batch holds ~32 slots, at most 1 s). Each slot
+// goes straight to one waiting caller, which sleeps until the slot's time and returns then.
+// When the horizon is full (other pods hold it) the script says how long until half a batch has
+// opened, and the fetcher sleeps that long: waiters never poll Redis, and pods that lose a race
+// for fresh slots come back once per half batch, not once per slot. A local
+// golang.org/x/time/rate limiter caps each sender's script calls per process at the rate
+// itself: a pod never asks Redis more often than the whole fleet may send, so it costs at most
+// about one call per message however callers arrive, and callers that arrive faster than that
+// are batched into the next call instead.
+//
+// # Why the bound holds
+//
+// Every send happens at or after its slot's time, because the slot is converted to the local
+// clock from the moment the script's answer arrived, which is after the server read TIME. A
+// slot is not used late either: a waiter owns its slot before the slot's time comes and
+// returns when it does; a slot given back by a cancelled caller goes to the next waiting caller
+// or a short pool, and is dropped if nobody takes it within min(T, 10 ms). So the sends are the
+// GCRA schedule shifted by at most that much (plus goroutine wake-up latency, which any limiter
+// has between deciding and its caller running): over time at most Rate per second, and at most
+// Rate·W + Burst in any window of W seconds. Slots a process reserved and could not use
+// (callers cancelled, the process died) are lost, at most one horizon's worth, which lowers the
+// achieved rate but never raises it; when demand exceeds the rate, pods keep the horizon full
+// and the achieved rate is the configured one.
+//
+// # Cost
+//
+// One script call (EVALSHA) per fetch. Saturated, a process makes about one call per half
+// batch it takes, plus one lost call per round for each other contending pod; BenchmarkWait
+// reports the ratio measured (round trips per token). A lone caller at low demand costs one call
+// per message, which is only a cost when the rate is far from reached.
+//
+// # Failure
+//
+// If Redis cannot be reached the fetcher retries with a backoff from 10 ms to 500 ms for as long
+// as callers wait; nobody is let through without a slot Redis granted (fails closed). Slots
+// already granted before the outage stay valid. A Redis that restarts without persistence has
+// forgotten the TAT, so the fleet may get one fresh Burst early: the bound holds per Redis
+// lifetime.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+)
+
+const (
+	minHorizon  = 200 * time.Millisecond
+	maxHorizon  = time.Second
+	batchSlots  = 32  // slots a horizon should hold at low rates, so batches stay useful
+	maxBatch    = 256 // slots one call may take
+	maxGrace    = 10 * time.Millisecond
+	minBackoff  = 10 * time.Millisecond
+	maxBackoff  = 500 * time.Millisecond
+	callsPerHzn = 4 // the call cap never goes below this many per horizon, for very low rates
+	minLead     = 10 * time.Millisecond
+	maxRate     = 1e6
+)
+
+// Config sets the shared limit. Fields are read once by New.
+type Config struct {
+	// Rate is messages per second per sender, for all processes together. Required, > 0.
+	Rate float64
+	// Burst is how many tokens may be handed out at once. Default ceil(Rate/10), at least 1.
+	Burst int
+	// Prefix namespaces the Redis keys. Default "wabulk".
+	Prefix string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Burst == 0 && c.Rate > 0 {
+		c.Burst = max(1, int(math.Ceil(c.Rate/10)))
+	}
+	if c.Prefix == "" {
+		c.Prefix = "wabulk"
+	}
+	return c
+}
+
+// validate names the environment variables the worker reads these from, so a bad deployment
+// says what to fix.
+func (c Config) validate() error {
+	var errs []error
+	if math.IsNaN(c.Rate) || c.Rate <= 0 || c.Rate > maxRate {
+		errs = append(errs, fmt.Errorf("WABULK_RATE must be > 0 and at most %g messages per second, got %v", float64(maxRate), c.Rate))
+	}
+	if c.Burst < 0 {
+		errs = append(errs, fmt.Errorf("WABULK_BURST must be >= 1 (0 means ceil(rate/10)), got %d", c.Burst))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats counts what a Limiter has done since New.
+type Stats struct {
+	// RoundTrips is script calls sent to Redis, failed ones included.
+	RoundTrips uint64
+	// Tokens is Waits that returned nil: messages allowed.
+	Tokens uint64
+	// Reserved is slots Redis granted to this process.
+	Reserved uint64
+	// Unused is reserved slots dropped because no caller could take them in time.
+	Unused uint64
+	// Errors is round trips that failed (Redis unreachable, timeouts).
+	Errors uint64
+}
+
+// Limiter is the per-sender rate limit, safe for any number of goroutines. One Limiter per
+// process is enough; any number of Limiters on the same Redis and Prefix share the rate.
+type Limiter struct {
+	rdb        redis.UniversalClient
+	prefix     string
+	intervalUS float64 // T, µs between slots
+	tauUS      float64 // Burst·T
+	horizon    time.Duration
+	maxBatch   int
+	minBatch   int
+	grace      time.Duration
+	lead       time.Duration // how long before the next slot a fetch is made
+	callLimit  rate.Limit
+	callBurst  int
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+
+	trips, tokens, reserved, unused, errs atomic.Uint64
+}
+
+// New checks cfg and returns a Limiter on rdb. It does not contact Redis: a Redis that is down
+// at start makes Wait wait, like one that goes down later.
+func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if rdb == nil {
+		return nil, errors.New("ratelimit: nil Redis client")
+	}
+	interval := 1e6 / cfg.Rate
+	horizon := time.Duration(batchSlots * interval * float64(time.Microsecond))
+	horizon = min(max(horizon, minHorizon), maxHorizon)
+	batch := min(max(int(cfg.Rate*horizon.Seconds()), 1), maxBatch)
+	return &Limiter{
+		rdb:        rdb,
+		prefix:     cfg.Prefix,
+		intervalUS: interval,
+		tauUS:      float64(cfg.Burst) * interval,
+		horizon:    horizon,
+		maxBatch:   batch,
+		minBatch:   max(1, batch/2),
+		grace:      min(time.Duration(interval*float64(time.Microsecond)), maxGrace),
+		lead:       min(max(4*time.Duration(interval*float64(time.Microsecond)), minLead), horizon/2),
+		callLimit:  rate.Limit(max(cfg.Rate, callsPerHzn/horizon.Seconds())),
+		callBurst:  cfg.Burst + 1,
+		buckets:    make(map[string]*bucket),
+	}, nil
+}
+
+// Wait blocks until the caller may send one message from sender, or ctx ends (then it returns ctx's error).
+// It returns how long it waited.
+func (l *Limiter) Wait(ctx context.Context, sender string) (time.Duration, error) {
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	b := l.bucket(sender)
+	slot, err := b.acquire(ctx)
+	if err != nil {
+		return time.Since(start), err
+	}
+	if d := time.Until(slot); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			b.giveBack(slot)
+			return time.Since(start), ctx.Err()
+		}
+	}
+	l.tokens.Add(1)
+	return time.Since(start), nil
+}
+
+// Stats returns the counters so far: RoundTrips/Tokens is Redis calls per message.
+func (l *Limiter) Stats() Stats {
+	return Stats{
+		RoundTrips: l.trips.Load(),
+		Tokens:     l.tokens.Load(),
+		Reserved:   l.reserved.Load(),
+		Unused:     l.unused.Load(),
+		Errors:     l.errs.Load(),
+	}
+}
+
+func (l *Limiter) bucket(sender string) *bucket {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[sender]
+	if b == nil {
+		b = &bucket{l: l, key: l.key(sender), calls: rate.NewLimiter(l.callLimit, l.callBurst)}
+		l.buckets[sender] = b
+	}
+	return b
+}
+
+// bucket is one sender's local side: callers waiting for a slot, slots nobody waits for yet,
+// and the single fetcher that asks Redis on their behalf.
+type bucket struct {
+	l     *Limiter
+	key   string
+	calls *rate.Limiter // paces this process's script calls for the sender
+
+	mu       sync.Mutex
+	queue    []*waiter   // FIFO; non-empty only while pool holds no usable slot
+	pool     []time.Time // sorted slot times nobody owns yet
+	fetching bool
+	next     time.Time          // the slot after the last one this process got: none earlier exists
+	cancel   context.CancelFunc // stops the fetcher's current call or sleep when the queue empties
+}
+
+type waiter struct{ slot chan time.Time } // buffered 1: delivery never blocks under b.mu
+
+// acquire returns a slot the caller owns: from the pool, or handed over by the fetcher.
+func (b *bucket) acquire(ctx context.Context) (time.Time, error) {
+	b.mu.Lock()
+	if s, ok := b.fromPool(time.Now()); ok {
+		b.mu.Unlock()
+		return s, nil
+	}
+	w := &waiter{slot: make(chan time.Time, 1)}
+	b.queue = append(b.queue, w)
+	if !b.fetching {
+		b.fetching = true
+		go b.fetch()
+	}
+	b.mu.Unlock()
+
+	select {
+	case s := <-w.slot:
+		return s, nil
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	if i := slices.Index(b.queue, w); i >= 0 {
+		b.queue = slices.Delete(b.queue, i, i+1)
+		if len(b.queue) == 0 && b.cancel != nil {
+			b.cancel()
+		}
+		b.mu.Unlock()
+		return time.Time{}, ctx.Err()
+	}
+	b.mu.Unlock()
+	// The fetcher handed us a slot as ctx ended; pass it on rather than lose it.
+	b.giveBack(<-w.slot)
+	return time.Time{}, ctx.Err()
+}
+
+// fromPool pops the earliest slot still fresh enough to use; stale ones are dropped, never
+// used late, so a send never lags its slot by more than the grace. Called with b.mu held.
+func (b *bucket) fromPool(now time.Time) (time.Time, bool) {
+	for len(b.pool) > 0 {
+		s := b.pool[0]
+		b.pool = b.pool[1:]
+		if now.Sub(s) <= b.l.grace {
+			return s, true
+		}
+		b.l.unused.Add(1)
+	}
+	return time.Time{}, false
+}
+
+// place gives slot s to the longest waiting caller, or keeps it in the pool. Called with b.mu held.
+func (b *bucket) place(s time.Time) {
+	if len(b.queue) > 0 {
+		w := b.queue[0]
+		b.queue[0] = nil
+		b.queue = b.queue[1:]
+		w.slot <- s
+		return
+	}
+	i, _ := slices.BinarySearchFunc(b.pool, s, time.Time.Compare)
+	b.pool = slices.Insert(b.pool, i, s)
+}
+
+// giveBack returns the slot of a caller whose ctx ended before it was used.
+func (b *bucket) giveBack(s time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if time.Since(s) > b.l.grace {
+		b.l.unused.Add(1)
+		return
+	}
+	b.place(s)
+}
+
+// fetch asks Redis for slots while callers wait, then exits: no goroutine outlives the
+// waiting. Each round's context is cancelled when the last waiter leaves, so a cancelled
+// caller is not kept behind a sleep or a slow Redis.
+func (b *bucket) fetch() {
+	l := b.l
+	backoff := minBackoff
+	for {
+		b.mu.Lock()
+		need := len(b.queue)
+		if need == 0 {
+			b.fetching, b.cancel = false, nil
+			b.mu.Unlock()
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		b.cancel = cancel
+		early := time.Until(b.next.Add(-l.lead)) // not Until(next)-lead: a zero next would overflow
+		b.mu.Unlock()
+
+		var pause time.Duration
+		if early > 0 {
+			// No slot for a new caller exists before b.next, so asking now would only take
+			// a small batch: wait until shortly before it, while more callers queue up.
+			pause = early
+		} else if b.calls.Wait(ctx) == nil {
+			n := min(need, l.maxBatch)
+			g, trips, err := l.reserve(ctx, b.key, n, min(n, l.minBatch))
+			l.trips.Add(uint64(trips))
+			switch {
+			case err == nil:
+				backoff = minBackoff
+				b.deliver(g)
+				if g.n < n {
+					pause = g.retry
+				}
+			case ctx.Err() == nil: // Redis failed, not our cancellation: fail closed, retry.
+				l.errs.Add(1)
+				pause = backoff
+				backoff = min(2*backoff, maxBackoff)
+			}
+		}
+		if pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		cancel()
+	}
+}
+
+// deliver hands the granted slots out in order. The local time of a slot is measured from
+// when the answer arrived, which is after Redis read its clock: slots are never early.
+func (b *bucket) deliver(g grant) {
+	if g.n == 0 {
+		return
+	}
+	anchor := time.Now()
+	b.l.reserved.Add(uint64(g.n))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for j := range g.n {
+		b.place(anchor.Add(b.l.slotOffset(g, j)))
+	}
+	b.next = anchor.Add(b.l.slotOffset(g, g.n))
+}

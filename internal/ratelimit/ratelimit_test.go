@@ -1,0 +1,343 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wabulk/wabulk/internal/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pod is one Limiter on its own go-redis client, as a separate worker process would have.
+func pod(t testing.TB, s *redistest.Server, cfg Config) *Limiter {
+	t.Helper()
+	l, err := New(s.Client(t), cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return l
+}
+
+// grants records when each Wait returned nil, across goroutines and pods.
+type grants struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (g *grants) add(ts time.Time) {
+	g.mu.Lock()
+	g.times = append(g.times, ts)
+	g.mu.Unlock()
+}
+
+func (g *grants) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.times)
+}
+
+func (g *grants) sorted() []time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := slices.Clone(g.times)
+	slices.SortFunc(out, time.Time.Compare)
+	return out
+}
+
+// hammer runs n goroutines that Wait on sender in a loop until ctx ends, recording grants.
+// The returned func waits for them all to stop.
+func hammer(ctx context.Context, t testing.TB, l *Limiter, sender string, n int, g *grants) (wait func()) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				if _, err := l.Wait(ctx, sender); err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("Wait: %v with a live ctx", err)
+					}
+					return
+				}
+				g.add(time.Now())
+			}
+		})
+	}
+	return wg.Wait
+}
+
+// maxInWindow is the most grants in any half-open window [t, t+w) that starts at a grant.
+func maxInWindow(ts []time.Time, w time.Duration) int {
+	best, j := 0, 0
+	for i := range ts {
+		for j < len(ts) && ts[j].Sub(ts[i]) < w {
+			j++
+		}
+		best = max(best, j-i)
+	}
+	return best
+}
+
+func TestLimitersOnOneRedisTogetherHoldTheRate(t *testing.T) {
+	const (
+		rate    = 50
+		burst   = 5
+		measure = 3 * time.Second
+	)
+	for _, pods := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d pods", pods), func(t *testing.T) {
+			s := redistest.Start(t)
+			var g grants
+			var ls []*Limiter
+			ctx, cancel := context.WithTimeout(context.Background(), measure)
+			defer cancel()
+			var waits []func()
+			for range pods {
+				l := pod(t, s, Config{Rate: rate, Burst: burst})
+				ls = append(ls, l)
+				waits = append(waits, hammer(ctx, t, l, "+919876543210", 40, &g))
+			}
+			for _, w := range waits {
+				w()
+			}
+
+			ts := g.sorted()
+			if len(ts) == 0 {
+				t.Fatal("no grants")
+			}
+			// The measured window runs from the first grant to the last: the whole run.
+			span := ts[len(ts)-1].Sub(ts[0]).Seconds()
+			limit := rate*span + burst
+			if got := float64(len(ts)); got > limit+1 {
+				t.Errorf("%d grants in %.3fs; the bound is rate×window + burst = %.1f", len(ts), span, limit)
+			}
+			if got, floor := float64(len(ts)), 0.9*rate*span; got < floor {
+				t.Errorf("%d grants in %.3fs: below 0.9 × rate = %.1f", len(ts), span, floor)
+			}
+			if m := maxInWindow(ts, time.Second); m > rate+burst {
+				t.Errorf("max grants in a 1 s window = %d, want ≤ rate + burst = %d", m, rate+burst)
+			}
+			// Steady state (after the first second, whose burst is allowed): the rate itself.
+			var late []time.Time
+			for _, x := range ts {
+				if x.Sub(ts[0]) >= time.Second {
+					late = append(late, x)
+				}
+			}
+			if m := maxInWindow(late, time.Second); m > rate+1 {
+				t.Errorf("after the first second, max grants in a 1 s window = %d, want ≤ rate + 1 = %d", m, rate+1)
+			}
+			var trips, tokens uint64
+			for i, l := range ls {
+				st := l.Stats()
+				if st.Tokens == 0 {
+					t.Errorf("pod %d got no tokens: %+v", i, st)
+				}
+				trips += st.RoundTrips
+				tokens += st.Tokens
+			}
+			perMsg := float64(trips) / float64(tokens)
+			t.Logf("%d pods: %d grants in %.3fs (%.2f/s), max 1 s window %d, %d Redis round trips = %.3f per message",
+				pods, len(ts), span, float64(len(ts)-1)/span, maxInWindow(ts, time.Second), trips, perMsg)
+			if perMsg > 0.5 {
+				t.Errorf("%.3f Redis round trips per message: the waiters are not sharing fetches", perMsg)
+			}
+		})
+	}
+}
+
+func TestDifferentSendersDoNotShareABudget(t *testing.T) {
+	const rate, burst = 20, 1
+	s := redistest.Start(t)
+	l := pod(t, s, Config{Rate: rate, Burst: burst})
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var a, b grants
+	wa := hammer(ctx, t, l, "+919800000001", 10, &a)
+	wb := hammer(ctx, t, l, "+919800000002", 10, &b)
+	wa()
+	wb()
+	for name, g := range map[string]*grants{"first": &a, "second": &b} {
+		ts := g.sorted()
+		span := ts[len(ts)-1].Sub(ts[0]).Seconds()
+		if floor := 0.9 * rate * span; float64(len(ts)) < floor {
+			t.Errorf("%s sender: %d grants in %.2fs, want ≥ %.1f (its own full rate)", name, len(ts), span, floor)
+		}
+	}
+	keys, err := s.Client(t).Keys(context.Background(), "wabulk:rl:*").Result()
+	slices.Sort(keys)
+	if err != nil || !slices.Equal(keys, []string{"wabulk:rl:{919800000001}", "wabulk:rl:{919800000002}"}) {
+		t.Errorf("keys = %q, %v; want one per sender, hash-tagged", keys, err)
+	}
+}
+
+func TestCancelledWaitReturnsPromptlyAndPassesItsSlotOn(t *testing.T) {
+	s := redistest.Start(t)
+	l := pod(t, s, Config{Rate: 2, Burst: 1})
+	bg := context.Background()
+	start := time.Now()
+	if _, err := l.Wait(bg, "1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next slot is 500 ms away; cancel the wait well before.
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() { _, err := l.Wait(ctx, "1"); done <- err }()
+	waitFor(t, "the waiter to hold a slot", func() bool { return l.Stats().Reserved == 2 })
+	cancel()
+	cancelled := time.Now()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait after cancel = %v, want context.Canceled", err)
+	}
+	if d := time.Since(cancelled); d > 50*time.Millisecond {
+		t.Errorf("Wait returned %v after cancel", d)
+	}
+
+	// The cancelled caller's slot goes to the next one: it is granted at ~500 ms, not ~1 s.
+	if _, err := l.Wait(bg, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 450*time.Millisecond || d > 800*time.Millisecond {
+		t.Errorf("next grant %v after the first; want the given-back slot at ~500ms", d)
+	}
+
+	// A deadline ends a wait the same way.
+	dctx, dcancel := context.WithTimeout(bg, 20*time.Millisecond)
+	defer dcancel()
+	if _, err := l.Wait(dctx, "1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait past its deadline = %v, want context.DeadlineExceeded", err)
+	}
+	if st := l.Stats(); st.Tokens != 2 {
+		t.Errorf("Stats = %+v, want 2 tokens", st)
+	}
+}
+
+func TestRedisDownGrantsNothingNewAndGrantsResumeAfterRestart(t *testing.T) {
+	const rate = 100
+	s := redistest.Start(t)
+	l := pod(t, s, Config{Rate: rate, Burst: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var g grants
+	wait := hammer(ctx, t, l, "1", 10, &g)
+	defer wait()
+	defer cancel()
+
+	waitFor(t, "20 grants", func() bool { return g.count() >= 20 })
+	s.Stop()
+	stopped := time.Now()
+	before := l.Stats()
+
+	// Slots Redis granted before it died may still be used, within the horizon; then nothing.
+	waitFor(t, "failed round trips", func() bool {
+		return l.Stats().Errors >= 1 && time.Since(stopped) > l.horizon+200*time.Millisecond
+	})
+	quiet := stopped.Add(l.horizon + l.grace + 50*time.Millisecond)
+	down := l.Stats()
+	if down.Reserved != before.Reserved {
+		t.Errorf("reserved %d slots while Redis was down", down.Reserved-before.Reserved)
+	}
+	if usedWhileDown := down.Tokens - before.Tokens; usedWhileDown > before.Reserved-before.Tokens {
+		t.Errorf("%d grants while down, but only %d slots were held", usedWhileDown, before.Reserved-before.Tokens)
+	}
+	for _, x := range g.sorted() {
+		if x.After(quiet) {
+			t.Errorf("grant at %v after Redis stopped, past every held slot", x.Sub(stopped))
+		}
+	}
+	downFor := time.Since(stopped)
+	if trips := down.RoundTrips - before.RoundTrips; float64(trips) > downFor.Seconds()/minBackoff.Seconds() {
+		t.Errorf("%d round trips in %v down: not backing off", trips, downFor)
+	}
+
+	s.Restart(t)
+	n := g.count()
+	waitFor(t, "grants after restart", func() bool { return g.count() >= n+20 })
+	cancel()
+	wait()
+	t.Logf("down %v: %d failed round trips; stats %+v", downFor.Round(time.Millisecond), down.Errors-before.Errors, l.Stats())
+}
+
+func TestInvalidConfigNamesTheVariable(t *testing.T) {
+	s := redistest.Start(t)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"zero rate", Config{}, "WABULK_RATE"},
+		{"negative rate", Config{Rate: -1}, "WABULK_RATE"},
+		{"NaN rate", Config{Rate: math.NaN()}, "WABULK_RATE"},
+		{"infinite rate", Config{Rate: math.Inf(1)}, "WABULK_RATE"},
+		{"negative burst", Config{Rate: 80, Burst: -1}, "WABULK_BURST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(s.Client(t), tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New(%+v) = %v, want an error naming %s", tc.cfg, err, tc.want)
+			}
+		})
+	}
+	if _, err := New(nil, Config{Rate: 1}); err == nil {
+		t.Error("New(nil client) succeeded")
+	}
+}
+
+func TestDefaultsAndKeys(t *testing.T) {
+	s := redistest.Start(t)
+	l := pod(t, s, Config{Rate: 80})
+	if burst := l.tauUS / l.intervalUS; math.Abs(burst-8) > 1e-9 {
+		t.Errorf("default burst at rate 80 = %v, want ceil(80/10) = 8", burst)
+	}
+	l = pod(t, s, Config{Rate: 0.5})
+	if burst := l.tauUS / l.intervalUS; math.Abs(burst-1) > 1e-9 {
+		t.Errorf("default burst at rate 0.5 = %v, want at least 1", burst)
+	}
+	l = pod(t, s, Config{Rate: 1, Prefix: "x"})
+	if k := l.key("+919876543210"); k != "x:rl:{919876543210}" {
+		t.Errorf("key = %q", k)
+	}
+	if k := l.key("a{b}"); k != "x:rl:{a_b_}" {
+		t.Errorf("key with braces = %q, want them replaced so the hash tag holds", k)
+	}
+}
+
+func TestBurstIsGrantedAtOnceThenTheRate(t *testing.T) {
+	s := redistest.Start(t)
+	l := pod(t, s, Config{Rate: 10, Burst: 4})
+	start := time.Now()
+	var at []time.Duration
+	for range 6 {
+		if _, err := l.Wait(context.Background(), "1"); err != nil {
+			t.Fatal(err)
+		}
+		at = append(at, time.Since(start))
+	}
+	for i, d := range at {
+		want := time.Duration(max(0, i-3)) * 100 * time.Millisecond
+		if d < want-5*time.Millisecond || d > want+60*time.Millisecond {
+			t.Errorf("grant %d at %v, want ~%v (burst 4, then one per 100ms)", i, d, want)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
