@@ -1232,6 +1232,7 @@ type composeService struct {
 	Healthcheck     *composeHealthcheck `yaml:"healthcheck"`
 	Restart         string              `yaml:"restart"`
 	ReadOnly        bool                `yaml:"read_only"`
+	Tmpfs           []string            `yaml:"tmpfs"`
 	SecurityOpt     []string            `yaml:"security_opt"`
 	CapDrop         []string            `yaml:"cap_drop"`
 	Profiles        []string            `yaml:"profiles"`
