@@ -1,16 +1,400 @@
 package main
 
 import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+
+	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/producer"
 )
 
+type enqueueFlags struct {
+	campaign, format, rejects, redisURL, queue string
+	defaults                                   job.Fields
+	strict, dryRun, json                       bool
+}
+
 func newEnqueueCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:    "enqueue",
-		Short:  "not built yet",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("enqueue: not built yet") },
+	var fl enqueueFlags
+	cmd := &cobra.Command{
+		Use:   "enqueue [flags] FILE|-",
+		Short: "Enqueue one job per recipient of a CSV or JSONL campaign file",
+		Long: `enqueue reads a campaign file (CSV with a header row, or JSONL; '-' reads stdin) and puts one job
+per recipient into the queue. Columns: to (required; several numbers separated by commas), type,
+media_id, media_link, caption, filename, ref, ref1, ref2, wa_source, from. Flags give campaign-wide
+defaults that a row's own column overrides. Invalid rows are reported on stderr as "line N: reason"
+and do not stop the others. The last stdout line is "enqueued N, duplicates N, rejected N".
+Exit status: 0 all enqueued or duplicates, 1 some rows rejected, 2 nothing could be done.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := runEnqueue(cmd.Context(), args[0], fl, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
+				var ee *exitError
+				if errors.As(err, &ee) {
+					return err
+				}
+				return &exitError{code: 2, err: err}
+			}
+			return nil
+		},
+	}
+	// Bad flags are "nothing could be done": exit 2 like the other failures to start.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+	f := cmd.Flags()
+	f.StringVar(&fl.campaign, "campaign", "", "campaign id (default: the file's name without its extension)")
+	f.StringVar(&fl.defaults.Type, "type", "", "media type for rows without one: image, video, audio, document, sticker")
+	f.StringVar(&fl.defaults.MediaID, "media-id", "", "media id for rows without one")
+	f.StringVar(&fl.defaults.MediaLink, "media-link", "", "media link (http/https) for rows without one")
+	f.StringVar(&fl.defaults.Caption, "caption", "", "caption for rows without one (image, video, document)")
+	f.StringVar(&fl.defaults.Filename, "filename", "", "file name for document rows without one")
+	f.StringVar(&fl.defaults.Ref, "ref", "", "ref for rows without one")
+	f.StringVar(&fl.defaults.Ref1, "ref1", "", "ref1 for rows without one")
+	f.StringVar(&fl.defaults.Ref2, "ref2", "", "ref2 for rows without one")
+	f.StringVar(&fl.defaults.WASource, "wa-source", "", "wa_source for rows without one (unknown values become api)")
+	f.StringVar(&fl.defaults.From, "from", "", "sender number for rows without one (default KALEYRA_FROM)")
+	f.BoolVar(&fl.strict, "strict", false, "enqueue nothing if any row is invalid")
+	f.BoolVar(&fl.dryRun, "dry-run", false, "validate only, enqueue nothing")
+	f.BoolVar(&fl.json, "json", false, "print the summary as a JSON object")
+	f.StringVar(&fl.format, "format", "", "csv or jsonl (default: by the file's extension; csv for stdin)")
+	f.StringVar(&fl.rejects, "rejects", "", "write rejected rows to this CSV file (line, reason, then the columns) to fix and resubmit")
+	f.StringVar(&fl.redisURL, "redis-url", "", "Redis URL (overrides "+config.EnvRedisURL+")")
+	f.StringVar(&fl.queue, "queue", "", "queue name (overrides "+config.EnvQueue+")")
+	return cmd
+}
+
+func runEnqueue(ctx context.Context, path string, fl enqueueFlags, stdout, stderr io.Writer) error {
+	cfg, err := config.FromEnv()
+	if fl.redisURL != "" {
+		cfg.RedisURL = fl.redisURL
+	}
+	if fl.queue != "" {
+		cfg.Queue = fl.queue
+	}
+	if err == nil {
+		err = cfg.Check()
+	}
+	if err != nil {
+		return err
+	}
+	format, err := enqueueFormat(path, fl.format)
+	if err != nil {
+		return err
+	}
+	campaign := fl.campaign
+	if campaign == "" {
+		if path == "-" {
+			return errors.New("reading stdin: give the campaign id with --campaign")
+		}
+		campaign = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	if err := job.ValidCampaign(campaign); err != nil {
+		return fmt.Errorf("%w (set it with --campaign)", err)
+	}
+
+	in, size, cleanup, err := openCampaign(path, fl.strict && !fl.dryRun)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	counted := &countingReader{r: in}
+	var rows iter.Seq[producer.Row]
+	if format == "jsonl" {
+		rows = producer.ReadJSONL(counted)
+	} else {
+		rows = producer.ReadCSV(counted)
+	}
+
+	var rejects *rejectWriter
+	if fl.rejects != "" {
+		if rejects, err = newRejectWriter(fl.rejects); err != nil {
+			return err
+		}
+	}
+
+	opt, err := cfg.RedisConnOpt()
+	if err != nil {
+		return err
+	}
+	// go-redis logs every failed dial; the error this command returns already names the cause.
+	redis.SetLogger(quietLogger{})
+	p, err := producer.New(opt, producer.Config{Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention, DefaultFrom: cfg.From})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+
+	fmt.Fprintf(stderr, "campaign %s\n", campaign)
+	prog := newProgress(stderr, size, counted)
+	s, runErr := p.Campaign(ctx, campaign, rows, producer.Options{Defaults: fl.defaults, Strict: fl.strict, DryRun: fl.dryRun},
+		func(o producer.Outcome) {
+			if o.Status == producer.StatusRejected {
+				prog.line(fmt.Sprintf("line %d: %s", o.Line, o.Reason))
+				if rejects != nil {
+					rejects.write(o)
+				}
+			}
+			prog.tick(o.Status)
+		})
+	prog.done()
+	if rejects != nil {
+		if err := rejects.close(); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	if runErr != nil && s == (producer.Summary{}) {
+		if strings.HasPrefix(runErr.Error(), "redis unreachable") {
+			return fmt.Errorf("redis at %s: %w", redactURL(cfg.RedisURL), runErr)
+		}
+		return runErr
+	}
+	switch {
+	case fl.dryRun:
+		fmt.Fprintf(stderr, "dry run: %d valid, nothing enqueued\n", s.Valid)
+	case fl.strict && s.Rejected > 0 && runErr == nil:
+		fmt.Fprintf(stderr, "strict: nothing enqueued because %d rows are invalid\n", s.Rejected)
+	}
+	if s == (producer.Summary{}) && runErr == nil {
+		fmt.Fprintln(stderr, "the file holds no rows")
+	}
+	if s.NotAttempted > 0 {
+		fmt.Fprintf(stderr, "not attempted %d\n", s.NotAttempted)
+	}
+	if fl.json {
+		out := struct {
+			Campaign string `json:"campaign"`
+			producer.Summary
+			DryRun bool   `json:"dry_run,omitempty"`
+			Error  string `json:"error,omitempty"`
+		}{Campaign: campaign, Summary: s, DryRun: fl.dryRun}
+		if runErr != nil {
+			out.Error = runErr.Error()
+		}
+		b, _ := json.Marshal(out)
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		fmt.Fprintf(stdout, "enqueued %d, duplicates %d, rejected %d\n", s.Enqueued, s.Duplicates, s.Rejected)
+	}
+	if runErr != nil {
+		return &exitError{code: 2, err: fmt.Errorf("stopped: %w", runErr)}
+	}
+	if s.Rejected > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d rejected (see the line N: messages above)", s.Rejected)}
+	}
+	return nil
+}
+
+func enqueueFormat(path, flag string) (string, error) {
+	switch strings.ToLower(flag) {
+	case "csv", "jsonl":
+		return strings.ToLower(flag), nil
+	case "":
+	default:
+		return "", fmt.Errorf("--format %q: want csv or jsonl", flag)
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".jsonl", ".ndjson":
+		return "jsonl", nil
+	}
+	return "csv", nil
+}
+
+// openCampaign opens the file (or stdin) and returns its size when known (for the ETA).
+// Strict reads the input twice, so stdin is spooled to a temporary file first.
+func openCampaign(path string, rereadable bool) (io.Reader, int64, func(), error) {
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("campaign file: %w", err)
+		}
+		var size int64 = -1
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		return f, size, func() { f.Close() }, nil
+	}
+	if !rereadable {
+		return os.Stdin, -1, func() {}, nil
+	}
+	tmp, err := os.CreateTemp("", "wabulk-stdin-*")
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("spool stdin for --strict: %w", err)
+	}
+	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
+	n, err := io.Copy(tmp, os.Stdin)
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		cleanup()
+		return nil, 0, nil, fmt.Errorf("spool stdin for --strict: %w", err)
+	}
+	return tmp, n, cleanup, nil
+}
+
+// countingReader counts bytes read for the progress line; it passes Seek through so the
+// producer can read the file twice (--strict).
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingReader) Seek(off int64, whence int) (int64, error) {
+	s, ok := c.r.(io.Seeker)
+	if !ok {
+		return 0, errors.New("not seekable")
+	}
+	pos, err := s.Seek(off, whence)
+	if err == nil {
+		c.n.Store(pos)
+	}
+	return pos, err
+}
+
+// rejectWriter writes rejected rows as CSV: line, reason, then the row's own columns, so the
+// file can be fixed and enqueued again.
+type rejectWriter struct {
+	f *os.File
+	w *csv.Writer
+}
+
+func newRejectWriter(path string) (*rejectWriter, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--rejects: %w", err)
+	}
+	w := csv.NewWriter(f)
+	w.Write(append([]string{"line", "reason"}, job.Columns...))
+	return &rejectWriter{f: f, w: w}, nil
+}
+
+func (r *rejectWriter) write(o producer.Outcome) {
+	rec := []string{strconv.Itoa(o.Line), o.Reason}
+	for _, c := range job.Columns {
+		rec = append(rec, *o.Fields.Ptr(c))
+	}
+	r.w.Write(rec)
+}
+
+func (r *rejectWriter) close() error {
+	r.w.Flush()
+	return errors.Join(r.w.Error(), r.f.Close())
+}
+
+// progress reports how far the run is: a line redrawn in place on a terminal, a plain line
+// every few seconds otherwise (logs, CI).
+type progress struct {
+	w                   io.Writer
+	tty                 bool
+	size                int64
+	read                *countingReader
+	start, last         time.Time
+	n                   int
+	enq, dup, rej, vald int
+	drawn               bool
+}
+
+func newProgress(w io.Writer, size int64, read *countingReader) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	now := time.Now()
+	return &progress{w: w, tty: tty, size: size, read: read, start: now, last: now}
+}
+
+func (p *progress) tick(s producer.Status) {
+	p.n++
+	switch s {
+	case producer.StatusEnqueued:
+		p.enq++
+	case producer.StatusDuplicate:
+		p.dup++
+	case producer.StatusRejected:
+		p.rej++
+	case producer.StatusValid:
+		p.vald++
+	}
+	if p.n%64 != 0 {
+		return // time.Now per outcome would be most of the cost of a fast run
+	}
+	every := 5 * time.Second
+	if p.tty {
+		every = 200 * time.Millisecond
+	}
+	if now := time.Now(); now.Sub(p.last) >= every {
+		p.last = now
+		p.draw(now)
 	}
 }
+
+func (p *progress) draw(now time.Time) {
+	el := now.Sub(p.start).Seconds()
+	rate := float64(p.n) / max(el, 1e-9)
+	msg := fmt.Sprintf("%d recipients (%d enqueued, %d duplicates, %d rejected), %.0f/s", p.n, p.enq, p.dup, p.rej, rate)
+	if p.size > 0 {
+		frac := min(float64(p.read.n.Load())/float64(p.size), 1)
+		msg += fmt.Sprintf(", %.0f%%", frac*100)
+		if frac > 0.001 {
+			eta := time.Duration(el/frac*(1-frac)) * time.Second
+			msg += ", ETA " + eta.Round(time.Second).String()
+		}
+	}
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s\x1b[K", msg)
+		p.drawn = true
+	} else {
+		fmt.Fprintln(p.w, "progress:", msg)
+	}
+}
+
+// line prints a message, first clearing a progress line drawn in place.
+func (p *progress) line(s string) {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\x1b[K")
+		p.drawn = false
+	}
+	fmt.Fprintln(p.w, s)
+}
+
+func (p *progress) done() {
+	if p.drawn {
+		p.draw(time.Now())
+		fmt.Fprintln(p.w)
+	}
+}
+
+// redactURL hides a password in a Redis URL before it goes into an error message.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(the configured URL)"
+	}
+	return u.Redacted()
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}

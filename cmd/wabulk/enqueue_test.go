@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/redistest"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// wabulkBinary builds the command once per test run, so the tests drive it as users do: a real
+// process with its own exit status, stdout and stderr.
+func wabulkBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wabulk-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "wabulk")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v", buildErr)
+	}
+	return binPath
+}
+
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// lastLine is the summary line the contract puts last on stdout.
+func (r cliResult) lastLine() string {
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// enqueueCLI runs `wabulk enqueue args…` against redisURL with stdin, in a clean environment.
+func enqueueCLI(t *testing.T, redisURL, stdin string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(wabulkBinary(t), append([]string{"enqueue"}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "WABULK_") && !strings.HasPrefix(kv, "KALEYRA_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "WABULK_REDIS_URL="+redisURL, "KALEYRA_FROM=+919800000001")
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return cliResult{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const (
+	goodCSV = "to,type,media_link,ref\n" +
+		"+919876543210,image,https://x.test/a.jpg,a\n" +
+		"\"919876543211, 91 98765-43212\",image,https://x.test/a.jpg,b\n"
+	mixedCSV = "to,type,media_link\n" +
+		"+919876543210,image,https://x.test/a.jpg\n" +
+		"+919876543211,gif,https://x.test/a.jpg\n" +
+		"12,image,https://x.test/a.jpg\n"
+)
+
+func TestEnqueueCLIExitStatusAndOutput(t *testing.T) {
+	srv := redistest.Start(t)
+	down := "redis://127.0.0.1:1/0"
+	for _, tc := range []struct {
+		name, url, file, content string
+		args                     []string
+		code                     int
+		summary                  string   // last stdout line; empty: none expected
+		stderr                   []string // substrings of stderr
+	}{
+		{name: "all rows valid exits 0", url: srv.URL, file: "ok.csv", content: goodCSV, code: 0,
+			summary: "enqueued 3, duplicates 0, rejected 0", stderr: []string{"campaign ok\n"}},
+		{name: "the same file again is all duplicates", url: srv.URL, file: "ok.csv", content: goodCSV, code: 0,
+			summary: "enqueued 0, duplicates 3, rejected 0"},
+		{name: "rejected rows exit 1 and are reported by line", url: srv.URL, file: "mixed.csv", content: mixedCSV, code: 1,
+			summary: "enqueued 1, duplicates 0, rejected 2",
+			stderr:  []string{"line 3: type \"gif\" is not one of", "line 4: to: \"+12\""}},
+		{name: "campaign-wide flags fill empty columns", url: srv.URL, file: "flags.csv", content: "to\n+919876543219\n",
+			args: []string{"--type", "image", "--media-id", "m1"}, code: 0, summary: "enqueued 1, duplicates 0, rejected 0"},
+		{name: "redis down exits 2 naming redis", url: down, file: "down.csv", content: goodCSV, code: 2,
+			stderr: []string{"redis at redis://127.0.0.1:1/0: redis unreachable"}},
+		{name: "a missing file exits 2", url: srv.URL, args: []string{"/nonexistent/x.csv"}, code: 2,
+			stderr: []string{"campaign file: open /nonexistent/x.csv"}},
+		{name: "an empty file exits 2", url: srv.URL, file: "empty.csv", content: "", code: 2, stderr: []string{"the file is empty"}},
+		{name: "no to column exits 2", url: srv.URL, file: "noto.csv", content: "phone,type\n+919876543210,image\n", code: 2,
+			stderr: []string{"unknown column(s) \"phone\""}},
+		{name: "a header alone exits 0 with nothing done", url: srv.URL, file: "hdr.csv", content: "to,type\n", code: 0,
+			summary: "enqueued 0, duplicates 0, rejected 0", stderr: []string{"no rows"}},
+		{name: "a bad flag exits 2", url: srv.URL, file: "f.csv", content: goodCSV, args: []string{"--no-such-flag"}, code: 2},
+		{name: "a bad format exits 2", url: srv.URL, file: "f.csv", content: goodCSV, args: []string{"--format", "xml"}, code: 2,
+			stderr: []string{"want csv or jsonl"}},
+		{name: "a file name that is no campaign id asks for --campaign", url: srv.URL, file: "my list.csv", content: goodCSV, code: 2,
+			stderr: []string{"--campaign"}},
+		{name: "jsonl by extension", url: srv.URL, file: "j.jsonl",
+			content: `{"to":"+919876543250","type":"image","media_id":"m"}` + "\n\n" + `["not an object"]` + "\n", code: 1,
+			summary: "enqueued 1, duplicates 0, rejected 1", stderr: []string{"line 3: line is not a JSON object"}},
+		{name: "dry run enqueues nothing", url: srv.URL, file: "dry.csv", content: "to,type,media_id\n+919876543260,image,m\n",
+			args: []string{"--dry-run"}, code: 0, summary: "enqueued 0, duplicates 0, rejected 0", stderr: []string{"dry run: 1 valid"}},
+		{name: "strict enqueues nothing on one bad row", url: srv.URL, file: "strict.csv", content: mixedCSV,
+			args: []string{"--strict", "--campaign", "strict"}, code: 1, summary: "enqueued 0, duplicates 0, rejected 2",
+			stderr: []string{"strict: nothing enqueued"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var args []string
+			if tc.file != "" {
+				args = append(tc.args, writeFile(t, tc.file, tc.content))
+			} else {
+				args = tc.args
+			}
+			r := enqueueCLI(t, tc.url, "", args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			if tc.summary != "" && r.lastLine() != tc.summary {
+				t.Errorf("last stdout line %q, want %q", r.lastLine(), tc.summary)
+			}
+			if tc.summary == "" && r.stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(r.stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+				}
+			}
+			if tc.code != 0 && !strings.Contains(r.stderr, "wabulk: ") {
+				t.Errorf("exit %d without a message:\n%s", tc.code, r.stderr)
+			}
+		})
+	}
+	led := ledger.New(srv.Client(t), "whatsapp", 0)
+	c, err := led.Counts(context.Background(), "ok")
+	if err != nil || c.Enqueued != 3 {
+		t.Fatalf("ledger counts of campaign ok: %+v %v, want 3 enqueued", c, err)
+	}
+}
+
+func TestEnqueueCLIJSONSummary(t *testing.T) {
+	srv := redistest.Start(t)
+	r := enqueueCLI(t, srv.URL, "", "--json", "--campaign", "js", writeFile(t, "x.csv", mixedCSV))
+	if r.code != 1 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r.lastLine()), &got); err != nil {
+		t.Fatalf("last line %q is not JSON: %v", r.lastLine(), err)
+	}
+	want := map[string]any{"campaign": "js", "enqueued": 1.0, "duplicates": 0.0, "rejected": 2.0, "not_attempted": 0.0}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+func TestEnqueueCLIReadsStdin(t *testing.T) {
+	srv := redistest.Start(t)
+	t.Run("without --campaign it asks for one", func(t *testing.T) {
+		r := enqueueCLI(t, srv.URL, goodCSV, "-")
+		if r.code != 2 || !strings.Contains(r.stderr, "--campaign") {
+			t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+	t.Run("csv", func(t *testing.T) {
+		r := enqueueCLI(t, srv.URL, goodCSV, "--campaign", "in", "-")
+		if r.code != 0 || r.lastLine() != "enqueued 3, duplicates 0, rejected 0" {
+			t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("jsonl with --format", func(t *testing.T) {
+		r := enqueueCLI(t, srv.URL, `{"TO":"+919876543270","type":"video","media_link":"https://x.test/v.mp4"}`+"\n",
+			"--campaign", "in", "--format", "jsonl", "-")
+		if r.code != 0 || r.lastLine() != "enqueued 1, duplicates 0, rejected 0" {
+			t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("strict spools stdin and reads it twice", func(t *testing.T) {
+		r := enqueueCLI(t, srv.URL, goodCSV, "--campaign", "in-strict", "--strict", "-")
+		if r.code != 0 || r.lastLine() != "enqueued 3, duplicates 0, rejected 0" {
+			t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+}
+
+func TestEnqueueCLIWritesRejectsFile(t *testing.T) {
+	srv := redistest.Start(t)
+	rej := filepath.Join(t.TempDir(), "rejects.csv")
+	in := "to,type,media_link,caption\n" +
+		"+919876543210,image,https://x.test/a.jpg,hi\n" +
+		"\"+919876543211,98x\",audio,https://x.test/a.mp3,\n" +
+		"+919876543212,audio,https://x.test/a.mp3,\"a, caption\"\n"
+	r := enqueueCLI(t, srv.URL, "", "--rejects", rej, writeFile(t, "rj.csv", in))
+	if r.code != 1 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	f, err := os.Open(rej)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := []string{"line", "reason", "to", "type", "media_id", "media_link", "caption", "filename", "ref", "ref1", "ref2", "wa_source", "from"}
+	if len(recs) != 3 || !slices.Equal(recs[0], header) {
+		t.Fatalf("rejects file:\n%q", recs)
+	}
+	// Only the bad number of the row is written back, so resubmitting it sends nothing twice.
+	if recs[1][0] != "3" || recs[1][2] != "98x" || recs[1][3] != "audio" || !strings.Contains(recs[1][1], "not a phone number") {
+		t.Errorf("first reject %q", recs[1])
+	}
+	if recs[2][0] != "4" || recs[2][6] != "a, caption" || !strings.Contains(recs[2][1], "caption is not allowed for audio") {
+		t.Errorf("second reject %q", recs[2])
+	}
+}
