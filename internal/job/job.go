@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"regexp"
 	"strings"
@@ -326,7 +327,8 @@ func Decode(b []byte) (Payload, error) {
 	if err := dec.Decode(&p); err != nil {
 		return Payload{}, fmt.Errorf("payload is not a wabulk job: %v", err)
 	}
-	if dec.More() {
+	// dec.More would miss a stray '}' or ']' after the object; only EOF means nothing follows.
+	if _, err := dec.Token(); err != io.EOF {
 		return Payload{}, errors.New("payload is not a wabulk job: data after the JSON object")
 	}
 	if err := p.Normalize(); err != nil {
