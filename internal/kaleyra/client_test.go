@@ -157,8 +157,8 @@ func TestSendRejectsWhatCannotBeSent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Send(context.Background(), tc.from, tc.msg)
 			var e *kaleyra.Error
-			if !errors.As(err, &e) || e.Retryable() {
-				t.Fatalf("%v: want a permanent *kaleyra.Error", err)
+			if !errors.As(err, &e) || e.Retryable() || e.Label() != "invalid" || !strings.HasPrefix(e.Error(), "invalid: ") {
+				t.Fatalf("%v: want a permanent *kaleyra.Error labelled invalid", err)
 			}
 		})
 	}

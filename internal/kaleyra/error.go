@@ -51,6 +51,9 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
 	case e.Status != 0:
 		return fmt.Sprintf("HTTP %d: %s", e.Status, e.Message)
+	case e.permanent:
+		// Refused before sending (unknown type, no sender): not a network failure.
+		return "invalid: " + e.Message
 	case e.Timeout:
 		return "timeout: " + e.Message
 	default:
@@ -61,14 +64,16 @@ func (e *Error) Error() string {
 // Unwrap returns the transport error, if any.
 func (e *Error) Unwrap() error { return e.cause }
 
-// Label is the code when there is one, else "HTTP <status>", "timeout" or "network": the value
-// wabulk logs as `code` and counts dead letters by.
+// Label is the code when there is one, else "HTTP <status>", "invalid" (refused before
+// sending), "timeout" or "network": the value wabulk logs as `code` and counts dead letters by.
 func (e *Error) Label() string {
 	switch {
 	case e.Code != "":
 		return e.Code
 	case e.Status != 0:
 		return "HTTP " + strconv.Itoa(e.Status)
+	case e.permanent:
+		return "invalid"
 	case e.Timeout:
 		return "timeout"
 	default:

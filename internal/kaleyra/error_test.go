@@ -241,10 +241,11 @@ func FuzzParseAnswer(f *testing.F) {
 	f.Add(500, []byte(""))
 	f.Add(500, []byte(bodyWA500[:40]))
 	f.Add(429, []byte(`{"message":"API rate limit exceeded"}`))
-	f.Add(400, []byte(`{"code":"\u0000\xff","message":{"a":[1]},"error":{"k":"\n\r"}}`))
+	f.Add(400, []byte(`{"code":"\u0000\u001b[31m","message":{"a":[1]},"error":{"k":"\n\r"}}`))
+	f.Add(400, []byte("{\"code\":\"\xff\xfe\",\"message\":\"\xc3\",\"error\":{\"\xff\":\"\xff\"}}"))
 	f.Add(401, []byte(`{"code":1,"message":null,"error":[]}`))
 	f.Add(0, []byte(`{}`))
-	f.Add(-1, []byte(`{"code":"` + strings.Repeat("é", 5000) + `"}`))
+	f.Add(-1, []byte(`{"code":"`+strings.Repeat("é", 5000)+`"}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		h := http.Header{"Retry-After": {"3"}}
 		err := kaleyra.ParseAnswer(status, h, body)
