@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -39,6 +40,15 @@ func (m Masker) Phone(n string) string {
 		return n
 	}
 	return MaskPhone(n)
+}
+
+// TaskID returns a task id as logs show it: the recipient, its last ':'-separated part, masked.
+func (m Masker) TaskID(id string) string {
+	i := strings.LastIndexByte(id, ':')
+	if m.Full || i < 0 {
+		return id
+	}
+	return id[:i+1] + MaskPhone(id[i+1:])
 }
 
 // MaskPhone keeps a leading '+', the first two and the last four digits and stars the rest:

@@ -1,0 +1,229 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/logging"
+)
+
+// Sender sends one message; *kaleyra.Client is the real one.
+type Sender interface {
+	Send(ctx context.Context, from string, m kaleyra.Message) (kaleyra.Result, error)
+}
+
+// Limiter hands out the shared per-sender rate; *ratelimit.Limiter is the real one.
+type Limiter interface {
+	Wait(ctx context.Context, sender string) (time.Duration, error)
+}
+
+// pauser pauses the queue when an account-level code comes back (WABULK_PAUSE_ON).
+type pauser interface {
+	PauseQueue(queue string) error
+}
+
+// Outcomes of one attempt, as logged and counted.
+const (
+	outcomeSent  = "sent"
+	outcomeRetry = "retry"
+	outcomeDead  = "dead"
+	// outcomeRequeued: the job went back to the queue without an attempt (stop during a wait,
+	// paused queue, ledger unreachable).
+	outcomeRequeued = "requeued"
+)
+
+// Codes wabulk gives dead letters that Kaleyra never saw.
+const (
+	CodeBadPayload = "INVALID_PAYLOAD"
+	CodeNoSender   = "NO_SENDER"
+)
+
+// handler is the asynq handler: one job, one attempt.
+type handler struct {
+	queue    string
+	from     string
+	pauseOn  []string
+	sender   Sender
+	limiter  Limiter
+	ledger   *ledger.Ledger
+	pauser   pauser
+	log      *zap.Logger
+	pii      logging.Masker
+	metrics  *metrics
+	stopping context.Context // cancelled when the worker starts to stop
+}
+
+var _ asynq.Handler = (*handler)(nil)
+
+// ProcessTask decodes the job, waits for the sender's turn, calls Kaleyra and acts on the
+// answer per DESIGN.md's table. Its error decides what asynq does: nil completes, an error
+// wrapping asynq.SkipRetry archives (dead letter), errNotFailure requeues without using a
+// retry, any other error retries with backoff.
+func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	start := time.Now()
+	id, _ := asynq.GetTaskID(ctx)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	attempt := retried + 1
+	log := h.log.With(zap.String("task_id", h.pii.TaskID(id)), zap.Int("attempt", attempt))
+
+	p, err := job.Decode(t.Payload())
+	if t.Type() != job.TaskType {
+		err = fmt.Errorf("task type %q is not %s", t.Type(), job.TaskType)
+	}
+	if err != nil {
+		// A payload that cannot be decoded will not decode next time either: dead-letter it once.
+		d := ledger.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(t.Payload(), 4096)}
+		return h.dead(ctx, log, d, 0, start)
+	}
+	from := p.From
+	if from == "" {
+		from = h.from
+	}
+	log = log.With(zap.String("campaign", p.Campaign), zap.String("from", from), zap.String("to", h.pii.Phone(p.To)),
+		zap.String("type", p.Type), zap.String("ref", p.Ref), zap.String("ref1", p.Ref1), zap.String("ref2", p.Ref2),
+		zap.String("wa_source", p.WASource))
+	if from == "" {
+		d := ledger.DeadLetter{TaskID: id, Code: CodeNoSender, Message: "the job names no sender and KALEYRA_FROM is not set", Attempt: attempt, Payload: p}
+		return h.dead(ctx, log, d, 0, start)
+	}
+
+	prior, alreadySent, err := h.ledger.Begin(ctx, p.Campaign, id)
+	if err != nil {
+		return h.requeue(log, fmt.Errorf("ledger unreachable: %w", err), start)
+	}
+	if alreadySent {
+		// Kaleyra accepted this job before and only the ack was lost: complete it, do not send again.
+		t.ResultWriter().Write([]byte(prior))
+		h.metrics.sends.WithLabelValues(outcomeSent, "resent_avoided").Inc()
+		log.Info("send", zap.String("outcome", outcomeSent), zap.String("code", "already_sent"),
+			zap.Int("status", 0), zap.Duration("duration", time.Since(start)))
+		return nil
+	}
+
+	waited, err := h.wait(ctx, from, retried < maxRetry)
+	h.metrics.wait.Observe(waited.Seconds())
+	if err != nil {
+		h.ledger.Release(context.WithoutCancel(ctx), p.Campaign, id)
+		return h.requeue(log, fmt.Errorf("rate-limit wait ended: %w", err), start)
+	}
+
+	callStart := time.Now()
+	res, err := h.sender.Send(ctx, from, message(p))
+	h.metrics.latency.Observe(time.Since(callStart).Seconds())
+	if err == nil {
+		return h.sent(ctx, log, t, p, id, res, start)
+	}
+	var ke *kaleyra.Error
+	if !errors.As(err, &ke) {
+		ke = &kaleyra.Error{Message: err.Error()}
+	}
+	if slices.Contains(h.pauseOn, ke.Code) {
+		if perr := h.pauser.PauseQueue(h.queue); perr != nil {
+			log.Error("pause queue", zap.String("code", ke.Code), zap.Error(perr))
+		} else {
+			log.Warn("queue paused: account-level error; `wabulk queue resume` continues the campaign",
+				zap.String("queue", h.queue), zap.String("code", ke.Code), zap.String("message", ke.Message))
+		}
+		h.ledger.Release(context.WithoutCancel(ctx), p.Campaign, id)
+		return h.requeue(log.With(zap.String("code", ke.Code), zap.Int("status", ke.Status)),
+			fmt.Errorf("%s: %w", ke.Error(), errNotFailure), start)
+	}
+	if !ke.Retryable() || retried >= maxRetry {
+		d := ledger.DeadLetter{TaskID: id, Code: ke.Label(), Status: ke.Status, Message: ke.Message, Attempt: attempt, Payload: p}
+		return h.dead(ctx, log, d, ke.Status, start, ke)
+	}
+	if lerr := h.ledger.Retry(context.WithoutCancel(ctx), p.Campaign, id); lerr != nil {
+		log.Warn("ledger: retry not recorded", zap.Error(lerr))
+	}
+	h.metrics.sends.WithLabelValues(outcomeRetry, ke.Label()).Inc()
+	log.Info("send", zap.String("outcome", outcomeRetry), zap.String("code", ke.Label()), zap.Int("status", ke.Status),
+		zap.Duration("duration", time.Since(start)), zap.String("error", ke.Message))
+	return ke
+}
+
+// wait takes a token from the shared limiter. When the worker starts to stop, a job that still
+// has retries left gives up its wait and goes back to the queue at once (it was not attempted);
+// a job on its last attempt keeps waiting, because asynq archives a job whose budget is spent
+// whatever the error (it then finishes or is requeued when the shutdown timeout aborts it).
+func (h *handler) wait(ctx context.Context, from string, mayRequeue bool) (time.Duration, error) {
+	if !mayRequeue || h.stopping == nil {
+		return h.limiter.Wait(ctx, from)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// AfterFunc registers a callback rather than starting a goroutine per job.
+	defer context.AfterFunc(h.stopping, cancel)()
+	return h.limiter.Wait(ctx, from)
+}
+
+func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, p job.Payload, id string, res kaleyra.Result, start time.Time) error {
+	// The message is out: record it even if the job's context is ending, and try hard, because a
+	// job whose sent marker is lost could be sent again after a crash.
+	rctx := context.WithoutCancel(ctx)
+	var err error
+	for i := range 5 {
+		if err = h.ledger.Sent(rctx, p.Campaign, id, res.Body); err == nil {
+			break
+		}
+		time.Sleep(time.Duration(100<<i) * time.Millisecond)
+	}
+	if err != nil {
+		log.Error("ledger: sent marker not written; a crash before the ack could send this job again", zap.Error(err))
+	}
+	if _, werr := t.ResultWriter().Write(res.Body); werr != nil {
+		log.Warn("task result not written", zap.Error(werr))
+	}
+	h.metrics.sends.WithLabelValues(outcomeSent, "").Inc()
+	log.Info("send", zap.String("outcome", outcomeSent), zap.String("code", ""), zap.Int("status", res.Status),
+		zap.String("message_id", res.MessageID), zap.Duration("duration", time.Since(start)))
+	return nil
+}
+
+// dead records the dead letter durably, then tells asynq to archive the job. The returned
+// error's text starts with the code, so the archived task's last error does too.
+func (h *handler) dead(ctx context.Context, log *zap.Logger, d ledger.DeadLetter, status int, start time.Time, cause ...error) error {
+	if err := h.ledger.Dead(context.WithoutCancel(ctx), d); err != nil {
+		// Without the durable record the dead letter could be trimmed from asynq's archive
+		// unseen: try again later instead.
+		return h.requeue(log, fmt.Errorf("ledger: dead letter not recorded: %w", err), start)
+	}
+	h.metrics.sends.WithLabelValues(outcomeDead, d.Code).Inc()
+	log.Warn("send", zap.String("outcome", outcomeDead), zap.String("code", d.Code), zap.Int("status", status),
+		zap.Duration("duration", time.Since(start)), zap.String("error", d.Message))
+	text := d.Code + ": " + d.Message
+	if len(cause) > 0 && cause[0] != nil {
+		text = cause[0].Error()
+	}
+	return fmt.Errorf("%s: %w", text, asynq.SkipRetry)
+}
+
+func (h *handler) requeue(log *zap.Logger, err error, start time.Time) error {
+	h.metrics.sends.WithLabelValues(outcomeRequeued, "").Inc()
+	log.Info("send", zap.String("outcome", outcomeRequeued), zap.Duration("duration", time.Since(start)), zap.Error(err))
+	if errors.Is(err, errNotFailure) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, errNotFailure)
+}
+
+func message(p job.Payload) kaleyra.Message {
+	return kaleyra.Message{To: p.To, Type: p.Type, MediaID: p.MediaID, MediaLink: p.MediaLink, Caption: p.Caption,
+		Filename: p.Filename, Ref: p.Ref, Ref1: p.Ref1, Ref2: p.Ref2, WASource: p.WASource}
+}
+
+func clipBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}

@@ -1,0 +1,186 @@
+// Package worker runs wabulk's workers: an asynq server on the campaign queue whose handler
+// waits for the sender's turn under the rate limit all workers share, calls Kaleyra, and
+// completes, retries or dead-letters the job per DESIGN.md's table, logging one line per attempt.
+//
+// Other Go programs can run a worker in process with Run; `wabulk worker` is Run with the
+// configuration read from the environment.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/ratelimit"
+)
+
+// Run serves cfg.Queue until ctx ends, then stops taking jobs, lets in-flight ones finish for
+// up to cfg.ShutdownTimeout (the rest go back to the queue) and returns nil. It returns an
+// error at once when the configuration is invalid or Redis does not answer.
+func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
+	cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	client, err := kaleyra.New(cfg.Kaleyra)
+	if err != nil {
+		return err
+	}
+	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("worker: unsupported Redis connection options")
+	}
+	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = rdb.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("worker: Redis is unreachable: %w", err)
+	}
+	limiter, err := ratelimit.New(rdb, ratelimit.Config{Rate: cfg.Rate, Burst: cfg.Burst})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, log, rdb, client, limiter)
+}
+
+// serve runs the asynq server with the given sender and limiter (tests pass their own).
+func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.UniversalClient, sender Sender, limiter Limiter) error {
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newQueueCollector(inspector, cfg.Queue))
+	stopCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	h := &handler{
+		queue:    cfg.Queue,
+		from:     cfg.From,
+		pauseOn:  cfg.PauseOn,
+		sender:   sender,
+		limiter:  limiter,
+		ledger:   ledger.New(rdb, cfg.Queue, cfg.Retention),
+		pauser:   inspector,
+		log:      log,
+		pii:      cfg.PII,
+		metrics:  newMetrics(reg),
+		stopping: stopCtx,
+	}
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:     cfg.Concurrency,
+		Queues:          map[string]int{cfg.Queue: 1},
+		RetryDelayFunc:  backoff(cfg.RetryBase, cfg.RetryMax),
+		IsFailure:       isFailure,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		// Retries become due at their backoff; the forwarder moves them back to the queue only
+		// when it checks, so it checks often enough not to add more than a fraction of the base.
+		DelayedTaskCheckInterval: min(max(cfg.RetryBase/4, 100*time.Millisecond), time.Second),
+		TaskCheckInterval:        cfg.PollInterval,
+		Logger:                   asynqLogger{log.Sugar().With("component", "asynq")},
+		LogLevel:                 asynq.WarnLevel,
+	})
+	if err := srv.Start(h); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	log.Info("worker started", zap.String("queue", cfg.Queue), zap.Int("concurrency", cfg.Concurrency),
+		zap.Float64("rate", cfg.Rate), zap.Int("burst", cfg.Burst), zap.Duration("retry_base", cfg.RetryBase),
+		zap.Duration("retry_max", cfg.RetryMax), zap.Duration("shutdown_timeout", cfg.ShutdownTimeout),
+		zap.String("default_from", cfg.From), zap.Strings("pause_on", cfg.PauseOn),
+		zap.String("kaleyra_sid", cfg.Kaleyra.SID), zap.String("kaleyra_api_key", "[redacted]"),
+		zap.String("kaleyra_region", cfg.Kaleyra.Region), zap.String("kaleyra_base_url", cfg.Kaleyra.BaseURL),
+		zap.String("metrics_addr", cfg.MetricsAddr))
+
+	var hs *http.Server
+	if cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			srv.Shutdown()
+			return fmt.Errorf("worker: WABULK_METRICS_ADDR: %w", err)
+		}
+		hs = &http.Server{Handler: opsHandler(reg, rdb), ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(ln)
+	}
+
+	<-ctx.Done()
+	log.Info("worker stopping: finishing in-flight jobs", zap.Duration("timeout", cfg.ShutdownTimeout))
+	stop() // rate-limit waits with retries left go back to the queue at once
+	srv.Shutdown()
+	if hs != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		hs.Shutdown(sctx)
+		cancel()
+	}
+	log.Info("worker stopped")
+	return nil
+}
+
+// opsHandler serves /healthz (the process is up), /readyz (Redis answers) and /metrics.
+func opsHandler(reg *prometheus.Registry, rdb redis.UniversalClient) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// queueCollector exports asynq's queue sizes on each scrape (one Redis script call).
+type queueCollector struct {
+	inspector *asynq.Inspector
+	queue     string
+	size      *prometheus.Desc
+	paused    *prometheus.Desc
+}
+
+func newQueueCollector(i *asynq.Inspector, queue string) *queueCollector {
+	return &queueCollector{inspector: i, queue: queue,
+		size:   prometheus.NewDesc("wabulk_queue_tasks", "Tasks in the queue by state.", []string{"queue", "state"}, nil),
+		paused: prometheus.NewDesc("wabulk_queue_paused", "1 when the queue is paused.", []string{"queue"}, nil)}
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.size; ch <- c.paused }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	info, err := c.inspector.GetQueueInfo(c.queue)
+	if err != nil {
+		return // queue not created yet, or Redis down: no sample rather than a wrong one
+	}
+	for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+		"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
+		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n), c.queue, state)
+	}
+	p := 0.0
+	if info.Paused {
+		p = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, p, c.queue)
+}
+
+// asynqLogger sends asynq's own messages through zap.
+type asynqLogger struct{ s *zap.SugaredLogger }
+
+func (l asynqLogger) Debug(args ...any) { l.s.Debug(args...) }
+func (l asynqLogger) Info(args ...any)  { l.s.Info(args...) }
+func (l asynqLogger) Warn(args ...any)  { l.s.Warn(args...) }
+func (l asynqLogger) Error(args ...any) { l.s.Error(args...) }
+func (l asynqLogger) Fatal(args ...any) { l.s.Fatal(args...) }
