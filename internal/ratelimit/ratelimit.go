@@ -7,9 +7,10 @@
 // in microseconds of the Redis server's clock. A Lua script (gcra.go) reads it, grants slots
 // and writes it back atomically, so no two processes can be granted the same slot, and uses
 // redis.call('TIME'), so the pods' clocks never enter the schedule. Slot j of the sequence is
-// conformant from TAT + (j+1)·T − Burst·T (T = 1/Rate): the sequence of slot times is exactly
+// conformant from TAT + (j+1)·T − τ (T = 1/Rate, τ = Burst·T, less T/2 when Burst ≥ 2 so
+// the last token of a burst comes half a slot after the others): the sequence of slot times is
 // what a single GCRA limiter with that rate and burst would allow, whichever process gets each
-// slot.
+// slot, with one token of the window bound kept as margin for wake-up jitter.
 //
 // A process does not ask for one token per message. Per sender it keeps a FIFO of waiting
 // callers, and one fetch goroutine (alive only while callers wait) asks the script for as many
@@ -27,16 +28,23 @@
 // # Why the bound holds
 //
 // Every send happens at or after its slot's time, because the slot is converted to the local
-// clock from the moment the script's answer arrived, which is after the server read TIME. A
-// slot is not used late either: a waiter owns its slot before the slot's time comes and
-// returns when it does; a slot given back by a cancelled caller goes to the next waiting caller
-// or a short pool, and is dropped if nobody takes it within min(T, 10 ms). So the sends are the
-// GCRA schedule shifted by at most that much (plus goroutine wake-up latency, which any limiter
-// has between deciding and its caller running): over time at most Rate per second, and at most
-// Rate·W + Burst in any window of W seconds. Slots a process reserved and could not use
-// (callers cancelled, the process died) are lost, at most one horizon's worth, which lowers the
-// achieved rate but never raises it; when demand exceeds the rate, pods keep the horizon full
-// and the achieved rate is the configured one.
+// clock from the moment the script's answer arrived, which is after the server read TIME. And
+// no send lags its slot by more than a grace G (two slots or half the burst's room, whichever
+// is longer, at least 5 ms, at most 100 ms): a waiter owns its slot before the slot's time
+// comes and returns when it does; a slot given back by a cancelled caller goes to the next
+// waiting caller or a short pool; a slot nobody took in time, or whose waiter woke later than G
+// (a stalled process: GC pause, starved CPU), is dropped and the caller takes a fresh one, so
+// a stall can never release a backlog of slots in one burst. The sends are therefore the GCRA
+// schedule, each shifted by at most G. Over time that is at most Rate per second. In a 1 s
+// window it is at most Rate + Burst − 1 while wake-ups are prompt (the tests measure exactly
+// that); late wake-ups can shift up to Rate·G more slots into a window, which stays within
+// Rate + Burst in steady state, and can exceed it by at most about Burst/2 only if a stall
+// lands right after an idle burst. Slots a process reserved and could not use (callers
+// cancelled, the process died, stale wake-ups) are lost, at most one horizon's worth, which
+// lowers the achieved rate but never raises it; when demand exceeds the rate the pods keep the
+// horizon full and the achieved rate is the configured one. The fetcher also waits until
+// shortly before the next slot it could get (4 slots, at least 10 ms) before asking, so
+// callers that return in the meantime join one call instead of making one each.
 //
 // # Cost
 //
@@ -73,7 +81,8 @@ const (
 	maxHorizon  = time.Second
 	batchSlots  = 32  // slots a horizon should hold at low rates, so batches stay useful
 	maxBatch    = 256 // slots one call may take
-	maxGrace    = 10 * time.Millisecond
+	minGrace    = 5 * time.Millisecond
+	maxGrace    = 100 * time.Millisecond
 	minBackoff  = 10 * time.Millisecond
 	maxBackoff  = 500 * time.Millisecond
 	callsPerHzn = 4 // the call cap never goes below this many per horizon, for very low rates
@@ -167,16 +176,37 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 		rdb:        rdb,
 		prefix:     cfg.Prefix,
 		intervalUS: interval,
-		tauUS:      float64(cfg.Burst) * interval,
+		tauUS:      tolerance(cfg.Burst) * interval,
 		horizon:    horizon,
 		maxBatch:   batch,
 		minBatch:   max(1, batch/2),
-		grace:      min(time.Duration(interval*float64(time.Microsecond)), maxGrace),
+		grace:      grace(interval, cfg.Burst),
 		lead:       min(max(4*time.Duration(interval*float64(time.Microsecond)), minLead), horizon/2),
 		callLimit:  rate.Limit(max(cfg.Rate, callsPerHzn/horizon.Seconds())),
 		callBurst:  cfg.Burst + 1,
 		buckets:    make(map[string]*bucket),
 	}, nil
+}
+
+// tolerance is the GCRA burst tolerance in slots. Exact GCRA allows Burst at once and then
+// Rate per second, which fills a closed 1 s window with exactly Rate + Burst: any wake-up
+// jitter could push a measured window over. Holding the last token of a burst back by half a
+// slot keeps one token of the bound as margin; a burst of 1 is not held back, or the first
+// send after idle would wait.
+func tolerance(burst int) float64 {
+	if burst < 2 {
+		return float64(burst)
+	}
+	return float64(burst) - 0.5
+}
+
+// grace is how late a slot may still be used: two slots, or half the burst's room so that a
+// stall's late sends stay within the Rate + Burst window; at least 5 ms (ordinary wake-up
+// jitter), at most 100 ms.
+func grace(intervalUS float64, burst int) time.Duration {
+	slot := time.Duration(intervalUS * float64(time.Microsecond))
+	g := max(2*slot, slot*time.Duration(burst-1)/2)
+	return min(max(g, minGrace), maxGrace)
 }
 
 // Wait blocks until the caller may send one message from sender, or ctx ends (then it returns ctx's error).
@@ -187,22 +217,29 @@ func (l *Limiter) Wait(ctx context.Context, sender string) (time.Duration, error
 		return 0, err
 	}
 	b := l.bucket(sender)
-	slot, err := b.acquire(ctx)
-	if err != nil {
-		return time.Since(start), err
-	}
-	if d := time.Until(slot); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			b.giveBack(slot)
-			return time.Since(start), ctx.Err()
+	for {
+		slot, err := b.acquire(ctx)
+		if err != nil {
+			return time.Since(start), err
 		}
+		if d := time.Until(slot); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				b.giveBack(slot)
+				return time.Since(start), ctx.Err()
+			}
+		}
+		if time.Since(slot) <= l.grace {
+			l.tokens.Add(1)
+			return time.Since(start), nil
+		}
+		// We woke too late (a stalled process: GC, CPU starvation). Sending on this slot
+		// now would pile it onto the slots after it; drop it and take a fresh one.
+		l.unused.Add(1)
 	}
-	l.tokens.Add(1)
-	return time.Since(start), nil
 }
 
 // Stats returns the counters so far: RoundTrips/Tokens is Redis calls per message.
