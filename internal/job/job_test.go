@@ -74,7 +74,9 @@ func TestNew(t *testing.T) {
 		{name: "a filename on an image is refused", f: with(func(f *Fields) { f.Filename = "a.pdf" }), wantErr: "filename is only allowed for documents"},
 		{name: "a filename with a slash is refused", f: with(func(f *Fields) { f.Type, f.Filename = "document", "../a.pdf" }), wantErr: "without '/'"},
 		{name: "refs are cut to 255 characters without splitting UTF-8",
-			f: with(func(f *Fields) { f.Ref, f.Ref1, f.Ref2 = strings.Repeat("€", 300), strings.Repeat("a", 254)+"😀😀", "x\xffy" }),
+			f: with(func(f *Fields) {
+				f.Ref, f.Ref1, f.Ref2 = strings.Repeat("€", 300), strings.Repeat("a", 254)+"😀😀", "x\xffy"
+			}),
 			check: func(t *testing.T, p Payload) {
 				if p.Ref != strings.Repeat("€", 255) {
 					t.Errorf("ref has %d characters", utf8.RuneCountInString(p.Ref))
