@@ -9,12 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"go.uber.org/zap/zapcore"
 )
 
 // The environment variables wabulk reads. Vars lists them all.
@@ -200,12 +203,15 @@ func Load(lookup LookupFunc) (Config, error) {
 		}
 	}
 	num(EnvBurst, &c.Burst, 1)
+	if c.Burst == 0 {
+		c.Burst = DefaultBurst(c.Rate)
+	}
 	if v, ok := lookup(EnvPauseOn); ok {
 		c.PauseOn = splitList(v)
 	}
 	key, keySet := lookup(EnvAPIKey)
 	if file, ok := lookup(EnvAPIKeyFile); ok && strings.TrimSpace(file) != "" {
-		if keySet && key != "" {
+		if keySet && strings.TrimSpace(key) != "" {
 			errs = append(errs, fmt.Errorf("set %s or %s, not both", EnvAPIKey, EnvAPIKeyFile))
 		}
 		b, err := os.ReadFile(strings.TrimSpace(file))
@@ -232,8 +238,24 @@ func Load(lookup LookupFunc) (Config, error) {
 // Check validates the fields every command relies on; it runs again after flags override values.
 func (c *Config) Check() error {
 	var errs []error
-	if c.Burst == 0 {
-		c.Burst = DefaultBurst(c.Rate)
+	if c.Burst < 1 {
+		errs = append(errs, fmt.Errorf("%s must be an integer ≥ 1, got %d", EnvBurst, c.Burst))
+	}
+	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("%s must be debug, info, warn or error, got %q", EnvLogLevel, c.LogLevel))
+	}
+	if c.BaseURL != "" {
+		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s must be an absolute http(s) URL, got %q", EnvBaseURL, c.BaseURL))
+		}
+	}
+	for name, addr := range map[string]string{EnvMetricsAddr: c.MetricsAddr, EnvAddr: c.Addr} {
+		if addr == "" && name == EnvMetricsAddr {
+			continue // set but empty disables the metrics listener
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s must be host:port or :port, got %q", name, addr))
+		}
 	}
 	if c.RedisCluster == "" {
 		if _, err := asynq.ParseRedisURI(c.RedisURL); err != nil {

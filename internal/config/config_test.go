@@ -140,6 +140,11 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{"token too short", env{EnvAPITokens: "short"}, EnvAPITokens},
 		{"tokens only commas", env{EnvAPITokens: ", ,"}, EnvAPITokens},
 		{"tokens file missing", env{EnvAPITokens: "@/nonexistent/wabulk/tokens"}, EnvAPITokens},
+		{"log level unknown", env{EnvLogLevel: "loud"}, EnvLogLevel},
+		{"base url not http", env{EnvBaseURL: "ftp://kaleyra"}, EnvBaseURL},
+		{"base url relative", env{EnvBaseURL: "/v2"}, EnvBaseURL},
+		{"metrics addr without port", env{EnvMetricsAddr: "localhost"}, EnvMetricsAddr},
+		{"serve addr without port", env{EnvAddr: "8080"}, EnvAddr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(tc.env.lookup)
@@ -172,6 +177,12 @@ func TestAPIKeyFile(t *testing.T) {
 		_, err := Load(env{EnvAPIKey: "k", EnvAPIKeyFile: writeFile(t, "k2")}.lookup)
 		if err == nil || !strings.Contains(err.Error(), EnvAPIKey) || !strings.Contains(err.Error(), EnvAPIKeyFile) {
 			t.Fatalf("got %v, want an error naming both variables", err)
+		}
+	})
+	t.Run("a blank key beside a file is no conflict", func(t *testing.T) {
+		c, err := Load(env{EnvAPIKey: "   ", EnvAPIKeyFile: writeFile(t, "k2")}.lookup)
+		if err != nil || c.APIKey.Reveal() != "k2" {
+			t.Fatalf("got %q, %v", c.APIKey.Reveal(), err)
 		}
 	})
 	t.Run("an empty key beside a file is no conflict", func(t *testing.T) {

@@ -16,4 +16,3 @@ import (
 	_ "go.uber.org/zap"
 	_ "golang.org/x/time/rate"
 )
-

@@ -218,9 +218,23 @@ func (c *Client) Send(ctx context.Context, from string, m Message) (Result, erro
 		return Result{Status: resp.StatusCode, Body: answer, MessageID: messageID(answer)}, nil
 	}
 	if err := ParseAnswer(resp.StatusCode, resp.Header, answer); err != nil {
-		return Result{}, err
+		return Result{}, c.redact(err)
 	}
 	return Result{Status: resp.StatusCode, Body: answer, MessageID: messageID(answer)}, nil
+}
+
+// redact removes the API key from an error's text, should an answer ever echo it back.
+func (c *Client) redact(err error) error {
+	var e *Error
+	if !errors.As(err, &e) || len(c.key) < 4 {
+		return err
+	}
+	key := string(c.key)
+	e.Message = strings.ReplaceAll(e.Message, key, "[redacted]")
+	for k, v := range e.Fields {
+		e.Fields[k] = strings.ReplaceAll(v, key, "[redacted]")
+	}
+	return e
 }
 
 // transportError classifies a failure to get an answer. The URL in *url.Error holds no secret

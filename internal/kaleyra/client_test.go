@@ -302,3 +302,17 @@ func TestTheKeyNeverPrints(t *testing.T) {
 		}
 	}
 }
+
+func TestAnAnswerEchoingTheKeyIsRedacted(t *testing.T) {
+	body := `{"code":"RBC001","message":"Incorrect SID or API key ` + testKey + `.","data":[],"error":{"error":"bad key ` + testKey + `"}}`
+	srv, _ := recorder(t, 401, body)
+	_, err := newClient(t, srv.URL, time.Second).Send(context.Background(), "919000000001",
+		kaleyra.Message{To: "+919876543210", Type: "image", MediaID: "1"})
+	var ke *kaleyra.Error
+	if !errors.As(err, &ke) || ke.Code != "RBC001" {
+		t.Fatalf("err = %v, want RBC001", err)
+	}
+	if text := fmt.Sprintf("%v %+v %#v", err, ke, ke.Fields); strings.Contains(text, testKey) {
+		t.Fatalf("the key leaks through the answer: %s", text)
+	}
+}
