@@ -132,7 +132,11 @@ func runEnqueue(ctx context.Context, path string, fl enqueueFlags, stdout, stder
 	}
 	// go-redis logs every failed dial; the error this command returns already names the cause.
 	redis.SetLogger(quietLogger{})
-	p, err := producer.New(opt, producer.Config{Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention, DefaultFrom: cfg.From})
+	maxRetry := cfg.MaxRetry
+	if maxRetry == 0 {
+		maxRetry = -1 // WABULK_MAX_RETRY=0 means no retries; producer.Config reads 0 as "default"
+	}
+	p, err := producer.New(opt, producer.Config{Queue: cfg.Queue, MaxRetry: maxRetry, Retention: cfg.Retention, DefaultFrom: cfg.From})
 	if err != nil {
 		return err
 	}
