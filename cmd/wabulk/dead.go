@@ -1,16 +1,107 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/spf13/cobra"
+
+	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/ops"
 )
 
 func newDeadCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:    "dead",
-		Short:  "not built yet",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("dead: not built yet") },
+	cmd := &cobra.Command{
+		Use:   "dead list|redrive",
+		Short: "Inspect dead letters and put them back in the queue",
+		Long: `Dead letters are jobs Kaleyra refused for good (E110 low balance, WA400 bad payload, …) or
+that ran out of retries. wabulk keeps a durable record of each (recipient, code, message, refs,
+payload) that nothing trims, beside asynq's archive (which keeps at most 10,000 per queue).`,
+		Args: cobra.NoArgs,
 	}
+	cmd.AddCommand(newDeadListCmd(), newDeadRedriveCmd())
+	return cmd
+}
+
+func newDeadListCmd() *cobra.Command {
+	var (
+		f      ops.DeadFilter
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list [--campaign ID] [--code CODE] [--limit N] [--json]",
+		Short: "List dead letters, newest first: recipient (masked), code, message, refs, time",
+		Long: `list prints dead letters, newest first. Recipients are masked (+91******7890) unless
+` + config.EnvLogPII + `=full.`,
+		Example: `  wabulk dead list --campaign spring-sale --code E110
+  wabulk dead list --limit 0 --json > dead.json`,
+		Args: cobra.NoArgs,
+	}
+	open := opsOpener(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		o, err := open()
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		ds, err := o.DeadLetters(cmd.Context(), f)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			if ds == nil {
+				ds = []ops.DeadEntry{}
+			}
+			return ops.WriteJSON(cmd.OutOrStdout(), ds)
+		}
+		return ops.WriteDead(cmd.OutOrStdout(), ds)
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.Campaign, "campaign", "", "this campaign only (default: every campaign)")
+	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …)")
+	fl.IntVar(&f.Limit, "limit", 50, "at most this many, newest first (0: all)")
+	fl.BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func newDeadRedriveCmd() *cobra.Command {
+	var (
+		f      ops.DeadFilter
+		dryRun bool
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "redrive [--campaign ID] [--code CODE] [--dry-run]",
+		Short: "Put dead letters back in the queue with a fresh retry budget",
+		Long: `redrive enqueues each matching dead letter again under its own TaskID with a fresh retry
+budget (` + config.EnvMaxRetry + `), then removes its record. A job Kaleyra already accepted (it has a
+sent marker) is never sent again. Run it after fixing the cause, e.g. every E110 after a top-up.
+Redriven jobs start after a grace of one to two seconds.`,
+		Example: `  wabulk dead redrive --campaign spring-sale --code E110 --dry-run
+  wabulk dead redrive --campaign spring-sale --code E110`,
+		Args: cobra.NoArgs,
+	}
+	open := opsOpener(cmd, flagMaxRetry)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		o, err := open()
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		rep, err := o.Redrive(cmd.Context(), f, dryRun)
+		if asJSON {
+			if jerr := ops.WriteJSON(cmd.OutOrStdout(), rep); jerr != nil {
+				return jerr
+			}
+		} else if werr := ops.WriteRedrive(cmd.OutOrStdout(), rep); werr != nil {
+			return werr
+		}
+		if err == nil && rep.Failed > 0 {
+			return &exitError{code: 1, err: errRedriveFailed}
+		}
+		return err
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.Campaign, "campaign", "", "this campaign only (default: every campaign)")
+	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …)")
+	fl.BoolVar(&dryRun, "dry-run", false, "count what would be redriven; change nothing")
+	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
 }

@@ -113,8 +113,8 @@ type RedriveReport struct {
 // it. Redrive removes the dead-letter record right after enqueuing the job; the ledger removes a
 // record unconditionally, so a worker that took the job and dead-lettered it again inside that one
 // round trip would see its new record deleted. The grace keeps workers away until the record is
-// gone.
-const RedriveGrace = time.Second
+// gone. asynq scores scheduled tasks in whole seconds, so 2s gives at least one full second.
+const RedriveGrace = 2 * time.Second
 
 // Redrive puts the dead letters that match f back in the queue (f.Limit is ignored), each with
 // its original TaskID and a fresh retry budget, unless the ledger says it was sent.

@@ -126,3 +126,58 @@ func oneLine(s string, n int) string {
 	}
 	return s
 }
+
+// WriteSendResult writes a send's summary: what was sent, retried and dead-lettered (with a few
+// example recipients and refs per code), how long it took and how fast it went, and what is
+// left if it was interrupted.
+func WriteSendResult(w io.Writer, r SendResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	e := r.Enqueue
+	fmt.Fprintf(tw, "campaign %s\n", r.Campaign)
+	fmt.Fprintf(tw, "  enqueued\t%d\t(duplicates %d, rejected %d)\n", e.Enqueued, e.Duplicates, e.Rejected)
+	fmt.Fprintf(tw, "  sent\t%d\t\n", r.Sent)
+	fmt.Fprintf(tw, "  retried\t%d\tattempts that failed transiently and were tried again\n", r.Retried)
+	fmt.Fprintf(tw, "  dead\t%d\t%s\n", r.Dead, Codes(r.DeadByCode))
+	for _, code := range slices.Sorted(maps.Keys(r.Examples)) {
+		var ex []string
+		for _, d := range r.Examples[code] {
+			s := d.To
+			if refs := strings.Join(slices.DeleteFunc([]string{d.Ref, d.Ref1, d.Ref2}, func(s string) bool { return s == "" }), "/"); refs != "" {
+				s += " (" + oneLine(refs, 40) + ")"
+			}
+			ex = append(ex, s)
+		}
+		fmt.Fprintf(tw, "    %s\t%d\te.g. %s\n", code, r.DeadByCode[code], strings.Join(ex, ", "))
+	}
+	fmt.Fprintf(tw, "  elapsed\t%s\t\n", r.Elapsed.Round(10*time.Millisecond))
+	fmt.Fprintf(tw, "  rate\t%.1f\tmessages sent per second\n", r.Rate)
+	if st := r.Sandbox; st != nil {
+		fmt.Fprintf(tw, "  sandbox\t%d\tcalls received: %s\n", st.Received, Codes(st.Answered))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if left := r.Left(); r.Interrupted || left > 0 {
+		c := r.Counts
+		where := "left in Redis: `wabulk worker` on the same WABULK_REDIS_URL and WABULK_QUEUE finishes them; `wabulk status --campaign " + r.Campaign + "` follows them"
+		if r.Embedded {
+			where = "they were in the embedded Redis and are gone with this process"
+		}
+		_, err := fmt.Fprintf(w, "stopped before the end: %d jobs not finished (waiting %d, retry %d, active %d); %s\n",
+			left, c.Pending, c.Retry, c.Active, where)
+		return err
+	}
+	return nil
+}
+
+// RatesText formats fault rates as "WA500 12%, E110 1.5%", names sorted.
+func RatesText(rates map[string]float64) string {
+	if len(rates) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(rates)) {
+		parts = append(parts, fmt.Sprintf("%s %g%%", k, rates[k]*100))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,280 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/embedded"
+	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/producer"
+	"github.com/wabulk/wabulk/worker"
+)
+
+// SendConfig is one `wabulk send` run: enqueue a campaign, then serve it in this process until
+// every job of it is sent or dead.
+type SendConfig struct {
+	// Campaign is the campaign id. Required.
+	Campaign string
+	// Rows are the campaign's rows (producer.ReadCSV or ReadJSONL).
+	Rows iter.Seq[producer.Row]
+	// Options are the campaign-wide defaults and the strict / dry-run switches.
+	Options producer.Options
+	// Producer says how jobs are enqueued (MaxRetry, Retention). Its Queue and DefaultFrom are
+	// taken from Worker so producer and worker always agree.
+	Producer producer.Config
+	// Worker runs the in-process worker. With EmbeddedRedis its Redis is replaced; with Sandbox
+	// its Kaleyra base URL, SID and key are.
+	Worker worker.Config
+	// EmbeddedRedis runs an in-process Redis instead of Worker.Redis: nothing survives the process.
+	EmbeddedRedis bool
+	// Sandbox, when set, runs the in-process fake Kaleyra with this configuration and points the
+	// worker at it. Its Senders default to Worker.From.
+	Sandbox *sandbox.Config
+	// RedisName names the Redis in messages (a redacted URL). Default "Redis".
+	RedisName string
+	// Out receives the banner, the progress and the summary. Default io.Discard.
+	Out io.Writer
+	// Err receives rejected rows as "line N: reason". Default Out.
+	Err io.Writer
+	// Live redraws one progress line in place (for a terminal); otherwise a plain progress line
+	// is written every ProgressEvery.
+	Live bool
+	// ProgressEvery is the time between plain progress lines. Default 2s.
+	ProgressEvery time.Duration
+	// Log receives the worker's per-attempt log lines. Default: none.
+	Log *zap.Logger
+}
+
+// SendResult is what a send did. Sent, Retried and Rate count this run; Counts and the dead
+// letters are the campaign's totals in the ledger (a re-run adds to an earlier run's).
+type SendResult struct {
+	Campaign string           `json:"campaign"`
+	Enqueue  producer.Summary `json:"enqueue"`
+	// Counts are the campaign's ledger counts at the end.
+	Counts ledger.Counts `json:"counts"`
+	// Sent is how many jobs Kaleyra accepted during this run.
+	Sent int64 `json:"sent"`
+	// Retried is how many failed attempts were retried during this run.
+	Retried int64 `json:"retried"`
+	// Dead is how many jobs were dead-lettered during this run, by code.
+	Dead       int64            `json:"dead"`
+	DeadByCode map[string]int64 `json:"dead_by_code,omitempty"`
+	// Examples holds up to three of the campaign's dead letters per code.
+	Examples map[string][]DeadEntry `json:"examples,omitempty"`
+	// Elapsed is the run's duration, enqueue included; Rate is Sent per second of it.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Rate    float64       `json:"rate"`
+	// Interrupted is true when ctx ended before the campaign drained; Counts say what is left.
+	Interrupted bool `json:"interrupted,omitempty"`
+	// Embedded is true when the jobs lived in an in-process Redis (gone with the process).
+	Embedded bool `json:"embedded,omitempty"`
+	// Sandbox is what the in-process fake Kaleyra received and answered, when there was one.
+	Sandbox *sandbox.Stats `json:"sandbox,omitempty"`
+}
+
+// Left is how many of the campaign's jobs are neither sent nor dead.
+func (r SendResult) Left() int64 {
+	return max(0, r.Counts.Enqueued-r.Counts.Completed-r.Counts.Dead)
+}
+
+// errWorkerStopped is returned when the in-process worker ends before the campaign drains.
+var errWorkerStopped = errors.New("send: the worker stopped before the campaign finished")
+
+// drainPoll is how often Send reads the campaign's counters (one round trip each).
+const drainPoll = 100 * time.Millisecond
+
+// Send enqueues the campaign and runs a worker in this process until the campaign's ledger
+// counts show every job sent or dead (completed + dead == enqueued), or ctx ends: then the
+// worker stops cleanly (in-flight jobs finish or go back to the queue) and the result says what
+// is left. It writes a banner, live progress and the summary to cfg.Out.
+func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
+	start := time.Now()
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Err == nil {
+		cfg.Err = cfg.Out
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.RedisName == "" {
+		cfg.RedisName = "Redis"
+	}
+	res = SendResult{Campaign: cfg.Campaign, Embedded: cfg.EmbeddedRedis}
+
+	if cfg.EmbeddedRedis {
+		r, err := embedded.Start()
+		if err != nil {
+			return res, err
+		}
+		defer r.Close()
+		cfg.Worker.Redis = r.ConnOpt()
+		cfg.RedisName = "embedded Redis"
+		fmt.Fprintf(cfg.Out, "embedded Redis on %s: in this process's memory only; nothing survives the process\n", r.Addr())
+	}
+	if cfg.Worker.Redis == nil {
+		return res, errors.New("send: no Redis (set WABULK_REDIS_URL or use --embedded-redis)")
+	}
+	if cfg.Sandbox != nil {
+		sc := *cfg.Sandbox
+		if sc.SID == "" {
+			sc.SID = sandbox.DefaultSID
+		}
+		if sc.APIKey == "" {
+			sc.APIKey = sandbox.DefaultAPIKey
+		}
+		if len(sc.Senders) == 0 && cfg.Worker.From != "" {
+			sc.Senders = []string{cfg.Worker.From}
+		}
+		if len(sc.Senders) == 0 {
+			sc.Senders = []string{sandbox.DefaultSender}
+		}
+		if cfg.Worker.From == "" {
+			cfg.Worker.From = "+" + sc.Senders[0]
+		}
+		sb, err := sandbox.Start(sc)
+		if err != nil {
+			return res, err
+		}
+		defer sb.Close()
+		defer func() { st := sb.Stats(); res.Sandbox = &st }()
+		cfg.Worker.Kaleyra.BaseURL, cfg.Worker.Kaleyra.SID, cfg.Worker.Kaleyra.APIKey = sb.URL, sc.SID, sc.APIKey
+		fmt.Fprintf(cfg.Out, "sandbox (fake Kaleyra) on %s: no real message leaves this machine\n", sb.URL)
+	}
+	cfg.Producer.Queue, cfg.Producer.DefaultFrom = cfg.Worker.Queue, cfg.Worker.From
+	if cfg.Producer.Queue == "" {
+		cfg.Producer.Queue = "whatsapp"
+		cfg.Worker.Queue = cfg.Producer.Queue
+	}
+	if cfg.Producer.Retention <= 0 {
+		cfg.Producer.Retention = cfg.Worker.Retention
+	}
+
+	rdb, ok := cfg.Worker.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return res, fmt.Errorf("send: unsupported Redis connection %T", cfg.Worker.Redis)
+	}
+	defer rdb.Close()
+	led := ledger.New(rdb, cfg.Producer.Queue, cfg.Producer.Retention)
+	prod, err := producer.NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb, cfg.Producer)
+	if err != nil {
+		return res, err
+	}
+	// Background: the result must be read even after ctx ends (Ctrl-C).
+	bg := context.WithoutCancel(ctx)
+	before, err := led.Counts(ctx, cfg.Campaign)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", cfg.RedisName, err)
+	}
+
+	// The worker starts first so sending overlaps reading a large file. It stops when we say
+	// (drained, or ctx ended), not when ctx ends on its own, so that we can wait for it.
+	wctx, stopWorker := context.WithCancel(bg)
+	defer stopWorker()
+	werr := make(chan error, 1)
+	if !cfg.Options.DryRun {
+		go func() { werr <- worker.Run(wctx, cfg.Worker, cfg.Log) }()
+	}
+	stop := func() error {
+		if cfg.Options.DryRun {
+			return nil
+		}
+		stopWorker()
+		return <-werr
+	}
+
+	res.Enqueue, err = prod.Campaign(ctx, cfg.Campaign, cfg.Rows, cfg.Options, func(o producer.Outcome) {
+		if o.Status == producer.StatusRejected {
+			fmt.Fprintf(cfg.Err, "line %d: %s\n", o.Line, o.Reason)
+		}
+	})
+	s := res.Enqueue
+	fmt.Fprintf(cfg.Out, "campaign %s: enqueued %d, duplicates %d, rejected %d\n", cfg.Campaign, s.Enqueued, s.Duplicates, s.Rejected)
+	if err != nil && ctx.Err() == nil {
+		return res, errors.Join(err, stop())
+	}
+	if cfg.Options.DryRun || (cfg.Options.Strict && s.Rejected > 0) {
+		res.Counts, _ = led.Counts(bg, cfg.Campaign)
+		res.Elapsed = time.Since(start)
+		return res, nil
+	}
+
+	prog := newProgress(cfg.Out, cfg.Live, cfg.ProgressEvery, before)
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	var werrEarly error
+	var c ledger.Counts
+wait:
+	for {
+		c, err = led.Counts(bg, cfg.Campaign)
+		if err == nil {
+			if c.Completed+c.Dead >= c.Enqueued {
+				break wait
+			}
+			prog.update(c)
+		}
+		select {
+		case <-ctx.Done():
+			res.Interrupted = true
+			break wait
+		case werrEarly = <-werr:
+			if werrEarly == nil {
+				werrEarly = errWorkerStopped
+			}
+			break wait
+		case <-tick.C:
+		}
+	}
+	prog.done()
+	if res.Interrupted {
+		fmt.Fprintln(cfg.Out, "interrupted: stopping the worker (in-flight jobs finish or go back to the queue)…")
+	}
+	if werrEarly == nil {
+		werrEarly = stop()
+	}
+
+	res.Counts, err = led.Counts(bg, cfg.Campaign)
+	if err != nil {
+		return res, errors.Join(werrEarly, err)
+	}
+	c = res.Counts
+	res.Elapsed = time.Since(start)
+	res.Sent = c.Completed - before.Completed
+	res.Retried = c.Retries - before.Retries
+	res.Dead = max(0, c.Dead-before.Dead)
+	res.DeadByCode = c.DeadCodes
+	res.Rate = float64(res.Sent) / max(res.Elapsed.Seconds(), 1e-9)
+	res.Examples, err = deadExamples(bg, led, cfg.Campaign, 3, cfg.Worker.PII.Phone)
+	if err != nil {
+		return res, errors.Join(werrEarly, err)
+	}
+	return res, werrEarly
+}
+
+// deadExamples returns up to n dead letters per code of campaign.
+func deadExamples(ctx context.Context, led *ledger.Ledger, campaign string, n int, phone func(string) string) (map[string][]DeadEntry, error) {
+	out := map[string][]DeadEntry{}
+	err := led.DeadLetters(ctx, campaign, "", func(d ledger.DeadLetter) bool {
+		if len(out[d.Code]) < n {
+			p := d.Payload
+			out[d.Code] = append(out[d.Code], DeadEntry{Campaign: campaign, TaskID: d.TaskID, To: phone(p.To),
+				Ref: p.Ref, Ref1: p.Ref1, Ref2: p.Ref2, Code: d.Code, Status: d.Status, Message: d.Message,
+				Attempt: d.Attempt, Time: d.Time})
+		}
+		return true
+	})
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, err
+}

@@ -1,0 +1,161 @@
+package ops
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/producer"
+	"github.com/wabulk/wabulk/worker"
+)
+
+// live is a bundle with a real worker serving the queue and sending to a sandbox.
+type live struct {
+	*bundle
+	sb *sandbox.Server
+}
+
+// startLive runs a worker on the bundle's queue against a fresh sandbox until the test ends.
+func startLive(t *testing.T, sbc sandbox.Config, pauseOn ...string) *live {
+	t.Helper()
+	b := setup(t)
+	sb, err := sandbox.Start(sbc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- worker.Run(ctx, worker.Config{
+			Redis: b.conn, Queue: testQueue, Concurrency: 4, Rate: 1000, RetryBase: 20 * time.Millisecond,
+			RetryMax: 100 * time.Millisecond, ShutdownTimeout: 5 * time.Second, PauseOn: pauseOn,
+			From:    "+" + sandbox.DefaultSender,
+			Kaleyra: kaleyra.Config{SID: sandbox.DefaultSID, APIKey: sandbox.DefaultAPIKey, BaseURL: sb.URL, Timeout: 5 * time.Second},
+		}, zap.NewNop())
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+	return &live{bundle: b, sb: sb}
+}
+
+// produce enqueues a campaign through the producer, as `wabulk enqueue` does.
+func (l *live) produce(t *testing.T, campaign string, to ...string) {
+	t.Helper()
+	p, err := producer.New(l.conn, producer.Config{Queue: testQueue, MaxRetry: 3, DefaultFrom: "+" + sandbox.DefaultSender})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	csv := "to,type,media_link,ref\n"
+	for i, n := range to {
+		csv += n + ",image,https://example.com/a.jpg,ref-" + string(rune('a'+i)) + "\n"
+	}
+	s, err := p.Campaign(context.Background(), campaign, producer.ReadCSV(strings.NewReader(csv)), producer.Options{}, nil)
+	if err != nil || s.Enqueued != len(to) {
+		t.Fatalf("enqueue: %+v, %v", s, err)
+	}
+}
+
+// waitCounts polls the campaign's counts until cond holds, failing after 20s.
+func (l *live) waitCounts(t *testing.T, campaign, what string, cond func(ledger.Counts) bool) ledger.Counts {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := l.ops.Campaign(context.Background(), campaign)
+		if err == nil && cond(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			q, _ := l.ops.QueueCounts("")
+			t.Fatalf("timed out waiting for %s; counts %+v, err %v; queue %+v; sandbox %+v", what, c, err, q, l.sb.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRedriveOfLowBalanceAfterTopUpEndsInSent(t *testing.T) {
+	l := startLive(t, sandbox.Config{Balance: 3})
+	ctx := context.Background()
+	if err := l.sb.Script(numbers[0], sandbox.AnswerInternal, sandbox.AnswerOK); err != nil {
+		t.Fatal(err)
+	}
+	l.produce(t, "topup", numbers...)
+
+	c := l.waitCounts(t, "topup", "every job sent or dead", func(c ledger.Counts) bool { return c.Completed+c.Dead == 5 })
+	want := ledger.Counts{Campaign: "topup", Enqueued: 5, Completed: 3, Dead: 2, Retries: 1, DeadCodes: map[string]int64{"E110": 2}}
+	if d := diff(want, c); d != "" {
+		t.Fatalf("after the balance ran out:\n%s", d)
+	}
+	dead, err := l.ops.DeadLetters(ctx, DeadFilter{Campaign: "topup", Code: "E110"})
+	if err != nil || len(dead) != 2 {
+		t.Fatalf("dead list: %d entries, %v", len(dead), err)
+	}
+	if q, _ := l.ops.QueueCounts(""); q.Archived != 2 {
+		t.Errorf("asynq archived %d, want 2", q.Archived)
+	}
+
+	l.sb.SetBalance(-1) // the top-up
+	rep, err := l.ops.Redrive(ctx, DeadFilter{Campaign: "topup", Code: "E110"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(RedriveReport{Matched: 2, Redriven: 2, ByCode: map[string]int{"E110": 2}}, rep); d != "" {
+		t.Errorf("redrive:\n%s", d)
+	}
+	c = l.waitCounts(t, "topup", "the redriven jobs to be sent", func(c ledger.Counts) bool { return c.Completed == 5 })
+	want = ledger.Counts{Campaign: "topup", Enqueued: 5, Completed: 5, Retries: 1, Redriven: 2}
+	if d := diff(want, c); d != "" {
+		t.Errorf("after redrive:\n%s", d)
+	}
+	st := l.sb.Stats()
+	if st.Accepted != 5 || len(st.Duplicates()) > 0 {
+		t.Errorf("sandbox accepted %d (duplicates %v), want each of 5 once", st.Accepted, st.Duplicates())
+	}
+	if q, _ := l.ops.QueueCounts(""); q.Archived != 0 || q.Completed != 5 {
+		t.Errorf("queue after redrive: %+v, want 0 archived, 5 completed", q)
+	}
+	again, err := l.ops.Redrive(ctx, DeadFilter{Campaign: "topup"}, false)
+	if err != nil || again.Matched != 0 {
+		t.Errorf("second redrive: %+v, %v; want nothing to do", again, err)
+	}
+}
+
+func TestPauseOnLowBalanceThenResumeSendsTheRest(t *testing.T) {
+	l := startLive(t, sandbox.Config{Balance: 0}, "E110")
+	l.produce(t, "paused", numbers[:3]...)
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// Paused, and no job in flight: one that got its E110 after a resume would pause again.
+		q, err := l.ops.QueueCounts("")
+		if err == nil && q.Paused && q.Active == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not pause the queue on E110: %+v, %v", q, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c, _ := l.ops.Campaign(context.Background(), "paused"); c.Dead != 0 || c.Completed != 0 {
+		t.Errorf("paused on E110 yet %+v: nothing should be dead or sent", c)
+	}
+	l.sb.SetBalance(-1)
+	if err := l.ops.Resume(""); err != nil {
+		t.Fatal(err)
+	}
+	c := l.waitCounts(t, "paused", "all three sent after resume", func(c ledger.Counts) bool { return c.Completed == 3 })
+	if c.Dead != 0 {
+		t.Errorf("after resume %+v, want no dead letters", c)
+	}
+}
