@@ -17,12 +17,12 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/probe"
 	"github.com/wabulk/wabulk/internal/ratelimit"
 )
 
@@ -108,7 +108,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 			srv.Shutdown()
 			return fmt.Errorf("worker: WABULK_METRICS_ADDR: %w", err)
 		}
-		hs = &http.Server{Handler: opsHandler(reg, rdb), ReadHeaderTimeout: 5 * time.Second}
+		hs = &http.Server{Handler: probe.Handler(reg, rdb), ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(ln)
 	}
 
@@ -123,25 +123,6 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	}
 	log.Info("worker stopped")
 	return nil
-}
-
-// opsHandler serves /healthz (the process is up), /readyz (Redis answers) and /metrics.
-func opsHandler(reg *prometheus.Registry, rdb redis.UniversalClient) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
 }
 
 // queueCollector exports asynq's queue sizes on each scrape (one Redis script call).
