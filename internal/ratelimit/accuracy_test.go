@@ -67,7 +67,9 @@ func TestThreePodsWithSlowSendsHitTheRate(t *testing.T) {
 	if achieved < 0.9 || achieved > 1.005 {
 		t.Errorf("achieved %.4f of the rate, want 0.9–1.00 (0.97–1.00 on a quiet machine)", achieved)
 	}
-	if m := maxInWindow(ts, time.Second); m > rate+burst {
-		t.Errorf("max grants in a 1 s window = %d, want ≤ %d", m, rate+burst)
+	// Grants are timed where callers wake, not where Redis scheduled them; a wake-up may lag its
+	// slot by up to the grace period (2 slots here), so two slots of slack are allowed.
+	if m := maxInWindow(ts, time.Second); m > rate+burst+2 {
+		t.Errorf("max grants in a 1 s window = %d, want ≤ %d (+2 wake-up slack)", m, rate+burst)
 	}
 }

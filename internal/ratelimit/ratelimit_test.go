@@ -122,8 +122,9 @@ func TestLimitersOnOneRedisTogetherHoldTheRate(t *testing.T) {
 			if got, floor := float64(len(ts)), 0.9*rate*span; got < floor {
 				t.Errorf("%d grants in %.3fs: below 0.9 × rate = %.1f", len(ts), span, floor)
 			}
-			if m := maxInWindow(ts, time.Second); m > rate+burst {
-				t.Errorf("max grants in a 1 s window = %d, want ≤ rate + burst = %d", m, rate+burst)
+			// +2: grants are timed where callers wake, which may lag the slot by the grace period.
+			if m := maxInWindow(ts, time.Second); m > rate+burst+2 {
+				t.Errorf("max grants in a 1 s window = %d, want ≤ rate + burst = %d (+2 wake-up slack)", m, rate+burst)
 			}
 			var trips, tokens uint64
 			for i, l := range ls {
