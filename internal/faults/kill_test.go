@@ -1,0 +1,136 @@
+package faults
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/internal/proctest"
+	"github.com/wabulk/wabulk/internal/sandbox"
+)
+
+// asynq v0.26 facts this file depends on (internal/rdb/rdb.go, recoverer.go, heartbeat.go):
+// a dequeued task holds a 30 s lease in the sorted set below (score: expiry, Unix seconds); the
+// heartbeater extends its server's leases every 5 s; the recoverer gives a task whose lease
+// expired more than 30 s ago back to the queue (as a retry), and runs when a server starts and
+// then once a minute. So a killed worker's in-flight jobs come back 60–120 s after the kill.
+const (
+	leaseKey   = "asynq:{" + testQueue + "}:lease"
+	serversKey = "asynq:servers"
+	leaseTTL   = 30 // seconds
+)
+
+// ageOrphanedLeases stands in for the minute asynq waits before it trusts that a lease is
+// dead: once every surviving worker has extended its own leases after the kill, the leases that
+// still expire by kill+30 s belong to the killed worker alone, and the test moves their expiry
+// two minutes back, as if that time had passed. Returns the orphans (the jobs in flight in the
+// killed worker). survivors are the PIDs of workers still running.
+func ageOrphanedLeases(t *testing.T, w *world, killedAt time.Time, survivors ...int) []string {
+	t.Helper()
+	ctx := context.Background()
+	for _, pid := range survivors {
+		// A heartbeat writes the server's entry (expiry = beat + 10 s), then its workers, then
+		// extends its leases: an entry past kill+10 s means a beat began after the kill.
+		var skey string
+		w.waitFor("a heartbeat of the surviving worker after the kill", 15*time.Second, func() bool {
+			zs, _ := w.rdb.ZRangeWithScores(ctx, serversKey, 0, -1).Result()
+			for _, z := range zs {
+				m := z.Member.(string)
+				if strings.Contains(m, ":"+strconv.Itoa(pid)+":") && int64(z.Score) > killedAt.Unix()+10 {
+					skey = m
+					return true
+				}
+			}
+			return false
+		})
+		// Its active tasks, as that beat listed them, are not orphans even if their lease
+		// extension is a few milliseconds behind.
+		wkey := strings.Replace(skey, "asynq:servers:", "asynq:workers:", 1)
+		w.waitFor("the survivor's leases extended", 5*time.Second, func() bool {
+			mine, _ := w.rdb.HKeys(ctx, wkey).Result()
+			for _, id := range mine {
+				if s, err := w.rdb.ZScore(ctx, leaseKey, id).Result(); err == nil && int64(s) <= killedAt.Unix()+leaseTTL {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	orphans, err := w.rdb.ZRangeByScore(ctx, leaseKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(killedAt.Unix()+leaseTTL, 10)}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := float64(time.Now().Add(-2 * time.Minute).Unix())
+	for _, id := range orphans {
+		w.rdb.ZAddXX(ctx, leaseKey, redis.Z{Member: id, Score: past})
+	}
+	return orphans
+}
+
+// kill -9 of one of two workers mid-campaign; the killed one is started again. Every job ends
+// completed or dead, and the only messages sent twice are ones the killed worker had in flight.
+func TestKill9WorkerMidCampaign(t *testing.T) { kill9MidCampaign(t, false) }
+
+// The same with asynq's real lease timing (no aging): measures how long recovery takes.
+func TestSoakKill9WorkerRealLease(t *testing.T) {
+	if os.Getenv("WABULK_SOAK") == "" {
+		t.Skip("set WABULK_SOAK=1 (make soak): waits out asynq's lease, 1–2 minutes")
+	}
+	kill9MidCampaign(t, true)
+}
+
+func kill9MidCampaign(t *testing.T, realLease bool) {
+	const jobs, concurrency = 300, 10
+	w := newWorld(t, sandbox.Config{Latency: 300 * time.Millisecond, Jitter: 100 * time.Millisecond}, redistestOptions())
+	ids := w.enqueue("kill9", 1, jobs, 8)
+	env := w.env("WABULK_CONCURRENCY=" + strconv.Itoa(concurrency))
+	a := startWorker(t, env)
+	b := startWorker(t, env)
+	w.waitFor("a fifth of the campaign", 30*time.Second, func() bool { return w.counts("kill9").Completed >= jobs/5 })
+
+	killedAt := time.Now()
+	a.Signal(t, syscall.SIGKILL)
+	a.Wait(t, 5*time.Second)
+	doneAtKill := w.counts("kill9").Completed
+
+	var orphans []string
+	var restarted *proctest.Proc
+	if realLease {
+		restarted = startWorker(t, env)
+	} else {
+		orphans = ageOrphanedLeases(t, w, killedAt, b.Cmd.Process.Pid)
+		if len(orphans) == 0 || len(orphans) > concurrency {
+			t.Fatalf("%d jobs orphaned by the kill, want 1..%d (the killed worker's concurrency)", len(orphans), concurrency)
+		}
+		restarted = startWorker(t, env) // its recoverer runs at start
+	}
+	w.waitFor("every job to end", 3*time.Minute, w.finished("kill9", jobs))
+	w.checkEveryJobEnded("kill9", ids)
+
+	recipients, extra := w.duplicates()
+	t.Logf("kill -9 after %d of %d sent; %d jobs orphaned in flight; campaign finished %v after the kill (lease aged: %v); duplicates: %d recipients, %d extra sends (bound: %d, the killed worker's concurrency)",
+		doneAtKill, jobs, len(orphans), time.Since(killedAt).Round(time.Millisecond), !realLease, recipients, extra, concurrency)
+	if extra > concurrency {
+		t.Errorf("%d duplicate sends, more than the %d jobs the killed worker could have in flight", extra, concurrency)
+	}
+	if !realLease && extra > int64(len(orphans)) {
+		t.Errorf("%d duplicate sends, more than the %d orphaned jobs", extra, len(orphans))
+	}
+	if c := w.counts("kill9"); c.Completed != jobs {
+		t.Errorf("completed %d, want %d (no faults injected)", c.Completed, jobs)
+	}
+	if st := w.sb.Stats(); int64(len(st.AcceptedTo)) != jobs {
+		t.Errorf("sandbox accepted %d distinct recipients, want %d", len(st.AcceptedTo), jobs)
+	}
+	for _, p := range []*proctest.Proc{b, restarted} {
+		if p.Exited() {
+			t.Errorf("a worker exited: %s", p.Stderr())
+		}
+	}
+}

@@ -1,0 +1,214 @@
+// Package faults proves wabulk's guarantees against real processes: `wabulk worker` and
+// `wabulk enqueue` binaries, real redis-servers that the tests kill and restart, and the
+// sandbox standing in for Kaleyra. Each test is one fault from the README's Guarantees.
+package faults
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/proctest"
+	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/producer"
+)
+
+const (
+	testSID    = "HXFAULTS0001IN"
+	testKey    = "Kf4u1tS-5ecret-0123456789abcdef"
+	testSender = "+919000000001"
+	testQueue  = "whatsapp"
+)
+
+// world is one test's system: a redis-server, the sandbox, and what the test reads them with.
+type world struct {
+	t      *testing.T
+	redis  *redistest.Server
+	rdb    *redis.Client
+	sb     *sandbox.Server
+	insp   *asynq.Inspector
+	ledger *ledger.Ledger
+}
+
+func newWorld(t *testing.T, sb sandbox.Config, ro redistest.Options) *world {
+	t.Helper()
+	rs := redistest.StartWith(t, ro)
+	sb.SID, sb.APIKey, sb.Senders, sb.Balance = testSID, testKey, []string{testSender}, -1
+	s, err := sandbox.Start(sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	w := &world{t: t, redis: rs, rdb: rs.Client(t), sb: s}
+	w.insp = asynq.NewInspector(rs.ConnOpt(t))
+	t.Cleanup(func() { w.insp.Close() })
+	w.ledger = ledger.New(w.rdb, testQueue, time.Hour)
+	return w
+}
+
+// env is a worker's environment; later entries override earlier ones.
+func (w *world) env(extra ...string) []string {
+	return append([]string{
+		"WABULK_REDIS_URL=" + w.redis.URL,
+		"WABULK_QUEUE=" + testQueue,
+		"KALEYRA_SID=" + testSID,
+		"KALEYRA_API_KEY=" + testKey,
+		"KALEYRA_BASE_URL=" + w.sb.URL,
+		"KALEYRA_FROM=" + testSender,
+		"WABULK_METRICS_ADDR=",
+		"WABULK_RATE=100000",
+		"WABULK_RETRY_BASE=100ms",
+		"WABULK_RETRY_MAX=400ms",
+		"WABULK_HTTP_TIMEOUT=3s",
+		"WABULK_SHUTDOWN_TIMEOUT=10s",
+	}, extra...)
+}
+
+func phone(series, i int) string { return fmt.Sprintf("+9198%02d%06d", series, i) }
+
+// enqueue puts a campaign of n recipients phone(series, 0…n-1) in the queue through the
+// producer (the Go API `wabulk enqueue` and `wabulk serve` share) and returns their TaskIDs.
+func (w *world) enqueue(campaign string, series, n, maxRetry int) []string {
+	w.t.Helper()
+	p, err := producer.New(w.redis.ConnOpt(w.t), producer.Config{Queue: testQueue, DefaultFrom: testSender, MaxRetry: maxRetry, Concurrency: 32})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer p.Close()
+	var rows iter.Seq[producer.Row] = func(yield func(producer.Row) bool) {
+		for i := range n {
+			if !yield(producer.Row{Fields: job.Fields{To: phone(series, i), Type: "image",
+				MediaLink: "https://example.com/a.png", Ref: "cust-" + strconv.Itoa(i), Ref1: "faults"}}) {
+				return
+			}
+		}
+	}
+	var ids []string
+	sum, err := p.Campaign(context.Background(), campaign, rows, producer.Options{}, func(o producer.Outcome) {
+		ids = append(ids, o.TaskID)
+	})
+	if err != nil || sum.Enqueued != n {
+		w.t.Fatalf("enqueue %s: %+v, %v", campaign, sum, err)
+	}
+	return ids
+}
+
+// waitFor polls cond every 20ms until it holds; the test fails when d passes first.
+func (w *world) waitFor(what string, d time.Duration, cond func() bool) time.Duration {
+	w.t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			w.t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// counts reads the ledger; zero counts while Redis is down.
+func (w *world) counts(campaign string) ledger.Counts {
+	c, _ := w.ledger.Counts(context.Background(), campaign)
+	return c
+}
+
+// finished: every job of the campaign is completed or dead in the ledger, and asynq holds
+// nothing pending, active, scheduled or waiting for a retry.
+func (w *world) finished(campaign string, n int) func() bool {
+	return func() bool {
+		c := w.counts(campaign)
+		if c.Completed+c.Dead != int64(n) {
+			return false
+		}
+		qi, err := w.insp.GetQueueInfo(testQueue)
+		return err == nil && qi.Pending == 0 && qi.Active == 0 && qi.Scheduled == 0 && qi.Retry == 0
+	}
+}
+
+// checkEveryJobEnded asserts the end state of a campaign in both records.
+func (w *world) checkEveryJobEnded(campaign string, ids []string) {
+	w.t.Helper()
+	c := w.counts(campaign)
+	if c.Completed+c.Dead != int64(len(ids)) || c.Active != 0 || c.Retry != 0 || c.Pending != 0 {
+		w.t.Errorf("ledger counts %+v: want completed+dead = %d and nothing else", c, len(ids))
+	}
+	for _, id := range ids {
+		ti, err := w.insp.GetTaskInfo(testQueue, id)
+		if err != nil {
+			w.t.Errorf("task %s: %v", id, err)
+			continue
+		}
+		if ti.State != asynq.TaskStateCompleted && ti.State != asynq.TaskStateArchived {
+			w.t.Errorf("task %s is %v, want completed or archived", id, ti.State)
+		}
+	}
+}
+
+// duplicates returns how many recipients the sandbox accepted more than once, and the extra sends.
+func (w *world) duplicates() (recipients int, extra int64) {
+	st := w.sb.Stats()
+	for _, to := range st.Duplicates() {
+		recipients++
+		extra += st.AcceptedTo[to] - 1
+	}
+	return recipients, extra
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// get returns the status and body of a GET, or 0 when nothing answered.
+func get(url string) (int, string) {
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// startWorker runs `wabulk worker` with env.
+func startWorker(t *testing.T, env []string) *proctest.Proc {
+	t.Helper()
+	return proctest.Start(t, env, "worker")
+}
+
+// logsSay counts the lines of a process's stderr that contain every one of parts.
+func logsSay(p *proctest.Proc, parts ...string) int {
+	n := 0
+	for _, line := range strings.Split(p.Stderr(), "\n") {
+		ok := true
+		for _, s := range parts {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+// redistestOptions is the Redis of tests that do not restart it.
+func redistestOptions() redistest.Options { return redistest.Options{} }
