@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/wabulk/wabulk/internal/ops"
+	"github.com/wabulk/wabulk/internal/redistest"
+)
+
+// runCLI runs `wabulk args…` with env over a clean environment (no WABULK_ or KALEYRA_ variables).
+func runCLI(t *testing.T, env []string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(wabulkBinary(t), args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "WABULK_") && !strings.HasPrefix(kv, "KALEYRA_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return cliResult{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+func TestOperatorCLIStatusQueueDead(t *testing.T) {
+	srv := redistest.Start(t)
+	env := []string{"WABULK_REDIS_URL=" + srv.URL}
+	if r := enqueueCLI(t, srv.URL, "", "--campaign", "c1", writeFile(t, "c1.csv", goodCSV)); r.code != 0 {
+		t.Fatalf("enqueue: %+v", r)
+	}
+
+	r := runCLI(t, env, "status", "--json")
+	var st ops.Status
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+		t.Fatalf("status --json: %+v", r)
+	}
+	if len(st.Campaigns) != 1 || st.Campaigns[0].Enqueued != 3 || st.Campaigns[0].Pending != 3 || st.Queue.Pending != 3 {
+		t.Errorf("status: %+v", st)
+	}
+	if r := runCLI(t, env, "status", "--campaign", "c1"); r.code != 0 || !strings.Contains(r.stdout, "c1 ") || !strings.Contains(r.stdout, "CAMPAIGN") {
+		t.Errorf("status table: %+v", r)
+	}
+	if r := runCLI(t, env, "status", "--campaign", "nope"); r.code == 0 || !strings.Contains(r.stderr, "unknown campaign") {
+		t.Errorf("status of an unknown campaign: %+v", r)
+	}
+
+	if r := runCLI(t, env, "queue", "pause"); r.code != 0 || !strings.Contains(r.stdout, "whatsapp: paused") {
+		t.Errorf("queue pause: %+v", r)
+	}
+	var qs []ops.QueueCounts
+	if r := runCLI(t, env, "queue", "ls", "--json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &qs) != nil || len(qs) != 1 || !qs[0].Paused {
+		t.Errorf("queue ls after pause: %+v", r)
+	}
+	if r := runCLI(t, env, "queue", "resume"); r.code != 0 || !strings.Contains(r.stdout, "whatsapp: resumed") {
+		t.Errorf("queue resume: %+v", r)
+	}
+	if r := runCLI(t, env, "queue", "ls"); r.code != 0 || !strings.Contains(r.stdout, "running") {
+		t.Errorf("queue ls after resume: %+v", r)
+	}
+
+	if r := runCLI(t, env, "dead", "list", "--json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("dead list: %+v", r)
+	}
+	if r := runCLI(t, env, "dead", "redrive", "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "matched 0, would redrive 0") {
+		t.Errorf("dead redrive --dry-run: %+v", r)
+	}
+	if r := runCLI(t, []string{"WABULK_REDIS_URL=redis://127.0.0.1:1/0"}, "status"); r.code != 2 {
+		t.Errorf("status with Redis down: exit %d, want 2 (%s)", r.code, r.stderr)
+	}
+}
