@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/probe"
 	"github.com/wabulk/wabulk/internal/ratelimit"
 )
@@ -87,7 +90,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		// when it checks, so it checks often enough not to add more than a fraction of the base.
 		DelayedTaskCheckInterval: min(max(cfg.RetryBase/4, 100*time.Millisecond), time.Second),
 		TaskCheckInterval:        cfg.PollInterval,
-		Logger:                   asynqLogger{log.Sugar().With("component", "asynq")},
+		Logger:                   asynqLogger{log.Sugar().With("component", "asynq"), cfg.PII},
 		LogLevel:                 asynq.WarnLevel,
 	})
 	if err := srv.Start(h); err != nil {
@@ -157,11 +160,30 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, p, c.queue)
 }
 
-// asynqLogger sends asynq's own messages through zap.
-type asynqLogger struct{ s *zap.SugaredLogger }
+// asynqLogger sends asynq's own messages through zap. asynq names tasks by id ("Retry
+// exhausted for task id=…") and a TaskID ends with the recipient, so the recipient part of every
+// TaskID in its text is masked like the worker's own lines (WABULK_LOG_PII).
+type asynqLogger struct {
+	s   *zap.SugaredLogger
+	pii logging.Masker
+}
 
-func (l asynqLogger) Debug(args ...any) { l.s.Debug(args...) }
-func (l asynqLogger) Info(args ...any)  { l.s.Info(args...) }
-func (l asynqLogger) Warn(args ...any)  { l.s.Warn(args...) }
-func (l asynqLogger) Error(args ...any) { l.s.Error(args...) }
-func (l asynqLogger) Fatal(args ...any) { l.s.Fatal(args...) }
+// taskIDRecipient matches the sender and recipient parts of a TaskID (campaign:sender:recipient).
+var taskIDRecipient = regexp.MustCompile(`(:(?:[0-9]+|default):)([0-9]{6,})`)
+
+func (l asynqLogger) text(args []any) string {
+	s := fmt.Sprint(args...)
+	if l.pii.Full {
+		return s
+	}
+	return taskIDRecipient.ReplaceAllStringFunc(s, func(m string) string {
+		i := strings.LastIndexByte(m, ':')
+		return m[:i+1] + logging.MaskPhone(m[i+1:])
+	})
+}
+
+func (l asynqLogger) Debug(args ...any) { l.s.Debug(l.text(args)) }
+func (l asynqLogger) Info(args ...any)  { l.s.Info(l.text(args)) }
+func (l asynqLogger) Warn(args ...any)  { l.s.Warn(l.text(args)) }
+func (l asynqLogger) Error(args ...any) { l.s.Error(l.text(args)) }
+func (l asynqLogger) Fatal(args ...any) { l.s.Fatal(l.text(args)) }
