@@ -1,0 +1,274 @@
+// Package httpapi is wabulk's HTTP API (`wabulk serve`): the producer for systems that are not
+// written in Go (POST /v1/messages, POST /v1/campaigns), campaign status and dead letters, the
+// asynqmon UI under /monitor/, and the probes. Every enqueue goes through package producer, the
+// same code path as `wabulk enqueue`, so validation and idempotency cannot drift apart.
+//
+// Errors are RFC 9457 problem documents (application/problem+json) with a stable `code`, and
+// nothing is ever reported as a success unless every recipient has its outcome: when Redis fails
+// mid-request the answer is 503 with what was enqueued and what was not attempted.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/internal/ops"
+	"github.com/wabulk/wabulk/producer"
+)
+
+// Config is how the API serves. Build it with ConfigFrom, or fill it by hand; New fills defaults.
+type Config struct {
+	// Redis is where the queue lives. Required.
+	Redis asynq.RedisConnOpt
+	// Queue is the asynq queue jobs go to. Defaults to "whatsapp".
+	Queue string
+	// MaxRetry is each job's retry budget (WABULK_MAX_RETRY). Defaults to 8.
+	MaxRetry int
+	// Retention is how long completed jobs stay: the dedupe window (WABULK_RETENTION). Defaults to 24h.
+	Retention time.Duration
+	// DefaultFrom is the sender of messages that name none (KALEYRA_FROM). Defaults to none.
+	DefaultFrom string
+	// PII says how recipients appear in dead-letter listings and logs. Defaults to masked.
+	PII logging.Masker
+	// Tokens are the accepted bearer tokens (and /monitor/ Basic-auth passwords). Required
+	// unless InsecureNoAuth.
+	Tokens []config.Secret
+	// InsecureNoAuth serves without tokens; Serve then refuses any listener but a loopback one.
+	InsecureNoAuth bool
+	// MonitorWrite lets /monitor/ change the queue (delete, run, archive, pause). Defaults to
+	// read-only: a write there answers 403.
+	MonitorWrite bool
+	// MaxBodyBytes caps a request body. Defaults to 16 MiB.
+	MaxBodyBytes int64
+	// MaxRecipients caps the recipients of one request (JSON or streamed). Defaults to 100,000.
+	MaxRecipients int
+	// MaxHeaderBytes caps the request header. Defaults to 16 KiB.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds reading a request's header. Defaults to 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included; a streamed campaign is read
+	// as fast as it is enqueued, so it must cover the largest one. Defaults to 5m.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its header to the end of the answer.
+	// Defaults to ReadTimeout + 1m.
+	WriteTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections. Defaults to 2m.
+	IdleTimeout time.Duration
+	// ShutdownTimeout is how long in-flight requests may finish after a stop. Defaults to 30s.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults of the limits, exported for the flags of `wabulk serve`.
+const (
+	DefaultMaxBodyBytes   = 16 << 20
+	DefaultMaxRecipients  = 100_000
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultReadTimeout    = 5 * time.Minute
+	DefaultIdleTimeout    = 2 * time.Minute
+)
+
+// ConfigFrom takes the API's settings from the environment's configuration.
+func ConfigFrom(c config.Config) (Config, error) {
+	if err := c.Check(); err != nil {
+		return Config{}, err
+	}
+	opt, err := c.RedisConnOpt()
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{Redis: opt, Queue: c.Queue, MaxRetry: c.MaxRetry, Retention: c.Retention, DefaultFrom: c.From,
+		PII: logging.NewMasker(c.LogPII), Tokens: c.APITokens, ShutdownTimeout: c.ShutdownTimeout}, nil
+}
+
+func (c *Config) withDefaults() {
+	d := config.Defaults()
+	if c.Queue == "" {
+		c.Queue = d.Queue
+	}
+	if c.Retention <= 0 {
+		c.Retention = d.Retention
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxRecipients <= 0 {
+		c.MaxRecipients = DefaultMaxRecipients
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = c.ReadTimeout + time.Minute
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = d.ShutdownTimeout
+	}
+}
+
+// ErrNoTokens is New's answer when there is no token and InsecureNoAuth is not set.
+var ErrNoTokens = errors.New(config.EnvAPITokens + " is required: the API enqueues messages that cost money " +
+	"(use --insecure-no-auth only on a loopback address, for local testing)")
+
+// Server is the HTTP API. Handler serves it; Serve runs it on a listener. Close releases its
+// Redis connections.
+type Server struct {
+	cfg     Config
+	log     *zap.Logger
+	rdb     redis.UniversalClient
+	prod    *producer.Producer
+	ops     *ops.Ops
+	monitor *asynqmon.HTTPHandler
+	reg     *prometheus.Registry
+	metrics *httpMetrics
+	tokens  [][32]byte // SHA-256 of each token, so comparisons take the same time whatever the length
+	handler http.Handler
+
+	// observe, when set (tests), sees each answered request's method, route pattern and status.
+	observe func(method, pattern string, status int)
+}
+
+// New builds the API on cfg. It connects lazily: a Redis that is down makes requests answer 503,
+// not New fail, so the process starts and /readyz says why it is not ready.
+func New(cfg Config, log *zap.Logger) (*Server, error) {
+	cfg.withDefaults()
+	if cfg.Redis == nil {
+		return nil, errors.New("httpapi: Redis connection is required (" + config.EnvRedisURL + ")")
+	}
+	if len(cfg.Tokens) == 0 && !cfg.InsecureNoAuth {
+		return nil, ErrNoTokens
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("httpapi: unsupported Redis connection options %T", cfg.Redis)
+	}
+	prod, err := producer.NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb,
+		producer.Config{Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention, DefaultFrom: cfg.DefaultFrom})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	o, err := ops.New(ops.Config{Redis: cfg.Redis, Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention, PII: cfg.PII})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, rdb: rdb, prod: prod, ops: o, reg: prometheus.NewRegistry()}
+	for _, t := range cfg.Tokens {
+		s.tokens = append(s.tokens, hashToken(t.Reveal()))
+	}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = newHTTPMetrics(s.reg)
+	s.monitor = newMonitor(cfg)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is the whole API as one http.Handler (for httptest or another server).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close releases the Redis connections of the producer, the status reader and asynqmon.
+func (s *Server) Close() error {
+	return errors.Join(s.monitor.Close(), s.ops.Close(), s.prod.Close(), s.rdb.Close())
+}
+
+// ListenAndServe listens on addr and serves until ctx ends; see Serve.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	if err := s.checkAddr(addr); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", config.EnvAddr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve answers requests on ln until ctx ends, then stops accepting, lets in-flight requests
+// finish for up to ShutdownTimeout and returns nil. Without tokens it refuses a listener that is
+// not on a loopback address: an open API would let anyone on the network send paid messages.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.checkAddr(ln.Addr().String()); err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(s.log.With(zap.String("component", "http"))),
+	}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	s.log.Info("serve started", zap.String("addr", ln.Addr().String()), zap.String("queue", s.cfg.Queue),
+		zap.Int("tokens", len(s.tokens)), zap.Bool("monitor_write", s.cfg.MonitorWrite),
+		zap.Int64("max_body_bytes", s.cfg.MaxBodyBytes), zap.Int("max_recipients", s.cfg.MaxRecipients))
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("serve stopping: finishing in-flight requests", zap.Duration("timeout", s.cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-done
+	if err != nil {
+		return fmt.Errorf("serve: shutdown: %w", err)
+	}
+	s.log.Info("serve stopped")
+	return nil
+}
+
+// checkAddr refuses a non-loopback address when the API has no tokens.
+func (s *Server) checkAddr(addr string) error {
+	if len(s.tokens) > 0 {
+		return nil
+	}
+	if !IsLoopback(addr) {
+		return fmt.Errorf("refusing to serve without %s on %q: --insecure-no-auth needs a loopback address such as 127.0.0.1:8080", config.EnvAPITokens, addr)
+	}
+	return nil
+}
+
+// IsLoopback reports whether a listen address (host:port) can only be reached from this machine.
+// An empty host (":8080") listens on every interface, so it is not loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

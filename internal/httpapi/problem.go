@@ -1,0 +1,63 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/wabulk/wabulk/producer"
+)
+
+// The stable `code` of each problem the API answers; clients branch on these, never on `detail`.
+const (
+	CodeBadJSON              = "bad_json"               // 400: the body is not the JSON the route takes
+	CodeInvalidRequest       = "invalid_request"        // 400: a bad campaign id, query parameter or CSV/JSONL header
+	CodeUnauthorized         = "unauthorized"           // 401: no token, or not one of WABULK_API_TOKENS
+	CodeMonitorReadOnly      = "monitor_read_only"      // 403: a change through /monitor/ without --monitor-write
+	CodeNotFound             = "not_found"              // 404: no such route
+	CodeUnknownCampaign      = "unknown_campaign"       // 404: the queue has never seen the campaign
+	CodeBodyTooLarge         = "body_too_large"         // 413: the body is over the limit
+	CodeTooManyRecipients    = "too_many_recipients"    // 413: more recipients than one request may carry
+	CodeUnsupportedMediaType = "unsupported_media_type" // 415: a Content-Type the route does not take
+	CodeRedisUnavailable     = "redis_unavailable"      // 503: Redis failed; the body says what was enqueued
+	CodeInternal             = "internal"               // 500: a bug; the log has the details, the client does not
+)
+
+// Problem is an RFC 9457 problem document. Summary and Outcomes are set when a request stopped
+// midway (Redis failed, a streamed body broke a limit): they say exactly what was enqueued, and
+// a recipient without an outcome was not attempted.
+type Problem struct {
+	Type     string             `json:"type"`
+	Title    string             `json:"title"`
+	Status   int                `json:"status"`
+	Detail   string             `json:"detail,omitempty"`
+	Code     string             `json:"code"`
+	Campaign string             `json:"campaign,omitempty"`
+	Summary  *producer.Summary  `json:"summary,omitempty"`
+	Outcomes []producer.Outcome `json:"outcomes,omitempty"`
+}
+
+// problemType is the problem's type URI: a URN, because the code is the identity and there is
+// no page to link to.
+func problemType(code string) string { return "urn:wabulk:problem:" + code }
+
+func newProblem(status int, code, detail string) *Problem {
+	return &Problem{Type: problemType(code), Title: http.StatusText(status), Status: status, Detail: detail, Code: code}
+}
+
+func writeProblem(w http.ResponseWriter, p *Problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}

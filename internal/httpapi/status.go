@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/ops"
+)
+
+// CampaignStatus is the answer of GET /v1/campaigns/{id}: the counts `wabulk status --campaign`
+// shows, the queue's and the campaign's.
+type CampaignStatus struct {
+	Time     time.Time       `json:"time"`
+	Queue    ops.QueueCounts `json:"queue"`
+	Campaign ledger.Counts   `json:"campaign"`
+}
+
+// DeadList is the answer of GET /v1/campaigns/{id}/dead: dead letters, newest first.
+type DeadList struct {
+	Campaign string          `json:"campaign"`
+	Code     string          `json:"code,omitempty"`
+	Limit    int             `json:"limit"`
+	Dead     []ops.DeadEntry `json:"dead"`
+}
+
+// readTimeout bounds the Redis reads of a GET, so a hung Redis answers 503, not a hung request.
+const readTimeout = 10 * time.Second
+
+// MaxDeadLimit caps ?limit= of the dead-letter listing.
+const MaxDeadLimit = 10_000
+
+// status returns the campaign's status, or the problem to answer.
+func (s *Server) status(ctx context.Context, id string) (ops.Status, *Problem) {
+	if err := job.ValidCampaign(id); err != nil {
+		return ops.Status{}, newProblem(http.StatusBadRequest, CodeInvalidRequest, err.Error())
+	}
+	st, err := s.ops.Status(ctx, id)
+	if err != nil && !errors.Is(err, ops.ErrUnknownCampaign) && s.queueMissing() {
+		// ops.Status fails on a queue asynq has never seen (asynq's Inspector wraps its
+		// not-found error so errors.Is(err, asynq.ErrQueueNotFound) misses it); a queue that
+		// never held a task knows no campaign.
+		err = ops.ErrUnknownCampaign
+	}
+	switch {
+	case errors.Is(err, ops.ErrUnknownCampaign):
+		return st, newProblem(http.StatusNotFound, CodeUnknownCampaign, err.Error())
+	case err != nil:
+		return st, newProblem(http.StatusServiceUnavailable, CodeRedisUnavailable, "Redis did not answer: "+err.Error())
+	}
+	return st, nil
+}
+
+// queueMissing reports whether Redis answers and asynq does not know the queue.
+func (s *Server) queueMissing() bool {
+	qs, err := asynq.NewInspectorFromRedisClient(s.rdb).Queues()
+	return err == nil && !slices.Contains(qs, s.cfg.Queue)
+}
+
+func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	st, p := s.status(ctx, r.PathValue("id"))
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	out := CampaignStatus{Time: st.Time, Queue: st.Queue}
+	if len(st.Campaigns) > 0 {
+		out.Campaign = st.Campaigns[0]
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getDead(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxDeadLimit {
+			writeProblem(w, newProblem(http.StatusBadRequest, CodeInvalidRequest, fmt.Sprintf("limit=%q: want 1 to %d", v, MaxDeadLimit)))
+			return
+		}
+		limit = n
+	}
+	if _, p := s.status(ctx, id); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	dead, err := s.ops.DeadLetters(ctx, ops.DeadFilter{Campaign: id, Code: q.Get("code"), Limit: limit})
+	if err != nil {
+		writeProblem(w, newProblem(http.StatusServiceUnavailable, CodeRedisUnavailable, "Redis did not answer: "+err.Error()))
+		return
+	}
+	if dead == nil {
+		dead = []ops.DeadEntry{}
+	}
+	writeJSON(w, http.StatusOK, DeadList{Campaign: id, Code: q.Get("code"), Limit: limit, Dead: dead})
+}
