@@ -34,6 +34,9 @@ import (
 // error at once when the configuration is invalid or Redis does not answer.
 func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	cfg.withDefaults()
+	if log == nil {
+		log = zap.NewNop()
+	}
 	if err := cfg.validate(); err != nil {
 		return err
 	}

@@ -102,10 +102,11 @@ func TestAsynqRunsOnEmbeddedRedis(t *testing.T) {
 	if err := l.AddEnqueued(ctx, "c", 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Dead(ctx, ledger.DeadLetter{TaskID: "c:1", Code: "E110"}); err != nil {
+	d := ledger.DeadLetter{TaskID: "c:1", Code: "E110", Time: time.Now().UTC()}
+	if err := l.Dead(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := l.Undead(ctx, ledger.PoisonCampaign, "c:1"); err != nil || !ok {
+	if ok, err := l.Undead(ctx, ledger.PoisonCampaign, d); err != nil || !ok {
 		t.Fatalf("undead: %v %v", ok, err)
 	}
 }

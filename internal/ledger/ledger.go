@@ -205,21 +205,26 @@ func (l *Ledger) Dead(ctx context.Context, d DeadLetter) error {
 // PoisonCampaign holds the dead letters of payloads too broken to name their campaign.
 const PoisonCampaign = "_undecodable"
 
-// KEYS: counts active retry sent dead deadcodes. ARGV: taskID.
-// Returns the record when it was removed, false when there was none.
+// KEYS: counts active retry sent dead deadcodes. ARGV: taskID, the record's time.
+// Removes the record only when it is the one the caller read (same time): a worker that
+// dead-lettered the redriven job again meanwhile wrote a newer record, which must stay.
 var undeadScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[5], ARGV[1])
 if not old then return false end
+local rec = cjson.decode(old)
+if rec['time'] ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[5], ARGV[1])
-redis.call('HINCRBY', KEYS[6], cjson.decode(old)['code'], -1)
+redis.call('HINCRBY', KEYS[6], rec['code'], -1)
 redis.call('HINCRBY', KEYS[1], 'dead', -1)
 redis.call('HINCRBY', KEYS[1], 'redriven', 1)
-return old
+return 1
 `)
 
-// Undead removes a dead letter's record (redrive) and reports whether one was there.
-func (l *Ledger) Undead(ctx context.Context, campaign, taskID string) (bool, error) {
-	_, err := undeadScript.Run(ctx, l.rdb, l.keys(campaign), taskID).Result()
+// Undead removes the dead letter d (as read from DeadLetters) once it is redriven, and reports
+// whether it did: false when the record is gone or was replaced by a newer dead letter of the
+// same job.
+func (l *Ledger) Undead(ctx context.Context, campaign string, d DeadLetter) (bool, error) {
+	_, err := undeadScript.Run(ctx, l.rdb, l.keys(campaign), d.TaskID, d.Time.Format(time.RFC3339Nano)).Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}

@@ -109,13 +109,6 @@ type RedriveReport struct {
 	ByCode map[string]int `json:"by_code,omitempty"`
 }
 
-// RedriveGrace is how long a redriven job waits in asynq's scheduled set before a worker may take
-// it. Redrive removes the dead-letter record right after enqueuing the job; the ledger removes a
-// record unconditionally, so a worker that took the job and dead-lettered it again inside that one
-// round trip would see its new record deleted. The grace keeps workers away until the record is
-// gone. asynq scores scheduled tasks in whole seconds, so 2s gives at least one full second.
-const RedriveGrace = 2 * time.Second
-
 // Redrive puts the dead letters that match f back in the queue (f.Limit is ignored), each with
 // its original TaskID and a fresh retry budget, unless the ledger says it was sent.
 //
@@ -123,8 +116,10 @@ const RedriveGrace = 2 * time.Second
 //  1. read the record (it stays until step 4);
 //  2. delete asynq's archived copy (a task with that TaskID blocks a new enqueue; not found is
 //     fine; held in another state means it is queued already: skip 3);
-//  3. enqueue the payload, scheduled RedriveGrace ahead (a TaskID conflict means queued already);
-//  4. remove the record (ledger.Undead, which also fixes the counters).
+//  3. enqueue the payload (a TaskID conflict means queued already);
+//  4. remove the record (ledger.Undead, which also fixes the counters). Undead removes only the
+//     record read in 1: a worker that took the redriven job and dead-lettered it again already
+//     wrote a newer one, which stays.
 //
 // A stop after 2 or 3 leaves the record, so the next redrive finds it again, and every step is
 // idempotent. Only after the job is safely in the queue does the record go.
@@ -178,7 +173,7 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLett
 		// is stale and keeps the counts off (the job counts as sent and dead), so it goes.
 		rep.AlreadySent++
 		if !dryRun {
-			_, err = o.ledger.Undead(ctx, campaign, d.TaskID)
+			_, err = o.ledger.Undead(ctx, campaign, d)
 		}
 		return err
 	}
@@ -197,14 +192,13 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLett
 			return err
 		}
 		_, err = o.client.EnqueueContext(ctx, asynq.NewTask(job.TaskType, b), asynq.Queue(o.cfg.Queue),
-			asynq.TaskID(d.TaskID), asynq.MaxRetry(o.cfg.MaxRetry), asynq.Retention(o.cfg.Retention),
-			asynq.ProcessIn(RedriveGrace))
+			asynq.TaskID(d.TaskID), asynq.MaxRetry(o.cfg.MaxRetry), asynq.Retention(o.cfg.Retention))
 		queued = errors.Is(err, asynq.ErrTaskIDConflict)
 		if err != nil && !queued {
 			return fmt.Errorf("redrive %s: %w", d.TaskID, err)
 		}
 	}
-	if _, err := o.ledger.Undead(ctx, campaign, d.TaskID); err != nil {
+	if _, err := o.ledger.Undead(ctx, campaign, d); err != nil {
 		return err
 	}
 	if queued {

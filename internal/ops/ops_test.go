@@ -165,15 +165,15 @@ func TestStatusFollowsRetriesDeadLettersAndRedrives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State != asynq.TaskStateScheduled || info.Retried != 0 || info.MaxRetry != 3 {
-		t.Errorf("redriven task: state %v, retried %d, max retry %d; want scheduled, 0, 3", info.State, info.Retried, info.MaxRetry)
+	if info.State != asynq.TaskStatePending || info.Retried != 0 || info.MaxRetry != 3 {
+		t.Errorf("redriven task: state %v, retried %d, max retry %d; want pending, 0, 3", info.State, info.Retried, info.MaxRetry)
 	}
 	q, err := b.ops.QueueCounts("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.Archived != 1 || q.Scheduled != 1 || q.Pending != 3 {
-		t.Errorf("queue after redrive: %+v, want 1 archived, 1 scheduled, 3 pending (the ledger-only sends are still pending in asynq)", q)
+	if q.Archived != 1 || q.Scheduled != 0 || q.Pending != 4 {
+		t.Errorf("queue after redrive: %+v, want 1 archived, 4 pending (the redriven job, and the ledger-only sends still pending in asynq)", q)
 	}
 
 	if _, err := b.ops.Status(ctx, "nope"); !errors.Is(err, ErrUnknownCampaign) {

@@ -1,0 +1,112 @@
+package ledger
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/redistest"
+)
+
+func newLedger(t *testing.T) *Ledger {
+	t.Helper()
+	return New(redistest.Start(t).Client(t), "whatsapp", time.Hour)
+}
+
+func dead(id, code string, at time.Time) DeadLetter {
+	return DeadLetter{TaskID: id, Code: code, Message: "m", Time: at,
+		Payload: job.Payload{V: job.Version, Campaign: "c", To: "+919812345678", Type: "image", MediaID: "1"}}
+}
+
+func (l *Ledger) mustCounts(t *testing.T) Counts {
+	t.Helper()
+	c, err := l.Counts(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestTransitionsCountOnceWhateverTheyRepeat(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	if err := l.AddEnqueued(ctx, "c", 3); err != nil {
+		t.Fatal(err)
+	}
+	// Job 1: begins twice (a crash re-ran it), retries, then is sent twice (ack lost).
+	for range 2 {
+		if _, sent, err := l.Begin(ctx, "c", "c:1"); err != nil || sent {
+			t.Fatalf("begin: sent=%v err=%v", sent, err)
+		}
+	}
+	if c := l.mustCounts(t); c.Active != 1 || c.Pending != 2 {
+		t.Fatalf("after begin: %+v", c)
+	}
+	l.Retry(ctx, "c", "c:1")
+	l.Begin(ctx, "c", "c:1")
+	l.Sent(ctx, "c", "c:1", []byte(`{"id":"wamid.1"}`))
+	l.Sent(ctx, "c", "c:1", []byte(`{"id":"wamid.1"}`))
+	// A run after the send is told so, with the stored answer.
+	prior, sent, err := l.Begin(ctx, "c", "c:1")
+	if err != nil || !sent || prior != `{"id":"wamid.1"}` {
+		t.Fatalf("begin after send: %q %v %v", prior, sent, err)
+	}
+	// Job 2: dead twice with different codes keeps one record, counted once, under the newer code.
+	t0 := time.Now().UTC()
+	l.Dead(ctx, dead("c:2", "WA500", t0))
+	l.Dead(ctx, dead("c:2", "E110", t0.Add(time.Second)))
+	c := l.mustCounts(t)
+	want := Counts{Campaign: "c", Enqueued: 3, Pending: 1, Completed: 1, Dead: 1, Retries: 1, DeadCodes: map[string]int64{"E110": 1}}
+	if c.Enqueued != want.Enqueued || c.Pending != want.Pending || c.Completed != 1 || c.Dead != 1 || c.Retries != 1 ||
+		c.Active != 0 || c.Retry != 0 || len(c.DeadCodes) != 1 || c.DeadCodes["E110"] != 1 {
+		t.Fatalf("counts = %+v, want %+v", c, want)
+	}
+}
+
+func TestUndeadRemovesOnlyTheRecordItRead(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	l.AddEnqueued(ctx, "c", 1)
+	t0 := time.Now().UTC()
+	old := dead("c:1", "E110", t0)
+	l.Dead(ctx, old)
+	// Redriven, then dead-lettered again before the redrive removed the record it read.
+	l.Dead(ctx, dead("c:1", "WA400", t0.Add(time.Second)))
+	if ok, err := l.Undead(ctx, "c", old); err != nil || ok {
+		t.Fatalf("undead of a replaced record: ok=%v err=%v, want false", ok, err)
+	}
+	var got []DeadLetter
+	l.DeadLetters(ctx, "c", "", func(d DeadLetter) bool { got = append(got, d); return true })
+	if len(got) != 1 || got[0].Code != "WA400" {
+		t.Fatalf("records = %+v, want the newer WA400 one", got)
+	}
+	if ok, err := l.Undead(ctx, "c", got[0]); err != nil || !ok {
+		t.Fatalf("undead of the current record: ok=%v err=%v", ok, err)
+	}
+	if c := l.mustCounts(t); c.Dead != 0 || c.Redriven != 1 || len(c.DeadCodes) != 0 || c.Pending != 1 {
+		t.Fatalf("counts after redrive = %+v", c)
+	}
+}
+
+func TestDeadLettersFiltersByCodeAndReadsPoisonRecords(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	for i, code := range []string{"E110", "E110", "WA400"} {
+		l.Dead(ctx, dead("c:"+string(rune('a'+i)), code, time.Now().UTC()))
+	}
+	n := 0
+	l.DeadLetters(ctx, "c", "E110", func(DeadLetter) bool { n++; return true })
+	if n != 2 {
+		t.Fatalf("E110 records = %d, want 2", n)
+	}
+	l.Dead(ctx, DeadLetter{TaskID: "x", Code: "INVALID_PAYLOAD", Raw: []byte("not json")})
+	names, _ := l.Campaigns(ctx)
+	found := false
+	for _, c := range names {
+		found = found || c == PoisonCampaign
+	}
+	if !found {
+		t.Fatalf("campaigns %v lack %s", names, PoisonCampaign)
+	}
+}
