@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ledger"
 )
@@ -37,6 +38,16 @@ type Config struct {
 	DefaultFrom string
 	// Concurrency is how many enqueues Campaign runs at once. Defaults to 16.
 	Concurrency int
+}
+
+// ConfigFrom is the producer part of wabulk's configuration: WABULK_QUEUE, WABULK_MAX_RETRY
+// (0 there means no retries), WABULK_RETENTION and KALEYRA_FROM.
+func ConfigFrom(c config.Config) Config {
+	maxRetry := c.MaxRetry
+	if maxRetry == 0 {
+		maxRetry = -1 // Config reads 0 as "default"; the variable's 0 means none
+	}
+	return Config{Queue: c.Queue, MaxRetry: maxRetry, Retention: c.Retention, DefaultFrom: c.From}
 }
 
 func (c Config) withDefaults() Config {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"iter"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,7 @@ import (
 )
 
 // campaignFlags are the flags that say what a campaign file holds and how to enqueue it, shared
-// by the commands that take one (`wabulk send`; `wabulk enqueue` registers the same names).
+// by the commands that take one: `wabulk enqueue` and `wabulk send`.
 type campaignFlags struct {
 	campaign, format string
 	defaults         job.Fields
@@ -37,30 +38,33 @@ func (fl *campaignFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&fl.format, "format", "", "csv or jsonl (default: by the file's extension; csv for stdin)")
 }
 
-// open opens the campaign file (or stdin for "-") and returns its id, its rows and what closes it.
-func (fl *campaignFlags) open(path string) (campaign string, rows iter.Seq[producer.Row], closeFn func(), err error) {
-	format, err := enqueueFormat(path, fl.format)
-	if err != nil {
-		return "", nil, nil, err
+// open resolves the campaign id (the file's name when --campaign is not given) and the format,
+// and opens the file (stdin for "-"; spooled to a temporary file when --strict must read it
+// twice). size is the file's size when known, for an ETA.
+func (fl *campaignFlags) open(path string) (campaign string, in io.Reader, size int64, closeFn func(), err error) {
+	if fl.format, err = enqueueFormat(path, fl.format); err != nil {
+		return "", nil, 0, nil, err
 	}
 	campaign = fl.campaign
 	if campaign == "" {
 		if path == "-" {
-			return "", nil, nil, fmt.Errorf("reading stdin: give the campaign id with --campaign")
+			return "", nil, 0, nil, fmt.Errorf("reading stdin: give the campaign id with --campaign")
 		}
 		campaign = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
 	if err := job.ValidCampaign(campaign); err != nil {
-		return "", nil, nil, fmt.Errorf("%w (set it with --campaign)", err)
+		return "", nil, 0, nil, fmt.Errorf("%w (set it with --campaign)", err)
 	}
-	in, _, closeFn, err := openCampaign(path, fl.strict && !fl.dryRun)
-	if err != nil {
-		return "", nil, nil, err
+	in, size, closeFn, err = openCampaign(path, fl.strict && !fl.dryRun)
+	return campaign, in, size, closeFn, err
+}
+
+// rows reads in as the format open resolved.
+func (fl *campaignFlags) rows(in io.Reader) iter.Seq[producer.Row] {
+	if fl.format == "jsonl" {
+		return producer.ReadJSONL(in)
 	}
-	if format == "jsonl" {
-		return campaign, producer.ReadJSONL(in), closeFn, nil
-	}
-	return campaign, producer.ReadCSV(in), closeFn, nil
+	return producer.ReadCSV(in)
 }
 
 func (fl *campaignFlags) options() producer.Options {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,9 +24,9 @@ import (
 )
 
 type enqueueFlags struct {
-	campaign, format, rejects, redisURL, queue string
-	defaults                                   job.Fields
-	strict, dryRun, json                       bool
+	campaignFlags
+	rejects string
+	json    bool
 }
 
 func newEnqueueCmd() *cobra.Command {
@@ -42,82 +41,39 @@ defaults that a row's own column overrides. Invalid rows are reported on stderr 
 and do not stop the others. The last stdout line is "enqueued N, duplicates N, rejected N".
 Exit status: 0 all enqueued or duplicates, 1 some rows rejected, 2 nothing could be done.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := runEnqueue(cmd.Context(), args[0], fl, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
-				var ee *exitError
-				if errors.As(err, &ee) {
-					return err
-				}
-				return &exitError{code: 2, err: err}
+	}
+	load := withEnvFlags(cmd, flagRedisURL, flagQueue)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := runEnqueue(cmd.Context(), args[0], &fl, load, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
+			var ee *exitError
+			if errors.As(err, &ee) {
+				return err
 			}
-			return nil
-		},
+			return &exitError{code: 2, err: err}
+		}
+		return nil
 	}
 	// Bad flags are "nothing could be done": exit 2 like the other failures to start.
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	f := cmd.Flags()
-	f.StringVar(&fl.campaign, "campaign", "", "campaign id (default: the file's name without its extension)")
-	f.StringVar(&fl.defaults.Type, "type", "", "media type for rows without one: image, video, audio, document, sticker")
-	f.StringVar(&fl.defaults.MediaID, "media-id", "", "media id for rows without one")
-	f.StringVar(&fl.defaults.MediaLink, "media-link", "", "media link (http/https) for rows without one")
-	f.StringVar(&fl.defaults.Caption, "caption", "", "caption for rows without one (image, video, document)")
-	f.StringVar(&fl.defaults.Filename, "filename", "", "file name for document rows without one")
-	f.StringVar(&fl.defaults.Ref, "ref", "", "ref for rows without one")
-	f.StringVar(&fl.defaults.Ref1, "ref1", "", "ref1 for rows without one")
-	f.StringVar(&fl.defaults.Ref2, "ref2", "", "ref2 for rows without one")
-	f.StringVar(&fl.defaults.WASource, "wa-source", "", "wa_source for rows without one (unknown values become api)")
-	f.StringVar(&fl.defaults.From, "from", "", "sender number for rows without one (default KALEYRA_FROM)")
-	f.BoolVar(&fl.strict, "strict", false, "enqueue nothing if any row is invalid")
-	f.BoolVar(&fl.dryRun, "dry-run", false, "validate only, enqueue nothing")
-	f.BoolVar(&fl.json, "json", false, "print the summary as a JSON object")
-	f.StringVar(&fl.format, "format", "", "csv or jsonl (default: by the file's extension; csv for stdin)")
+	fl.register(f)
 	f.StringVar(&fl.rejects, "rejects", "", "write rejected rows to this CSV file (line, reason, then the columns) to fix and resubmit")
-	f.StringVar(&fl.redisURL, "redis-url", "", "Redis URL (overrides "+config.EnvRedisURL+")")
-	f.StringVar(&fl.queue, "queue", "", "queue name (overrides "+config.EnvQueue+")")
+	f.BoolVar(&fl.json, "json", false, "print the summary as a JSON object")
 	return cmd
 }
 
-func runEnqueue(ctx context.Context, path string, fl enqueueFlags, stdout, stderr io.Writer) error {
-	cfg, err := config.FromEnv()
-	if fl.redisURL != "" {
-		cfg.RedisURL = fl.redisURL
-	}
-	if fl.queue != "" {
-		cfg.Queue = fl.queue
-	}
-	if err == nil {
-		err = cfg.Check()
-	}
+func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() (config.Config, error), stdout, stderr io.Writer) error {
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	format, err := enqueueFormat(path, fl.format)
-	if err != nil {
-		return err
-	}
-	campaign := fl.campaign
-	if campaign == "" {
-		if path == "-" {
-			return errors.New("reading stdin: give the campaign id with --campaign")
-		}
-		campaign = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	}
-	if err := job.ValidCampaign(campaign); err != nil {
-		return fmt.Errorf("%w (set it with --campaign)", err)
-	}
-
-	in, size, cleanup, err := openCampaign(path, fl.strict && !fl.dryRun)
+	campaign, in, size, cleanup, err := fl.open(path)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	counted := &countingReader{r: in}
-	var rows iter.Seq[producer.Row]
-	if format == "jsonl" {
-		rows = producer.ReadJSONL(counted)
-	} else {
-		rows = producer.ReadCSV(counted)
-	}
+	rows := fl.rows(counted)
 
 	var rejects *rejectWriter
 	if fl.rejects != "" {
@@ -132,11 +88,7 @@ func runEnqueue(ctx context.Context, path string, fl enqueueFlags, stdout, stder
 	}
 	// go-redis logs every failed dial; the error this command returns already names the cause.
 	redis.SetLogger(quietLogger{})
-	maxRetry := cfg.MaxRetry
-	if maxRetry == 0 {
-		maxRetry = -1 // WABULK_MAX_RETRY=0 means no retries; producer.Config reads 0 as "default"
-	}
-	p, err := producer.New(opt, producer.Config{Queue: cfg.Queue, MaxRetry: maxRetry, Retention: cfg.Retention, DefaultFrom: cfg.From})
+	p, err := producer.New(opt, producer.ConfigFrom(cfg))
 	if err != nil {
 		return err
 	}
@@ -144,7 +96,7 @@ func runEnqueue(ctx context.Context, path string, fl enqueueFlags, stdout, stder
 
 	fmt.Fprintf(stderr, "campaign %s\n", campaign)
 	prog := newProgress(stderr, size, counted)
-	s, runErr := p.Campaign(ctx, campaign, rows, producer.Options{Defaults: fl.defaults, Strict: fl.strict, DryRun: fl.dryRun},
+	s, runErr := p.Campaign(ctx, campaign, rows, fl.options(),
 		func(o producer.Outcome) {
 			if o.Status == producer.StatusRejected {
 				prog.line(fmt.Sprintf("line %d: %s", o.Line, o.Reason))

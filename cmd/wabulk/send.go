@@ -158,21 +158,17 @@ func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campa
 	if err != nil {
 		return nil, err
 	}
-	campaign, rows, closeFile, err := cf.open(path)
+	campaign, in, _, closeFile, err := cf.open(path)
 	if err != nil {
 		run.close()
 		return nil, err
 	}
 	run.closers = append(run.closers, closeFile, func() { log.Sync() })
-	maxRetry := c.MaxRetry
-	if maxRetry == 0 {
-		maxRetry = -1 // producer: 0 is "default", negative is "no retries"
-	}
 	run.SendConfig = ops.SendConfig{
 		Campaign:      campaign,
-		Rows:          rows,
+		Rows:          cf.rows(in),
 		Options:       cf.options(),
-		Producer:      producer.Config{MaxRetry: maxRetry, Retention: c.Retention},
+		Producer:      producer.ConfigFrom(c),
 		Worker:        wc,
 		EmbeddedRedis: sf.embedded,
 		Sandbox:       sb,
