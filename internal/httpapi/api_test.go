@@ -489,7 +489,7 @@ func TestServeRefusesAnOpenAPIOffLoopback(t *testing.T) {
 
 // openAPIDoc is the part of the document the consistency checks read.
 type openAPIDoc struct {
-	OpenAPI string                                       `json:"openapi"`
+	OpenAPI string `json:"openapi"`
 	Paths   map[string]map[string]struct{ Responses map[string]json.RawMessage }
 }
 

@@ -1,0 +1,209 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/worker"
+)
+
+const (
+	browserSID = "HXAP16TEST97IN"
+	browserKey = "A0123456789abcdef0123456789abcd3"
+)
+
+// chromium finds Debian's chromium (installed by scripts/ensure-deps) or another Chrome.
+func chromium() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// artifactDir is where the screenshot stays after the test: artifacts/ at the repository root
+// (git ignores it), or $WABULK_ARTIFACTS.
+func artifactDir(t *testing.T) string {
+	dir := os.Getenv("WABULK_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(dir)
+	return abs
+}
+
+// TestMonitorInChromium is the operator's path end to end: a campaign posted to the API, a worker
+// sending it through the sandbox where one recipient's account has no balance (E110), then in a
+// real headless browser: log in to /monitor/, see the whatsapp queue with its pending and archived
+// counts, open the archived task and read the E110 error.
+func TestMonitorInChromium(t *testing.T) {
+	exe := chromium()
+	if exe == "" {
+		t.Skip("!!!!!!!! SKIPPED: chromium is not installed, so the /monitor/ browser test did not run. " +
+			"Install it (Debian: apt-get install -y chromium, or `make deps`) to run it. !!!!!!!!")
+	}
+	start := time.Now()
+	e := setup(t, func(c *Config) { c.MaxRecipients = 100 })
+	ts := httptest.NewServer(e.h)
+	t.Cleanup(ts.Close)
+
+	sb, err := sandbox.Start(sandbox.Config{SID: browserSID, APIKey: browserKey, Senders: []string{testSender}, Balance: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	const broke = "+919812345601"
+	sb.Script(broke, "E110")
+
+	a := e.postJSON("/v1/campaigns", CampaignRequest{Campaign: "e2e", Defaults: job.Fields{Type: "image", MediaLink: link, Ref: "browser"},
+		Recipients: []job.Fields{{To: broke}, {To: "+919812345602"}}}).accepted(t)
+	if a.Enqueued != 2 {
+		t.Fatalf("campaign e2e: %+v", a.Summary)
+	}
+
+	// A worker sends e2e: one job completes, the E110 one is archived (dead-lettered).
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- worker.Run(ctx, worker.Config{Redis: e.rs.ConnOpt(t), Queue: testQueue, From: testSender, Rate: 1000,
+			Concurrency: 4, PollInterval: 20 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
+			Kaleyra: kaleyra.Config{SID: browserSID, APIKey: browserKey, BaseURL: sb.URL, Timeout: 2 * time.Second}}, zap.NewNop())
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var st CampaignStatus
+		r := e.do("GET", "/v1/campaigns/e2e", "", nil)
+		if r.code == 200 && json.Unmarshal(r.body, &st) == nil && st.Campaign.Completed == 1 && st.Campaign.Dead == 1 && st.Queue.Archived == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign e2e not done within 20s: %s", r.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("worker.Run: %v", err)
+	}
+	// With the worker stopped, a second campaign stays pending.
+	b := e.postJSON("/v1/campaigns", CampaignRequest{Campaign: "later", Defaults: job.Fields{Type: "image", MediaLink: link},
+		Recipients: []job.Fields{{To: "+919812345603"}, {To: "+919812345604"}, {To: "+919812345605"}}}).accepted(t)
+	if b.Enqueued != 3 {
+		t.Fatalf("campaign later: %+v", b.Summary)
+	}
+	t.Logf("setup (Redis, sandbox, campaigns, worker): %v", time.Since(start))
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 1000),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	browserStart := time.Now()
+	// The first Run starts the browser and must not carry the timeout (it would bound the
+	// browser's life); the steps after it get 40 s.
+	if err := chromedp.Do(bctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		// Log in the way a browser does after the Basic-auth prompt: the header on every
+		// request, the page's own API calls included.
+		login := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+testToken))
+		_, err := cdp.Call(ctx, tg, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": login}})
+		return err
+	})); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	tctx, tcancel := context.WithTimeout(bctx, 40*time.Second)
+	defer tcancel()
+
+	shot := filepath.Join(artifactDir(t), "monitor-archived-task.png")
+	text := func(dst *string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			s, err := chromedp.Text(chromedp.CSS("body"))(ctx, tg)
+			*dst = s
+			return err
+		})
+	}
+	var dash, queue, task string
+	var png []byte
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(ts.URL+"/monitor/"),
+		chromedp.WaitVisible(chromedp.Search(`//td[normalize-space(.)="whatsapp"] | //a[normalize-space(.)="whatsapp"]`)),
+		text(&dash),
+		chromedp.Navigate(ts.URL+"/monitor/queues/whatsapp?status=archived"),
+		chromedp.WaitVisible(chromedp.Search(`//td[contains(., "E110")]`)),
+		text(&queue),
+		chromedp.Click(chromedp.Search(`//tr[td[contains(., "E110")]]/td[2]`)),
+		chromedp.WaitVisible(chromedp.Search(`//*[contains(text(), "Last Failure")]`)),
+		text(&task),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			b, err := chromedp.FullScreenshot(100)(ctx, tg)
+			png = b
+			return err
+		}),
+	)
+	if len(png) == 0 {
+		// Whatever went wrong, a picture of the page says more than the error.
+		png, _ = chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	}
+	if len(png) > 0 {
+		if werr := os.WriteFile(shot, png, 0o644); werr == nil {
+			t.Logf("screenshot of /monitor/: %s", shot)
+		}
+	}
+	if err != nil {
+		now, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
+		t.Fatalf("browser: %v\ndashboard: %.600s\nqueue: %.600s\ntask: %.600s\npage now: %.800s", err, dash, queue, task, now)
+	}
+	t.Logf("browser (start, login, three pages, screenshot): %v", time.Since(browserStart))
+
+	if !strings.Contains(dash, "whatsapp") {
+		t.Errorf("dashboard does not show the whatsapp queue: %.600s", dash)
+	}
+	// The queue page's tabs carry the counts: 3 pending (campaign later), 1 archived (E110).
+	for state, n := range map[string]int{"Pending": 3, "Archived": 1} {
+		if !regexp.MustCompile(fmt.Sprintf(`%s\s*%d\b`, state, n)).MatchString(queue) {
+			t.Errorf("queue page does not show %s %d: %.800s", state, n, queue)
+		}
+	}
+	if !strings.Contains(task, "E110") || !strings.Contains(task, "e2e:919000000001:919812345601") {
+		t.Errorf("task page does not show the archived task with its E110 error: %.1200s", task)
+	}
+	if !strings.Contains(task, `"campaign": "e2e"`) {
+		t.Errorf("task page does not show the payload as readable JSON: %.1200s", task)
+	}
+	t.Logf("whole test: %v", time.Since(start))
+}
