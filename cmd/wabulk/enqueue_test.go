@@ -1,50 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wabulk/wabulk/internal/ledger"
 	"github.com/wabulk/wabulk/internal/redistest"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// wabulkBinary builds the command once per test run, so the tests drive it as users do: a real
-// process with its own exit status, stdout and stderr.
-func wabulkBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "wabulk-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "wabulk")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("go build: %v", buildErr)
-	}
-	return binPath
-}
 
 type cliResult struct {
 	stdout, stderr string
@@ -60,25 +28,8 @@ func (r cliResult) lastLine() string {
 // enqueueCLI runs `wabulk enqueue args…` against redisURL with stdin, in a clean environment.
 func enqueueCLI(t *testing.T, redisURL, stdin string, args ...string) cliResult {
 	t.Helper()
-	cmd := exec.Command(wabulkBinary(t), append([]string{"enqueue"}, args...)...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "WABULK_") && !strings.HasPrefix(kv, "KALEYRA_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "WABULK_REDIS_URL="+redisURL, "KALEYRA_FROM=+919800000001")
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return cliResult{stdout: out.String(), stderr: errb.String(), code: code}
+	return runCLIWithInput(t, []string{"WABULK_REDIS_URL=" + redisURL, "KALEYRA_FROM=+919800000001"}, []byte(stdin),
+		append([]string{"enqueue"}, args...)...)
 }
 
 func writeFile(t *testing.T, name, content string) string {

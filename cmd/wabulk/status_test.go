@@ -1,39 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/wabulk/wabulk/internal/ops"
+	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
 )
 
-// runCLI runs `wabulk args…` with env over a clean environment (no WABULK_ or KALEYRA_ variables).
+// runCLI runs the real `wabulk args…` with exactly env (no WABULK_ or KALEYRA_ variables of
+// this process leak in).
 func runCLI(t *testing.T, env []string, args ...string) cliResult {
 	t.Helper()
-	cmd := exec.Command(wabulkBinary(t), args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "WABULK_") && !strings.HasPrefix(kv, "KALEYRA_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return cliResult{stdout: out.String(), stderr: errb.String(), code: code}
+	return runCLIWithInput(t, env, nil, args...)
+}
+
+func runCLIWithInput(t *testing.T, env []string, stdin []byte, args ...string) cliResult {
+	t.Helper()
+	stdout, stderr, code := proctest.Run(t, env, stdin, args...)
+	return cliResult{stdout: stdout, stderr: stderr, code: code}
 }
 
 func TestOperatorCLIStatusQueueDead(t *testing.T) {
