@@ -24,6 +24,7 @@ import (
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ledger"
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/producer"
 )
 
 const (
@@ -62,7 +63,7 @@ type env struct {
 func setup(t *testing.T, change ...func(*Config)) *env {
 	t.Helper()
 	rs := redistest.Start(t)
-	cfg := Config{Redis: rs.ConnOpt(t), Queue: testQueue, Retention: time.Hour, DefaultFrom: testSender,
+	cfg := Config{Redis: rs.ConnOpt(t), Producer: producer.Config{Queue: testQueue, Retention: time.Hour, DefaultFrom: testSender},
 		Tokens: []config.Secret{testToken}, MaxBodyBytes: 64 << 10, MaxRecipients: 50}
 	for _, c := range change {
 		c(&cfg)
@@ -583,3 +584,32 @@ func checkStatusesDocumented() error {
 type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
+
+// TestConfigFromEnvironment: serve reads the producer settings as `wabulk enqueue` does, so
+// WABULK_MAX_RETRY=0 means jobs without retries here too.
+func TestConfigFromEnvironment(t *testing.T) {
+	rs := redistest.Start(t)
+	vars := map[string]string{config.EnvRedisURL: rs.URL, config.EnvMaxRetry: "0", config.EnvFrom: testSender,
+		config.EnvAPITokens: testToken, config.EnvQueue: "other"}
+	c, err := config.Load(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ConfigFrom(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	e := &env{t: t, rs: rs, srv: srv, h: srv.Handler()}
+	a := e.postJSON("/v1/messages", map[string]string{"campaign": "cf", "to": "+919812345601", "type": "image", "media_link": link}).accepted(t)
+	insp := asynq.NewInspector(rs.ConnOpt(t))
+	defer insp.Close()
+	ti, err := insp.GetTaskInfo("other", a.Outcomes[0].TaskID)
+	if err != nil || ti.MaxRetry != 0 {
+		t.Errorf("task in queue other: %v %+v, want MaxRetry 0", err, ti)
+	}
+}

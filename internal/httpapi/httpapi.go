@@ -34,14 +34,10 @@ import (
 type Config struct {
 	// Redis is where the queue lives. Required.
 	Redis asynq.RedisConnOpt
-	// Queue is the asynq queue jobs go to. Defaults to "whatsapp".
-	Queue string
-	// MaxRetry is each job's retry budget (WABULK_MAX_RETRY). Defaults to 8.
-	MaxRetry int
-	// Retention is how long completed jobs stay: the dedupe window (WABULK_RETENTION). Defaults to 24h.
-	Retention time.Duration
-	// DefaultFrom is the sender of messages that name none (KALEYRA_FROM). Defaults to none.
-	DefaultFrom string
+	// Producer says how jobs are enqueued (queue, retry budget, retention, default sender),
+	// exactly as for `wabulk enqueue`; its Queue is also the queue /monitor/ and the status
+	// routes read. Its defaults are producer's.
+	Producer producer.Config
 	// PII says how recipients appear in dead-letter listings and logs. Defaults to masked.
 	PII logging.Masker
 	// Tokens are the accepted bearer tokens (and /monitor/ Basic-auth passwords). Required
@@ -90,17 +86,14 @@ func ConfigFrom(c config.Config) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	return Config{Redis: opt, Queue: c.Queue, MaxRetry: c.MaxRetry, Retention: c.Retention, DefaultFrom: c.From,
+	return Config{Redis: opt, Producer: producer.ConfigFrom(c),
 		PII: logging.NewMasker(c.LogPII), Tokens: c.APITokens, ShutdownTimeout: c.ShutdownTimeout}, nil
 }
 
 func (c *Config) withDefaults() {
 	d := config.Defaults()
-	if c.Queue == "" {
-		c.Queue = d.Queue
-	}
-	if c.Retention <= 0 {
-		c.Retention = d.Retention
+	if c.Producer.Queue == "" {
+		c.Producer.Queue = d.Queue
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
@@ -167,13 +160,12 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	if !ok {
 		return nil, fmt.Errorf("httpapi: unsupported Redis connection options %T", cfg.Redis)
 	}
-	prod, err := producer.NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb,
-		producer.Config{Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention, DefaultFrom: cfg.DefaultFrom})
+	prod, err := producer.NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb, cfg.Producer)
 	if err != nil {
 		rdb.Close()
 		return nil, err
 	}
-	o, err := ops.New(ops.Config{Redis: cfg.Redis, Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention, PII: cfg.PII})
+	o, err := ops.New(ops.Config{Redis: cfg.Redis, Queue: cfg.Producer.Queue, Retention: cfg.Producer.Retention, PII: cfg.PII})
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -228,7 +220,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
-	s.log.Info("serve started", zap.String("addr", ln.Addr().String()), zap.String("queue", s.cfg.Queue),
+	s.log.Info("serve started", zap.String("addr", ln.Addr().String()), zap.String("queue", s.cfg.Producer.Queue),
 		zap.Int("tokens", len(s.tokens)), zap.Bool("monitor_write", s.cfg.MonitorWrite),
 		zap.Int64("max_body_bytes", s.cfg.MaxBodyBytes), zap.Int("max_recipients", s.cfg.MaxRecipients))
 	select {

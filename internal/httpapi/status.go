@@ -62,7 +62,7 @@ func (s *Server) status(ctx context.Context, id string) (ops.Status, *Problem) {
 // queueMissing reports whether Redis answers and asynq does not know the queue.
 func (s *Server) queueMissing() bool {
 	qs, err := asynq.NewInspectorFromRedisClient(s.rdb).Queues()
-	return err == nil && !slices.Contains(qs, s.cfg.Queue)
+	return err == nil && !slices.Contains(qs, s.cfg.Producer.Queue)
 }
 
 func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request) {
