@@ -468,17 +468,36 @@ func (p *Producer) do(stop context.Context, campaign string, w work, validate bo
 		o.Status = StatusValid
 		return result{o: o}
 	}
-	opts := append(p.opts[:len(p.opts):len(p.opts)], asynq.TaskID(o.TaskID))
 	// Not cancelled with stop: an enqueue once started is waited for, so what is reported as
 	// enqueued is exactly what Redis holds.
-	_, err = p.client.EnqueueContext(context.WithoutCancel(stop), asynq.NewTask(job.TaskType, data), opts...)
-	switch {
-	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
-		o.Status = StatusDuplicate
-	case err != nil:
+	o.Status, err = p.enqueue(context.WithoutCancel(stop), o.TaskID, data)
+	if err != nil {
 		return result{o: o, err: err, notTried: true}
-	default:
-		o.Status = StatusEnqueued
 	}
 	return result{o: o}
+}
+
+// enqueue puts one encoded payload in the queue under taskID with the shared options. A task
+// already held under that id (queued, in retry, or completed within Retention) is a duplicate.
+func (p *Producer) enqueue(ctx context.Context, taskID string, data []byte) (Status, error) {
+	opts := append(p.opts[:len(p.opts):len(p.opts)], asynq.TaskID(taskID))
+	_, err := p.client.EnqueueContext(ctx, asynq.NewTask(job.TaskType, data), opts...)
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
+		return StatusDuplicate, nil
+	case err != nil:
+		return "", err
+	}
+	return StatusEnqueued, nil
+}
+
+// Requeue puts a job that was already validated and enqueued once (a dead letter being
+// redriven) back in the queue under its own TaskID, with a fresh retry budget. It does not
+// count the job as new in the campaign's counters: it was counted when first enqueued.
+func (p *Producer) Requeue(ctx context.Context, pl job.Payload) (Status, error) {
+	data, err := job.Encode(pl)
+	if err != nil {
+		return "", err
+	}
+	return p.enqueue(ctx, job.TaskID(pl), data)
 }

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
-	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ledger"
@@ -44,12 +42,6 @@ func (s *Server) status(ctx context.Context, id string) (ops.Status, *Problem) {
 		return ops.Status{}, newProblem(http.StatusBadRequest, CodeInvalidRequest, err.Error())
 	}
 	st, err := s.ops.Status(ctx, id)
-	if err != nil && !errors.Is(err, ops.ErrUnknownCampaign) && s.queueMissing() {
-		// ops.Status fails on a queue asynq has never seen (asynq's Inspector wraps its
-		// not-found error so errors.Is(err, asynq.ErrQueueNotFound) misses it); a queue that
-		// never held a task knows no campaign.
-		err = ops.ErrUnknownCampaign
-	}
 	switch {
 	case errors.Is(err, ops.ErrUnknownCampaign):
 		return st, newProblem(http.StatusNotFound, CodeUnknownCampaign, err.Error())
@@ -57,12 +49,6 @@ func (s *Server) status(ctx context.Context, id string) (ops.Status, *Problem) {
 		return st, newProblem(http.StatusServiceUnavailable, CodeRedisUnavailable, "Redis did not answer: "+err.Error())
 	}
 	return st, nil
-}
-
-// queueMissing reports whether Redis answers and asynq does not know the queue.
-func (s *Server) queueMissing() bool {
-	qs, err := asynq.NewInspectorFromRedisClient(s.rdb).Queues()
-	return err == nil && !slices.Contains(qs, s.cfg.Producer.Queue)
 }
 
 func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request) {

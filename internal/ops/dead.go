@@ -9,8 +9,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/producer"
 )
 
 // DeadFilter picks dead letters. Empty fields match everything.
@@ -187,16 +187,11 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLett
 		return err
 	}
 	if !queued {
-		b, err := job.Encode(d.Payload)
+		st, err := o.producer.Requeue(ctx, d.Payload)
 		if err != nil {
-			return err
-		}
-		_, err = o.client.EnqueueContext(ctx, asynq.NewTask(job.TaskType, b), asynq.Queue(o.cfg.Queue),
-			asynq.TaskID(d.TaskID), asynq.MaxRetry(o.cfg.MaxRetry), asynq.Retention(o.cfg.Retention))
-		queued = errors.Is(err, asynq.ErrTaskIDConflict)
-		if err != nil && !queued {
 			return fmt.Errorf("redrive %s: %w", d.TaskID, err)
 		}
+		queued = st == producer.StatusDuplicate
 	}
 	if _, err := o.ledger.Undead(ctx, campaign, d); err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/ledger"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/producer"
 )
 
 // Config says which queue to operate on and how redriven jobs are enqueued.
@@ -26,7 +27,8 @@ type Config struct {
 	Redis asynq.RedisConnOpt
 	// Queue is the asynq queue. Default "whatsapp".
 	Queue string
-	// MaxRetry is the retry budget a redriven job starts with. Default 8.
+	// MaxRetry is the retry budget a redriven job starts with, as producer.Config reads it.
+	// Default 8; negative means none.
 	MaxRetry int
 	// Retention is how long completed jobs and sent markers stay (the dedupe window). Default 24h.
 	Retention time.Duration
@@ -43,7 +45,8 @@ func ConfigFrom(c config.Config) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	return Config{Redis: opt, Queue: c.Queue, MaxRetry: c.MaxRetry, Retention: c.Retention,
+	pc := producer.ConfigFrom(c)
+	return Config{Redis: opt, Queue: pc.Queue, MaxRetry: pc.MaxRetry, Retention: pc.Retention,
 		PII: logging.NewMasker(c.LogPII)}, nil
 }
 
@@ -52,9 +55,6 @@ func (c *Config) withDefaults() {
 	if c.Queue == "" {
 		c.Queue = d.Queue
 	}
-	if c.MaxRetry < 0 {
-		c.MaxRetry = d.MaxRetry
-	}
 	if c.Retention <= 0 {
 		c.Retention = d.Retention
 	}
@@ -62,11 +62,11 @@ func (c *Config) withDefaults() {
 
 // Ops operates on one queue. It holds Redis connections: Close it.
 type Ops struct {
-	cfg    Config
-	rdb    redis.UniversalClient
-	insp   *asynq.Inspector
-	client *asynq.Client
-	ledger *ledger.Ledger
+	cfg      Config
+	rdb      redis.UniversalClient
+	insp     *asynq.Inspector
+	producer *producer.Producer
+	ledger   *ledger.Ledger
 }
 
 // New connects to the queue's Redis. It does not talk to Redis yet.
@@ -79,12 +79,18 @@ func New(cfg Config) (*Ops, error) {
 	if !ok {
 		return nil, fmt.Errorf("ops: unsupported Redis connection %T", cfg.Redis)
 	}
+	prod, err := producer.NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb,
+		producer.Config{Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
 	return &Ops{
-		cfg:    cfg,
-		rdb:    rdb,
-		insp:   asynq.NewInspectorFromRedisClient(rdb),
-		client: asynq.NewClientFromRedisClient(rdb),
-		ledger: ledger.New(rdb, cfg.Queue, cfg.Retention),
+		cfg:      cfg,
+		rdb:      rdb,
+		insp:     asynq.NewInspectorFromRedisClient(rdb),
+		producer: prod,
+		ledger:   ledger.New(rdb, cfg.Queue, cfg.Retention),
 	}, nil
 }
 

@@ -322,3 +322,18 @@ func diff(want, got any) string {
 	}
 	return fmt.Sprintf("- %+v\n+ %+v", want, got)
 }
+
+func TestStatusOnAQueueNeverUsedIsEmptyNotAnError(t *testing.T) {
+	b := setup(t)
+	q, err := b.ops.QueueCounts("")
+	if err != nil || q.Exists || q.Pending != 0 {
+		t.Fatalf("QueueCounts on a fresh Redis = %+v, %v; want an empty queue that does not exist yet", q, err)
+	}
+	if _, err := b.ops.Status(context.Background(), "spring"); !errors.Is(err, ErrUnknownCampaign) {
+		t.Fatalf("Status of a campaign on a fresh Redis: %v, want ErrUnknownCampaign", err)
+	}
+	st, err := b.ops.Status(context.Background(), "")
+	if err != nil || len(st.Campaigns) != 0 {
+		t.Fatalf("Status of all on a fresh Redis = %+v, %v", st, err)
+	}
+}

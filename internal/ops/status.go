@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/wabulk/wabulk/internal/ledger"
 )
 
@@ -49,7 +47,9 @@ func (o *Ops) QueueCounts(queue string) (QueueCounts, error) {
 		queue = o.cfg.Queue
 	}
 	info, err := o.insp.GetQueueInfo(queue)
-	if errors.Is(err, asynq.ErrQueueNotFound) {
+	if err != nil && !o.queueExists(queue) {
+		// asynq passes its "queue does not exist" through untranslated (errors.Is with
+		// asynq.ErrQueueNotFound misses it), so ask for the queue list instead of reading text.
 		return QueueCounts{Queue: queue}, nil
 	}
 	if err != nil {
@@ -173,4 +173,11 @@ func (o *Ops) ShowStatus(ctx context.Context, w io.Writer, v StatusView) error {
 		_, werr := fmt.Fprintln(w)
 		return werr
 	})
+}
+
+// queueExists reports whether asynq knows the queue. When Redis does not answer it says yes,
+// so the caller reports the error it already has.
+func (o *Ops) queueExists(queue string) bool {
+	qs, err := o.insp.Queues()
+	return err != nil || slices.Contains(qs, queue)
 }
