@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// redisServer is a redis-server of the benchmark's own on a unix socket in a temporary
+// directory: never the machine's Redis, and no TCP stack between it and the clients.
+type redisServer struct {
+	dir, sock string
+	version   string
+	cmd       *exec.Cmd
+	rdb       *redis.Client
+}
+
+func startRedis() (*redisServer, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server is not on PATH (make bench installs it through `make deps`): %w", err)
+	}
+	// Unix socket paths are limited to ~104 bytes: a short directory under /tmp.
+	dir, err := os.MkdirTemp("", "wbr")
+	if err != nil {
+		return nil, err
+	}
+	s := &redisServer{dir: dir, sock: filepath.Join(dir, "redis.sock")}
+	s.cmd = exec.Command(bin, "--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700",
+		"--dir", dir, "--save", "", "--appendonly", "no", "--logfile", filepath.Join(dir, "redis.log"),
+		"--daemonize", "no", "--maxclients", "10000")
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	s.rdb = redis.NewClient(&redis.Options{Network: "unix", Addr: s.sock})
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if s.rdb.Ping(ctx).Err() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("redis-server did not answer within 10s (log in %s)", dir)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if info, err := s.rdb.Info(ctx, "server").Result(); err == nil {
+		s.version = infoField(info, "redis_version")
+	}
+	return s, nil
+}
+
+// url is the server in WABULK_REDIS_URL's form.
+func (s *redisServer) url() string { return "redis-socket://" + s.sock }
+
+func (s *redisServer) connOpt() asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Network: "unix", Addr: s.sock}
+}
+
+func (s *redisServer) flush(ctx context.Context) error { return s.rdb.FlushAll(ctx).Err() }
+
+func (s *redisServer) stop() {
+	if s.rdb != nil {
+		s.rdb.Close()
+	}
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			s.cmd.Process.Kill()
+			<-done
+		}
+	}
+	os.RemoveAll(s.dir)
+}
+
+// cmdStats is INFO commandstats (calls per command, commands run inside scripts included) and
+// total_commands_processed.
+type cmdStats struct {
+	calls map[string]int64
+	total int64
+}
+
+func (s *redisServer) stats(ctx context.Context) (cmdStats, error) {
+	info, err := s.rdb.Info(ctx, "commandstats", "stats").Result()
+	if err != nil {
+		return cmdStats{}, err
+	}
+	st := cmdStats{calls: map[string]int64{}}
+	for line := range strings.Lines(info) {
+		line = strings.TrimSpace(line)
+		if name, rest, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(name, "cmdstat_") {
+			calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+			st.calls[strings.TrimPrefix(name, "cmdstat_")], _ = strconv.ParseInt(calls, 10, 64)
+		}
+	}
+	st.total, _ = strconv.ParseInt(infoField(info, "total_commands_processed"), 10, 64)
+	return st, nil
+}
+
+// sub is b − a: what ran between two snapshots (the two INFO calls themselves included).
+func (b cmdStats) sub(a cmdStats) cmdStats {
+	d := cmdStats{calls: map[string]int64{}, total: b.total - a.total}
+	for k, v := range b.calls {
+		if n := v - a.calls[k]; n > 0 {
+			d.calls[k] = n
+		}
+	}
+	return d
+}
+
+func infoField(info, key string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// monitor counts commands as clients send them (MONITOR), which INFO cannot split: the
+// rate limiter's EVALSHA apart from asynq's and the ledger's, and round trips apart from the
+// commands scripts run inside Redis.
+type monitor struct {
+	conn net.Conn
+	done chan struct{}
+
+	mu      sync.Mutex
+	clients int64            // commands clients sent (not run by scripts)
+	limiter int64            // EVALSHA on a rate-limit key (":rl:{")
+	byName  map[string]int64 // client commands by name
+}
+
+func (s *redisServer) monitor() (*monitor, error) {
+	conn, err := net.Dial("unix", s.sock)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write([]byte("MONITOR\r\n")); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	m := &monitor{conn: conn, done: make(chan struct{}), byName: map[string]int64{}}
+	r := bufio.NewReaderSize(conn, 1<<20)
+	first, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(first, "+OK") {
+		conn.Close()
+		return nil, fmt.Errorf("MONITOR: %q %v", first, err)
+	}
+	go func() {
+		defer close(m.done)
+		for {
+			line, err := r.ReadSlice('\n')
+			if err != nil && err != bufio.ErrBufferFull {
+				return
+			}
+			m.count(line)
+		}
+	}()
+	return m, nil
+}
+
+// count reads one MONITOR line: `+<ts> [<db> <client>] "cmd" "arg" …`. Commands run by a
+// script show "lua" as the client.
+func (m *monitor) count(line []byte) {
+	s := string(line)
+	open := strings.IndexByte(s, '[')
+	end := strings.IndexByte(s, ']')
+	if open < 0 || end < open {
+		return
+	}
+	if strings.Contains(s[open:end], " lua") {
+		return
+	}
+	rest := s[end+1:]
+	q1 := strings.IndexByte(rest, '"')
+	if q1 < 0 {
+		return
+	}
+	q2 := strings.IndexByte(rest[q1+1:], '"')
+	if q2 < 0 {
+		return
+	}
+	name := strings.ToLower(rest[q1+1 : q1+1+q2])
+	m.mu.Lock()
+	m.clients++
+	m.byName[name]++
+	if (name == "evalsha" || name == "eval") && strings.Contains(rest, ":rl:{") {
+		m.limiter++
+	}
+	m.mu.Unlock()
+}
+
+// stop ends the MONITOR connection and returns its counts.
+func (m *monitor) stop() (clients, limiter int64, byName map[string]int64) {
+	// Let the lines already sent arrive before closing.
+	time.Sleep(200 * time.Millisecond)
+	m.conn.Close()
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.clients, m.limiter, m.byName
+}
+
+// cpu is redis-server's CPU time so far (utime + stime of /proc/<pid>/stat).
+func (s *redisServer) cpu() time.Duration {
+	return procCPU(s.cmd.Process.Pid)
+}
