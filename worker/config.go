@@ -47,6 +47,10 @@ type Config struct {
 	// PollInterval is how often an idle worker looks for new jobs. Default 200ms: enqueue-to-send
 	// latency is bounded by it (asynq polls; it does not block on the list).
 	PollInterval time.Duration
+	// ReconcileInterval is how often one worker looks for tasks asynq archived without the
+	// handler (a worker killed on a job's last attempt, an archive from asynqmon) and records
+	// their dead letters. Default 30s.
+	ReconcileInterval time.Duration
 }
 
 // ConfigFrom turns the environment's configuration into a worker Config and checks that a
@@ -112,6 +116,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 200 * time.Millisecond
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = 30 * time.Second
 	}
 	if c.Kaleyra.MaxConns <= 0 {
 		c.Kaleyra.MaxConns = c.Concurrency

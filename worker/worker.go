@@ -118,10 +118,15 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		go hs.Serve(ln)
 	}
 
+	rc := &reconciler{rdb: rdb, insp: inspector, ledger: h.ledger, queue: cfg.Queue, interval: cfg.ReconcileInterval, log: log}
+	reconciled := make(chan struct{})
+	go func() { rc.run(stopCtx); close(reconciled) }()
+
 	<-ctx.Done()
 	log.Info("worker stopping: finishing in-flight jobs", zap.Duration("timeout", cfg.ShutdownTimeout))
 	stop() // rate-limit waits with retries left go back to the queue at once
 	srv.Shutdown()
+	<-reconciled
 	if hs != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		hs.Shutdown(sctx)

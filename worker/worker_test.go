@@ -419,3 +419,24 @@ func TestRedisUnreachableAtStartIsAClearError(t *testing.T) {
 }
 
 var _ = ratelimit.Config{}
+
+func TestTasksArchivedOutsideTheHandlerGetADeadLetterRecord(t *testing.T) {
+	b := setup(t)
+	id := b.enqueue("arch", "+919812345607", 3)
+	// A task archived by an operator in asynqmon never reaches the handler.
+	if err := b.insp.ArchiveTask(testQueue, id); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.config()
+	cfg.ReconcileInterval = 50 * time.Millisecond
+	b.run(cfg)
+	b.waitFor("the reconciled dead letter", 10*time.Second, b.done("arch", 1))
+	var got []ledger.DeadLetter
+	b.ledger.DeadLetters(context.Background(), "arch", "", func(d ledger.DeadLetter) bool { got = append(got, d); return true })
+	if len(got) != 1 || got[0].Code != CodeArchived || got[0].Payload.To != "+919812345607" {
+		t.Fatalf("dead letters = %+v, want one ARCHIVED record with the payload", got)
+	}
+	if got := b.sb.Stats().Received; got != 0 {
+		t.Errorf("sandbox received %d calls for an archived task", got)
+	}
+}

@@ -234,6 +234,11 @@ func (l *Ledger) Undead(ctx context.Context, campaign string, d DeadLetter) (boo
 	return true, nil
 }
 
+// IsDead reports whether the job has a dead-letter record.
+func (l *Ledger) IsDead(ctx context.Context, campaign, taskID string) (bool, error) {
+	return l.rdb.HExists(ctx, l.key(campaign, "dead"), taskID).Result()
+}
+
 // WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention).
 func (l *Ledger) WasSent(ctx context.Context, campaign, taskID string) (bool, error) {
 	return l.rdb.HExists(ctx, l.key(campaign, "sent"), taskID).Result()

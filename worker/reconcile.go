@@ -1,0 +1,132 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/ledger"
+)
+
+// Codes of dead letters the reconciler records for tasks asynq archived on its own.
+const (
+	// CodeInterrupted: the worker died during the job's last attempt; asynq's recoverer
+	// archived it when the lease expired. Kaleyra may or may not have received it.
+	CodeInterrupted = "INTERRUPTED"
+	// CodeArchived: archived from outside wabulk (asynqmon, asynq's CLI).
+	CodeArchived = "ARCHIVED"
+)
+
+// reconciler records in the ledger every task asynq archived without the handler writing its
+// dead letter first: a worker killed during a job's last attempt (asynq's recoverer archives it
+// when its lease expires, no handler runs) or a task an operator archived in asynqmon. Without
+// it such a job would stay "active" in the campaign's counts and be missing from `wabulk dead`.
+//
+// It reads only what was archived since its last pass (asynq's archived set is scored by archive
+// time), and one worker at a time does it (a Redis lock), so pods add no load as they scale.
+type reconciler struct {
+	rdb      redis.UniversalClient
+	insp     *asynq.Inspector
+	ledger   *ledger.Ledger
+	queue    string
+	interval time.Duration
+	log      *zap.Logger
+}
+
+func (r *reconciler) run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := r.pass(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("reconcile archived tasks", zap.Error(err))
+			} else if n > 0 {
+				r.log.Info("recorded dead letters archived outside the handler", zap.Int("count", n))
+			}
+		}
+	}
+}
+
+// pass records the tasks archived since the last pass and returns how many it recorded.
+func (r *reconciler) pass(ctx context.Context) (int, error) {
+	lock := "wabulk:{" + r.queue + "}:reconcile:lock"
+	ok, err := r.rdb.SetNX(ctx, lock, "1", r.interval*9/10).Result()
+	if err != nil || !ok {
+		return 0, err
+	}
+	mark := "wabulk:{" + r.queue + "}:reconcile:since"
+	since, err := r.rdb.Get(ctx, mark).Result()
+	if errors.Is(err, redis.Nil) {
+		since = "-inf"
+	} else if err != nil {
+		return 0, err
+	}
+	// asynq's archived set: task ids scored by archive time (Unix seconds).
+	zs, err := r.rdb.ZRangeByScoreWithScores(ctx, "asynq:{"+r.queue+"}:archived",
+		&redis.ZRangeBy{Min: "(" + since, Max: "+inf", Count: 1000}).Result()
+	if err != nil {
+		return 0, err
+	}
+	recorded := 0
+	for _, z := range zs {
+		id, _ := z.Member.(string)
+		if err := r.record(ctx, id); err != nil {
+			return recorded, err
+		}
+		recorded++
+		// Tasks archived in the same second share a score: step back one so the next pass
+		// reads that second again (recording is idempotent).
+		if err := r.rdb.Set(ctx, mark, strconv.FormatFloat(z.Score-1, 'f', 0, 64), 0).Err(); err != nil {
+			return recorded, err
+		}
+	}
+	return recorded, nil
+}
+
+var codePrefix = regexp.MustCompile(`^([A-Z][A-Z0-9_-]*|HTTP \d{3}|timeout|network|invalid): `)
+
+// record writes the dead letter of one archived task unless the ledger has it, or has it sent.
+func (r *reconciler) record(ctx context.Context, id string) error {
+	ti, err := r.insp.GetTaskInfo(r.queue, id)
+	if errors.Is(err, asynq.ErrTaskNotFound) {
+		return nil // deleted or redriven meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	d := ledger.DeadLetter{TaskID: id, Message: ti.LastErr, Attempt: ti.Retried + 1, Time: ti.LastFailedAt.UTC()}
+	campaign := ledger.PoisonCampaign
+	if p, err := job.Decode(ti.Payload); err == nil {
+		d.Payload, campaign = p, p.Campaign
+	} else {
+		d.Raw = clipBytes(ti.Payload, 4096)
+	}
+	if dead, err := r.ledger.IsDead(ctx, campaign, id); err != nil || dead {
+		return err
+	}
+	if sent, err := r.ledger.WasSent(ctx, campaign, id); err != nil || sent {
+		return err
+	}
+	switch m := codePrefix.FindStringSubmatch(ti.LastErr); {
+	case ti.LastErr == asynq.ErrLeaseExpired.Error(): // the recoverer stores only the text
+		d.Code = CodeInterrupted
+	case m != nil:
+		d.Code = m[1]
+	default:
+		d.Code = CodeArchived
+	}
+	if d.Time.IsZero() {
+		d.Time = time.Now().UTC()
+	}
+	return r.ledger.Dead(ctx, d)
+}
