@@ -52,29 +52,32 @@ func (b *bench) notes(w *strings.Builder, section string) {
 			"second send after a lost ack, so on 2 shared cores a ratio of 0.85 against a handler that writes nothing to Redis is not "+
 			"reachable without folding them into asynq's own dequeue/ack scripts. With Kaleyra's real latency (≥ 100 ms) both sides are "+
 			"bound by concurrency/latency, not CPU: the measured %.0f sends/s is %.1f× WhatsApp's top tier (1,000/s per sender), at about "+
-			"%.2f cores per 1,000 messages/s including Redis.", t.wabulk, t.wabulk/1000, ourCPU/1000)
+			"%.2f cores per 1,000 messages/s including redis-server (and the in-process sandbox).", t.wabulk, t.wabulk/1000, ourCPU/1000)
 	case "rate":
 		for _, r := range b.res.rate {
 			ratio := r.achieved / r.rate
 			limit := int(r.rate) + r.burst
-			if ratio >= 0.97 && ratio <= 1.0 && r.maxWindow <= limit {
+			if rateOK(ratio) && r.maxWindow <= limit {
 				p("")
 				p("Rate %g: targets met.", r.rate)
 				continue
 			}
 			p("")
-			if ratio < 0.97 {
+			if ratio < 1 && !rateOK(ratio) {
 				p("**Rate %g: achieved %.4f of the configured rate, %.1f%% below the 0.97 floor.**", r.rate, ratio, (0.97-ratio)*100)
 			}
-			if ratio > 1.0 {
-				p("**Rate %g: achieved %.4f of the configured rate, above 1.00.**", r.rate, ratio)
+			if ratio > 1.0 && !rateOK(ratio) {
+				p("**Rate %g: achieved %.4f of the configured rate, above 1.00 by %.2f%%.** The estimate is (k−1) intervals over the "+
+					"time from the window's first call to its last, each stamped on arrival at the sandbox: a few ms of jitter on those two "+
+					"arrivals moves it by about (jitter / %.0f s); an excess well beyond that would mean the pods together beat the limit.",
+					r.rate, ratio, (ratio-1)*100, r.window.Seconds())
 			}
 			if r.maxWindow > limit {
 				p("**Rate %g: %d sends in one 1 s window, %d (%.1f%%) over rate + burst = %d.**", r.rate, r.maxWindow, r.maxWindow-limit,
 					float64(r.maxWindow-limit)/float64(limit)*100, limit)
 			}
 		}
-		if b.rateMissed() {
+		if b.rateStarved() {
 			p("")
 			p("*Likely why* (not proven by this run). Load average during this phase: %s, on %d cores: the three workers, the sandbox "+
 				"and redis-server competed for CPU with other work. The limiter drops a slot whose waiter wakes later than its grace (so that a stall never releases a backlog), and a "+
@@ -112,9 +115,9 @@ func (b *bench) notes(w *strings.Builder, section string) {
 		ours := b.res.lat[1]
 		p("")
 		if ours.p99 <= 1500*time.Millisecond {
-			p("Target met (p99 %s ≤ 1,500 ms). The floor is asynq's poll: a processor that finds the queue empty sleeps 100–300 ms "+
-				"(TaskCheckInterval 200 ms ± 50%%) before it looks again; the worker's p99 above the bare handler's is its longer "+
-				"per-message path (§1) on a shared machine.", ms(ours.p99))
+			p("Target met (p99 %s ≤ 1,500 ms; the bare handler's %s). The floor is asynq's poll: a processor that finds the queue "+
+				"empty sleeps 100–300 ms (TaskCheckInterval 200 ms ± 50%%) before it looks again, so both sides' p99 sits near 300 ms "+
+				"while neither falls behind.", ms(ours.p99), ms(b.res.lat[0].p99))
 		} else {
 			p("**Missed: p99 %s against ≤ 1,500 ms.**", ms(ours.p99))
 		}
@@ -123,15 +126,15 @@ func (b *bench) notes(w *strings.Builder, section string) {
 			p("")
 			p("wabulk's own hot spots, µs of worker CPU per message (cumulative): %s. Each is explained in §1 (round trips: ledger, "+
 				"result, limiter; libphonenumber in `job.Decode`; the 2xx answer decoded twice in `kaleyra`), with the fix that would "+
-				"remove it. None is fixed in this change: each is in another package and none is a one-line change.", pr.ownSummary())
+				"remove it. None is fixed in this change: each is in another package; the only one-line candidate (guard the 2xx decode in `ParseAnswer` with a `bytes.Contains` for `WAV2101`) saves about 3 µs of the ~260 µs a message costs, too little to edit another package for.", pr.ownSummary())
 		}
 	}
 }
 
-func (b *bench) rateMissed() bool {
+// rateStarved reports a miss of the kind CPU starvation explains: rate too low, window too full.
+func (b *bench) rateStarved() bool {
 	for _, r := range b.res.rate {
-		ratio := r.achieved / r.rate
-		if ratio < 0.97 || ratio > 1.0 || r.maxWindow > int(r.rate)+r.burst {
+		if ratio := r.achieved / r.rate; (ratio < 1 && !rateOK(ratio)) || r.maxWindow > int(r.rate)+r.burst {
 			return true
 		}
 	}
