@@ -50,6 +50,9 @@ func (b *bench) rateAccuracy(ctx context.Context, sb *fakeKaleyra, rate float64,
 	for k := range res.procs {
 		p, err := startWorkerProc(b.bin, workerEnv(b.redis, sb, res.conc, rate), filepath.Join(b.tmp, fmt.Sprintf("%s-%d.log", campaign, k)))
 		if err != nil {
+			for _, started := range procs {
+				started.stop(40 * time.Second)
+			}
 			mon.stop()
 			return res, err
 		}
