@@ -1,6 +1,7 @@
 package kaleyra
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -110,7 +111,11 @@ type errorBody struct {
 // classified by its status alone.
 func ParseAnswer(status int, h http.Header, body []byte) error {
 	if status >= 200 && status < 300 {
-		// WAV2101 may come with any status, 200 included.
+		// WAV2101 may come with any status, 200 included. Only an answer that names it is
+		// decoded here: every accepted message passes this way.
+		if !bytes.Contains(body, []byte(CodeDailyLimit)) {
+			return nil
+		}
 		if code, msg, fields, ok := decode(body); ok && code == CodeDailyLimit {
 			return &Error{Status: status, Code: code, Message: msg, Fields: fields}
 		}
