@@ -5,9 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,55 +12,35 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/internal/redistest"
 )
 
-// redisServer is a redis-server of the benchmark's own on a unix socket in a temporary
-// directory: never the machine's Redis, and no TCP stack between it and the clients.
+// redisServer is a redis-server of the benchmark's own (internal/redistest starts it) on a unix
+// socket in a temporary directory: never the machine's Redis, and no TCP stack between it and
+// the clients.
 type redisServer struct {
-	dir, sock string
-	version   string
-	cmd       *exec.Cmd
-	rdb       *redis.Client
+	*redistest.Server
+	sock    string
+	version string
+	rdb     *redis.Client
 }
 
 func startRedis() (*redisServer, error) {
-	bin, err := exec.LookPath("redis-server")
+	srv, err := redistest.Launch(redistest.Options{Extra: []string{"--maxclients", "10000"}})
 	if err != nil {
-		return nil, fmt.Errorf("redis-server is not on PATH (make bench installs it through `make deps`): %w", err)
+		return nil, fmt.Errorf("%w (make bench installs it through `make deps`)", err)
 	}
-	// Unix socket paths are limited to ~104 bytes: a short directory under /tmp.
-	dir, err := os.MkdirTemp("", "wbr")
-	if err != nil {
-		return nil, err
-	}
-	s := &redisServer{dir: dir, sock: filepath.Join(dir, "redis.sock")}
-	s.cmd = exec.Command(bin, "--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700",
-		"--dir", dir, "--save", "", "--appendonly", "no", "--logfile", filepath.Join(dir, "redis.log"),
-		"--daemonize", "no", "--maxclients", "10000")
-	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start redis-server: %w", err)
-	}
+	s := &redisServer{Server: srv, sock: strings.TrimPrefix(srv.URL, "redis-socket://")}
 	s.rdb = redis.NewClient(&redis.Options{Network: "unix", Addr: s.sock})
-	ctx := context.Background()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if s.rdb.Ping(ctx).Err() == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("redis-server did not answer within 10s (log in %s)", dir)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if info, err := s.rdb.Info(ctx, "server").Result(); err == nil {
+	if info, err := s.rdb.Info(context.Background(), "server").Result(); err == nil {
 		s.version = infoField(info, "redis_version")
 	}
 	return s, nil
 }
 
 // url is the server in WABULK_REDIS_URL's form.
-func (s *redisServer) url() string { return "redis-socket://" + s.sock }
+func (s *redisServer) url() string { return s.URL }
 
 func (s *redisServer) connOpt() asynq.RedisClientOpt {
 	return asynq.RedisClientOpt{Network: "unix", Addr: s.sock}
@@ -72,21 +49,8 @@ func (s *redisServer) connOpt() asynq.RedisClientOpt {
 func (s *redisServer) flush(ctx context.Context) error { return s.rdb.FlushAll(ctx).Err() }
 
 func (s *redisServer) stop() {
-	if s.rdb != nil {
-		s.rdb.Close()
-	}
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { s.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			s.cmd.Process.Kill()
-			<-done
-		}
-	}
-	os.RemoveAll(s.dir)
+	s.rdb.Close()
+	s.Close()
 }
 
 // cmdStats is INFO commandstats (calls per command, commands run inside scripts included) and
@@ -219,5 +183,5 @@ func (m *monitor) stop() (clients, limiter int64, byName map[string]int64) {
 
 // cpu is redis-server's CPU time so far (utime + stime of /proc/<pid>/stat).
 func (s *redisServer) cpu() time.Duration {
-	return procCPU(s.cmd.Process.Pid)
+	return procCPU(s.Pid())
 }

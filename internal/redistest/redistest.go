@@ -10,6 +10,7 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -47,6 +48,8 @@ type Options struct {
 	TCP bool
 	// AOF turns on the append-only file so data survives Restart. Default false.
 	AOF bool
+	// Extra are more redis-server arguments (e.g. "--maxclients", "10000"). Default none.
+	Extra []string
 }
 
 // Start gives the test a real Redis: a fresh redis-server, or the one WABULK_TEST_REDIS_URL names.
@@ -63,15 +66,26 @@ func StartWith(t testing.TB, o Options) *Server {
 		}
 		return s
 	}
+	s, err := Launch(o)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Launch starts a fresh redis-server as StartWith does, for programs that are not tests (the
+// benchmark); Close stops it and removes its files.
+func Launch(o Options) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Fatalf("redistest: redis-server is not on PATH. Install it (Debian/Ubuntu: apt-get install -y redis-server; " +
+		return nil, errors.New("redis-server is not on PATH. Install it (Debian/Ubuntu: apt-get install -y redis-server; " +
 			"macOS: brew install redis) or run `make test`, which installs it, or set " + EnvURL + " to a throwaway Redis.")
 	}
 	// Unix socket paths are limited to ~104 bytes, so the directory is short, not t.TempDir().
 	dir, err := os.MkdirTemp("", "wr")
 	if err != nil {
-		t.Fatalf("redistest: %v", err)
+		return nil, err
 	}
 	s := &Server{Dir: dir}
 	s.args = []string{"--dir", dir, "--save", "", "--logfile", filepath.Join(dir, "redis.log"),
@@ -82,7 +96,13 @@ func StartWith(t testing.TB, o Options) *Server {
 		s.args = append(s.args, "--appendonly", "no")
 	}
 	if o.TCP {
-		port := freePort(t)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.URL = "redis://" + s.Addr + "/0"
 		s.args = append(s.args, "--bind", "127.0.0.1", "--port", strconv.Itoa(port))
@@ -91,15 +111,28 @@ func StartWith(t testing.TB, o Options) *Server {
 		s.URL = "redis-socket://" + sock
 		s.args = append(s.args, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700")
 	}
+	s.args = append(s.args, o.Extra...)
 	if err := s.launch(bin); err != nil {
 		os.RemoveAll(dir)
-		t.Fatalf("redistest: %v", err)
+		return nil, err
 	}
-	t.Cleanup(func() {
-		s.Stop()
-		os.RemoveAll(dir)
-	})
-	return s
+	return s, nil
+}
+
+// Close stops the server and removes its files.
+func (s *Server) Close() {
+	s.Stop()
+	if s.Dir != "" {
+		os.RemoveAll(s.Dir)
+	}
+}
+
+// Pid is the server process's id (0 for an external server), for CPU accounting.
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 func (s *Server) launch(bin string) error {
@@ -183,16 +216,6 @@ func (s *Server) Restart(t testing.TB) {
 	if err := s.launch(bin); err != nil {
 		t.Fatalf("redistest: restart: %v", err)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("redistest: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Info returns one field of INFO (e.g. "total_commands_processed"), for tests that count commands.
