@@ -18,6 +18,7 @@ import (
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/ratelimit"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/sandbox"
@@ -39,7 +40,7 @@ type bundle struct {
 	client *asynq.Client
 	insp   *asynq.Inspector
 	ledger *ledger.Ledger
-	logs   *syncBuffer
+	logs   *proctest.SyncBuffer
 	maxTry int
 }
 
@@ -51,7 +52,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	b := &bundle{t: t, redis: rs, rdb: rs.Client(t), sb: sb, logs: &syncBuffer{}, maxTry: 3}
+	b := &bundle{t: t, redis: rs, rdb: rs.Client(t), sb: sb, logs: &proctest.SyncBuffer{}, maxTry: 3}
 	b.client = asynq.NewClient(rs.ConnOpt(t))
 	t.Cleanup(func() { b.client.Close() })
 	b.insp = asynq.NewInspector(rs.ConnOpt(t))
@@ -157,18 +158,6 @@ func (b *bundle) logLines() []map[string]any {
 	}
 	return out
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestWA500TwiceThenSuccessIsSentOnceOnAttemptThree(t *testing.T) {
 	b := setup(t)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -19,20 +18,10 @@ import (
 
 const serveToken = "dev-token-change-me-0123456789"
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startServe runs the real binary and waits until /healthz answers.
 func startServe(t *testing.T, env []string, args ...string) (*proctest.Proc, string) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	p := proctest.Start(t, env, append([]string{"serve", "--addr", addr}, args...)...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -23,7 +23,7 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 	var procs []*proctest.Proc
 	var readyz []string
 	for range 2 {
-		addr := freeAddr(t)
+		addr := proctest.FreeAddr(t)
 		procs = append(procs, startWorker(t, w.env("WABULK_CONCURRENCY="+strconv.Itoa(concurrency), "WABULK_METRICS_ADDR="+addr)))
 		readyz = append(readyz, "http://"+addr+"/readyz")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/sandbox"
 )
 
@@ -32,7 +33,7 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	for i, body := range []string{`not json ` + testKey[:6], `{"v":99}`} {
 		client.Enqueue(asynq.NewTask(job.TaskType, []byte(body)), asynq.Queue(testQueue), asynq.TaskID(fmt.Sprintf("poison-%d", i)))
 	}
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	p := startWorker(t, w.env("WABULK_LOG_LEVEL=debug", "WABULK_METRICS_ADDR="+addr, "WABULK_HTTP_TIMEOUT=500ms", "WABULK_CONCURRENCY=20"))
 	w.waitFor("every job to end", 60*time.Second, func() bool {
 		c := w.counts("leak")

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -165,16 +164,6 @@ func (w *world) duplicates() (recipients int, extra int64) {
 		extra += st.AcceptedTo[to] - 1
 	}
 	return recipients, extra
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // get returns the status and body of a GET, or 0 when nothing answered.

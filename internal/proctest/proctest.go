@@ -4,6 +4,7 @@ package proctest
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,8 +52,8 @@ func Binary(t testing.TB) string {
 // Proc is a running wabulk process.
 type Proc struct {
 	Cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout SyncBuffer
+	stderr SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -132,19 +133,33 @@ func (p *Proc) Stdout() string { return p.stdout.String() }
 // Stderr returns what the process printed on stderr so far.
 func (p *Proc) Stderr() string { return p.stderr.String() }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that many goroutines may write (a process's output, a logger).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port nothing listens on right now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proctest: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
