@@ -135,13 +135,38 @@ return 1
 `)
 
 // Sent records that Kaleyra accepted the job; answer is kept as the sent marker for the
-// retention window.
-func (l *Ledger) Sent(ctx context.Context, campaign, taskID string, answer []byte) error {
-	ttl := int64(l.retention / time.Second)
-	if err := sentScript.Run(ctx, l.rdb, l.keys(campaign), taskID, answer, ttl).Err(); err != nil {
-		return fmt.Errorf("ledger: sent: %w", err)
+// retention window. Commands that with queues go in the same round trip (the worker writes the
+// task result there): every accepted message passes this way.
+func (l *Ledger) Sent(ctx context.Context, campaign, taskID string, answer []byte, with ...func(redis.Pipeliner)) error {
+	keys, ttl := l.keys(campaign), int64(l.retention/time.Second)
+	if len(with) == 0 {
+		if err := sentScript.Run(ctx, l.rdb, keys, taskID, answer, ttl).Err(); err != nil {
+			return fmt.Errorf("ledger: sent: %w", err)
+		}
+		return nil
 	}
-	return nil
+	// A pipeline cannot fall back from EVALSHA to EVAL by itself as Script.Run does, so a
+	// Redis that lost its script cache (a restart) gets the second pass with the script's text;
+	// everything in it is idempotent.
+	for pass := 0; ; pass++ {
+		pipe := l.rdb.Pipeline()
+		var cmd *redis.Cmd
+		if pass == 0 {
+			cmd = sentScript.EvalSha(ctx, pipe, keys, taskID, answer, ttl)
+		} else {
+			cmd = sentScript.Eval(ctx, pipe, keys, taskID, answer, ttl)
+		}
+		for _, f := range with {
+			f(pipe)
+		}
+		_, err := pipe.Exec(ctx)
+		if err == nil {
+			return nil
+		}
+		if pass > 0 || !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			return fmt.Errorf("ledger: sent: %w", err)
+		}
+	}
 }
 
 // KEYS: counts active retry. ARGV: taskID.

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/redistest"
 )
@@ -108,5 +110,33 @@ func TestDeadLettersFiltersByCodeAndReadsPoisonRecords(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("campaigns %v lack %s", names, PoisonCampaign)
+	}
+}
+
+func TestSentWithAPipelinedCommandSurvivesAFlushedScriptCache(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	l := New(rdb, "whatsapp", time.Hour)
+	l.AddEnqueued(ctx, "c", 2)
+	with := func(id string) func(redis.Pipeliner) {
+		return func(p redis.Pipeliner) { p.HSet(ctx, "result:"+id, "result", "answer") }
+	}
+	if err := l.Sent(ctx, "c", "c:1", []byte("a1"), with("c:1")); err != nil {
+		t.Fatal(err)
+	}
+	// A restarted Redis has no scripts cached: EVALSHA in the pipeline fails with NOSCRIPT.
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sent(ctx, "c", "c:2", []byte("a2"), with("c:2")); err != nil {
+		t.Fatalf("Sent after SCRIPT FLUSH: %v", err)
+	}
+	for _, id := range []string{"c:1", "c:2"} {
+		if v, _ := rdb.HGet(ctx, "result:"+id, "result").Result(); v != "answer" {
+			t.Errorf("pipelined command for %s not run: %q", id, v)
+		}
+	}
+	if c := l.mustCounts(t); c.Completed != 2 {
+		t.Errorf("completed = %d, want 2", c.Completed)
 	}
 }
