@@ -181,6 +181,21 @@ func TestWA500TwiceThenSuccessIsSentOnceOnAttemptThree(t *testing.T) {
 	if c.Completed != 1 || c.Retries != 2 || c.Dead != 0 {
 		t.Errorf("counts = %+v, want completed 1, retries 2", c)
 	}
+	// The schedule the backoff allows: retry n waits at most min(max, base·2ⁿ) (full jitter),
+	// plus asynq's own granularity: retry times are stored in whole seconds and moved back to
+	// the queue by the forwarder every DelayedTaskCheckInterval (100 ms here).
+	calls := b.sb.Calls()
+	if len(calls) != 3 {
+		t.Fatalf("calls = %d, want 3", len(calls))
+	}
+	cfg := b.config()
+	for n := range 2 {
+		gap := calls[n+1].Time.Sub(calls[n].Time)
+		ceil := min(cfg.RetryMax, cfg.RetryBase<<n)
+		if limit := ceil + time.Second + 100*time.Millisecond + 300*time.Millisecond; gap > limit {
+			t.Errorf("retry %d came %v after the failure, more than the backoff allows (%v + asynq's granularity = %v)", n+1, gap, ceil, limit)
+		}
+	}
 	var outcomes []string
 	for _, l := range b.logLines() {
 		outcomes = append(outcomes, fmt.Sprintf("%v@%v", l["outcome"], l["attempt"]))
