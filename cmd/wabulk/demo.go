@@ -9,7 +9,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/demo"
 	"github.com/wabulk/wabulk/internal/logging"
-	"github.com/wabulk/wabulk/internal/ops"
+	"github.com/wabulk/wabulk/internal/termline"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -27,7 +27,7 @@ and Kaleyra. Nothing survives the process: the Redis lives in its memory.`,
   wabulk demo --log-file demo.log   # keep the per-attempt JSON log`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o := demo.Options{Out: cmd.OutOrStdout(), Live: ops.IsTerminal(cmd.OutOrStdout())}
+			o := demo.Options{Out: cmd.OutOrStdout(), Live: termline.IsTerminal(cmd.OutOrStdout())}
 			if logFile != "" {
 				f, err := os.Create(logFile)
 				if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/termline"
 	"github.com/wabulk/wabulk/producer"
 )
 
@@ -99,7 +100,7 @@ func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() 
 	s, runErr := p.Campaign(ctx, campaign, rows, fl.options(),
 		func(o producer.Outcome) {
 			if o.Status == producer.StatusRejected {
-				prog.line(fmt.Sprintf("line %d: %s", o.Line, o.Reason))
+				prog.line.Print(fmt.Sprintf("line %d: %s", o.Line, o.Reason))
 				if rejects != nil {
 					rejects.write(o)
 				}
@@ -257,28 +258,18 @@ func (r *rejectWriter) close() error {
 	return errors.Join(r.w.Error(), r.f.Close())
 }
 
-// progress reports how far the run is: a line redrawn in place on a terminal, a plain line
-// every few seconds otherwise (logs, CI).
+// progress reports how far the run is on a status line.
 type progress struct {
-	w                   io.Writer
-	tty                 bool
+	line                *termline.Line
 	size                int64
 	read                *countingReader
-	start, last         time.Time
+	start               time.Time
 	n                   int
 	enq, dup, rej, vald int
-	drawn               bool
 }
 
 func newProgress(w io.Writer, size int64, read *countingReader) *progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
-	now := time.Now()
-	return &progress{w: w, tty: tty, size: size, read: read, start: now, last: now}
+	return &progress{line: termline.New(w, termline.IsTerminal(w), 5*time.Second), size: size, read: read, start: time.Now()}
 }
 
 func (p *progress) tick(s producer.Status) {
@@ -296,17 +287,12 @@ func (p *progress) tick(s producer.Status) {
 	if p.n%64 != 0 {
 		return // time.Now per outcome would be most of the cost of a fast run
 	}
-	every := 5 * time.Second
-	if p.tty {
-		every = 200 * time.Millisecond
-	}
-	if now := time.Now(); now.Sub(p.last) >= every {
-		p.last = now
-		p.draw(now)
+	if now := time.Now(); p.line.Due(now) {
+		p.line.Show(p.message(now))
 	}
 }
 
-func (p *progress) draw(now time.Time) {
+func (p *progress) message(now time.Time) string {
 	el := now.Sub(p.start).Seconds()
 	rate := float64(p.n) / max(el, 1e-9)
 	msg := fmt.Sprintf("%d recipients (%d enqueued, %d duplicates, %d rejected), %.0f/s", p.n, p.enq, p.dup, p.rej, rate)
@@ -318,29 +304,10 @@ func (p *progress) draw(now time.Time) {
 			msg += ", ETA " + eta.Round(time.Second).String()
 		}
 	}
-	if p.tty {
-		fmt.Fprintf(p.w, "\r%s\x1b[K", msg)
-		p.drawn = true
-	} else {
-		fmt.Fprintln(p.w, "progress:", msg)
-	}
+	return msg
 }
 
-// line prints a message, first clearing a progress line drawn in place.
-func (p *progress) line(s string) {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\x1b[K")
-		p.drawn = false
-	}
-	fmt.Fprintln(p.w, s)
-}
-
-func (p *progress) done() {
-	if p.drawn {
-		p.draw(time.Now())
-		fmt.Fprintln(p.w)
-	}
-}
+func (p *progress) done() { p.line.Done(p.message(time.Now())) }
 
 // redactURL hides a password in a Redis URL before it goes into an error message.
 func redactURL(s string) string {

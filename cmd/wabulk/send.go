@@ -13,6 +13,7 @@ import (
 	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/termline"
 	"github.com/wabulk/wabulk/producer"
 	"github.com/wabulk/wabulk/worker"
 )
@@ -141,7 +142,7 @@ func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campa
 	if sf.asJSON {
 		out = cmd.ErrOrStderr() // stdout holds only the JSON summary
 	}
-	live := ops.IsTerminal(out)
+	live := termline.IsTerminal(out)
 	var logW io.Writer = cmd.ErrOrStderr()
 	level := c.LogLevel
 	if sf.logFile != "" {
@@ -151,7 +152,7 @@ func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campa
 		}
 		run.closers = append(run.closers, func() { f.Close() })
 		logW = f
-	} else if _, set := os.LookupEnv(config.EnvLogLevel); live && ops.IsTerminal(logW) && !set && !cmd.Flags().Changed(flagLogLevel.name) {
+	} else if _, set := os.LookupEnv(config.EnvLogLevel); live && termline.IsTerminal(logW) && !set && !cmd.Flags().Changed(flagLogLevel.name) {
 		level = "warn"
 	}
 	log, err := logging.New(level, logW)

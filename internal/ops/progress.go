@@ -6,18 +6,15 @@ import (
 	"time"
 
 	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/termline"
 )
 
-// progress shows how far a send is: one line redrawn in place on a terminal (at most every
-// 200ms), a plain line every few seconds elsewhere (logs, CI).
+// progress shows how far a send is on a status line (redrawn in place on a terminal, a plain
+// line every few seconds elsewhere).
 type progress struct {
-	w      io.Writer
-	live   bool
-	every  time.Duration
+	line   *termline.Line
 	before ledger.Counts
 	start  time.Time
-	last   time.Time
-	drawn  bool
 	latest ledger.Counts
 }
 
@@ -25,22 +22,17 @@ func newProgress(w io.Writer, live bool, every time.Duration, before ledger.Coun
 	if every <= 0 {
 		every = 2 * time.Second
 	}
-	if live {
-		every = 200 * time.Millisecond
-	}
-	now := time.Now()
-	return &progress{w: w, live: live, every: every, before: before, start: now, last: now}
+	return &progress{line: termline.New(w, live, every), before: before, start: time.Now()}
 }
 
 func (p *progress) update(c ledger.Counts) {
 	p.latest = c
-	if now := time.Now(); now.Sub(p.last) >= p.every {
-		p.last = now
-		p.draw(now)
+	if now := time.Now(); p.line.Due(now) {
+		p.line.Show(p.message(now))
 	}
 }
 
-func (p *progress) draw(now time.Time) {
+func (p *progress) message(now time.Time) string {
 	c := p.latest
 	el := now.Sub(p.start).Seconds()
 	finished := c.Completed + c.Dead - p.before.Completed - p.before.Dead
@@ -51,18 +43,8 @@ func (p *progress) draw(now time.Time) {
 		eta := time.Duration(float64(left) / (float64(finished) / el) * float64(time.Second))
 		msg += "  ETA " + eta.Round(100*time.Millisecond).String()
 	}
-	if p.live {
-		fmt.Fprintf(p.w, "\r%s\x1b[K", msg)
-		p.drawn = true
-		return
-	}
-	fmt.Fprintln(p.w, "progress:", msg)
+	return msg
 }
 
 // done ends a line drawn in place so what follows starts on its own line.
-func (p *progress) done() {
-	if p.drawn {
-		p.draw(time.Now())
-		fmt.Fprintln(p.w)
-	}
-}
+func (p *progress) done() { p.line.Done(p.message(time.Now())) }

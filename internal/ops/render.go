@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -14,17 +13,6 @@ import (
 
 // ClearScreen moves a terminal's cursor home and clears it, for redrawing displays.
 const ClearScreen = "\x1b[H\x1b[2J"
-
-// IsTerminal reports whether w is a character device (a terminal), where tables and live
-// displays go; anything else (a pipe, a file) gets plain lines.
-func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
 
 // WriteJSON writes v as indented JSON and a newline.
 func WriteJSON(w io.Writer, v any) error {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/termline"
 )
 
 // ErrUnknownCampaign is returned for a campaign the queue's ledger has never seen.
@@ -151,7 +152,7 @@ func (o *Ops) ShowStatus(ctx context.Context, w io.Writer, v StatusView) error {
 		}
 		return WriteStatus(w, st)
 	}
-	tty := IsTerminal(w)
+	tty := termline.IsTerminal(w)
 	return o.Watch(ctx, v.Campaign, v.Interval, func(st Status, err error) error {
 		if v.JSON {
 			if err != nil {
