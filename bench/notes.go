@@ -29,26 +29,26 @@ func (b *bench) notes(w *strings.Builder, section string) {
 		p("")
 		p("- **Redis round trips: %.1f commands processed per message vs %.1f** (table above). Per message the bare handler costs asynq's "+
 			"dequeue and ack scripts (2 EVALSHA); the worker adds `ledger.Begin` (sent-marker check, active set: 1 EVALSHA), "+
-			"`ledger.Sent` (1 EVALSHA), asynq's `ResultWriter.Write` (1 HSET: DESIGN.md wants Kaleyra's answer as the task result) "+
-			"and the limiter's script (`time`/`set` rows: ~%.2f calls per message at WABULK_RATE=1e6, because when the rate does not "+
+			"`ledger.Sent` (1 EVALSHA) with the task result in the same round trip (1 HSET: DESIGN.md wants Kaleyra's answer as the "+
+			"task result) and the limiter's script (`time`/`set` rows: ~%.2f calls per message at WABULK_RATE=1e6, because when the rate does not "+
 			"bind each waiter finds the pool empty and fetches alone). Syscalls for these round trips are the largest flat entry of the "+
 			"profile (§6).", t.wCmds, t.bCmds, float64(t.wTop["time"])/1000)
 		if pr := b.res.prof; pr != nil {
 			p("- **In-process work** (profile, µs of worker CPU per message): %s.", pr.ownSummary())
 		}
 		p("")
-		p("*What would close it* (not changed here: these are other packages' code, and the first two touch the Redis contract):")
+		p("*What would close it:*")
 		p("")
 		p("1. `internal/ratelimit`: when a grant comes back wholly conformant (the rate is not binding), fetch a batch sized to recent "+
 			"demand into the pool instead of one slot per waiter; unused slots expire after the grace, which only costs rate when it binds. "+
 			"Removes most of the ~%.2f limiter calls per message at high rates (at 500/s and 80/s the limiter already batches: §2).", float64(t.wTop["time"])/1000)
-		p("2. Write the sent marker and the task result in one round trip (the ledger keeps the same answer body in its sent marker): " +
-			"e.g. pipeline `ledger.Sent` with the result write, which asynq's `ResultWriter` does not allow today.")
-		p("3. `job.Decode` in the worker: the number was validated with libphonenumber at enqueue; a structural E.164 check (digits, " +
-			"length) would do on the way out instead of `NormalizeNumber` again.")
-		p("4. `kaleyra.ParseAnswer`: decode a 2xx body only if it contains `WAV2101`; `messageID` decodes it anyway.")
+		p("2. `job.Decode` in the worker: the number was validated with libphonenumber at enqueue; a structural E.164 check (digits, " +
+			"length) would do on the way out instead of `NormalizeNumber` again. Kept: payloads in Redis are input too.")
 		p("")
-		p("Items 3–4 are a few µs each; 1–2 save two round trips (client + server). `ledger.Begin`/`Sent` remain: they are what stops a "+
+		p("Done already: the task result is written in the sent marker's round trip (0.488 → 0.55), and a 2xx answer is decoded " +
+			"for WAV2101 only when it names it.")
+		p("")
+		p("Item 2 is a few µs; item 1 saves most of a round trip. `ledger.Begin`/`Sent` remain: they are what stops a "+
 			"second send after a lost ack, so on 2 shared cores a ratio of 0.85 against a handler that writes nothing to Redis is not "+
 			"reachable without folding them into asynq's own dequeue/ack scripts. With Kaleyra's real latency (≥ 100 ms) both sides are "+
 			"bound by concurrency/latency, not CPU: the measured %.0f sends/s is %.1f× WhatsApp's top tier (1,000/s per sender), at about "+
@@ -100,8 +100,8 @@ func (b *bench) notes(w *strings.Builder, section string) {
 				"prepared bytes; per row `wabulk enqueue` also reads and splits the CSV, validates the number with libphonenumber "+
 				"(`job.NormalizeNumber`, the largest CPU cost per row in the producer's own profile, see README § Enqueue), encodes the "+
 				"payload and counts the ledger every 500 rows, on the same 2 cores as redis-server (load average during the phase: %s). "+
-				"*What would close it:* a cheaper number check in `internal/job` (build the PhoneNumber from the digits instead of "+
-				"`phonenumbers.Parse`, whose extension-stripping regexp is most of its cost) — other packages' code, not changed here.",
+				"Numbers are already built from their digits (not `phonenumbers.Parse`) and senders checked once per process; what "+
+				"is left is libphonenumber's plan check (`IsValidNumber`, ≈ 6 µs), which more cores spread over the 16 enqueue goroutines.",
 				e.ratio, (0.9/e.ratio-1)*100, b.res.phaseLA["3. enqueue"])
 		}
 		if e.peakKiB > 64*1024 {
@@ -125,8 +125,8 @@ func (b *bench) notes(w *strings.Builder, section string) {
 		if pr := b.res.prof; pr != nil {
 			p("")
 			p("wabulk's own hot spots, µs of worker CPU per message (cumulative): %s. Each is explained in §1 (round trips: ledger, "+
-				"result, limiter; libphonenumber in `job.Decode`; the 2xx answer decoded twice in `kaleyra`), with the fix that would "+
-				"remove it. None is fixed in this change: each is in another package; the only one-line candidate (guard the 2xx decode in `ParseAnswer` with a `bytes.Contains` for `WAV2101`) saves about 3 µs of the ~260 µs a message costs, too little to edit another package for.", pr.ownSummary())
+				"result, limiter; libphonenumber in `job.Decode`), with what would remove each. Fixed: the task result shares the sent "+
+				"marker's round trip, and `ParseAnswer` decodes a 2xx body only when it names WAV2101.", pr.ownSummary())
 		}
 	}
 }
