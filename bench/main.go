@@ -32,19 +32,19 @@ type bench struct {
 	root, tmp, bin string
 	redis          *redisServer
 
-	tputJobs, profJobs   int
-	latDur               time.Duration
-	rateJobs500          int
-	rateJobs80           int
-	memJobs              int
-	memDur               time.Duration
-	enqRows              int
-	scale                float64
-	started              time.Time
-	machine              machine
-	res                  results
-	errs                 []error
-	buildTime, redisTime time.Duration
+	tputJobs, profJobs int
+	latDur             time.Duration
+	rateJobs500        int
+	rateJobs80         int
+	memJobs            int
+	memDur             time.Duration
+	enqRows            int
+	scale              float64
+	started            time.Time
+	machine            machine
+	res                results
+	errs               []error
+	buildTime          time.Duration
 }
 
 type results struct {

@@ -12,14 +12,13 @@ import (
 )
 
 type profileResult struct {
-	jobs       int
-	rate       float64
-	file       string
-	tags       string   // share of samples by role label
-	flat, cum  []string // top lines, worker samples only
-	own        []string // wabulk's own functions by cum, worker samples only
-	totalLine  string
-	unlabelled string
+	jobs      int
+	rate      float64
+	file      string
+	tags      string   // share of samples by role label
+	flat, cum []string // top lines, worker samples only
+	own       []string // wabulk's own functions by cum, worker samples only
+	totalLine string
 }
 
 // profile runs the in-process worker over jobs at the throughput settings with the CPU

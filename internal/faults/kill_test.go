@@ -62,7 +62,7 @@ func ageOrphanedLeases(t *testing.T, w *world, killedAt time.Time, survivors ...
 			return true
 		})
 	}
-	orphans, err := w.rdb.ZRangeByScore(ctx, leaseKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(killedAt.Unix()+leaseTTL, 10)}).Result()
+	orphans, err := w.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: leaseKey, ByScore: true, Start: "-inf", Stop: strconv.FormatInt(killedAt.Unix()+leaseTTL, 10)}).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

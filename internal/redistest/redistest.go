@@ -79,8 +79,8 @@ func StartWith(t testing.TB, o Options) *Server {
 func Launch(o Options) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, errors.New("redis-server is not on PATH. Install it (Debian/Ubuntu: apt-get install -y redis-server; " +
-			"macOS: brew install redis) or run `make test`, which installs it, or set " + EnvURL + " to a throwaway Redis.")
+		return nil, errors.New("redis-server is not on PATH: install it (Debian/Ubuntu: apt-get install -y redis-server; " +
+			"macOS: brew install redis), run `make test`, which installs it, or set " + EnvURL + " to a throwaway Redis")
 	}
 	// Unix socket paths are limited to ~104 bytes, so the directory is short, not t.TempDir().
 	dir, err := os.MkdirTemp("", "wr")
