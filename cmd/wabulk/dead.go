@@ -34,13 +34,7 @@ func newDeadListCmd() *cobra.Command {
   wabulk dead list --limit 0 --json > dead.json`,
 		Args: cobra.NoArgs,
 	}
-	open := opsOpener(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		o, err := open()
-		if err != nil {
-			return err
-		}
-		defer o.Close()
+	withOps(cmd, func(cmd *cobra.Command, _ []string, o *ops.Ops) error {
 		ds, err := o.DeadLetters(cmd.Context(), f)
 		if err != nil {
 			return err
@@ -52,7 +46,7 @@ func newDeadListCmd() *cobra.Command {
 			return ops.WriteJSON(cmd.OutOrStdout(), ds)
 		}
 		return ops.WriteDead(cmd.OutOrStdout(), ds)
-	}
+	})
 	fl := cmd.Flags()
 	fl.StringVar(&f.Campaign, "campaign", "", "this campaign only (default: every campaign)")
 	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …)")
@@ -72,19 +66,12 @@ func newDeadRedriveCmd() *cobra.Command {
 		Short: "Put dead letters back in the queue with a fresh retry budget",
 		Long: `redrive enqueues each matching dead letter again under its own TaskID with a fresh retry
 budget (` + config.EnvMaxRetry + `), then removes its record. A job Kaleyra already accepted (it has a
-sent marker) is never sent again. Run it after fixing the cause, e.g. every E110 after a top-up.
-Redriven jobs start after a grace of one to two seconds.`,
+sent marker) is never sent again. Run it after fixing the cause, e.g. every E110 after a top-up.`,
 		Example: `  wabulk dead redrive --campaign spring-sale --code E110 --dry-run
   wabulk dead redrive --campaign spring-sale --code E110`,
 		Args: cobra.NoArgs,
 	}
-	open := opsOpener(cmd, flagMaxRetry)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		o, err := open()
-		if err != nil {
-			return err
-		}
-		defer o.Close()
+	withOps(cmd, func(cmd *cobra.Command, _ []string, o *ops.Ops) error {
 		rep, err := o.Redrive(cmd.Context(), f, dryRun)
 		if asJSON {
 			if jerr := ops.WriteJSON(cmd.OutOrStdout(), rep); jerr != nil {
@@ -97,7 +84,7 @@ Redriven jobs start after a grace of one to two seconds.`,
 			return &exitError{code: 1, err: errRedriveFailed}
 		}
 		return err
-	}
+	}, flagMaxRetry)
 	fl := cmd.Flags()
 	fl.StringVar(&f.Campaign, "campaign", "", "this campaign only (default: every campaign)")
 	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …)")

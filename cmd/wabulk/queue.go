@@ -35,13 +35,7 @@ func newQueueStateCmd(name, short string, act func(*ops.Ops, string) error) *cob
 		Short: short + " (default: WABULK_QUEUE)",
 		Args:  cobra.MaximumNArgs(1),
 	}
-	open := opsOpener(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		o, err := open()
-		if err != nil {
-			return err
-		}
-		defer o.Close()
+	withOps(cmd, func(cmd *cobra.Command, args []string, o *ops.Ops) error {
 		q := o.Queue()
 		if len(args) == 1 {
 			q = args[0]
@@ -49,9 +43,9 @@ func newQueueStateCmd(name, short string, act func(*ops.Ops, string) error) *cob
 		if err := act(o, q); err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "queue %s: %sd\n", q, name)
+		_, err := fmt.Fprintf(cmd.OutOrStdout(), "queue %s: %sd\n", q, name)
 		return err
-	}
+	})
 	return cmd
 }
 
@@ -62,13 +56,7 @@ func newQueueLsCmd() *cobra.Command {
 		Short: "List the queues on this Redis with their state and counts",
 		Args:  cobra.NoArgs,
 	}
-	open := opsOpener(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		o, err := open()
-		if err != nil {
-			return err
-		}
-		defer o.Close()
+	withOps(cmd, func(cmd *cobra.Command, _ []string, o *ops.Ops) error {
 		qs, err := o.Queues()
 		if err != nil {
 			return err
@@ -77,7 +65,7 @@ func newQueueLsCmd() *cobra.Command {
 			return ops.WriteJSON(cmd.OutOrStdout(), qs)
 		}
 		return ops.WriteQueues(cmd.OutOrStdout(), qs)
-	}
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
 }

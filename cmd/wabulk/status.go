@@ -22,15 +22,9 @@ jobs change state, so status costs the same for ten jobs or ten million.`,
   wabulk status --json | jq '.campaigns[] | {campaign, completed, dead}'`,
 		Args: cobra.NoArgs,
 	}
-	open := opsOpener(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		o, err := open()
-		if err != nil {
-			return err
-		}
-		defer o.Close()
+	withOps(cmd, func(cmd *cobra.Command, _ []string, o *ops.Ops) error {
 		return o.ShowStatus(cmd.Context(), cmd.OutOrStdout(), v)
-	}
+	})
 	f := cmd.Flags()
 	f.StringVar(&v.Campaign, "campaign", "", "show this campaign only")
 	f.BoolVar(&v.Watch, "watch", false, "redraw every --interval until Ctrl-C")
@@ -39,19 +33,24 @@ jobs change state, so status costs the same for ten jobs or ten million.`,
 	return cmd
 }
 
-// opsOpener registers the flags that say which queue to operate on and returns what opens it:
-// the environment's configuration with those flags over it.
-func opsOpener(cmd *cobra.Command, extra ...envFlag) func() (*ops.Ops, error) {
+// withOps registers the flags that say which queue to operate on and sets cmd's RunE to run with
+// an Ops on it: the environment's configuration with those flags over it.
+func withOps(cmd *cobra.Command, run func(cmd *cobra.Command, args []string, o *ops.Ops) error, extra ...envFlag) {
 	load := withEnvFlags(cmd, append([]envFlag{flagRedisURL, flagQueue}, extra...)...)
-	return func() (*ops.Ops, error) {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		c, err := load()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		oc, err := ops.ConfigFrom(c)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return ops.New(oc)
+		o, err := ops.New(oc)
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		return run(cmd, args, o)
 	}
 }
