@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -611,5 +612,38 @@ func TestConfigFromEnvironment(t *testing.T) {
 	ti, err := insp.GetTaskInfo("other", a.Outcomes[0].TaskID)
 	if err != nil || ti.MaxRetry != 0 {
 		t.Errorf("task in queue other: %v %+v, want MaxRetry 0", err, ti)
+	}
+}
+
+func TestOversizedHeadersAreRefusedBeforeAnyHandler(t *testing.T) {
+	rs := redistest.Start(t)
+	srv, err := New(Config{Redis: rs.ConnOpt(t), Tokens: []config.Secret{"header-test-token-0123456789"}, MaxHeaderBytes: 4 << 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-errc }()
+	get := func(extra int) int {
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/healthz", nil)
+		req.Header.Set("X-Padding", strings.Repeat("a", extra))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get(100); got != http.StatusOK {
+		t.Fatalf("small header: %d, want 200", got)
+	}
+	if got := get(64 << 10); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("64 KiB header: %d, want 431", got)
 	}
 }
