@@ -111,7 +111,8 @@ func (w *world) waitFor(what string, d time.Duration, cond func() bool) time.Dur
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > d {
-			w.t.Fatalf("timed out after %v waiting for %s", d, what)
+			qi, err := w.insp.GetQueueInfo(testQueue)
+			w.t.Fatalf("timed out after %v waiting for %s; queue %+v (%v)", d, what, qi, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
