@@ -135,9 +135,13 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			log.Warn("queue paused: account-level error; `wabulk queue resume` continues the campaign",
 				zap.String("queue", h.queue), zap.String("code", ke.Code), zap.String("message", ke.Message))
 		}
-		h.ledger.Release(context.WithoutCancel(ctx), p.Campaign, id)
-		return h.requeue(log.With(zap.String("code", ke.Code), zap.Int("status", ke.Status)),
-			fmt.Errorf("%s: %w", ke.Error(), errNotFailure), start)
+		// asynq archives a job whose budget is spent whatever the error says, so a job on its
+		// last attempt cannot wait for the resume: it is dead-lettered (and can be redriven).
+		if retried < maxRetry {
+			h.ledger.Release(context.WithoutCancel(ctx), p.Campaign, id)
+			return h.requeue(log.With(zap.String("code", ke.Code), zap.Int("status", ke.Status)),
+				fmt.Errorf("%s: %w", ke.Error(), errNotFailure), start)
+		}
 	}
 	if !ke.Retryable() || retried >= maxRetry {
 		d := ledger.DeadLetter{TaskID: id, Code: ke.Label(), Status: ke.Status, Message: ke.Message, Attempt: attempt, Payload: p}

@@ -444,3 +444,21 @@ func TestTasksArchivedOutsideTheHandlerGetADeadLetterRecord(t *testing.T) {
 		t.Errorf("sandbox received %d calls for an archived task", got)
 	}
 }
+
+func TestPauseOnLastAttemptDeadLettersInsteadOfLosingTrack(t *testing.T) {
+	b := setup(t)
+	b.sb.SetBalance(0)
+	id := b.enqueue("pauselast", "+919830000001", 0) // no retries: the first attempt is the last
+	cfg := b.config()
+	cfg.PauseOn = []string{"E110"}
+	b.run(cfg)
+	b.waitFor("the dead letter", 10*time.Second, b.done("pauselast", 1))
+	b.waitFor("the archived task", 5*time.Second, func() bool { return b.taskInfo(id).State == asynq.TaskStateArchived })
+	if c := b.counts("pauselast"); c.Dead != 1 || c.DeadCodes["E110"] != 1 || c.Active != 0 {
+		t.Errorf("counts = %+v, want one E110 dead letter and nothing active", c)
+	}
+	qi, err := b.insp.GetQueueInfo(testQueue)
+	if err != nil || !qi.Paused {
+		t.Errorf("queue paused = %v (%v), want paused for the rest of the campaign", qi != nil && qi.Paused, err)
+	}
+}
