@@ -24,8 +24,15 @@ import (
 // once per slot. The key expires one second after its TAT has passed, and an expired key
 // behaves exactly like a TAT in the past, so expiry loses nothing.
 //
+// Then, only if every wanted slot was granted, it grants up to `extra` more for the caller's
+// pool, but only slots that are conformant now even when charged as if used `life` from now:
+// their run starts at max(TAT, now + life). The caller drops them once `life` has passed
+// since it sent the call (before the server read TIME), so none is used later than it was
+// charged. When the rate binds no slot is conformant now and no extra is granted.
+//
 // KEYS[1] sender key; ARGV interval T (µs), tolerance τ (µs), n wanted at most, want at
-// least, horizon (µs). Returns {granted, ceil(tat − now) µs, µs until `want` slots open}.
+// least, horizon (µs), extra at most, life (µs). Returns {granted, ceil(tat − now) µs, µs
+// until `want` slots open, extra granted, ceil(new tat − now) µs}.
 const reserveSrc = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local T = tonumber(ARGV[1])
@@ -33,6 +40,8 @@ local tau = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local want = tonumber(ARGV[4])
 local horizon = tonumber(ARGV[5])
+local extra = tonumber(ARGV[6])
+local life = tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
@@ -41,30 +50,39 @@ local avail = math.floor((now + horizon + tau - tat) / T)
 local k = 0
 if avail >= want then k = math.min(n, avail) end
 local newtat = tat + k * T
-if k > 0 then
+local x = 0
+if k == n and extra > 0 then
+  local base = math.max(newtat, now + life)
+  x = math.min(extra, math.floor((now + tau - base) / T))
+  if x > 0 then newtat = base + x * T else x = 0 end
+end
+if k + x > 0 then
   redis.call('SET', KEYS[1], string.format('%.17g', newtat), 'PX', math.ceil((newtat - now) / 1000) + 1000)
 end
 local retry = newtat + want * T - tau - horizon - now
 if retry < 0 then retry = 0 end
-return {k, math.ceil(tat - now), math.ceil(retry)}
+return {k, math.ceil(tat - now), math.ceil(retry), x, math.ceil(newtat - now)}
 `
 
 var reserveScript = redis.NewScript(reserveSrc)
 
 // grant is one answer of the script, in the caller's terms.
 type grant struct {
-	n     int           // slots granted
+	n     int           // slots granted for waiting callers
 	first time.Duration // server "tat − now": where the granted run starts
 	retry time.Duration // until `want` more slots open within the horizon
+	extra int           // slots granted for the pool, conformant now
+	after time.Duration // server "new tat − now": where the next grant would start
 }
 
 // reserve runs the script once: EVALSHA, and EVAL only when Redis lost the script (a
-// restart). It returns how many round trips it made so Stats counts what Redis saw.
-func (l *Limiter) reserve(ctx context.Context, key string, n, want int) (grant, int, error) {
+// restart). It returns how many round trips it made so Stats counts what Redis saw. Extra
+// slots are charged as if used a grace after the call: the caller must drop them by then.
+func (l *Limiter) reserve(ctx context.Context, key string, n, want, extra int) (grant, int, error) {
 	args := []any{
 		strconv.FormatFloat(l.intervalUS, 'g', -1, 64),
 		strconv.FormatFloat(l.tauUS, 'g', -1, 64),
-		n, want, l.horizon.Microseconds(),
+		n, want, l.horizon.Microseconds(), extra, l.grace.Microseconds(),
 	}
 	keys := []string{key}
 	trips := 1
@@ -77,10 +95,10 @@ func (l *Limiter) reserve(ctx context.Context, key string, n, want int) (grant, 
 		return grant{}, trips, err
 	}
 	vals, ok := res.([]any)
-	if !ok || len(vals) != 3 {
+	if !ok || len(vals) != 5 {
 		return grant{}, trips, fmt.Errorf("ratelimit: unexpected script answer %v", res)
 	}
-	var ints [3]int64
+	var ints [5]int64
 	for i, v := range vals {
 		if ints[i], ok = v.(int64); !ok {
 			return grant{}, trips, fmt.Errorf("ratelimit: unexpected script answer %v", res)
@@ -90,13 +108,21 @@ func (l *Limiter) reserve(ctx context.Context, key string, n, want int) (grant, 
 		n:     int(ints[0]),
 		first: time.Duration(ints[1]) * time.Microsecond,
 		retry: time.Duration(ints[2]) * time.Microsecond,
+		extra: int(ints[3]),
+		after: time.Duration(ints[4]) * time.Microsecond,
 	}, trips, nil
 }
 
 // slotOffset is when slot j of a grant becomes conformant, after the server's "now":
 // max(0, first + (j+1)·T − τ), rounded up so a slot is never early.
 func (l *Limiter) slotOffset(g grant, j int) time.Duration {
-	us := float64(g.first.Microseconds()) + float64(j+1)*l.intervalUS - l.tauUS
+	return l.conformAt(float64(g.first.Microseconds()) + float64(j+1)*l.intervalUS)
+}
+
+// conformAt is when a slot whose run ends at tat (µs after the server's "now", the slot
+// included) becomes conformant: max(0, tat − τ), rounded up.
+func (l *Limiter) conformAt(tatUS float64) time.Duration {
+	us := tatUS - l.tauUS
 	if us <= 0 {
 		return 0
 	}

@@ -25,6 +25,14 @@
 // about one call per message however callers arrive, and callers that arrive faster than that
 // are batched into the next call instead.
 //
+// When the rate does not bind, callers rarely wait together, so asking for one slot per waiter
+// would cost a call per message. Each call therefore also asks for extra slots for the pool, as
+// many as callers arrived in the last grace G and are not waiting now (what the next G will
+// likely bring, at most a batch). The script grants them only if they are conformant now even
+// when charged from now + G onward, which is never the case while the rate binds: then the call
+// is exactly the one described above. A pooled extra is used from the moment the answer arrives
+// until G after the call was sent, then dropped.
+//
 // # Why the bound holds
 //
 // Every send happens at or after its slot's time, because the slot is converted to the local
@@ -37,9 +45,18 @@
 // a stall can never release a backlog of slots in one burst. The sends are therefore the GCRA
 // schedule, each shifted by at most G. Over time that is at most Rate per second. In a 1 s
 // window it is at most Rate + Burst − 1 while wake-ups are prompt (the tests measure exactly
-// that); late wake-ups can shift up to Rate·G more slots into a window, which stays within
-// Rate + Burst in steady state, and can exceed it by at most about Burst/2 only if a stall
-// lands right after an idle burst. Slots a process reserved and could not use (callers
+// that). Each slot has a charge c, the TAT it advanced Redis's sequence from, and charges are
+// at least T apart; a slot is sent at a time u with c + T − τ ≤ u ≤ c, so the sends of any
+// window shorter than 1 s have distinct charges within less than 1 s + τ − T. A slot handed to
+// a waiting caller is sent at max(now, c + T − τ), which is at most c because c ≥ now. A pooled
+// extra may be sent up to G after Redis read its clock, which is why the script charges it from
+// now + G: charged from now, the burst room Redis regains during G could be spent a second
+// time, and a wave after a flow below the rate would go past Rate + Burst
+// (TestWaveAfterAFlowKeepsTheWindowBound catches that). The price is that while extras are
+// granted, up to G of the burst room is held by them, so a sudden wave gets that much less at
+// once; the sustained rate is unchanged. Late wake-ups can shift up to Rate·G more slots into
+// a window, which stays within Rate + Burst in steady state, and can exceed it by at most
+// about Burst/2 only if a stall lands right after an idle burst. Slots a process reserved and could not use (callers
 // cancelled, the process died, stale wake-ups) are lost, at most one horizon's worth, which
 // lowers the achieved rate but never raises it; when demand exceeds the rate the pods keep the
 // horizon full and the achieved rate is the configured one. The fetcher also waits until
@@ -49,9 +66,12 @@
 // # Cost
 //
 // One script call (EVALSHA) per fetch. Saturated, a process makes about one call per half
-// batch it takes, plus one lost call per round for each other contending pod; BenchmarkWait
-// reports the ratio measured (round trips per token). A lone caller at low demand costs one call
-// per message, which is only a cost when the rate is far from reached.
+// batch it takes, plus one lost call per round for each other contending pod; below the rate,
+// about one call per grace's worth of arrivals (at most a batch), since the pool serves the
+// rest. BenchmarkWait reports the ratio measured (round trips per token). A lone caller that
+// comes less often than once a grace costs one call per message, which is only a cost when
+// the rate is far from reached. Extras nobody came for in time are counted in Stats.Unused;
+// they are lost only to the spare rate, since they are granted only when it is not binding.
 //
 // # Failure
 //
@@ -204,9 +224,11 @@ func tolerance(burst int) float64 {
 // stall's late sends stay within the Rate + Burst window; at least 5 ms (ordinary wake-up
 // jitter), at most 100 ms.
 func grace(intervalUS float64, burst int) time.Duration {
-	slot := time.Duration(intervalUS * float64(time.Microsecond))
-	g := max(2*slot, slot*time.Duration(burst-1)/2)
-	return min(max(g, minGrace), maxGrace)
+	one := time.Duration(intervalUS * float64(time.Microsecond))
+	g := max(2*one, one*time.Duration(burst-1)/2)
+	// Whole µs: the script charges pooled slots at now + grace in µs, and the pool must drop
+	// them no later than that.
+	return min(max(g, minGrace), maxGrace).Truncate(time.Microsecond)
 }
 
 // Wait blocks until the caller may send one message from sender, or ctx ends (then it returns ctx's error).
@@ -218,21 +240,21 @@ func (l *Limiter) Wait(ctx context.Context, sender string) (time.Duration, error
 	}
 	b := l.bucket(sender)
 	for {
-		slot, err := b.acquire(ctx)
+		s, err := b.acquire(ctx)
 		if err != nil {
 			return time.Since(start), err
 		}
-		if d := time.Until(slot); d > 0 {
+		if d := time.Until(s.at); d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				b.giveBack(slot)
+				b.giveBack(s)
 				return time.Since(start), ctx.Err()
 			}
 		}
-		if time.Since(slot) <= l.grace {
+		if !time.Now().After(s.until) {
 			l.tokens.Add(1)
 			return time.Since(start), nil
 		}
@@ -258,7 +280,12 @@ func (l *Limiter) bucket(sender string) *bucket {
 	defer l.mu.Unlock()
 	b := l.buckets[sender]
 	if b == nil {
-		b = &bucket{l: l, key: l.key(sender), calls: rate.NewLimiter(l.callLimit, l.callBurst)}
+		b = &bucket{
+			l:       l,
+			key:     l.key(sender),
+			calls:   rate.NewLimiter(l.callLimit, l.callBurst),
+			arrived: make([]time.Time, 0, l.maxBatch),
+		}
 		l.buckets[sender] = b
 	}
 	return b
@@ -272,23 +299,31 @@ type bucket struct {
 	calls *rate.Limiter // paces this process's script calls for the sender
 
 	mu       sync.Mutex
-	queue    []*waiter   // FIFO; non-empty only while pool holds no usable slot
-	pool     []time.Time // sorted slot times nobody owns yet
+	queue    []*waiter // FIFO; non-empty only while pool holds no usable slot
+	pool     []slot    // sorted by time; slots nobody owns yet
 	fetching bool
 	next     time.Time          // the slot after the last one this process got: none earlier exists
 	cancel   context.CancelFunc // stops the fetcher's current call or sleep when the queue empties
+	arrived  []time.Time        // ring of the latest calls to acquire, at most a batch
+	arrivedI int                // the oldest entry once the ring is full
 }
 
-type waiter struct{ slot chan time.Time } // buffered 1: delivery never blocks under b.mu
+// slot is one granted send: not before at, and not after until (at + grace, or for a pooled
+// extra the grace after the call that got it, which is when Redis charged it).
+type slot struct{ at, until time.Time }
+
+type waiter struct{ slot chan slot } // buffered 1: delivery never blocks under b.mu
 
 // acquire returns a slot the caller owns: from the pool, or handed over by the fetcher.
-func (b *bucket) acquire(ctx context.Context) (time.Time, error) {
+func (b *bucket) acquire(ctx context.Context) (slot, error) {
 	b.mu.Lock()
-	if s, ok := b.fromPool(time.Now()); ok {
+	now := time.Now()
+	b.arrive(now)
+	if s, ok := b.fromPool(now); ok {
 		b.mu.Unlock()
 		return s, nil
 	}
-	w := &waiter{slot: make(chan time.Time, 1)}
+	w := &waiter{slot: make(chan slot, 1)}
 	b.queue = append(b.queue, w)
 	if !b.fetching {
 		b.fetching = true
@@ -308,30 +343,51 @@ func (b *bucket) acquire(ctx context.Context) (time.Time, error) {
 			b.cancel()
 		}
 		b.mu.Unlock()
-		return time.Time{}, ctx.Err()
+		return slot{}, ctx.Err()
 	}
 	b.mu.Unlock()
 	// The fetcher handed us a slot as ctx ended; pass it on rather than lose it.
 	b.giveBack(<-w.slot)
-	return time.Time{}, ctx.Err()
+	return slot{}, ctx.Err()
+}
+
+// arrive records a call to acquire in the ring. Called with b.mu held.
+func (b *bucket) arrive(now time.Time) {
+	if len(b.arrived) < cap(b.arrived) {
+		b.arrived = append(b.arrived, now)
+		return
+	}
+	b.arrived[b.arrivedI] = now
+	b.arrivedI = (b.arrivedI + 1) % len(b.arrived)
+}
+
+// recent is how many calls to acquire were made since t, at most a batch. Called with b.mu held.
+func (b *bucket) recent(t time.Time) int {
+	n := 0
+	for _, a := range b.arrived {
+		if !a.Before(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // fromPool pops the earliest slot still fresh enough to use; stale ones are dropped, never
 // used late, so a send never lags its slot by more than the grace. Called with b.mu held.
-func (b *bucket) fromPool(now time.Time) (time.Time, bool) {
+func (b *bucket) fromPool(now time.Time) (slot, bool) {
 	for len(b.pool) > 0 {
 		s := b.pool[0]
 		b.pool = b.pool[1:]
-		if now.Sub(s) <= b.l.grace {
+		if !now.After(s.until) {
 			return s, true
 		}
 		b.l.unused.Add(1)
 	}
-	return time.Time{}, false
+	return slot{}, false
 }
 
 // place gives slot s to the longest waiting caller, or keeps it in the pool. Called with b.mu held.
-func (b *bucket) place(s time.Time) {
+func (b *bucket) place(s slot) {
 	if len(b.queue) > 0 {
 		w := b.queue[0]
 		b.queue[0] = nil
@@ -339,15 +395,15 @@ func (b *bucket) place(s time.Time) {
 		w.slot <- s
 		return
 	}
-	i, _ := slices.BinarySearchFunc(b.pool, s, time.Time.Compare)
+	i, _ := slices.BinarySearchFunc(b.pool, s, func(p, s slot) int { return p.at.Compare(s.at) })
 	b.pool = slices.Insert(b.pool, i, s)
 }
 
 // giveBack returns the slot of a caller whose ctx ended before it was used.
-func (b *bucket) giveBack(s time.Time) {
+func (b *bucket) giveBack(s slot) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if time.Since(s) > b.l.grace {
+	if time.Now().After(s.until) {
 		b.l.unused.Add(1)
 		return
 	}
@@ -368,6 +424,9 @@ func (b *bucket) fetch() {
 			b.mu.Unlock()
 			return
 		}
+		// Callers that came in the last grace and are not waiting now: about how many more
+		// will come while pooled slots stay usable.
+		extra := b.recent(time.Now().Add(-l.grace)) - need
 		ctx, cancel := context.WithCancel(context.Background())
 		b.cancel = cancel
 		early := time.Until(b.next.Add(-l.lead)) // not Until(next)-lead: a zero next would overflow
@@ -380,12 +439,13 @@ func (b *bucket) fetch() {
 			pause = early
 		} else if b.calls.Wait(ctx) == nil {
 			n := min(need, l.maxBatch)
-			g, trips, err := l.reserve(ctx, b.key, n, min(n, l.minBatch))
+			sent := time.Now()
+			g, trips, err := l.reserve(ctx, b.key, n, min(n, l.minBatch), min(max(extra, 0), l.maxBatch-n))
 			l.trips.Add(uint64(trips))
 			switch {
 			case err == nil:
 				backoff = minBackoff
-				b.deliver(g)
+				b.deliver(g, sent)
 				if g.n < n {
 					pause = g.retry
 				}
@@ -408,17 +468,24 @@ func (b *bucket) fetch() {
 }
 
 // deliver hands the granted slots out in order. The local time of a slot is measured from
-// when the answer arrived, which is after Redis read its clock: slots are never early.
-func (b *bucket) deliver(g grant) {
-	if g.n == 0 {
+// when the answer arrived, which is after Redis read its clock: slots are never early. Extra
+// slots are conformant now and usable until a grace after sent, when the call left: Redis
+// charged them as if used a grace after it read its clock, which was later.
+func (b *bucket) deliver(g grant, sent time.Time) {
+	if g.n+g.extra == 0 {
 		return
 	}
 	anchor := time.Now()
-	b.l.reserved.Add(uint64(g.n))
+	l := b.l
+	l.reserved.Add(uint64(g.n + g.extra))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for j := range g.n {
-		b.place(anchor.Add(b.l.slotOffset(g, j)))
+		at := anchor.Add(l.slotOffset(g, j))
+		b.place(slot{at: at, until: at.Add(l.grace)})
 	}
-	b.next = anchor.Add(b.l.slotOffset(g, g.n))
+	for range g.extra {
+		b.place(slot{at: anchor, until: sent.Add(l.grace)})
+	}
+	b.next = anchor.Add(l.conformAt(float64(g.after.Microseconds()) + l.intervalUS))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -334,5 +335,129 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Pooled extras are the only slots a caller may use well after Redis read its clock, so the
+// script charges them as if used a grace later: a send never comes after its slot's charge,
+// which is what keeps the window bound (see the package doc). When the rate binds, none is granted.
+func TestExtraSlotsAreChargedUntilTheyExpireAndOnlyWhenDueNow(t *testing.T) {
+	s := redistest.Start(t)
+	l := pod(t, s, Config{Rate: 1000, Burst: 100}) // T 1 ms, τ 99.5 ms, grace 49.5 ms → 49 ms
+	ctx := context.Background()
+	T := time.Millisecond
+	if l.grace != 49*time.Millisecond+500*time.Microsecond {
+		t.Fatalf("grace = %v, want 49.5ms", l.grace)
+	}
+
+	g, _, err := l.reserve(ctx, l.key("1"), 1, 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One slot for the caller, then extras from now + grace while still conformant now:
+	// (τ − grace)/T = 50 of them, so the burst room is spent, not doubled.
+	if g.n != 1 || g.extra != 50 {
+		t.Fatalf("grant = %+v, want 1 slot and 50 extras", g)
+	}
+	if want := l.grace + 50*T; g.after < want || g.after > want+T {
+		t.Errorf("TAT after the grant = now + %v, want now + grace + 50·T = %v", g.after, want)
+	}
+	if d := l.conformAt(float64(g.after.Microseconds())); d > 0 {
+		t.Errorf("last extra conformant in %v, want now", d)
+	}
+
+	// The burst is spent: the next slot is in the future, so no extras however many are asked.
+	g, _, err = l.reserve(ctx, l.key("1"), 5, 5, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.n != 5 || g.extra != 0 || l.slotOffset(g, 4) == 0 {
+		t.Errorf("grant with the rate binding = %+v, want 5 future slots and no extras", g)
+	}
+}
+
+// At a rate that does not bind, callers that arrive one by one take pooled slots instead of
+// calling Redis each: the worker benchmark's throughput phase (50 callers, WABULK_RATE=1e6).
+func TestCallersBelowTheRateShareCalls(t *testing.T) {
+	s := redistest.Start(t)
+	l := pod(t, s, Config{Rate: 1e6})
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			for {
+				if _, err := l.Wait(ctx, "1"); err != nil {
+					return
+				}
+				work := time.NewTimer(4*time.Millisecond + rand.N(8*time.Millisecond))
+				select {
+				case <-work.C:
+				case <-ctx.Done():
+					work.Stop()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := l.Stats()
+	perMsg := float64(st.RoundTrips) / float64(st.Tokens)
+	t.Logf("stats %+v: %.4f round trips per message", st, perMsg)
+	if st.Tokens < 1000 || perMsg > 0.3 {
+		t.Errorf("%d messages at %.4f round trips each, want ≥ 1000 at ≤ 0.3", st.Tokens, perMsg)
+	}
+}
+
+// Pooled slots are the only ones a caller may use up to a grace after Redis read its clock.
+// A flow below the rate keeps some in the pool; then a wave arrives and the rate binds for a
+// second. The window that starts with the wave holds the aged pooled slots, the burst, and a
+// second at the rate: still at most rate + burst, because pooled slots were charged as if used
+// late (counting the burst Redis regained in the meantime would go past it).
+func TestWaveAfterAFlowKeepsTheWindowBound(t *testing.T) {
+	const rate, burst = 1000, 100
+	for run := range 3 {
+		s := redistest.Start(t)
+		l := pod(t, s, Config{Rate: rate, Burst: burst})
+		ctx, cancel := context.WithTimeout(context.Background(), 1800*time.Millisecond)
+		var g grants
+		var wg sync.WaitGroup
+		caller := func(pause time.Duration) {
+			for {
+				if _, err := l.Wait(ctx, "1"); err != nil {
+					return
+				}
+				g.add(time.Now())
+				if pause == 0 {
+					continue
+				}
+				work := time.NewTimer(pause/2 + rand.N(pause))
+				select {
+				case <-work.C:
+				case <-ctx.Done():
+					work.Stop()
+					return
+				}
+			}
+		}
+		for range 14 { // ~700 messages/s: below the rate, pooled slots in use
+			wg.Go(func() { caller(20 * time.Millisecond) })
+		}
+		waitFor(t, "pooled slots in use", func() bool {
+			st := l.Stats()
+			return st.Tokens > 200 && st.Reserved > st.RoundTrips*3
+		})
+		time.Sleep(rand.N(20 * time.Millisecond)) // the wave comes at any age of the pool
+		for range 100 {
+			wg.Go(func() { caller(0) })
+		}
+		wg.Wait()
+		cancel()
+		ts := g.sorted()
+		m := maxInWindow(ts, time.Second)
+		t.Logf("run %d: %d grants, max 1 s window %d (bound %d), stats %+v", run, len(ts), m, rate+burst, l.Stats())
+		if m > rate+burst+2 {
+			t.Errorf("run %d: max grants in a 1 s window = %d, want ≤ %d (+2 wake-up slack)", run, m, rate+burst)
+		}
 	}
 }
