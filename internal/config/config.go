@@ -18,6 +18,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/wabulk/wabulk/internal/kaleyra"
 )
 
 // The environment variables wabulk reads. Vars lists them all.
@@ -265,7 +267,7 @@ func (c *Config) Check() error {
 	if c.Queue == "" || strings.ContainsAny(c.Queue, " \t\r\n:{}") {
 		errs = append(errs, fmt.Errorf("%s must be a non-empty name without spaces, ':' or braces, got %q", EnvQueue, c.Queue))
 	}
-	if _, ok := RegionDomains[c.Region]; !ok {
+	if _, ok := kaleyra.Domains[c.Region]; !ok { // the client owns the region table
 		errs = append(errs, fmt.Errorf("%s must be one of in, sg, eu, na, got %q", EnvRegion, c.Region))
 	}
 	if c.RetryMax < c.RetryBase {
@@ -306,14 +308,6 @@ func (c *Config) RedisConnOpt() (asynq.RedisConnOpt, error) {
 // DefaultBurst is ceil(rate/10), at least 1.
 func DefaultBurst(rate float64) int {
 	return max(1, int(math.Ceil(rate/10)))
-}
-
-// RegionDomains maps KALEYRA_REGION to the documented API domain.
-var RegionDomains = map[string]string{
-	"in": "api.in.kaleyra.io",
-	"sg": "api.kaleyra.io",
-	"eu": "api.eu.kaleyra.io",
-	"na": "api.na.kaleyra.ai",
 }
 
 func splitList(v string) []string {
