@@ -1,16 +1,19 @@
 // Package producer is how jobs get into wabulk: the Go API other Go systems import, and the one
 // path that `wabulk enqueue`, `wabulk send` and the HTTP API all call. It validates each
-// recipient with package job, enqueues one asynq task per recipient with a TaskID that makes a
-// re-run a no-op, counts what it enqueued in the ledger, and reads campaign files (CSV, JSONL)
-// as streams so memory stays flat whatever their size.
+// recipient with package job, enqueues one asynq task per recipient (many per Redis call, in
+// asynq's own layout: see asynqtask.go) with a TaskID that makes a re-run a no-op, counts what
+// it enqueued in the ledger, and reads campaign files (CSV, JSONL) as streams so memory stays
+// flat whatever their size.
 package producer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"iter"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,11 +75,10 @@ func (c Config) withDefaults() Config {
 // Producer enqueues validated jobs. It is safe for concurrent use.
 type Producer struct {
 	cfg    Config
-	client *asynq.Client
 	rdb    redis.UniversalClient
+	queue  *asynqQueue
 	ledger *ledger.Ledger
-	from   string         // cfg.DefaultFrom in E.164
-	opts   []asynq.Option // the options every task shares; TaskID is appended per task
+	from   string // cfg.DefaultFrom in E.164
 	owns   bool
 }
 
@@ -89,7 +91,7 @@ func New(r asynq.RedisConnOpt, cfg Config) (*Producer, error) {
 	if !ok {
 		return nil, fmt.Errorf("producer: unsupported Redis connection options %T", r)
 	}
-	p, err := NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb, cfg)
+	p, err := NewFromClient(nil, rdb, cfg)
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -98,14 +100,20 @@ func New(r asynq.RedisConnOpt, cfg Config) (*Producer, error) {
 	return p, nil
 }
 
-// NewFromClient returns a Producer on clients the caller owns and closes. rdb must reach the
-// same Redis as c: the ledger's counters live beside the queue.
-func NewFromClient(c *asynq.Client, rdb redis.UniversalClient, cfg Config) (*Producer, error) {
-	if c == nil || rdb == nil {
-		return nil, errors.New("producer: nil asynq or Redis client")
+// NewFromClient returns a Producer on a Redis client the caller owns and closes. Tasks are
+// written through rdb in asynq's own layout, many per Redis call (asynq has no batch enqueue),
+// so the asynq client is not used and may be nil; it stays in the signature for the callers that
+// pass one.
+func NewFromClient(_ *asynq.Client, rdb redis.UniversalClient, cfg Config) (*Producer, error) {
+	if rdb == nil {
+		return nil, errors.New("producer: nil Redis client")
 	}
 	cfg = cfg.withDefaults()
-	p := &Producer{cfg: cfg, client: c, rdb: rdb, ledger: ledger.New(rdb, cfg.Queue, cfg.Retention)}
+	if strings.TrimSpace(cfg.Queue) == "" {
+		return nil, fmt.Errorf("producer: queue name %q is blank", cfg.Queue) // asynq refuses it
+	}
+	p := &Producer{cfg: cfg, rdb: rdb, ledger: ledger.New(rdb, cfg.Queue, cfg.Retention),
+		queue: newAsynqQueue(rdb, cfg.Queue, job.TaskType, cfg.MaxRetry, cfg.Retention)}
 	if cfg.DefaultFrom != "" {
 		from, err := job.NormalizeNumber(cfg.DefaultFrom)
 		if err != nil {
@@ -113,7 +121,6 @@ func NewFromClient(c *asynq.Client, rdb redis.UniversalClient, cfg Config) (*Pro
 		}
 		p.from = from
 	}
-	p.opts = []asynq.Option{asynq.Queue(cfg.Queue), asynq.MaxRetry(cfg.MaxRetry), asynq.Retention(cfg.Retention)}
 	return p, nil
 }
 
@@ -122,7 +129,7 @@ func (p *Producer) Close() error {
 	if !p.owns {
 		return nil
 	}
-	return errors.Join(p.client.Close(), p.rdb.Close())
+	return p.rdb.Close()
 }
 
 // Status is what became of one recipient.
@@ -191,25 +198,30 @@ type Summary struct {
 // ledgerBatch is how many enqueued jobs are counted in the ledger in one write.
 const ledgerBatch = 500
 
+// enqueueBatch is the most recipients a Campaign worker enqueues in one Redis call. A batch
+// is whatever is waiting when the worker is free, so a slow reader still gets prompt enqueues.
+const enqueueBatch = 64
+
 // Send enqueues one message. A `to` holding several numbers separated by commas gives one job
-// and one Outcome per number. An invalid message is a rejected Outcome, not an error; the error
-// is for Redis failing, with the Outcomes of the numbers handled before it.
+// and one Outcome per number, all enqueued in one Redis call. An invalid message is a rejected
+// Outcome, not an error; the error is for Redis failing (or ctx ending first), and then only the
+// rejected numbers have Outcomes: the valid ones were not enqueued, or their answer was lost.
 func (p *Producer) Send(ctx context.Context, campaign string, f job.Fields) ([]Outcome, error) {
 	tos := job.Recipients(f.To)
 	if len(tos) == 0 {
 		return []Outcome{{Status: StatusRejected, Reason: "to is required: give at least one phone number", Fields: f}}, nil
 	}
+	ws := make([]work, len(tos))
+	for i, to := range tos {
+		ws[i] = work{to: to, fields: f, own: f}
+	}
 	out := make([]Outcome, 0, len(tos))
 	var enq int64
 	var err error
-	for _, to := range tos {
-		r := p.do(ctx, campaign, work{to: to, fields: f, own: f}, false)
+	for _, r := range p.do(ctx, campaign, ws, false) {
 		if r.notTried {
-			err = r.err
-			if err == nil {
-				err = ctx.Err()
-			}
-			break
+			err = cmp.Or(err, r.err, ctx.Err())
+			continue
 		}
 		if r.o.Status == StatusEnqueued {
 			enq++
@@ -338,23 +350,40 @@ type result struct {
 	notTried bool  // nothing was sent to Redis for it, or the answer was an error
 }
 
-// pass reads rows once, fans recipients out to Concurrency workers and hands every result to
-// handle on this goroutine. It returns the first fatal error: from handle, a worker's Redis
-// error, a *ReadError or ctx. notAttempted (when not nil) is increased for each recipient not
-// tried; after a Redis error the rest of the rows are still read, cheaply, to count them.
+// pass reads rows once, fans recipients out to Concurrency workers (each takes up to
+// enqueueBatch of them at a time) and hands every result to handle on this goroutine. It
+// returns the first fatal error: from handle, a worker's Redis error, a *ReadError or ctx.
+// notAttempted (when not nil) is increased for each recipient not tried; after a Redis error
+// the rest of the rows are still read, cheaply, to count them.
 func (p *Producer) pass(ctx context.Context, campaign string, rows iter.Seq[Row], defaults job.Fields,
 	validate bool, notAttempted *int, handle func(result) error) error {
 	stop, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var skipped int
 	n := p.cfg.Concurrency
-	jobs := make(chan work, n)
+	jobs := make(chan work, n*enqueueBatch)
 	results := make(chan result, n)
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
+			batch := make([]work, 0, enqueueBatch)
 			for w := range jobs {
-				results <- p.do(stop, campaign, w, validate)
+				batch = append(batch[:0], w)
+			more:
+				for len(batch) < enqueueBatch {
+					select {
+					case w, ok := <-jobs:
+						if !ok {
+							break more
+						}
+						batch = append(batch, w)
+					default:
+						break more
+					}
+				}
+				for _, r := range p.do(stop, campaign, batch, validate) {
+					results <- r
+				}
 			}
 		})
 	}
@@ -441,63 +470,77 @@ func (p *Producer) pass(ctx context.Context, campaign string, rows iter.Seq[Row]
 	return fatal
 }
 
-// do validates one recipient and, unless validate is set, enqueues it.
-func (p *Producer) do(stop context.Context, campaign string, w work, validate bool) result {
-	o := Outcome{Index: w.index, Line: w.line, To: w.to}
+// do validates recipients and, unless validate is set, enqueues the valid ones with one Redis
+// call. It gives one result per work, in order. After stop none is tried; when the enqueue
+// fails, the valid ones are not tried and the rejected ones are rejected all the same.
+func (p *Producer) do(stop context.Context, campaign string, ws []work, validate bool) []result {
+	rs := make([]result, len(ws))
 	if stop.Err() != nil {
-		return result{o: o, notTried: true}
+		for i, w := range ws {
+			rs[i] = result{o: Outcome{Index: w.index, Line: w.line, To: w.to}, notTried: true}
+		}
+		return rs
 	}
-	f := w.fields
-	f.To = w.to
-	if f.From == "" {
-		f.From = p.from
+	tasks := make([]task, 0, len(ws))
+	valid := make([]int, 0, len(ws)) // indexes in rs of tasks
+	for i, w := range ws {
+		o := Outcome{Index: w.index, Line: w.line, To: w.to}
+		f := w.fields
+		f.To = w.to
+		if f.From == "" {
+			f.From = p.from
+		}
+		pl, err := job.New(campaign, f)
+		var data []byte
+		if err == nil {
+			data, err = job.Encode(pl)
+		}
+		if err != nil {
+			o.Status, o.Reason = StatusRejected, err.Error()
+			o.Fields = w.own
+			o.Fields.To = w.to
+			rs[i] = result{o: o}
+			continue
+		}
+		o.To, o.TaskID, o.Status = pl.To, job.TaskID(pl), StatusValid
+		rs[i] = result{o: o}
+		tasks = append(tasks, task{id: o.TaskID, payload: data})
+		valid = append(valid, i)
 	}
-	pl, err := job.New(campaign, f)
-	var data []byte
-	if err == nil {
-		data, err = job.Encode(pl)
-	}
-	if err != nil {
-		o.Status, o.Reason = StatusRejected, err.Error()
-		o.Fields = w.own
-		o.Fields.To = w.to
-		return result{o: o}
-	}
-	o.To, o.TaskID = pl.To, job.TaskID(pl)
-	if validate {
-		o.Status = StatusValid
-		return result{o: o}
+	if validate || len(tasks) == 0 {
+		return rs
 	}
 	// Not cancelled with stop: an enqueue once started is waited for, so what is reported as
 	// enqueued is exactly what Redis holds.
-	o.Status, err = p.enqueue(context.WithoutCancel(stop), o.TaskID, data)
-	if err != nil {
-		return result{o: o, err: err, notTried: true}
+	added, err := p.queue.enqueue(context.WithoutCancel(stop), tasks)
+	for k, i := range valid {
+		switch {
+		case err != nil:
+			rs[i].err, rs[i].notTried = err, true
+		case added[k]:
+			rs[i].o.Status = StatusEnqueued
+		default:
+			rs[i].o.Status = StatusDuplicate
+		}
 	}
-	return result{o: o}
-}
-
-// enqueue puts one encoded payload in the queue under taskID with the shared options. A task
-// already held under that id (queued, in retry, or completed within Retention) is a duplicate.
-func (p *Producer) enqueue(ctx context.Context, taskID string, data []byte) (Status, error) {
-	opts := append(p.opts[:len(p.opts):len(p.opts)], asynq.TaskID(taskID))
-	_, err := p.client.EnqueueContext(ctx, asynq.NewTask(job.TaskType, data), opts...)
-	switch {
-	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
-		return StatusDuplicate, nil
-	case err != nil:
-		return "", err
-	}
-	return StatusEnqueued, nil
+	return rs
 }
 
 // Requeue puts a job that was already validated and enqueued once (a dead letter being
 // redriven) back in the queue under its own TaskID, with a fresh retry budget. It does not
-// count the job as new in the campaign's counters: it was counted when first enqueued.
+// count the job as new in the campaign's counters: it was counted when first enqueued. A job
+// still held under its TaskID (queued, retrying, or completed within Retention) is a duplicate.
 func (p *Producer) Requeue(ctx context.Context, pl job.Payload) (Status, error) {
 	data, err := job.Encode(pl)
 	if err != nil {
 		return "", err
 	}
-	return p.enqueue(ctx, job.TaskID(pl), data)
+	added, err := p.queue.enqueue(ctx, []task{{id: job.TaskID(pl), payload: data}})
+	switch {
+	case err != nil:
+		return "", err
+	case added[0]:
+		return StatusEnqueued, nil
+	}
+	return StatusDuplicate, nil
 }
