@@ -25,11 +25,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
 type bench struct {
 	root, tmp, bin string
+	only           string // -only: the phases to run, empty for all
 	redis          *redisServer
 
 	tputJobs, profJobs int
@@ -64,15 +67,17 @@ func (b *bench) logf(format string, args ...any) { fmt.Printf(format+"\n", args.
 func main() {
 	scale := flag.Float64("scale", 1, "multiply job counts and durations (quick trials only: figures are comparable at 1)")
 	out := flag.String("out", "", "results file (default bench/RESULTS.md of the module)")
+	only := flag.String("only", "", "comma-separated phase numbers to run, e.g. 1,6 (quick trials; the README quotes full runs)")
+	keep := flag.Bool("keep", false, "keep the work directory (CPU profile, logs) and print its path")
 	flag.Parse()
-	if err := run(*scale, *out); err != nil {
+	if err := run(*scale, *out, *only, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(scale float64, out string) error {
-	b := &bench{scale: scale, started: time.Now(), machine: readMachine(),
+func run(scale float64, out, only string, keep bool) error {
+	b := &bench{scale: scale, only: only, started: time.Now(), machine: readMachine(),
 		tputJobs: sc(20000, scale), profJobs: sc(15000, scale), latDur: time.Duration(float64(10*time.Second) * scale),
 		rateJobs500: sc(10000, scale), rateJobs80: sc(2400, scale), memJobs: sc(30000, scale),
 		memDur: time.Duration(float64(8*time.Second) * scale), enqRows: sc(1000000, scale)}
@@ -88,7 +93,11 @@ func run(scale float64, out string) error {
 	if b.tmp, err = os.MkdirTemp("", "wabulk-bench"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(b.tmp)
+	if keep {
+		defer b.logf("work directory kept: %s", b.tmp)
+	} else {
+		defer os.RemoveAll(b.tmp)
+	}
 	b.logf("wabulk bench: %d cores (%s), %s RAM, %s, load average %s", b.machine.cores, b.machine.model,
 		b.machine.memTotal, b.machine.goVer, b.machine.loadAvg)
 
@@ -204,6 +213,9 @@ func run(scale float64, out string) error {
 }
 
 func (b *bench) phase(name string, f func() error) {
+	if b.only != "" && !slices.Contains(strings.Split(b.only, ","), strings.SplitN(name, ".", 2)[0]) {
+		return
+	}
 	la0 := readMachine().loadAvg
 	b.logf("%s (load average %s)", name, la0)
 	t := time.Now()

@@ -83,6 +83,9 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		metrics:  newMetrics(reg),
 		stopping: stopCtx,
 	}
+	// Every job's ledger writes (Begin, Sent) share round trips with the other jobs in flight.
+	stopBatch := h.ledger.Batch(cfg.Concurrency)
+	defer stopBatch()
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:     cfg.Concurrency,
 		Queues:          map[string]int{cfg.Queue: 1},

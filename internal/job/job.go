@@ -173,23 +173,27 @@ func ValidCampaign(id string) error {
 	return nil
 }
 
-// Normalize validates p in place and brings it to its stored form: E.164 numbers, refs cut to
-// 255 characters, unknown wa_source → "api". It is idempotent, so the worker runs it again on
-// payloads read back from Redis.
-func (p *Payload) Normalize() error {
+// Normalize validates p in place and brings it to its stored form: E.164 numbers checked
+// against their country's numbering plan, refs cut to 255 characters, unknown wa_source →
+// "api". It is idempotent.
+func (p *Payload) Normalize() error { return p.normalize(NormalizeNumber, normalizeSender) }
+
+// normalize is Normalize with the number checks given: the full ones for a new payload, the
+// stored-form one for a payload read back from Redis (Decode).
+func (p *Payload) normalize(checkTo, checkFrom func(string) (string, error)) error {
 	if p.V != Version {
 		return fmt.Errorf("payload version %d is not supported (want %d)", p.V, Version)
 	}
 	if err := ValidCampaign(p.Campaign); err != nil {
 		return err
 	}
-	to, err := NormalizeNumber(p.To)
+	n, err := checkTo(p.To)
 	if err != nil {
 		return fmt.Errorf("to: %w", err)
 	}
-	p.To = to
+	p.To = n
 	if p.From != "" {
-		from, err := normalizeSender(p.From)
+		from, err := checkFrom(p.From)
 		if err != nil {
 			return fmt.Errorf("from: %w", err)
 		}
@@ -396,7 +400,8 @@ func TaskID(p Payload) string {
 func Encode(p Payload) ([]byte, error) { return json.Marshal(p) }
 
 // Decode reads a payload back from Redis and validates it again: what is in Redis is input too
-// (written by an older version, by hand, or damaged). Unknown fields are refused.
+// (written by an older version, by hand, or damaged). Unknown fields are refused, and numbers
+// must be in the stored form (storedNumber).
 func Decode(b []byte) (Payload, error) {
 	if len(b) > MaxPayload {
 		return Payload{}, fmt.Errorf("payload is %d bytes, more than %d", len(b), MaxPayload)
@@ -411,10 +416,23 @@ func Decode(b []byte) (Payload, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Payload{}, errors.New("payload is not a wabulk job: data after the JSON object")
 	}
-	if err := p.Normalize(); err != nil {
+	if err := p.normalize(storedNumber, storedNumber); err != nil {
 		return Payload{}, fmt.Errorf("payload is invalid: %w", err)
 	}
 	return p, nil
+}
+
+// storedNumber accepts a number in the form Normalize stores: '+' and 7 to 15 digits, the
+// first not 0 (E.164). Decode checks this instead of the numbering plan, which New checked
+// before the job reached Redis: libphonenumber was the largest cost of the worker's decode,
+// and a number that has the form but no plan behind it (a job written to Redis by hand) is
+// refused by Kaleyra and dead-lettered like any other.
+func storedNumber(s string) (string, error) {
+	d, ok := strings.CutPrefix(s, "+")
+	if !ok || len(d) < 7 || len(d) > 15 || d[0] == '0' || strings.IndexFunc(d, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+		return "", fmt.Errorf("%q is not a number in E.164 form (+ and 7 to 15 digits)", clip(s, 32))
+	}
+	return s, nil
 }
 
 func notIDRune(r rune) bool {

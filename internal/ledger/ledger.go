@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,6 +32,7 @@ type Ledger struct {
 	rdb       redis.UniversalClient
 	queue     string
 	retention time.Duration
+	batch     atomic.Pointer[batcher] // set between Batch and its stop
 }
 
 // New returns the ledger of queue. retention is how long sent markers live (WABULK_RETENTION,
@@ -93,80 +95,6 @@ func (l *Ledger) AddEnqueued(ctx context.Context, campaign string, n int64) erro
 		return fmt.Errorf("ledger: register campaign: %w", err)
 	}
 	return nil
-}
-
-// KEYS: counts active retry sent dead deadcodes. ARGV: taskID.
-// Returns the sent marker's value when the job was already sent, else false.
-var beginScript = redis.NewScript(`
-local sent = redis.call('HGET', KEYS[4], ARGV[1])
-if sent then
-  redis.call('SREM', KEYS[2], ARGV[1])
-  redis.call('SREM', KEYS[3], ARGV[1])
-  return sent
-end
-redis.call('SREM', KEYS[3], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[1])
-return false
-`)
-
-// Begin marks the job active. When the job was already sent (a crash between Kaleyra's answer
-// and asynq's ack made it run again) it returns the stored answer and true: do not send again.
-func (l *Ledger) Begin(ctx context.Context, campaign, taskID string) (prior string, alreadySent bool, err error) {
-	v, err := beginScript.Run(ctx, l.rdb, l.keys(campaign), taskID).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("ledger: begin: %w", err)
-	}
-	s, _ := v.(string)
-	return s, true, nil
-}
-
-// KEYS: counts active retry sent dead deadcodes. ARGV: taskID, answer, ttl seconds.
-var sentScript = redis.NewScript(`
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-if redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'completed', 1)
-end
-redis.call('EXPIRE', KEYS[4], ARGV[3])
-return 1
-`)
-
-// Sent records that Kaleyra accepted the job; answer is kept as the sent marker for the
-// retention window. Commands that with queues go in the same round trip (the worker writes the
-// task result there): every accepted message passes this way.
-func (l *Ledger) Sent(ctx context.Context, campaign, taskID string, answer []byte, with ...func(redis.Pipeliner)) error {
-	keys, ttl := l.keys(campaign), int64(l.retention/time.Second)
-	if len(with) == 0 {
-		if err := sentScript.Run(ctx, l.rdb, keys, taskID, answer, ttl).Err(); err != nil {
-			return fmt.Errorf("ledger: sent: %w", err)
-		}
-		return nil
-	}
-	// A pipeline cannot fall back from EVALSHA to EVAL by itself as Script.Run does, so a
-	// Redis that lost its script cache (a restart) gets the second pass with the script's text;
-	// everything in it is idempotent.
-	for pass := 0; ; pass++ {
-		pipe := l.rdb.Pipeline()
-		var cmd *redis.Cmd
-		if pass == 0 {
-			cmd = sentScript.EvalSha(ctx, pipe, keys, taskID, answer, ttl)
-		} else {
-			cmd = sentScript.Eval(ctx, pipe, keys, taskID, answer, ttl)
-		}
-		for _, f := range with {
-			f(pipe)
-		}
-		_, err := pipe.Exec(ctx)
-		if err == nil {
-			return nil
-		}
-		if pass > 0 || !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-			return fmt.Errorf("ledger: sent: %w", err)
-		}
-	}
 }
 
 // KEYS: counts active retry. ARGV: taskID.

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,5 +140,91 @@ func TestSentWithAPipelinedCommandSurvivesAFlushedScriptCache(t *testing.T) {
 	}
 	if c := l.mustCounts(t); c.Completed != 2 {
 		t.Errorf("completed = %d, want 2", c.Completed)
+	}
+}
+
+func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	l := New(rdb, "whatsapp", time.Hour)
+	const perCampaign = 150
+	campaigns := []string{"a", "b"}
+	id := func(c string, i int) string { return fmt.Sprintf("%s:%d", c, i) }
+	for _, c := range campaigns {
+		l.AddEnqueued(ctx, c, perCampaign)
+		for i := range 10 { // sent before: a crash lost their acks
+			if err := l.Sent(ctx, c, id(c, i), []byte("prior "+id(c, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	evalshas := func() int {
+		var n int
+		fmt.Sscanf(srv.Info(t, "commandstats", "cmdstat_evalsha"), "calls=%d", &n)
+		return n
+	}
+	before := evalshas()
+	stop := l.Batch(64)
+	var wg sync.WaitGroup
+	for _, c := range campaigns {
+		for i := range perCampaign {
+			wg.Go(func() {
+				tid := id(c, i)
+				if i == perCampaign/2 && c == "a" {
+					// A Redis that lost its scripts mid-run: the batch in flight writes again with EVAL.
+					rdb.ScriptFlush(ctx)
+				}
+				prior, sent, err := l.Begin(ctx, c, tid)
+				if err != nil {
+					t.Errorf("%s: begin: %v", tid, err)
+					return
+				}
+				if sent != (i < 10) || (sent && prior != "prior "+tid) {
+					t.Errorf("%s: begin says sent=%v prior=%q", tid, sent, prior)
+				}
+				if sent {
+					return
+				}
+				with := func(p redis.Pipeliner) { p.HSet(ctx, "result:"+tid, "result", "answer "+tid) }
+				if err := l.Sent(ctx, c, tid, []byte("answer "+tid), with); err != nil {
+					t.Errorf("%s: sent: %v", tid, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	ops := 2*2*perCampaign - 2*10
+	calls := evalshas() - before
+	t.Logf("%d ops in %d EVALSHA calls", ops, calls)
+	if calls*2 > ops {
+		t.Errorf("%d ops took %d EVALSHA calls: want them to share round trips", ops, calls)
+	}
+	stop()
+	// After stop a call is written alone.
+	if err := l.Sent(ctx, "a", "a:late", []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range campaigns {
+		got, err := l.Counts(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(perCampaign)
+		if c == "a" {
+			want++
+		}
+		if got.Completed != want || got.Active != 0 {
+			t.Errorf("%s: %+v, want completed %d, active 0", c, got, want)
+		}
+		for i := 10; i < perCampaign; i++ {
+			tid := id(c, i)
+			if v, _ := rdb.HGet(ctx, "result:"+tid, "result").Result(); v != "answer "+tid {
+				t.Fatalf("%s: pipelined command gave %q", tid, v)
+			}
+			if v, _ := rdb.HGet(ctx, l.key(c, "sent"), tid).Result(); v != "answer "+tid {
+				t.Fatalf("%s: sent marker %q", tid, v)
+			}
+		}
 	}
 }

@@ -1,0 +1,271 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Begin and Sent are the two ledger writes on every message's path. Each call is an op; a
+// Ledger in Batch mode writes the ops of concurrent callers together ("group commit"): while
+// one pipeline is in flight the next calls queue, and the next pipeline carries all of them,
+// with one script call per campaign and kind. Under load, N jobs in flight cost one round trip
+// instead of N; a lone call goes out at once. Outside Batch mode a call's op is written alone,
+// on the caller's goroutine. Every op is idempotent, so a pipeline may be written twice.
+
+type opKind uint8
+
+const (
+	opBegin opKind = iota
+	opSent
+)
+
+type op struct {
+	kind     opKind
+	campaign string
+	taskID   string
+	answer   []byte                  // opSent: the sent marker's value
+	with     []func(redis.Pipeliner) // opSent: commands that ride in the same pipeline
+	// Set by commit.
+	prior       string
+	alreadySent bool
+	err         error
+	done        chan struct{} // closed when set, in Batch mode
+}
+
+// KEYS: active retry sent. ARGV: taskIDs. For each task returns 0, or the sent marker's value
+// when it was sent already.
+var beginScript = redis.NewScript(`
+local out = {}
+for i, id in ipairs(ARGV) do
+  local sent = redis.call('HGET', KEYS[3], id)
+  redis.call('SREM', KEYS[2], id)
+  if sent then
+    redis.call('SREM', KEYS[1], id)
+    out[i] = sent
+  else
+    redis.call('SADD', KEYS[1], id)
+    out[i] = 0
+  end
+end
+return out
+`)
+
+// Begin marks the job active. When the job was already sent (a crash between Kaleyra's answer
+// and asynq's ack made it run again) it returns the stored answer and true: do not send again.
+func (l *Ledger) Begin(ctx context.Context, campaign, taskID string) (prior string, alreadySent bool, err error) {
+	o := &op{kind: opBegin, campaign: campaign, taskID: taskID}
+	l.do(ctx, o)
+	if o.err != nil {
+		return "", false, fmt.Errorf("ledger: begin: %w", o.err)
+	}
+	return o.prior, o.alreadySent, nil
+}
+
+// KEYS: counts active retry sent. ARGV: ttl seconds, then taskID, answer for each task.
+var sentScript = redis.NewScript(`
+local n = 0
+for i = 2, #ARGV, 2 do
+  redis.call('SREM', KEYS[2], ARGV[i])
+  redis.call('SREM', KEYS[3], ARGV[i])
+  n = n + redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i+1])
+end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[1], 'completed', n)
+end
+redis.call('EXPIRE', KEYS[4], ARGV[1])
+return n
+`)
+
+// Sent records that Kaleyra accepted the job; answer is kept as the sent marker for the
+// retention window. Commands that with queues go in the same round trip (the worker writes the
+// task result there): every accepted message passes this way.
+func (l *Ledger) Sent(ctx context.Context, campaign, taskID string, answer []byte, with ...func(redis.Pipeliner)) error {
+	o := &op{kind: opSent, campaign: campaign, taskID: taskID, answer: answer, with: with}
+	l.do(ctx, o)
+	if o.err != nil {
+		return fmt.Errorf("ledger: sent: %w", o.err)
+	}
+	return nil
+}
+
+// do writes o: through the batcher in Batch mode, else alone.
+func (l *Ledger) do(ctx context.Context, o *op) {
+	if b := l.batch.Load(); b != nil {
+		o.done = make(chan struct{})
+		if b.submit(o) {
+			// Not cut short by ctx: the op is written whatever the caller does next, and the
+			// caller must know how it ended.
+			<-o.done
+			return
+		}
+	}
+	l.commit(ctx, []*op{o})
+}
+
+// Batch puts the ledger in Batch mode: Begin and Sent of concurrent callers share round trips,
+// at most max ops in one pipeline, until stop is called. Calls after stop are written alone.
+// Batch must not be called again before stop.
+func (l *Ledger) Batch(max int) (stop func()) {
+	b := &batcher{ops: make(chan *op, max)}
+	b.wg.Go(func() {
+		batch := make([]*op, 0, max)
+		for o := range b.ops {
+			batch = append(batch[:0], o)
+		more:
+			for len(batch) < max {
+				select {
+				case o, ok := <-b.ops:
+					if !ok {
+						break more
+					}
+					batch = append(batch, o)
+				default:
+					break more
+				}
+			}
+			l.commit(context.Background(), batch)
+			for _, o := range batch {
+				close(o.done)
+			}
+		}
+	})
+	l.batch.Store(b)
+	return func() {
+		l.batch.CompareAndSwap(b, nil)
+		b.mu.Lock()
+		if !b.closed {
+			b.closed = true
+			close(b.ops)
+		}
+		b.mu.Unlock()
+		b.wg.Wait()
+	}
+}
+
+type batcher struct {
+	ops    chan *op
+	wg     sync.WaitGroup
+	mu     sync.RWMutex // held for reading while submitting, so stop never closes ops under a sender
+	closed bool
+}
+
+// submit queues o and reports whether it did (false once stopped).
+func (b *batcher) submit(o *op) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return false
+	}
+	b.ops <- o
+	return true
+}
+
+// commit writes ops in one pipeline and sets each op's outcome. A pipeline cannot fall back
+// from EVALSHA to EVAL by itself as Script.Run does, so a Redis that lost its script cache (a
+// restart) gets a second pass with the scripts' text.
+func (l *Ledger) commit(ctx context.Context, ops []*op) {
+	for pass := 0; ; pass++ {
+		if !l.write(ctx, ops, pass == 0) {
+			return
+		}
+	}
+}
+
+// write is one pass of commit; it reports whether a script was missing from Redis's cache
+// (only when evalsha is set), in which case nothing was decided and the caller writes again.
+func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript bool) {
+	type group struct {
+		kind     opKind
+		campaign string
+		ops      []*op
+		cmd      *redis.Cmd
+	}
+	var groups []*group
+	find := func(o *op) *group {
+		for _, g := range groups {
+			if g.kind == o.kind && g.campaign == o.campaign {
+				return g
+			}
+		}
+		g := &group{kind: o.kind, campaign: o.campaign}
+		groups = append(groups, g)
+		return g
+	}
+	for _, o := range ops {
+		g := find(o)
+		g.ops = append(g.ops, o)
+	}
+	pipe := l.rdb.Pipeline()
+	for _, g := range groups {
+		script, keys := beginScript, []string{l.key(g.campaign, "active"), l.key(g.campaign, "retry"), l.key(g.campaign, "sent")}
+		args := make([]any, 0, 1+2*len(g.ops))
+		if g.kind == opSent {
+			script, keys = sentScript, []string{l.key(g.campaign, "counts"), keys[0], keys[1], keys[2]}
+			args = append(args, int64(l.retention/time.Second))
+		}
+		for _, o := range g.ops {
+			args = append(args, o.taskID)
+			if g.kind == opSent {
+				args = append(args, o.answer)
+			}
+		}
+		if evalsha {
+			g.cmd = script.EvalSha(ctx, pipe, keys, args...)
+		} else {
+			g.cmd = script.Eval(ctx, pipe, keys, args...)
+		}
+	}
+	// Each op's own extra commands, by their place in the pipeline.
+	spans := make([][2]int, len(ops))
+	for i, o := range ops {
+		spans[i][0] = pipe.Len()
+		for _, f := range o.with {
+			f(pipe)
+		}
+		spans[i][1] = pipe.Len()
+	}
+	cmds, _ := pipe.Exec(ctx)
+	for _, g := range groups {
+		if evalsha && redis.HasErrorPrefix(g.cmd.Err(), "NOSCRIPT") {
+			return true
+		}
+	}
+	for _, g := range groups {
+		if err := g.cmd.Err(); err != nil {
+			for _, o := range g.ops {
+				o.err = err
+			}
+			continue
+		}
+		if g.kind != opBegin {
+			continue
+		}
+		vals, _ := g.cmd.Val().([]any)
+		if len(vals) != len(g.ops) {
+			for _, o := range g.ops {
+				o.err = fmt.Errorf("begin script answered %d values for %d tasks", len(vals), len(g.ops))
+			}
+			continue
+		}
+		for i, o := range g.ops {
+			o.prior, o.alreadySent = vals[i].(string)
+		}
+	}
+	for i, o := range ops {
+		if o.err != nil || spans[i][0] == spans[i][1] || len(cmds) < spans[i][1] {
+			continue
+		}
+		for _, c := range cmds[spans[i][0]:spans[i][1]] {
+			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				o.err = err
+				break
+			}
+		}
+	}
+	return false
+}
