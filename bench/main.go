@@ -6,7 +6,7 @@
 // binary, and runs, in this order:
 //
 //  1. worker throughput: the real worker package vs. a bare asynq handler POSTing the same
-//     bytes to the same zero-latency sandbox, same concurrency and poll settings (ABBA order);
+//     bytes to the same zero-latency sandbox, same concurrency and poll settings (ABBA order twice, after a warm-up);
 //  2. a CPU profile of the in-process worker under the same load;
 //  3. enqueue-to-Kaleyra latency at half the measured capacity, wabulk and bare side by side;
 //  4. worker RSS at concurrency 50 and 500 (the binary, under load);

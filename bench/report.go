@@ -100,7 +100,7 @@ func (b *bench) report() string {
 			"never binds, Kaleyra client) against a bare `asynq.NewServer` + `HandlerFunc` that POSTs the task payload — the exact " +
 			"bytes `kaleyra.Body` gives for the job — with the same headers via `net/http`. Same sandbox (zero latency), concurrency " +
 			"50, TaskCheckInterval 200 ms, DelayedTaskCheckInterval 1 s, tasks enqueued beforehand with the same TaskIDs, MaxRetry " +
-			"and Retention. Rate = calls from the first to the N-th arrival at the sandbox. Runs in ABBA order:")
+			"and Retention. Rate = calls from the first to the N-th arrival at the sandbox. After a quarter-size warm-up run of each side (not counted), runs in ABBA order twice:")
 		p("")
 		p("| run | side | sends/s | Redis commands / message | CPU µs / message, bench process | CPU µs / message, redis-server |")
 		p("| --- | --- | --- | --- | --- | --- |")

@@ -87,9 +87,9 @@ func New(r asynq.RedisConnOpt, cfg Config) (*Producer, error) {
 	if r == nil {
 		return nil, errors.New("producer: no Redis connection options")
 	}
-	rdb, ok := r.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, fmt.Errorf("producer: unsupported Redis connection options %T", r)
+	rdb, err := config.RedisClient(r)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
 	}
 	p, err := NewFromClient(nil, rdb, cfg)
 	if err != nil {

@@ -156,11 +156,11 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, fmt.Errorf("httpapi: unsupported Redis connection options %T", cfg.Redis)
+	rdb, err := config.RedisClient(cfg.Redis)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
 	}
-	prod, err := producer.NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb, cfg.Producer)
+	prod, err := producer.NewFromClient(nil, rdb, cfg.Producer)
 	if err != nil {
 		rdb.Close()
 		return nil, err

@@ -75,11 +75,11 @@ func New(cfg Config) (*Ops, error) {
 		return nil, errors.New("ops: Redis connection is required (" + config.EnvRedisURL + ")")
 	}
 	cfg.withDefaults()
-	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, fmt.Errorf("ops: unsupported Redis connection %T", cfg.Redis)
+	rdb, err := config.RedisClient(cfg.Redis)
+	if err != nil {
+		return nil, fmt.Errorf("ops: %w", err)
 	}
-	prod, err := producer.NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb,
+	prod, err := producer.NewFromClient(nil, rdb,
 		producer.Config{Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
 	if err != nil {
 		rdb.Close()

@@ -8,10 +8,9 @@ import (
 	"iter"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/embedded"
 	"github.com/wabulk/wabulk/internal/ledger"
 	"github.com/wabulk/wabulk/internal/sandbox"
@@ -160,13 +159,13 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 		cfg.Producer.Retention = cfg.Worker.Retention
 	}
 
-	rdb, ok := cfg.Worker.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return res, fmt.Errorf("send: unsupported Redis connection %T", cfg.Worker.Redis)
+	rdb, err := config.RedisClient(cfg.Worker.Redis)
+	if err != nil {
+		return res, fmt.Errorf("send: %w", err)
 	}
 	defer rdb.Close()
 	led := ledger.New(rdb, cfg.Producer.Queue, cfg.Producer.Retention)
-	prod, err := producer.NewFromClient(asynq.NewClientFromRedisClient(rdb), rdb, cfg.Producer)
+	prod, err := producer.NewFromClient(nil, rdb, cfg.Producer)
 	if err != nil {
 		return res, err
 	}
