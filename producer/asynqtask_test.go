@@ -195,10 +195,7 @@ func TestOneBatchGivesEachRecipientItsOwnOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, o := range out {
-		got = append(got, o.To+" "+string(o.Status)+" "+o.TaskID)
-	}
+	got := outcomeLines(out)
 	want := []string{
 		number(1) + " enqueued mix:919800000001:919800000001",
 		"12 rejected ",
@@ -246,10 +243,7 @@ func TestCampaignMixGivesExactOutcomesAndSummary(t *testing.T) {
 	if s != (producer.Summary{Enqueued: 3, Duplicates: 3, Rejected: 2}) {
 		t.Fatalf("summary %+v", s)
 	}
-	var lines []string
-	for _, o := range got {
-		lines = append(lines, o.To+" "+string(o.Status)+" "+o.TaskID)
-	}
+	lines := outcomeLines(got)
 	want := []string{
 		number(1) + " enqueued mix:919800000001:919800000001",
 		"98x rejected ",
@@ -263,4 +257,13 @@ func TestCampaignMixGivesExactOutcomesAndSummary(t *testing.T) {
 	if !slices.Equal(lines, want) {
 		t.Fatalf("outcomes\n got %q\nwant %q", lines, want)
 	}
+}
+
+// outcomeLines gives each outcome as "to status taskid", for comparing whole runs.
+func outcomeLines(out []producer.Outcome) []string {
+	var lines []string
+	for _, o := range out {
+		lines = append(lines, o.To+" "+string(o.Status)+" "+o.TaskID)
+	}
+	return lines
 }
