@@ -25,6 +25,10 @@ func TestFastPathAgreesWithParse(t *testing.T) {
 		if (err == nil) != wantOK || got != want {
 			t.Fatalf("NormalizeNumber(%q) = %q, %v; Parse says %q, %v", in, got, err, want, wantOK)
 		}
+		// What is stored passes Decode's check of the stored form.
+		if _, serr := storedNumber(got); err == nil && serr != nil {
+			t.Fatalf("NormalizeNumber(%q) = %q, which Decode refuses: %v", in, got, serr)
+		}
 	}
 	// Every region's example number of every type, as given and with a trunk zero inserted.
 	types := []phonenumbers.PhoneNumberType{phonenumbers.FIXED_LINE, phonenumbers.MOBILE, phonenumbers.TOLL_FREE,

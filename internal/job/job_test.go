@@ -219,7 +219,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"a number without +", strings.Replace(good, "+919876543210", "919876543210", 1), "not a number in E.164 form"},
 		{"a number with spaces", strings.Replace(good, "+919876543210", "+91 98765 43210", 1), "not a number in E.164 form"},
 		{"a number with letters", strings.Replace(good, "+919876543210", "+9198765abc10", 1), "not a number in E.164 form"},
-		{"a number of 16 digits", strings.Replace(good, "+919876543210", "+9198765432101234", 1), "not a number in E.164 form"},
+		{"a number of 21 digits", strings.Replace(good, "+919876543210", "+919876543210123456789", 1), "not a number in E.164 form"},
 		{"a country code of 0", strings.Replace(good, "+919876543210", "+0919876543210", 1), "not a number in E.164 form"},
 		{"a sender not in E.164 form", strings.Replace(good, `"to"`, `"from":"+91-98000",  "to"`, 1), "from:"},
 	} {
