@@ -66,18 +66,19 @@ func (l *Ledger) Begin(ctx context.Context, campaign, taskID string) (prior stri
 	return o.prior, o.alreadySent, nil
 }
 
-// KEYS: counts active retry sent. ARGV: ttl seconds, then taskID, answer for each task.
+// KEYS: counts active sent. ARGV: ttl seconds, then taskID, answer for each task. The retry
+// set is not touched: the attempt's Begin took the job out of it, and only a failed attempt
+// (Retry, not followed by Sent) puts it back.
 var sentScript = redis.NewScript(`
 local n = 0
 for i = 2, #ARGV, 2 do
   redis.call('SREM', KEYS[2], ARGV[i])
-  redis.call('SREM', KEYS[3], ARGV[i])
-  n = n + redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i+1])
+  n = n + redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i+1])
 end
 if n > 0 then
   redis.call('HINCRBY', KEYS[1], 'completed', n)
 end
-redis.call('EXPIRE', KEYS[4], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[1])
 return n
 `)
 
@@ -205,7 +206,7 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 		script, keys := beginScript, []string{l.key(g.campaign, "active"), l.key(g.campaign, "retry"), l.key(g.campaign, "sent")}
 		args := make([]any, 0, 1+2*len(g.ops))
 		if g.kind == opSent {
-			script, keys = sentScript, []string{l.key(g.campaign, "counts"), keys[0], keys[1], keys[2]}
+			script, keys = sentScript, []string{l.key(g.campaign, "counts"), keys[0], keys[2]}
 			args = append(args, int64(l.retention/time.Second))
 		}
 		for _, o := range g.ops {
