@@ -66,17 +66,32 @@ func (l *Ledger) Begin(ctx context.Context, campaign, taskID string) (prior stri
 	return o.prior, o.alreadySent, nil
 }
 
-// KEYS: counts active sent. ARGV: ttl seconds, then taskID, answer for each task. The retry
-// set is not touched: the attempt's Begin took the job out of it, and only a failed attempt
-// (Retry, not followed by Sent) puts it back.
+// KEYS: counts active sent dead deadcodes. ARGV: ttl seconds, then taskID, answer for each
+// task. The retry set is not touched: the attempt's Begin took the job out of it, and only a
+// failed attempt (Retry, not followed by Sent) puts it back. A job that has a dead-letter
+// record and is then sent was dead-lettered by an attempt whose archive never reached asynq
+// (Redis went away first, so asynq ran the job again), or redriven before its record was
+// removed: it counts as sent, and the stale record goes.
 var sentScript = redis.NewScript(`
-local n = 0
+local n, undead = 0, 0
 for i = 2, #ARGV, 2 do
-  redis.call('SREM', KEYS[2], ARGV[i])
-  n = n + redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i+1])
+  local id = ARGV[i]
+  redis.call('SREM', KEYS[2], id)
+  if redis.call('HSETNX', KEYS[3], id, ARGV[i+1]) == 1 then
+    n = n + 1
+    local old = redis.call('HGET', KEYS[4], id)
+    if old then
+      redis.call('HDEL', KEYS[4], id)
+      redis.call('HINCRBY', KEYS[5], cjson.decode(old)['code'], -1)
+      undead = undead + 1
+    end
+  end
 end
 if n > 0 then
   redis.call('HINCRBY', KEYS[1], 'completed', n)
+end
+if undead > 0 then
+  redis.call('HINCRBY', KEYS[1], 'dead', -undead)
 end
 redis.call('EXPIRE', KEYS[3], ARGV[1])
 return n
@@ -206,7 +221,8 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 		script, keys := beginScript, []string{l.key(g.campaign, "active"), l.key(g.campaign, "retry"), l.key(g.campaign, "sent")}
 		args := make([]any, 0, 1+2*len(g.ops))
 		if g.kind == opSent {
-			script, keys = sentScript, []string{l.key(g.campaign, "counts"), keys[0], keys[2]}
+			script, keys = sentScript, []string{l.key(g.campaign, "counts"), keys[0], keys[2], l.key(g.campaign, "dead"),
+				l.key(g.campaign, "deadcodes")}
 			args = append(args, int64(l.retention/time.Second))
 		}
 		for _, o := range g.ops {

@@ -68,6 +68,34 @@ func TestTransitionsCountOnceWhateverTheyRepeat(t *testing.T) {
 	}
 }
 
+// A job dead-lettered by an attempt whose archive never reached asynq (Redis went away) runs
+// again; when that attempt is accepted the job counts as sent, not as sent and dead.
+func TestSentAfterADeadLetterCountsAsSentOnly(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	l.AddEnqueued(ctx, "c", 2)
+	t0 := time.Now().UTC()
+	l.Dead(ctx, dead("c:1", "WA400", t0))
+	l.Dead(ctx, dead("c:2", "WA400", t0))
+	if _, _, err := l.Begin(ctx, "c", "c:1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second is an ack-lost re-run: it changes nothing
+		if err := l.Sent(ctx, "c", "c:1", []byte("answer")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := l.mustCounts(t)
+	if c.Completed != 1 || c.Dead != 1 || c.DeadCodes["WA400"] != 1 || c.Pending != 0 || c.Active != 0 {
+		t.Fatalf("counts = %+v, want 1 completed, 1 dead (WA400), nothing pending", c)
+	}
+	var left []string
+	l.DeadLetters(ctx, "c", "", func(d DeadLetter) bool { left = append(left, d.TaskID); return true })
+	if len(left) != 1 || left[0] != "c:2" {
+		t.Fatalf("dead letters left: %v, want [c:2]", left)
+	}
+}
+
 func TestUndeadRemovesOnlyTheRecordItRead(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)

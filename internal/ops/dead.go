@@ -168,9 +168,10 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLett
 		return err
 	}
 	if sent {
-		// A record beside a sent marker can only be left by a redrive that enqueued the job
-		// and stopped before removing the record, after which the job was sent: the record
-		// is stale and keeps the counts off (the job counts as sent and dead), so it goes.
+		// A record beside a sent marker is stale: the job was sent after it was written (a
+		// redrive that stopped before removing it, or an archive that never reached asynq).
+		// ledger.Sent removes such records itself; this one was left by an older version,
+		// keeps the counts off (the job counts as sent and dead), and goes.
 		rep.AlreadySent++
 		if !dryRun {
 			_, err = o.ledger.Undead(ctx, campaign, d)

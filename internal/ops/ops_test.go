@@ -242,14 +242,15 @@ func TestRedriveSkipsSentAndIsIdempotent(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	ids := b.enqueue(t, "c1", numbers[:3]...)
+	// ids[0] has a sent marker beside its dead-letter record, as a version of wabulk whose Sent
+	// did not remove such records left them (a redrive that enqueued the job and stopped
+	// before removing the record, after which a worker sent it). It must not go out again.
+	if err := b.ledger.Sent(ctx, "c1", ids[0], []byte(`{"id":"m"}`)); err != nil {
+		t.Fatal(err)
+	}
 	now := time.Now()
 	for _, id := range ids {
 		b.kill(t, id, "E110", now)
-	}
-	// ids[0] has a sent marker: a redrive that enqueued it and stopped before removing the
-	// record, after which a worker sent it. It must not go out again.
-	if err := b.ledger.Sent(ctx, "c1", ids[0], []byte(`{"id":"m"}`)); err != nil {
-		t.Fatal(err)
 	}
 	if err := b.insp.DeleteTask(testQueue, ids[0]); err != nil {
 		t.Fatal(err)
