@@ -57,34 +57,30 @@ func (b *bench) throughput(ctx context.Context) (tputResult, error) {
 			side, run.rate, run.cmdsPer, run.cpuUS, run.redisUS)
 		res.runs = append(res.runs, run)
 	}
-	var nw, nb float64
-	for _, r := range res.runs {
-		if r.side == "wabulk" {
-			res.wabulk += r.rate
-			res.wCmds += r.cmdsPer
-			res.wTop = r.top
-			res.wCPU += r.cpuUS
-			res.wRedis += r.redisUS
-			nw++
-		} else {
-			res.bare += r.rate
-			res.bCmds += r.cmdsPer
-			res.bTop = r.top
-			res.bCPU += r.cpuUS
-			res.bRed += r.redisUS
-			nb++
-		}
-	}
-	res.wabulk /= nw
-	res.bare /= nb
-	res.wCmds /= nw
-	res.bCmds /= nb
-	res.wCPU /= nw
-	res.bCPU /= nb
-	res.wRedis /= nw
-	res.bRed /= nb
+	w, bare := meanRun(res.runs, "wabulk"), meanRun(res.runs, "bare")
+	res.wabulk, res.wCmds, res.wTop, res.wCPU, res.wRedis = w.rate, w.cmdsPer, w.top, w.cpuUS, w.redisUS
+	res.bare, res.bCmds, res.bTop, res.bCPU, res.bRed = bare.rate, bare.cmdsPer, bare.top, bare.cpuUS, bare.redisUS
 	res.ratio = res.wabulk / res.bare
 	return res, nil
+}
+
+// meanRun averages the runs of one side; its command table is the last run's.
+func meanRun(runs []tputRun, side string) tputRun {
+	m := tputRun{side: side}
+	n := 0.0
+	for _, r := range runs {
+		if r.side != side {
+			continue
+		}
+		m.rate += r.rate
+		m.cmdsPer += r.cmdsPer
+		m.cpuUS += r.cpuUS
+		m.redisUS += r.redisUS
+		m.top = r.top
+		n++
+	}
+	m.rate, m.cmdsPer, m.cpuUS, m.redisUS = m.rate/n, m.cmdsPer/n, m.cpuUS/n, m.redisUS/n
+	return m
 }
 
 func (b *bench) tputOnce(ctx context.Context, sb *fakeKaleyra, side, campaign string, n, conc int) (tputRun, error) {
