@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"iter"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +23,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // Config is how a Producer enqueues. The zero value of each field means its default.
@@ -76,8 +77,8 @@ func (c Config) withDefaults() Config {
 type Producer struct {
 	cfg    Config
 	rdb    redis.UniversalClient
-	queue  *asynqQueue
-	ledger *ledger.Ledger
+	queue  *store.Enqueuer
+	ledger *store.Ledger
 	from   string // cfg.DefaultFrom in E.164
 	owns   bool
 }
@@ -112,8 +113,8 @@ func NewFromClient(_ *asynq.Client, rdb redis.UniversalClient, cfg Config) (*Pro
 	if strings.TrimSpace(cfg.Queue) == "" {
 		return nil, fmt.Errorf("producer: queue name %q is blank", cfg.Queue) // asynq refuses it
 	}
-	p := &Producer{cfg: cfg, rdb: rdb, ledger: ledger.New(rdb, cfg.Queue, cfg.Retention),
-		queue: newAsynqQueue(rdb, cfg.Queue, job.TaskType, cfg.MaxRetry, cfg.Retention)}
+	led := store.New(rdb, cfg.Queue, cfg.Retention)
+	p := &Producer{cfg: cfg, rdb: rdb, ledger: led, queue: led.Enqueuer(job.TaskType, cfg.MaxRetry)}
 	if cfg.DefaultFrom != "" {
 		from, err := job.NormalizeNumber(cfg.DefaultFrom)
 		if err != nil {
@@ -178,6 +179,10 @@ type Options struct {
 	Strict bool
 	// DryRun validates every row and enqueues nothing.
 	DryRun bool
+	// Priority weights the campaign's share of each sender's rate against the sender's other
+	// campaigns: "high" (transactional: at least 3/4 of a busy sender's rate), "normal" or
+	// "low". Empty keeps the priority the campaign already has, normal for a new one.
+	Priority string
 }
 
 // Summary counts a campaign's outcomes. Enqueued + Duplicates + Rejected + Valid + NotAttempted
@@ -194,9 +199,6 @@ type Summary struct {
 	// a job as a duplicate, so re-running is always safe.
 	NotAttempted int `json:"not_attempted"`
 }
-
-// ledgerBatch is how many enqueued jobs are counted in the ledger in one write.
-const ledgerBatch = 500
 
 // enqueueBatch is the most recipients a Campaign worker enqueues in one Redis call. A batch
 // is whatever is waiting when the worker is free, so a slow reader still gets prompt enqueues.
@@ -216,20 +218,13 @@ func (p *Producer) Send(ctx context.Context, campaign string, f job.Fields) ([]O
 		ws[i] = work{to: to, fields: f, own: f}
 	}
 	out := make([]Outcome, 0, len(tos))
-	var enq int64
 	var err error
-	for _, r := range p.do(ctx, campaign, ws, false) {
+	for _, r := range p.do(ctx, campaign, "", ws, false) {
 		if r.notTried {
 			err = cmp.Or(err, r.err, ctx.Err())
 			continue
 		}
-		if r.o.Status == StatusEnqueued {
-			enq++
-		}
 		out = append(out, r.o)
-	}
-	if lerr := p.ledger.AddEnqueued(context.WithoutCancel(ctx), campaign, enq); lerr != nil {
-		err = errors.Join(err, lerr)
 	}
 	return out, err
 }
@@ -246,6 +241,14 @@ func (p *Producer) Campaign(ctx context.Context, campaign string, rows iter.Seq[
 	if each == nil {
 		each = func(Outcome) {}
 	}
+	prio := store.Priority("")
+	if opt.Priority != "" {
+		pr, err := store.ParsePriority(opt.Priority)
+		if err != nil {
+			return Summary{}, err
+		}
+		prio = pr
+	}
 	if opt.DryRun {
 		return p.dryRun(ctx, campaign, rows, opt.Defaults, each)
 	}
@@ -255,7 +258,7 @@ func (p *Producer) Campaign(ctx context.Context, campaign string, rows iter.Seq[
 	total := -1
 	if opt.Strict {
 		var s Summary
-		err := p.pass(ctx, campaign, rows, opt.Defaults, true, nil, func(r result) error {
+		err := p.pass(ctx, campaign, prio, rows, opt.Defaults, true, nil, func(r result) error {
 			switch r.o.Status {
 			case StatusRejected:
 				s.Rejected++
@@ -271,22 +274,10 @@ func (p *Producer) Campaign(ctx context.Context, campaign string, rows iter.Seq[
 		total = s.NotAttempted
 	}
 	var s Summary
-	batch := int64(0)
-	flush := func() error {
-		// Counted even when ctx has ended: these jobs are in the queue whatever happens next.
-		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := p.ledger.AddEnqueued(c, campaign, batch); err != nil {
-			return err
-		}
-		batch = 0
-		return nil
-	}
-	err := p.pass(ctx, campaign, rows, opt.Defaults, false, &s.NotAttempted, func(r result) error {
+	err := p.pass(ctx, campaign, prio, rows, opt.Defaults, false, &s.NotAttempted, func(r result) error {
 		switch r.o.Status {
 		case StatusEnqueued:
 			s.Enqueued++
-			batch++
 		case StatusDuplicate:
 			s.Duplicates++
 		case StatusRejected:
@@ -296,14 +287,8 @@ func (p *Producer) Campaign(ctx context.Context, campaign string, rows iter.Seq[
 		if r.o.Status == StatusRejected && total >= 0 {
 			return fmt.Errorf("strict: line %d was valid when checked and is not now (did the file change?): %s", r.o.Line, r.o.Reason)
 		}
-		if batch >= ledgerBatch {
-			return flush()
-		}
 		return nil
 	})
-	if ferr := flush(); ferr != nil {
-		err = errors.Join(err, ferr)
-	}
 	if total >= 0 && err != nil {
 		// Strict knows every recipient from its first pass, including rows never reached.
 		s.NotAttempted = total - s.Enqueued - s.Duplicates - s.Rejected
@@ -317,7 +302,7 @@ func (p *Producer) dryRun(ctx context.Context, campaign string, rows iter.Seq[Ro
 	var s Summary
 	seed := maphash.MakeSeed()
 	seen := map[uint64]struct{}{}
-	err := p.pass(ctx, campaign, rows, defaults, true, &s.NotAttempted, func(r result) error {
+	err := p.pass(ctx, campaign, "", rows, defaults, true, &s.NotAttempted, func(r result) error {
 		switch r.o.Status {
 		case StatusRejected:
 			s.Rejected++
@@ -355,7 +340,7 @@ type result struct {
 // returns the first fatal error: from handle, a worker's Redis error, a *ReadError or ctx.
 // notAttempted (when not nil) is increased for each recipient not tried; after a Redis error
 // the rest of the rows are still read, cheaply, to count them.
-func (p *Producer) pass(ctx context.Context, campaign string, rows iter.Seq[Row], defaults job.Fields,
+func (p *Producer) pass(ctx context.Context, campaign string, prio store.Priority, rows iter.Seq[Row], defaults job.Fields,
 	validate bool, notAttempted *int, handle func(result) error) error {
 	stop, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -381,7 +366,7 @@ func (p *Producer) pass(ctx context.Context, campaign string, rows iter.Seq[Row]
 						break more
 					}
 				}
-				for _, r := range p.do(stop, campaign, batch, validate) {
+				for _, r := range p.do(stop, campaign, prio, batch, validate) {
 					results <- r
 				}
 			}
@@ -471,9 +456,11 @@ func (p *Producer) pass(ctx context.Context, campaign string, rows iter.Seq[Row]
 }
 
 // do validates recipients and, unless validate is set, enqueues the valid ones with one Redis
-// call. It gives one result per work, in order. After stop none is tried; when the enqueue
-// fails, the valid ones are not tried and the rejected ones are rejected all the same.
-func (p *Producer) do(stop context.Context, campaign string, ws []work, validate bool) []result {
+// call per lane (per sender, for one campaign) and registers each lane after its tasks are
+// written (prio empty keeps a registered lane's priority). It gives one result per work, in
+// order. After stop none is tried; when an enqueue fails, the valid ones of its lane and of
+// the lanes after it are not tried and the rejected ones are rejected all the same.
+func (p *Producer) do(stop context.Context, campaign string, prio store.Priority, ws []work, validate bool) []result {
 	rs := make([]result, len(ws))
 	if stop.Err() != nil {
 		for i, w := range ws {
@@ -481,8 +468,12 @@ func (p *Producer) do(stop context.Context, campaign string, ws []work, validate
 		}
 		return rs
 	}
-	tasks := make([]task, 0, len(ws))
-	valid := make([]int, 0, len(ws)) // indexes in rs of tasks
+	type lane struct {
+		sender string
+		tasks  []store.Task
+		valid  []int // indexes in rs of tasks
+	}
+	var lanes []*lane // a campaign's rows mostly share one sender: a slice beats a map
 	for i, w := range ws {
 		o := Outcome{Index: w.index, Line: w.line, To: w.to}
 		f := w.fields
@@ -504,30 +495,57 @@ func (p *Producer) do(stop context.Context, campaign string, ws []work, validate
 		}
 		o.To, o.TaskID, o.Status = pl.To, job.TaskID(pl), StatusValid
 		rs[i] = result{o: o}
-		tasks = append(tasks, task{id: o.TaskID, payload: data})
-		valid = append(valid, i)
+		k := slices.IndexFunc(lanes, func(l *lane) bool { return l.sender == pl.From })
+		if k < 0 {
+			k = len(lanes)
+			lanes = append(lanes, &lane{sender: pl.From})
+		}
+		lanes[k].tasks = append(lanes[k].tasks, store.Task{ID: o.TaskID, Payload: data})
+		lanes[k].valid = append(lanes[k].valid, i)
 	}
-	if validate || len(tasks) == 0 {
+	if validate {
 		return rs
 	}
 	// Not cancelled with stop: an enqueue once started is waited for, so what is reported as
 	// enqueued is exactly what Redis holds.
-	added, err := p.queue.enqueue(context.WithoutCancel(stop), tasks)
-	for k, i := range valid {
-		switch {
-		case err != nil:
-			rs[i].err, rs[i].notTried = err, true
-		case added[k]:
-			rs[i].o.Status = StatusEnqueued
-		default:
-			rs[i].o.Status = StatusDuplicate
+	ctx := context.WithoutCancel(stop)
+	var err error
+	for _, ln := range lanes {
+		var added []bool
+		if err == nil {
+			added, err = p.enqueue(ctx, campaign, ln.sender, prio, ln.tasks, true)
+		}
+		for k, i := range ln.valid {
+			switch {
+			case err != nil:
+				rs[i].err, rs[i].notTried = err, true
+			case added[k]:
+				rs[i].o.Status = StatusEnqueued
+			default:
+				rs[i].o.Status = StatusDuplicate
+			}
 		}
 	}
 	return rs
 }
 
+// enqueue writes tasks of campaign from sender into their lane (counting the new ones when
+// count is set) and then registers the lane, so workers serve it.
+func (p *Producer) enqueue(ctx context.Context, campaign, sender string, prio store.Priority, tasks []store.Task, count bool) ([]bool, error) {
+	name := p.ledger.LaneName(campaign, sender)
+	added, err := p.queue.Enqueue(ctx, name, tasks, count)
+	if err != nil {
+		return nil, err
+	}
+	ln := store.Lane{Name: name, Campaign: campaign, Sender: sender, Priority: prio}
+	if err := p.ledger.RegisterLane(ctx, ln, prio == ""); err != nil {
+		return nil, err
+	}
+	return added, nil
+}
+
 // Requeue puts a job that was already validated and enqueued once (a dead letter being
-// redriven) back in the queue under its own TaskID, with a fresh retry budget. It does not
+// redriven) back in its lane under its own TaskID, with a fresh retry budget. It does not
 // count the job as new in the campaign's counters: it was counted when first enqueued. A job
 // still held under its TaskID (queued, retrying, or completed within Retention) is a duplicate.
 func (p *Producer) Requeue(ctx context.Context, pl job.Payload) (Status, error) {
@@ -535,7 +553,7 @@ func (p *Producer) Requeue(ctx context.Context, pl job.Payload) (Status, error) 
 	if err != nil {
 		return "", err
 	}
-	added, err := p.queue.enqueue(ctx, []task{{id: job.TaskID(pl), payload: data}})
+	added, err := p.enqueue(ctx, pl.Campaign, pl.From, "", []store.Task{{ID: job.TaskID(pl), Payload: data}}, false)
 	switch {
 	case err != nil:
 		return "", err

@@ -14,7 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/producer"
 )
@@ -29,7 +29,7 @@ type bundle struct {
 	srv  *redistest.Server
 	p    *producer.Producer
 	insp *asynq.Inspector
-	led  *ledger.Ledger
+	led  *store.Ledger
 }
 
 func setup(t *testing.T, o redistest.Options) *bundle {
@@ -42,7 +42,7 @@ func setup(t *testing.T, o redistest.Options) *bundle {
 	t.Cleanup(func() { p.Close() })
 	insp := asynq.NewInspector(srv.ConnOpt(t))
 	t.Cleanup(func() { insp.Close() })
-	return &bundle{srv: srv, p: p, insp: insp, led: ledger.New(srv.Client(t), queue, time.Hour)}
+	return &bundle{srv: srv, p: p, insp: insp, led: store.New(srv.Client(t), queue, time.Hour)}
 }
 
 // number returns the i-th of a series of valid, distinct Indian mobile numbers.

@@ -51,6 +51,9 @@ type Config struct {
 	// handler (a worker killed on a job's last attempt, an archive from asynqmon) and records
 	// their dead letters. Default 30s.
 	ReconcileInterval time.Duration
+	// LaneInterval is how often a worker reads the live lanes, to serve new ones and stop
+	// serving drained ones. Default 1s.
+	LaneInterval time.Duration
 }
 
 // ConfigFrom turns the environment's configuration into a worker Config and checks that a
@@ -116,6 +119,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 200 * time.Millisecond
+	}
+	if c.LaneInterval <= 0 {
+		c.LaneInterval = time.Second
 	}
 	if c.ReconcileInterval <= 0 {
 		c.ReconcileInterval = 30 * time.Second

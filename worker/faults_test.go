@@ -13,7 +13,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // A Kaleyra that misbehaves never leaves a job in limbo: each answer ends as the contract says,
@@ -53,7 +53,7 @@ func TestMisbehavingKaleyraEndsAsRetryOrDeadLetter(t *testing.T) {
 			t.Errorf("counts = %+v, want %d retries and %d dead", c, len(faults), len(faults))
 		}
 		var n int
-		b.ledger.DeadLetters(context.Background(), "mis", "", func(ledger.DeadLetter) bool { n++; return true })
+		b.ledger.DeadLetters(context.Background(), "mis", "", func(store.DeadLetter) bool { n++; return true })
 		if n != len(faults) {
 			t.Errorf("dead-letter record holds %d, want %d", n, len(faults))
 		}
@@ -143,8 +143,8 @@ func TestUnknownTaskTypeIsDeadLetteredOnceAndTheWorkerKeepsRunning(t *testing.T)
 			t.Errorf("%s: state %v, retried %d, last error %q; want archived once with %s", id, ti.State, ti.Retried, ti.LastErr, CodeBadPayload)
 		}
 	}
-	var recs []ledger.DeadLetter
-	b.ledger.DeadLetters(context.Background(), ledger.PoisonCampaign, "", func(d ledger.DeadLetter) bool { recs = append(recs, d); return true })
+	var recs []store.DeadLetter
+	b.ledger.DeadLetters(context.Background(), store.PoisonCampaign, "", func(d store.DeadLetter) bool { recs = append(recs, d); return true })
 	if len(recs) != 2 {
 		t.Fatalf("poison dead-letter records = %d, want 2", len(recs))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -13,7 +14,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/logging"
 )
 
@@ -50,17 +51,17 @@ const (
 
 // handler is the asynq handler: one job, one attempt.
 type handler struct {
-	queue    string
+	lanes    func() []store.Lane // the live lanes, for pausing them all
 	from     string
 	pauseOn  []string
 	sender   Sender
 	limiter  Limiter
-	ledger   *ledger.Ledger
+	ledger   *store.Ledger
 	pauser   pauser
 	log      *zap.Logger
 	pii      logging.Masker
 	metrics  *metrics
-	stopping context.Context // cancelled when the worker starts to stop
+	stopping context.Context // cancelled when the job's server starts to stop
 }
 
 var _ asynq.Handler = (*handler)(nil)
@@ -72,6 +73,7 @@ var _ asynq.Handler = (*handler)(nil)
 func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	start := time.Now()
 	id, _ := asynq.GetTaskID(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	attempt := retried + 1
@@ -83,9 +85,10 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	if err != nil {
 		// A payload that cannot be decoded will not decode next time either: dead-letter it once.
-		d := ledger.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(t.Payload(), 4096)}
-		return h.dead(ctx, log, d, 0, start)
+		d := store.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(t.Payload(), 4096)}
+		return h.dead(ctx, log, h.ledger.Scope(queue, store.PoisonCampaign), d, 0, start)
 	}
+	scope := h.ledger.Scope(queue, p.Campaign)
 	from := p.From
 	if from == "" {
 		from = h.from
@@ -94,11 +97,11 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		zap.String("type", p.Type), zap.String("ref", p.Ref), zap.String("ref1", p.Ref1), zap.String("ref2", p.Ref2),
 		zap.String("wa_source", p.WASource))
 	if from == "" {
-		d := ledger.DeadLetter{TaskID: id, Code: CodeNoSender, Message: "the job names no sender and KALEYRA_FROM is not set", Attempt: attempt, Payload: p}
-		return h.dead(ctx, log, d, 0, start)
+		d := store.DeadLetter{TaskID: id, Code: CodeNoSender, Message: "the job names no sender and KALEYRA_FROM is not set", Attempt: attempt, Payload: p}
+		return h.dead(ctx, log, scope, d, 0, start)
 	}
 
-	prior, alreadySent, err := h.ledger.Begin(ctx, p.Campaign, id)
+	prior, alreadySent, err := h.ledger.Begin(ctx, scope, id)
 	if err != nil {
 		return h.requeue(log, fmt.Errorf("ledger unreachable: %w", err), start)
 	}
@@ -114,7 +117,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	waited, err := h.wait(ctx, from, retried < maxRetry)
 	h.metrics.wait.Observe(waited.Seconds())
 	if err != nil {
-		h.ledger.Release(context.WithoutCancel(ctx), p.Campaign, id)
+		h.ledger.Release(context.WithoutCancel(ctx), scope, id)
 		return h.requeue(log, fmt.Errorf("rate-limit wait ended: %w", err), start)
 	}
 
@@ -122,32 +125,32 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	res, err := h.sender.Send(ctx, from, message(p))
 	h.metrics.latency.Observe(time.Since(callStart).Seconds())
 	if err == nil {
-		return h.sent(ctx, log, t, p, id, res, start)
+		return h.sent(ctx, log, t, queue, scope, id, res, start)
 	}
 	var ke *kaleyra.Error
 	if !errors.As(err, &ke) {
 		ke = &kaleyra.Error{Message: err.Error()}
 	}
 	if slices.Contains(h.pauseOn, ke.Code) {
-		if perr := h.pauser.PauseQueue(h.queue); perr != nil {
-			log.Error("pause queue", zap.String("code", ke.Code), zap.Error(perr))
+		if perr := h.pauseAll(queue); perr != nil {
+			log.Error("pause queues", zap.String("code", ke.Code), zap.Error(perr))
 		} else {
-			log.Warn("queue paused: account-level error; `wabulk queue resume` continues the campaign",
-				zap.String("queue", h.queue), zap.String("code", ke.Code), zap.String("message", ke.Message))
+			log.Warn("queues paused: account-level error; `wabulk queue resume` continues the campaigns",
+				zap.String("queue", queue), zap.String("code", ke.Code), zap.String("message", ke.Message))
 		}
 		// asynq archives a job whose budget is spent whatever the error says, so a job on its
 		// last attempt cannot wait for the resume: it is dead-lettered (and can be redriven).
 		if retried < maxRetry {
-			h.ledger.Release(context.WithoutCancel(ctx), p.Campaign, id)
+			h.ledger.Release(context.WithoutCancel(ctx), scope, id)
 			return h.requeue(log.With(zap.String("code", ke.Code), zap.Int("status", ke.Status)),
 				fmt.Errorf("%s: %w", ke.Error(), errNotFailure), start)
 		}
 	}
 	if !ke.Retryable() || retried >= maxRetry {
-		d := ledger.DeadLetter{TaskID: id, Code: ke.Label(), Status: ke.Status, Message: ke.Message, Attempt: attempt, Payload: p}
-		return h.dead(ctx, log, d, ke.Status, start, ke)
+		d := store.DeadLetter{TaskID: id, Code: ke.Label(), Status: ke.Status, Message: ke.Message, Attempt: attempt, Payload: p}
+		return h.dead(ctx, log, scope, d, ke.Status, start, ke)
 	}
-	if lerr := h.ledger.Retry(context.WithoutCancel(ctx), p.Campaign, id); lerr != nil {
+	if lerr := h.ledger.Retry(context.WithoutCancel(ctx), scope, id); lerr != nil {
 		log.Warn("ledger: retry not recorded", zap.Error(lerr))
 	}
 	h.metrics.sends.WithLabelValues(outcomeRetry, ke.Label()).Inc()
@@ -174,7 +177,7 @@ func (h *handler) wait(ctx context.Context, from string, mayRequeue bool) (time.
 // markerPatience is how long a worker keeps trying to write a sent marker while Redis is away.
 const markerPatience = 20 * time.Second
 
-func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, p job.Payload, id string, res kaleyra.Result, start time.Time) error {
+func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queue, scope, id string, res kaleyra.Result, start time.Time) error {
 	// The message is out: record it even if the job's context is ending, and try hard, because a
 	// job whose sent marker is lost could be sent again after a crash.
 	rctx := context.WithoutCancel(ctx)
@@ -183,10 +186,10 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, p jo
 	// The task result (Kaleyra's answer, shown in asynqmon) goes in the same round trip as the
 	// marker: asynq's ResultWriter is one HSET on the task's hash, written here beside the
 	// marker's script instead of in a round trip of its own.
-	result := func(pipe redis.Pipeliner) { pipe.HSet(rctx, asynqTaskKey(h.queue, id), "result", res.Body) }
+	result := func(pipe redis.Pipeliner) { pipe.HSet(rctx, store.TaskKey(queue, id), "result", res.Body) }
 	var err error
 	for i, giveUp := 0, time.Now().Add(markerPatience); ; i++ {
-		if err = h.ledger.Sent(rctx, p.Campaign, id, res.Body, result); err == nil || time.Now().After(giveUp) {
+		if err = h.ledger.Sent(rctx, scope, id, res.Body, result); err == nil || time.Now().After(giveUp) {
 			break
 		}
 		time.Sleep(min(time.Duration(100<<min(i, 4))*time.Millisecond, time.Second))
@@ -205,8 +208,8 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, p jo
 
 // dead records the dead letter durably, then tells asynq to archive the job. The returned
 // error's text starts with the code, so the archived task's last error does too.
-func (h *handler) dead(ctx context.Context, log *zap.Logger, d ledger.DeadLetter, status int, start time.Time, cause ...error) error {
-	if err := h.ledger.Dead(context.WithoutCancel(ctx), d); err != nil {
+func (h *handler) dead(ctx context.Context, log *zap.Logger, scope string, d store.DeadLetter, status int, start time.Time, cause ...error) error {
+	if err := h.ledger.Dead(context.WithoutCancel(ctx), scope, d); err != nil {
 		// Without the durable record the dead letter could be trimmed from asynq's archive
 		// unseen: try again later instead.
 		return h.requeue(log, fmt.Errorf("ledger: dead letter not recorded: %w", err), start)
@@ -242,7 +245,22 @@ func clipBytes(b []byte, n int) []byte {
 	return b
 }
 
-// asynqTaskKey is the Redis hash asynq keeps a task in (asynq's base.TaskKey); its "result"
-// field is what ResultWriter writes and Inspector reads. The worker tests read results back
-// through asynq's Inspector, so a change of layout in asynq fails them.
-func asynqTaskKey(queue, id string) string { return "asynq:{" + queue + "}:t:" + id }
+// pauseAll pauses queue, every live lane and the single queue: the codes of WABULK_PAUSE_ON are
+// account-level, so every campaign would meet them.
+func (h *handler) pauseAll(queue string) error {
+	queues := []string{queue, h.ledger.Namespace()}
+	if h.lanes != nil {
+		for _, ln := range h.lanes() {
+			queues = append(queues, ln.Name)
+		}
+	}
+	slices.Sort(queues)
+	var errs []error
+	for _, q := range slices.Compact(queues) {
+		// asynq exports no error value for "already paused" (another job got there first).
+		if err := h.pauser.PauseQueue(q); err != nil && !strings.Contains(err.Error(), "already paused") {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // Codes of dead letters the reconciler records for tasks asynq archived on its own.
@@ -34,8 +34,8 @@ const (
 type reconciler struct {
 	rdb      redis.UniversalClient
 	insp     *asynq.Inspector
-	ledger   *ledger.Ledger
-	queue    string
+	ledger   *store.Ledger
+	lanes    func() []store.Lane // the live lanes; the single queue is always looked at
 	interval time.Duration
 	log      *zap.Logger
 }
@@ -57,22 +57,38 @@ func (r *reconciler) run(ctx context.Context) {
 	}
 }
 
-// pass records the tasks archived since the last pass and returns how many it recorded.
+// pass records the tasks archived since the last pass, in the single queue and every live
+// lane, and returns how many it recorded.
 func (r *reconciler) pass(ctx context.Context) (int, error) {
-	lock := "wabulk:{" + r.queue + "}:reconcile:lock"
-	ok, err := r.rdb.SetNX(ctx, lock, "1", r.interval*9/10).Result()
+	ok, err := r.ledger.Lock(ctx, "reconcile:lock", r.interval*9/10)
 	if err != nil || !ok {
 		return 0, err
 	}
-	mark := "wabulk:{" + r.queue + "}:reconcile:since"
+	queues := []string{r.ledger.Namespace()}
+	for _, ln := range r.lanes() {
+		queues = append(queues, ln.Name)
+	}
+	recorded := 0
+	for _, q := range queues {
+		n, err := r.passQueue(ctx, q)
+		recorded += n
+		if err != nil {
+			return recorded, err
+		}
+	}
+	return recorded, nil
+}
+
+// passQueue is pass for one queue.
+func (r *reconciler) passQueue(ctx context.Context, queue string) (int, error) {
+	mark := r.ledger.ReconcileMark(queue)
 	since, err := r.rdb.Get(ctx, mark).Result()
 	if errors.Is(err, redis.Nil) {
 		since = "-inf"
 	} else if err != nil {
 		return 0, err
 	}
-	// asynq's archived set: task ids scored by archive time (Unix seconds).
-	zs, err := r.rdb.ZRangeByScoreWithScores(ctx, "asynq:{"+r.queue+"}:archived",
+	zs, err := r.rdb.ZRangeByScoreWithScores(ctx, store.ArchivedKey(queue),
 		&redis.ZRangeBy{Min: "(" + since, Max: "+inf", Count: 1000}).Result()
 	if err != nil {
 		return 0, err
@@ -80,7 +96,7 @@ func (r *reconciler) pass(ctx context.Context) (int, error) {
 	recorded := 0
 	for _, z := range zs {
 		id, _ := z.Member.(string)
-		if err := r.record(ctx, id); err != nil {
+		if err := r.record(ctx, queue, id); err != nil {
 			return recorded, err
 		}
 		recorded++
@@ -96,22 +112,23 @@ func (r *reconciler) pass(ctx context.Context) (int, error) {
 var codePrefix = regexp.MustCompile(`^([A-Z][A-Z0-9_-]*|HTTP \d{3}|timeout|network|invalid): `)
 
 // record writes the dead letter of one archived task unless the ledger has it, or has it sent.
-func (r *reconciler) record(ctx context.Context, id string) error {
-	ti, err := r.insp.GetTaskInfo(r.queue, id)
+func (r *reconciler) record(ctx context.Context, queue, id string) error {
+	ti, err := r.insp.GetTaskInfo(queue, id)
 	if errors.Is(err, asynq.ErrTaskNotFound) {
 		return nil // deleted or redriven meanwhile
 	}
 	if err != nil {
 		return err
 	}
-	d := ledger.DeadLetter{TaskID: id, Message: ti.LastErr, Attempt: ti.Retried + 1, Time: ti.LastFailedAt.UTC()}
-	campaign := ledger.PoisonCampaign
+	d := store.DeadLetter{TaskID: id, Message: ti.LastErr, Attempt: ti.Retried + 1, Time: ti.LastFailedAt.UTC()}
+	campaign := store.PoisonCampaign
 	if p, err := job.Decode(ti.Payload); err == nil {
 		d.Payload, campaign = p, p.Campaign
 	} else {
 		d.Raw = clipBytes(ti.Payload, 4096)
 	}
-	if dead, err := r.ledger.IsDead(ctx, campaign, id); err != nil || dead {
+	scope := r.ledger.Scope(queue, campaign)
+	if dead, err := r.ledger.IsDead(ctx, scope, id); err != nil || dead {
 		return err
 	}
 	if sent, err := r.ledger.WasSent(ctx, campaign, id); err != nil || sent {
@@ -128,5 +145,5 @@ func (r *reconciler) record(ctx context.Context, id string) error {
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
-	return r.ledger.Dead(ctx, d)
+	return r.ledger.Dead(ctx, scope, d)
 }

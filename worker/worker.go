@@ -23,7 +23,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/probe"
 	"github.com/wabulk/wabulk/internal/ratelimit"
@@ -71,37 +71,26 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	stopCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	h := &handler{
-		queue:    cfg.Queue,
-		from:     cfg.From,
-		pauseOn:  cfg.PauseOn,
-		sender:   sender,
-		limiter:  limiter,
-		ledger:   ledger.New(rdb, cfg.Queue, cfg.Retention),
-		pauser:   inspector,
-		log:      log,
-		pii:      cfg.PII,
-		metrics:  newMetrics(reg),
-		stopping: stopCtx,
+		from:    cfg.From,
+		pauseOn: cfg.PauseOn,
+		sender:  sender,
+		limiter: limiter,
+		ledger:  store.New(rdb, cfg.Queue, cfg.Retention),
+		pauser:  inspector,
+		log:     log,
+		pii:     cfg.PII,
+		metrics: newMetrics(reg),
 	}
 	// Every job's ledger writes (Begin, Sent) share round trips with the other jobs in flight.
 	stopBatch := h.ledger.Batch(cfg.Concurrency)
 	defer stopBatch()
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:     cfg.Concurrency,
-		Queues:          map[string]int{cfg.Queue: 1},
-		RetryDelayFunc:  backoff(cfg.RetryBase, cfg.RetryMax),
-		IsFailure:       isFailure,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		// Retries become due at their backoff; the forwarder moves them back to the queue only
-		// when it checks, so it checks often enough not to add more than a fraction of the base.
-		DelayedTaskCheckInterval: min(max(cfg.RetryBase/4, 100*time.Millisecond), time.Second),
-		TaskCheckInterval:        cfg.PollInterval,
-		Logger:                   asynqLogger{log.Sugar().With("component", "asynq"), cfg.PII},
-		LogLevel:                 asynq.WarnLevel,
-	})
-	if err := srv.Start(h); err != nil {
-		return fmt.Errorf("worker: start: %w", err)
-	}
+	sup := &supervisor{cfg: cfg, log: log, ledger: h.ledger, rdb: rdb, insp: inspector,
+		handler: func(stopping context.Context) *handler { c := *h; c.stopping = stopping; return &c }}
+	h.lanes = sup.liveLanes
+	supCtx, stopSup := context.WithCancel(context.Background())
+	defer stopSup()
+	served := make(chan error, 1)
+	go func() { served <- sup.run(supCtx, cfg.LaneInterval) }()
 	log.Info("worker started", zap.String("queue", cfg.Queue), zap.Int("concurrency", cfg.Concurrency),
 		zap.Float64("rate", cfg.Rate), zap.Int("burst", cfg.Burst), zap.Duration("retry_base", cfg.RetryBase),
 		zap.Duration("retry_max", cfg.RetryMax), zap.Duration("shutdown_timeout", cfg.ShutdownTimeout),
@@ -114,21 +103,29 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	if cfg.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
-			srv.Shutdown()
+			stopSup()
+			<-served
 			return fmt.Errorf("worker: WABULK_METRICS_ADDR: %w", err)
 		}
 		hs = &http.Server{Handler: probe.Handler(reg, rdb), ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(ln)
 	}
 
-	rc := &reconciler{rdb: rdb, insp: inspector, ledger: h.ledger, queue: cfg.Queue, interval: cfg.ReconcileInterval, log: log}
+	rc := &reconciler{rdb: rdb, insp: inspector, ledger: h.ledger, lanes: sup.liveLanes, interval: cfg.ReconcileInterval, log: log}
 	reconciled := make(chan struct{})
 	go func() { rc.run(stopCtx); close(reconciled) }()
 
-	<-ctx.Done()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served: // a server did not start
+	}
 	log.Info("worker stopping: finishing in-flight jobs", zap.Duration("timeout", cfg.ShutdownTimeout))
-	stop() // rate-limit waits with retries left go back to the queue at once
-	srv.Shutdown()
+	stop()
+	stopSup() // each server's rate-limit waits with retries left go back to the queue at once
+	if err == nil {
+		err = <-served
+	}
 	<-reconciled
 	if hs != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -136,6 +133,9 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		cancel()
 	}
 	log.Info("worker stopped")
+	if err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
 	return nil
 }
 

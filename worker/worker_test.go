@@ -17,7 +17,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/ratelimit"
 	"github.com/wabulk/wabulk/internal/redistest"
@@ -39,7 +39,7 @@ type bundle struct {
 	sb     *sandbox.Server
 	client *asynq.Client
 	insp   *asynq.Inspector
-	ledger *ledger.Ledger
+	ledger *store.Ledger
 	logs   *proctest.SyncBuffer
 	maxTry int
 }
@@ -57,7 +57,7 @@ func setup(t *testing.T) *bundle {
 	t.Cleanup(func() { b.client.Close() })
 	b.insp = asynq.NewInspector(rs.ConnOpt(t))
 	t.Cleanup(func() { b.insp.Close() })
-	b.ledger = ledger.New(b.rdb, testQueue, time.Hour)
+	b.ledger = store.New(b.rdb, testQueue, time.Hour)
 	return b
 }
 
@@ -126,7 +126,7 @@ func (b *bundle) waitFor(what string, d time.Duration, cond func() bool) {
 	}
 }
 
-func (b *bundle) counts(campaign string) ledger.Counts {
+func (b *bundle) counts(campaign string) store.Counts {
 	c, err := b.ledger.Counts(context.Background(), campaign)
 	if err != nil {
 		b.t.Fatal(err)
@@ -228,8 +228,8 @@ func TestPermanentAnswersAreDeadLetteredAfterOneCall(t *testing.T) {
 			if got := b.sb.Stats().Received; got != 1 {
 				t.Errorf("sandbox received %d calls, want exactly 1", got)
 			}
-			var dl []ledger.DeadLetter
-			b.ledger.DeadLetters(context.Background(), "c2", "", func(d ledger.DeadLetter) bool { dl = append(dl, d); return true })
+			var dl []store.DeadLetter
+			b.ledger.DeadLetters(context.Background(), "c2", "", func(d store.DeadLetter) bool { dl = append(dl, d); return true })
 			if len(dl) != 1 || dl[0].Code != tc.code || dl[0].Payload.To != to || dl[0].Payload.Ref != "customer-"+to[len(to)-4:] {
 				t.Errorf("dead-letter record = %+v", dl)
 			}
@@ -343,7 +343,7 @@ func TestMoreThanTenThousandDeadLettersAreAllInTheRecord(t *testing.T) {
 	b.run(cfg)
 	b.waitFor("every job dead", 120*time.Second, b.done("big", n))
 	seen := 0
-	b.ledger.DeadLetters(ctx, "big", "E110", func(ledger.DeadLetter) bool { seen++; return true })
+	b.ledger.DeadLetters(ctx, "big", "E110", func(store.DeadLetter) bool { seen++; return true })
 	if seen != n {
 		t.Errorf("dead-letter record holds %d, want %d", seen, n)
 	}
@@ -435,8 +435,8 @@ func TestTasksArchivedOutsideTheHandlerGetADeadLetterRecord(t *testing.T) {
 	cfg.ReconcileInterval = 50 * time.Millisecond
 	b.run(cfg)
 	b.waitFor("the reconciled dead letter", 10*time.Second, b.done("arch", 1))
-	var got []ledger.DeadLetter
-	b.ledger.DeadLetters(context.Background(), "arch", "", func(d ledger.DeadLetter) bool { got = append(got, d); return true })
+	var got []store.DeadLetter
+	b.ledger.DeadLetters(context.Background(), "arch", "", func(d store.DeadLetter) bool { got = append(got, d); return true })
 	if len(got) != 1 || got[0].Code != CodeArchived || got[0].Payload.To != "+919812345607" {
 		t.Fatalf("dead letters = %+v, want one ARCHIVED record with the payload", got)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/redistest"
 )
 
@@ -120,7 +120,7 @@ func TestEnqueueCLIExitStatusAndOutput(t *testing.T) {
 			}
 		})
 	}
-	led := ledger.New(srv.Client(t), "whatsapp", 0)
+	led := store.New(srv.Client(t), "whatsapp", 0)
 	c, err := led.Counts(context.Background(), "ok")
 	if err != nil || c.Enqueued != 3 {
 		t.Fatalf("ledger counts of campaign ok: %+v %v, want 3 enqueued", c, err)

@@ -10,7 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -98,15 +98,16 @@ func TestAsynqRunsOnEmbeddedRedis(t *testing.T) {
 	waitFor(t, 5*time.Second, "a key's TTL to run out in real time", func() bool {
 		return rdb.Exists(ctx, "ttl").Val() == 0
 	})
-	l := ledger.New(rdb, "q", time.Hour)
+	l := store.New(rdb, "q", time.Hour)
 	if err := l.AddEnqueued(ctx, "c", 1); err != nil {
 		t.Fatal(err)
 	}
-	d := ledger.DeadLetter{TaskID: "c:1", Code: "E110", Time: time.Now().UTC()}
-	if err := l.Dead(ctx, d); err != nil {
+	d := store.DeadLetter{TaskID: "c:1", Code: "E110", Time: time.Now().UTC()}
+	d.Scope = l.LegacyScope("c")
+	if err := l.Dead(ctx, d.Scope, d); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := l.Undead(ctx, ledger.PoisonCampaign, d); err != nil || !ok {
+	if ok, err := l.Undead(ctx, d); err != nil || !ok {
 		t.Fatalf("undead: %v %v", ok, err)
 	}
 }

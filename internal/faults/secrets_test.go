@@ -12,7 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/sandbox"
 )
@@ -80,8 +80,8 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	}
 	places["task payloads, results, last errors"] = tasks.String()
 	var dead strings.Builder
-	for _, c := range []string{"leak", ledger.PoisonCampaign} {
-		w.ledger.DeadLetters(ctx, c, "", func(d ledger.DeadLetter) bool {
+	for _, c := range []string{"leak", store.PoisonCampaign} {
+		w.ledger.DeadLetters(ctx, c, "", func(d store.DeadLetter) bool {
 			b, _ := json.Marshal(d)
 			dead.Write(b)
 			return true
@@ -132,7 +132,7 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 		p.Signal(t, syscall.SIGTERM)
 		p.Wait(t, 10*time.Second)
 		var recs strings.Builder
-		w.ledger.DeadLetters(ctx, "wrongkey", "", func(d ledger.DeadLetter) bool { b, _ := json.Marshal(d); recs.Write(b); return true })
+		w.ledger.DeadLetters(ctx, "wrongkey", "", func(d store.DeadLetter) bool { b, _ := json.Marshal(d); recs.Write(b); return true })
 		if !strings.Contains(recs.String(), "RBC001") {
 			t.Fatalf("want an RBC001 dead letter, got %s", recs.String())
 		}

@@ -27,10 +27,10 @@ func TestSentTwiceWindow(t *testing.T) {
 		answer := []byte(`{"messages":[{"id":"wamid.first-send"}]}`)
 		// What the crashed worker did before dying: Begin, the send, the marker.
 		ctx := context.Background()
-		if _, _, err := w.ledger.Begin(ctx, "window", ids[0]); err != nil {
+		if _, _, err := w.ledger.Begin(ctx, w.ledger.LegacyScope("window"), ids[0]); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.ledger.Sent(ctx, "window", ids[0], answer); err != nil {
+		if err := w.ledger.Sent(ctx, w.ledger.LegacyScope("window"), ids[0], answer); err != nil {
 			t.Fatal(err)
 		}
 		p := startWorker(t, w.env())

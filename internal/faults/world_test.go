@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/sandbox"
@@ -39,7 +39,7 @@ type world struct {
 	rdb    *redis.Client
 	sb     *sandbox.Server
 	insp   *asynq.Inspector
-	ledger *ledger.Ledger
+	ledger *store.Ledger
 }
 
 func newWorld(t *testing.T, sb sandbox.Config, ro redistest.Options) *world {
@@ -54,7 +54,7 @@ func newWorld(t *testing.T, sb sandbox.Config, ro redistest.Options) *world {
 	w := &world{t: t, redis: rs, rdb: rs.Client(t), sb: s}
 	w.insp = asynq.NewInspector(rs.ConnOpt(t))
 	t.Cleanup(func() { w.insp.Close() })
-	w.ledger = ledger.New(w.rdb, testQueue, time.Hour)
+	w.ledger = store.New(w.rdb, testQueue, time.Hour)
 	return w
 }
 
@@ -120,7 +120,7 @@ func (w *world) waitFor(what string, d time.Duration, cond func() bool) time.Dur
 }
 
 // counts reads the ledger; zero counts while Redis is down.
-func (w *world) counts(campaign string) ledger.Counts {
+func (w *world) counts(campaign string) store.Counts {
 	c, _ := w.ledger.Counts(context.Background(), campaign)
 	return c
 }

@@ -23,7 +23,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/producer"
 )
@@ -319,8 +319,8 @@ func TestCampaignStatusAndDeadLetters(t *testing.T) {
 		Recipients: []job.Fields{{To: "+919812345601"}, {To: "+919812345602"}}}).accepted(t)
 	// A dead letter as the worker records it (the worker's own tests cover how it gets there).
 	p, _ := job.New("st", job.Fields{To: "+919812345602", Type: "image", MediaLink: link, From: testSender})
-	l := ledger.New(e.rs.Client(t), testQueue, time.Hour)
-	if err := l.Dead(context.Background(), ledger.DeadLetter{TaskID: job.TaskID(p), Code: "E110", Status: 400,
+	l := store.New(e.rs.Client(t), testQueue, time.Hour)
+	if err := l.Dead(context.Background(), l.LaneName("st", testSender), store.DeadLetter{TaskID: job.TaskID(p), Code: "E110", Status: 400,
 		Message: "low balance", Time: time.Now(), Attempt: 1, Payload: p}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/ops"
 )
 
@@ -18,7 +18,7 @@ import (
 type CampaignStatus struct {
 	Time     time.Time       `json:"time"`
 	Queue    ops.QueueCounts `json:"queue"`
-	Campaign ledger.Counts   `json:"campaign"`
+	Campaign store.Counts   `json:"campaign"`
 }
 
 // DeadList is the answer of GET /v1/campaigns/{id}/dead: dead letters, newest first.

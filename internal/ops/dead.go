@@ -9,7 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 )
 
@@ -61,7 +61,7 @@ func (o *Ops) DeadLetters(ctx context.Context, f DeadFilter) ([]DeadEntry, error
 	var out []DeadEntry
 	newestFirst := func(a, b DeadEntry) int { return b.Time.Compare(a.Time) }
 	for _, c := range names {
-		err := o.ledger.DeadLetters(ctx, c, f.Code, func(d ledger.DeadLetter) bool {
+		err := o.ledger.DeadLetters(ctx, c, f.Code, func(d store.DeadLetter) bool {
 			out = append(out, o.entry(c, d))
 			// Trim now and then rather than on every append: bounded memory, amortised sorting.
 			if f.Limit > 0 && len(out) >= 2*f.Limit+64 {
@@ -81,7 +81,7 @@ func (o *Ops) DeadLetters(ctx context.Context, f DeadFilter) ([]DeadEntry, error
 	return out, nil
 }
 
-func (o *Ops) entry(campaign string, d ledger.DeadLetter) DeadEntry {
+func (o *Ops) entry(campaign string, d store.DeadLetter) DeadEntry {
 	p := d.Payload
 	return DeadEntry{Campaign: campaign, TaskID: d.TaskID, To: o.cfg.PII.Phone(p.To), From: p.From, Type: p.Type,
 		Ref: p.Ref, Ref1: p.Ref1, Ref2: p.Ref2, Code: d.Code, Status: d.Status, Message: d.Message,
@@ -117,7 +117,7 @@ type RedriveReport struct {
 //  2. delete asynq's archived copy (a task with that TaskID blocks a new enqueue; not found is
 //     fine; held in another state means it is queued already: skip 3);
 //  3. enqueue the payload (a TaskID conflict means queued already);
-//  4. remove the record (ledger.Undead, which also fixes the counters). Undead removes only the
+//  4. remove the record (store.Undead, which also fixes the counters). Undead removes only the
 //     record read in 1: a worker that took the redriven job and dead-lettered it again already
 //     wrote a newer one, which stays.
 //
@@ -132,8 +132,8 @@ func (o *Ops) Redrive(ctx context.Context, f DeadFilter, dryRun bool) (RedriveRe
 	for _, c := range names {
 		// Collect first, act after: removing hash fields while HSCAN walks the hash may make
 		// the scan miss some; a campaign's matching records fit in memory as task ids and payloads.
-		var todo []ledger.DeadLetter
-		if err := o.ledger.DeadLetters(ctx, c, f.Code, func(d ledger.DeadLetter) bool {
+		var todo []store.DeadLetter
+		if err := o.ledger.DeadLetters(ctx, c, f.Code, func(d store.DeadLetter) bool {
 			todo = append(todo, d)
 			return true
 		}); err != nil {
@@ -158,8 +158,8 @@ func (o *Ops) Redrive(ctx context.Context, f DeadFilter, dryRun bool) (RedriveRe
 	return rep, nil
 }
 
-func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLetter, dryRun bool, rep *RedriveReport) error {
-	if len(d.Raw) > 0 || d.Payload.To == "" || campaign == ledger.PoisonCampaign {
+func (o *Ops) redriveOne(ctx context.Context, campaign string, d store.DeadLetter, dryRun bool, rep *RedriveReport) error {
+	if len(d.Raw) > 0 || d.Payload.To == "" || campaign == store.PoisonCampaign {
 		rep.Unreadable++
 		return nil
 	}
@@ -170,11 +170,11 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLett
 	if sent {
 		// A record beside a sent marker is stale: the job was sent after it was written (a
 		// redrive that stopped before removing it, or an archive that never reached asynq).
-		// ledger.Sent removes such records itself; this one was left by an older version,
+		// store.Sent removes such records itself; this one was left by an older version,
 		// keeps the counts off (the job counts as sent and dead), and goes.
 		rep.AlreadySent++
 		if !dryRun {
-			_, err = o.ledger.Undead(ctx, campaign, d)
+			_, err = o.ledger.Undead(ctx, d)
 		}
 		return err
 	}
@@ -183,7 +183,7 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLett
 		rep.ByCode[d.Code]++
 		return nil
 	}
-	queued, err := o.unarchive(d.TaskID)
+	queued, err := o.unarchive(o.ledger.QueueOf(d.Scope), d.TaskID)
 	if err != nil {
 		return err
 	}
@@ -194,7 +194,7 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLett
 		}
 		queued = st == producer.StatusDuplicate
 	}
-	if _, err := o.ledger.Undead(ctx, campaign, d); err != nil {
+	if _, err := o.ledger.Undead(ctx, d); err != nil {
 		return err
 	}
 	if queued {
@@ -209,8 +209,8 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d ledger.DeadLett
 // unarchive deletes asynq's archived copy of a dead letter so its TaskID is free again. It
 // reports queued when asynq holds the task in another state (pending, scheduled, retry, active):
 // then it is in the queue already and must not be enqueued again.
-func (o *Ops) unarchive(taskID string) (queued bool, err error) {
-	info, err := o.insp.GetTaskInfo(o.cfg.Queue, taskID)
+func (o *Ops) unarchive(queue, taskID string) (queued bool, err error) {
+	info, err := o.insp.GetTaskInfo(queue, taskID)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
 		return false, nil // trimmed by asynq, or deleted by a redrive that stopped midway
@@ -219,7 +219,7 @@ func (o *Ops) unarchive(taskID string) (queued bool, err error) {
 	case info.State != asynq.TaskStateArchived:
 		return true, nil
 	}
-	if err := o.insp.DeleteTask(o.cfg.Queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+	if err := o.insp.DeleteTask(queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 		return false, fmt.Errorf("redrive %s: delete archived task: %w", taskID, err)
 	}
 	return false, nil

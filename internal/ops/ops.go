@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/config"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/producer"
 )
@@ -66,7 +66,7 @@ type Ops struct {
 	rdb      redis.UniversalClient
 	insp     *asynq.Inspector
 	producer *producer.Producer
-	ledger   *ledger.Ledger
+	ledger   *store.Ledger
 }
 
 // New connects to the queue's Redis. It does not talk to Redis yet.
@@ -90,7 +90,7 @@ func New(cfg Config) (*Ops, error) {
 		rdb:      rdb,
 		insp:     asynq.NewInspectorFromRedisClient(rdb),
 		producer: prod,
-		ledger:   ledger.New(rdb, cfg.Queue, cfg.Retention),
+		ledger:   store.New(rdb, cfg.Queue, cfg.Retention),
 	}, nil
 }
 

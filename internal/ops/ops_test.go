@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/redistest"
 )
@@ -24,7 +24,7 @@ type bundle struct {
 	ops    *Ops
 	rdb    *redis.Client
 	conn   asynq.RedisConnOpt
-	ledger *ledger.Ledger
+	ledger *store.Ledger
 	client *asynq.Client
 	insp   *asynq.Inspector
 }
@@ -41,7 +41,7 @@ func setup(t *testing.T) *bundle {
 	rdb := srv.Client(t)
 	client := asynq.NewClientFromRedisClient(rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	return &bundle{ops: o, rdb: rdb, conn: conn, ledger: ledger.New(rdb, testQueue, time.Hour), client: client, insp: insp}
+	return &bundle{ops: o, rdb: rdb, conn: conn, ledger: store.New(rdb, testQueue, time.Hour), client: client, insp: insp}
 }
 
 // enqueue puts one job per recipient in the queue and counts them in the ledger, as the producer
@@ -80,10 +80,10 @@ func (b *bundle) kill(t *testing.T, id, code string, at time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := b.ledger.Begin(ctx, p.Campaign, id); err != nil {
+	if _, _, err := b.ledger.Begin(ctx, b.ledger.LegacyScope(p.Campaign), id); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ledger.Dead(ctx, ledger.DeadLetter{TaskID: id, Code: code, Status: 400, Message: code + " message",
+	if err := b.ledger.Dead(ctx, b.ledger.LegacyScope(p.Campaign), store.DeadLetter{TaskID: id, Code: code, Status: 400, Message: code + " message",
 		Time: at, Attempt: 1, Payload: p}); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func (b *bundle) kill(t *testing.T, id, code string, at time.Time) {
 	}
 }
 
-func (b *bundle) counts(t *testing.T, campaign string) ledger.Counts {
+func (b *bundle) counts(t *testing.T, campaign string) store.Counts {
 	t.Helper()
 	st, err := b.ops.Status(context.Background(), campaign)
 	if err != nil {
@@ -124,26 +124,26 @@ func TestStatusFollowsRetriesDeadLettersAndRedrives(t *testing.T) {
 	}
 
 	// ids[0]: a retry, then sent. ids[1], ids[2]: dead letters. ids[3]: still pending.
-	if _, _, err := b.ledger.Begin(ctx, "c1", ids[0]); err != nil {
+	if _, _, err := b.ledger.Begin(ctx, b.ledger.LegacyScope("c1"), ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ledger.Retry(ctx, "c1", ids[0]); err != nil {
+	if err := b.ledger.Retry(ctx, b.ledger.LegacyScope("c1"), ids[0]); err != nil {
 		t.Fatal(err)
 	}
 	if got := b.counts(t, "c1"); got.Retry != 1 || got.Pending != 3 || got.Retries != 1 {
 		t.Errorf("after a retry: %+v", got)
 	}
-	if _, _, err := b.ledger.Begin(ctx, "c1", ids[0]); err != nil {
+	if _, _, err := b.ledger.Begin(ctx, b.ledger.LegacyScope("c1"), ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ledger.Sent(ctx, "c1", ids[0], []byte(`{"id":"m1"}`)); err != nil {
+	if err := b.ledger.Sent(ctx, b.ledger.LegacyScope("c1"), ids[0], []byte(`{"id":"m1"}`)); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
 	b.kill(t, ids[1], "E110", now.Add(-time.Minute))
 	b.kill(t, ids[2], "WA400", now)
 
-	want := ledger.Counts{Campaign: "c1", Enqueued: 4, Pending: 1, Completed: 1, Dead: 2, Retries: 1,
+	want := store.Counts{Campaign: "c1", Enqueued: 4, Pending: 1, Completed: 1, Dead: 2, Retries: 1,
 		DeadCodes: map[string]int64{"E110": 1, "WA400": 1}}
 	if diff := diff(want, b.counts(t, "c1")); diff != "" {
 		t.Errorf("after sent and two dead letters (-want +got):\n%s", diff)
@@ -156,12 +156,14 @@ func TestStatusFollowsRetriesDeadLettersAndRedrives(t *testing.T) {
 	if diff := diff(RedriveReport{Matched: 1, Redriven: 1, ByCode: map[string]int{"E110": 1}}, rep); diff != "" {
 		t.Errorf("redrive report (-want +got):\n%s", diff)
 	}
-	want = ledger.Counts{Campaign: "c1", Enqueued: 4, Pending: 2, Completed: 1, Dead: 1, Retries: 1, Redriven: 1,
+	want = store.Counts{Campaign: "c1", Enqueued: 4, Pending: 2, Completed: 1, Dead: 1, Retries: 1, Redriven: 1,
 		DeadCodes: map[string]int64{"WA400": 1}}
 	if diff := diff(want, b.counts(t, "c1")); diff != "" {
 		t.Errorf("after redriving the E110 (-want +got):\n%s", diff)
 	}
-	info, err := b.insp.GetTaskInfo(testQueue, ids[1])
+	// A dead letter of the single queue is redriven into its lane.
+	lane, _ := b.ledger.LaneOfTask(ids[1])
+	info, err := b.insp.GetTaskInfo(lane, ids[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +247,7 @@ func TestRedriveSkipsSentAndIsIdempotent(t *testing.T) {
 	// ids[0] has a sent marker beside its dead-letter record, as a version of wabulk whose Sent
 	// did not remove such records left them (a redrive that enqueued the job and stopped
 	// before removing the record, after which a worker sent it). It must not go out again.
-	if err := b.ledger.Sent(ctx, "c1", ids[0], []byte(`{"id":"m"}`)); err != nil {
+	if err := b.ledger.Sent(ctx, b.ledger.LegacyScope("c1"), ids[0], []byte(`{"id":"m"}`)); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -282,7 +284,7 @@ func TestRedriveSkipsSentAndIsIdempotent(t *testing.T) {
 	if _, err := b.insp.GetTaskInfo(testQueue, ids[0]); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Errorf("the sent job was enqueued again: %v", err)
 	}
-	want := ledger.Counts{Campaign: "c1", Enqueued: 3, Pending: 2, Completed: 1, Redriven: 3}
+	want := store.Counts{Campaign: "c1", Enqueued: 3, Pending: 2, Completed: 1, Redriven: 3}
 	if diff := diff(want, b.counts(t, "c1")); diff != "" {
 		t.Errorf("counts after redrive (-want +got):\n%s", diff)
 	}

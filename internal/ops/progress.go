@@ -5,7 +5,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/termline"
 )
 
@@ -13,19 +13,19 @@ import (
 // line every few seconds elsewhere).
 type progress struct {
 	line   *termline.Line
-	before ledger.Counts
+	before store.Counts
 	start  time.Time
-	latest ledger.Counts
+	latest store.Counts
 }
 
-func newProgress(w io.Writer, live bool, every time.Duration, before ledger.Counts) *progress {
+func newProgress(w io.Writer, live bool, every time.Duration, before store.Counts) *progress {
 	if every <= 0 {
 		every = 2 * time.Second
 	}
 	return &progress{line: termline.New(w, live, every), before: before, start: time.Now()}
 }
 
-func (p *progress) update(c ledger.Counts) {
+func (p *progress) update(c store.Counts) {
 	p.latest = c
 	if now := time.Now(); p.line.Due(now) {
 		p.line.Show(p.message(now))

@@ -5,26 +5,41 @@ import (
 	"slices"
 )
 
-// Pause stops workers from taking jobs of queue (empty: this Ops's queue); jobs already running
-// finish. The jobs wait in Redis until Resume.
-func (o *Ops) Pause(queue string) error {
-	if queue == "" {
-		queue = o.cfg.Queue
-	}
-	if err := o.insp.PauseQueue(queue); err != nil {
-		return fmt.Errorf("pause %s: %w", queue, err)
-	}
-	return nil
-}
+// Pause stops workers from taking jobs of queue; empty or the namespace (WABULK_QUEUE) means
+// the single queue and every lane of it. Jobs already running finish; the rest wait in Redis
+// until Resume.
+func (o *Ops) Pause(queue string) error { return o.setPaused(queue, true) }
 
-// Resume lets workers take jobs of queue (empty: this Ops's queue) again, e.g. after a pause on
-// WABULK_PAUSE_ON's E110 and a balance top-up.
-func (o *Ops) Resume(queue string) error {
-	if queue == "" {
-		queue = o.cfg.Queue
+// Resume lets workers take jobs of queue (empty or the namespace: all of its queues) again, e.g.
+// after a pause on WABULK_PAUSE_ON's E110 and a balance top-up.
+func (o *Ops) Resume(queue string) error { return o.setPaused(queue, false) }
+
+func (o *Ops) setPaused(queue string, pause bool) error {
+	verb, act := "resume", o.insp.UnpauseQueue
+	if pause {
+		verb, act = "pause", o.insp.PauseQueue
 	}
-	if err := o.insp.UnpauseQueue(queue); err != nil {
-		return fmt.Errorf("resume %s: %w", queue, err)
+	if queue != "" && queue != o.cfg.Queue {
+		if err := act(queue); err != nil {
+			return fmt.Errorf("%s %s: %w", verb, queue, err)
+		}
+		return nil
+	}
+	names, err := o.namespaceQueues()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		q, err := o.queueCounts(n)
+		if err != nil {
+			return err
+		}
+		if q.Paused == pause && (q.Exists || !pause) {
+			continue // already so: a repeat is not an error
+		}
+		if err := act(n); err != nil {
+			return fmt.Errorf("%s %s: %w", verb, n, err)
+		}
 	}
 	return nil
 }

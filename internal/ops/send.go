@@ -12,7 +12,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/embedded"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/producer"
 	"github.com/wabulk/wabulk/worker"
@@ -59,7 +59,7 @@ type SendResult struct {
 	Campaign string           `json:"campaign"`
 	Enqueue  producer.Summary `json:"enqueue"`
 	// Counts are the campaign's ledger counts at the end.
-	Counts ledger.Counts `json:"counts"`
+	Counts store.Counts `json:"counts"`
 	// Sent is how many jobs Kaleyra accepted during this run.
 	Sent int64 `json:"sent"`
 	// Retried is how many failed attempts were retried during this run.
@@ -164,7 +164,7 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 		return res, fmt.Errorf("send: %w", err)
 	}
 	defer rdb.Close()
-	led := ledger.New(rdb, cfg.Producer.Queue, cfg.Producer.Retention)
+	led := store.New(rdb, cfg.Producer.Queue, cfg.Producer.Retention)
 	prod, err := producer.NewFromClient(nil, rdb, cfg.Producer)
 	if err != nil {
 		return res, err
@@ -212,7 +212,7 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
 	var werrEarly error
-	var c ledger.Counts
+	var c store.Counts
 wait:
 	for {
 		c, err = led.Counts(bg, cfg.Campaign)
@@ -261,9 +261,9 @@ wait:
 }
 
 // deadExamples returns up to n dead letters per code of campaign.
-func deadExamples(ctx context.Context, led *ledger.Ledger, campaign string, n int, phone func(string) string) (map[string][]DeadEntry, error) {
+func deadExamples(ctx context.Context, led *store.Ledger, campaign string, n int, phone func(string) string) (map[string][]DeadEntry, error) {
 	out := map[string][]DeadEntry{}
-	err := led.DeadLetters(ctx, campaign, "", func(d ledger.DeadLetter) bool {
+	err := led.DeadLetters(ctx, campaign, "", func(d store.DeadLetter) bool {
 		if len(out[d.Code]) < n {
 			p := d.Payload
 			out[d.Code] = append(out[d.Code], DeadEntry{Campaign: campaign, TaskID: d.TaskID, To: phone(p.To),

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/termline"
 )
 
@@ -39,14 +40,67 @@ type QueueCounts struct {
 type Status struct {
 	Time      time.Time       `json:"time"`
 	Queue     QueueCounts     `json:"queue"`
-	Campaigns []ledger.Counts `json:"campaigns"`
+	Campaigns []store.Counts `json:"campaigns"`
 }
 
-// QueueCounts returns the counts of queue (empty: this Ops's queue) in one Lua call.
+// QueueCounts returns the counts of queue, one Lua call per queue. Empty or the namespace
+// (WABULK_QUEUE) means the whole namespace: the single queue and every lane summed, paused when
+// every one of them that exists is paused.
 func (o *Ops) QueueCounts(queue string) (QueueCounts, error) {
-	if queue == "" {
-		queue = o.cfg.Queue
+	if queue != "" && queue != o.cfg.Queue {
+		return o.queueCounts(queue)
 	}
+	names, err := o.namespaceQueues()
+	if err != nil {
+		return QueueCounts{}, err
+	}
+	sum := QueueCounts{Queue: o.cfg.Queue}
+	paused, exist := 0, 0
+	for _, n := range names {
+		q, err := o.queueCounts(n)
+		if err != nil {
+			return QueueCounts{}, err
+		}
+		if !q.Exists {
+			continue
+		}
+		sum.Exists = true
+		exist++
+		if q.Paused {
+			paused++
+		}
+		sum.Pending += q.Pending
+		sum.Scheduled += q.Scheduled
+		sum.Retry += q.Retry
+		sum.Active += q.Active
+		sum.Completed += q.Completed
+		sum.Archived += q.Archived
+		sum.ProcessedToday += q.ProcessedToday
+		sum.FailedToday += q.FailedToday
+		sum.Latency = max(sum.Latency, q.Latency)
+	}
+	sum.Paused = exist > 0 && paused == exist
+	return sum, nil
+}
+
+// namespaceQueues are the single queue and every lane asynq lists, sorted by name.
+func (o *Ops) namespaceQueues() ([]string, error) {
+	all, err := o.insp.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	names := []string{o.cfg.Queue}
+	for _, n := range all {
+		if strings.HasPrefix(n, o.cfg.Queue+":") {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names[1:])
+	return names, nil
+}
+
+// queueCounts returns the counts of one asynq queue in one Lua call.
+func (o *Ops) queueCounts(queue string) (QueueCounts, error) {
 	info, err := o.insp.GetQueueInfo(queue)
 	if err != nil && !o.queueExists(queue) {
 		// asynq passes its "queue does not exist" through untranslated (errors.Is with
@@ -65,7 +119,7 @@ func (o *Ops) QueueCounts(queue string) (QueueCounts, error) {
 }
 
 // Campaign returns one campaign's counts from the ledger: one round trip however many jobs it has.
-func (o *Ops) Campaign(ctx context.Context, campaign string) (ledger.Counts, error) {
+func (o *Ops) Campaign(ctx context.Context, campaign string) (store.Counts, error) {
 	return o.ledger.Counts(ctx, campaign)
 }
 
@@ -88,7 +142,7 @@ func (o *Ops) Status(ctx context.Context, campaign string) (Status, error) {
 		names = []string{campaign}
 	}
 	slices.Sort(names)
-	st := Status{Time: time.Now().UTC(), Queue: q, Campaigns: make([]ledger.Counts, 0, len(names))}
+	st := Status{Time: time.Now().UTC(), Queue: q, Campaigns: make([]store.Counts, 0, len(names))}
 	for _, n := range names {
 		c, err := o.ledger.Counts(ctx, n)
 		if err != nil {

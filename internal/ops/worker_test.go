@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/ledger"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/producer"
 	"github.com/wabulk/wabulk/worker"
@@ -68,7 +68,7 @@ func (l *live) produce(t *testing.T, campaign string, to ...string) {
 }
 
 // waitCounts polls the campaign's counts until cond holds, failing after 20s.
-func (l *live) waitCounts(t *testing.T, campaign, what string, cond func(ledger.Counts) bool) ledger.Counts {
+func (l *live) waitCounts(t *testing.T, campaign, what string, cond func(store.Counts) bool) store.Counts {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -92,8 +92,8 @@ func TestRedriveOfLowBalanceAfterTopUpEndsInSent(t *testing.T) {
 	}
 	l.produce(t, "topup", numbers...)
 
-	c := l.waitCounts(t, "topup", "every job sent or dead", func(c ledger.Counts) bool { return c.Completed+c.Dead == 5 })
-	want := ledger.Counts{Campaign: "topup", Enqueued: 5, Completed: 3, Dead: 2, Retries: 1, DeadCodes: map[string]int64{"E110": 2}}
+	c := l.waitCounts(t, "topup", "every job sent or dead", func(c store.Counts) bool { return c.Completed+c.Dead == 5 })
+	want := store.Counts{Campaign: "topup", Enqueued: 5, Completed: 3, Dead: 2, Retries: 1, DeadCodes: map[string]int64{"E110": 2}}
 	if d := diff(want, c); d != "" {
 		t.Fatalf("after the balance ran out:\n%s", d)
 	}
@@ -113,8 +113,8 @@ func TestRedriveOfLowBalanceAfterTopUpEndsInSent(t *testing.T) {
 	if d := diff(RedriveReport{Matched: 2, Redriven: 2, ByCode: map[string]int{"E110": 2}}, rep); d != "" {
 		t.Errorf("redrive:\n%s", d)
 	}
-	c = l.waitCounts(t, "topup", "the redriven jobs to be sent", func(c ledger.Counts) bool { return c.Completed == 5 })
-	want = ledger.Counts{Campaign: "topup", Enqueued: 5, Completed: 5, Retries: 1, Redriven: 2}
+	c = l.waitCounts(t, "topup", "the redriven jobs to be sent", func(c store.Counts) bool { return c.Completed == 5 })
+	want = store.Counts{Campaign: "topup", Enqueued: 5, Completed: 5, Retries: 1, Redriven: 2}
 	if d := diff(want, c); d != "" {
 		t.Errorf("after redrive:\n%s", d)
 	}
@@ -154,7 +154,7 @@ func TestPauseOnLowBalanceThenResumeSendsTheRest(t *testing.T) {
 	if err := l.ops.Resume(""); err != nil {
 		t.Fatal(err)
 	}
-	c := l.waitCounts(t, "paused", "all three sent after resume", func(c ledger.Counts) bool { return c.Completed == 3 })
+	c := l.waitCounts(t, "paused", "all three sent after resume", func(c store.Counts) bool { return c.Completed == 3 })
 	if c.Dead != 0 {
 		t.Errorf("after resume %+v, want no dead letters", c)
 	}

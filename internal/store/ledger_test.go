@@ -1,4 +1,4 @@
-package ledger
+package store
 
 import (
 	"context"
@@ -40,26 +40,26 @@ func TestTransitionsCountOnceWhateverTheyRepeat(t *testing.T) {
 	}
 	// Job 1: begins twice (a crash re-ran it), retries, then is sent twice (ack lost).
 	for range 2 {
-		if _, sent, err := l.Begin(ctx, "c", "c:1"); err != nil || sent {
+		if _, sent, err := l.Begin(ctx, l.LegacyScope("c"), "c:1"); err != nil || sent {
 			t.Fatalf("begin: sent=%v err=%v", sent, err)
 		}
 	}
 	if c := l.mustCounts(t); c.Active != 1 || c.Pending != 2 {
 		t.Fatalf("after begin: %+v", c)
 	}
-	l.Retry(ctx, "c", "c:1")
-	l.Begin(ctx, "c", "c:1")
-	l.Sent(ctx, "c", "c:1", []byte(`{"id":"wamid.1"}`))
-	l.Sent(ctx, "c", "c:1", []byte(`{"id":"wamid.1"}`))
+	l.Retry(ctx, l.LegacyScope("c"), "c:1")
+	l.Begin(ctx, l.LegacyScope("c"), "c:1")
+	l.Sent(ctx, l.LegacyScope("c"), "c:1", []byte(`{"id":"wamid.1"}`))
+	l.Sent(ctx, l.LegacyScope("c"), "c:1", []byte(`{"id":"wamid.1"}`))
 	// A run after the send is told so, with the stored answer.
-	prior, sent, err := l.Begin(ctx, "c", "c:1")
+	prior, sent, err := l.Begin(ctx, l.LegacyScope("c"), "c:1")
 	if err != nil || !sent || prior != `{"id":"wamid.1"}` {
 		t.Fatalf("begin after send: %q %v %v", prior, sent, err)
 	}
 	// Job 2: dead twice with different codes keeps one record, counted once, under the newer code.
 	t0 := time.Now().UTC()
-	l.Dead(ctx, dead("c:2", "WA500", t0))
-	l.Dead(ctx, dead("c:2", "E110", t0.Add(time.Second)))
+	l.Dead(ctx, l.LegacyScope("c"), dead("c:2", "WA500", t0))
+	l.Dead(ctx, l.LegacyScope("c"), dead("c:2", "E110", t0.Add(time.Second)))
 	c := l.mustCounts(t)
 	want := Counts{Campaign: "c", Enqueued: 3, Pending: 1, Completed: 1, Dead: 1, Retries: 1, DeadCodes: map[string]int64{"E110": 1}}
 	if c.Enqueued != want.Enqueued || c.Pending != want.Pending || c.Completed != 1 || c.Dead != 1 || c.Retries != 1 ||
@@ -75,13 +75,13 @@ func TestSentAfterADeadLetterCountsAsSentOnly(t *testing.T) {
 	l := newLedger(t)
 	l.AddEnqueued(ctx, "c", 2)
 	t0 := time.Now().UTC()
-	l.Dead(ctx, dead("c:1", "WA400", t0))
-	l.Dead(ctx, dead("c:2", "WA400", t0))
-	if _, _, err := l.Begin(ctx, "c", "c:1"); err != nil {
+	l.Dead(ctx, l.LegacyScope("c"), dead("c:1", "WA400", t0))
+	l.Dead(ctx, l.LegacyScope("c"), dead("c:2", "WA400", t0))
+	if _, _, err := l.Begin(ctx, l.LegacyScope("c"), "c:1"); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // the second is an ack-lost re-run: it changes nothing
-		if err := l.Sent(ctx, "c", "c:1", []byte("answer")); err != nil {
+		if err := l.Sent(ctx, l.LegacyScope("c"), "c:1", []byte("answer")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,10 +102,11 @@ func TestUndeadRemovesOnlyTheRecordItRead(t *testing.T) {
 	l.AddEnqueued(ctx, "c", 1)
 	t0 := time.Now().UTC()
 	old := dead("c:1", "E110", t0)
-	l.Dead(ctx, old)
+	l.Dead(ctx, l.LegacyScope("c"), old)
 	// Redriven, then dead-lettered again before the redrive removed the record it read.
-	l.Dead(ctx, dead("c:1", "WA400", t0.Add(time.Second)))
-	if ok, err := l.Undead(ctx, "c", old); err != nil || ok {
+	l.Dead(ctx, l.LegacyScope("c"), dead("c:1", "WA400", t0.Add(time.Second)))
+	old.Scope = l.LegacyScope("c")
+	if ok, err := l.Undead(ctx, old); err != nil || ok {
 		t.Fatalf("undead of a replaced record: ok=%v err=%v, want false", ok, err)
 	}
 	var got []DeadLetter
@@ -113,7 +114,7 @@ func TestUndeadRemovesOnlyTheRecordItRead(t *testing.T) {
 	if len(got) != 1 || got[0].Code != "WA400" {
 		t.Fatalf("records = %+v, want the newer WA400 one", got)
 	}
-	if ok, err := l.Undead(ctx, "c", got[0]); err != nil || !ok {
+	if ok, err := l.Undead(ctx, got[0]); err != nil || !ok {
 		t.Fatalf("undead of the current record: ok=%v err=%v", ok, err)
 	}
 	if c := l.mustCounts(t); c.Dead != 0 || c.Redriven != 1 || len(c.DeadCodes) != 0 || c.Pending != 1 {
@@ -125,14 +126,14 @@ func TestDeadLettersFiltersByCodeAndReadsPoisonRecords(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	for i, code := range []string{"E110", "E110", "WA400"} {
-		l.Dead(ctx, dead("c:"+string(rune('a'+i)), code, time.Now().UTC()))
+		l.Dead(ctx, l.LegacyScope("c"), dead("c:"+string(rune('a'+i)), code, time.Now().UTC()))
 	}
 	n := 0
 	l.DeadLetters(ctx, "c", "E110", func(DeadLetter) bool { n++; return true })
 	if n != 2 {
 		t.Fatalf("E110 records = %d, want 2", n)
 	}
-	l.Dead(ctx, DeadLetter{TaskID: "x", Code: "INVALID_PAYLOAD", Raw: []byte("not json")})
+	l.Dead(ctx, l.LegacyScope(PoisonCampaign), DeadLetter{TaskID: "x", Code: "INVALID_PAYLOAD", Raw: []byte("not json")})
 	names, _ := l.Campaigns(ctx)
 	found := false
 	for _, c := range names {
@@ -151,14 +152,14 @@ func TestSentWithAPipelinedCommandSurvivesAFlushedScriptCache(t *testing.T) {
 	with := func(id string) func(redis.Pipeliner) {
 		return func(p redis.Pipeliner) { p.HSet(ctx, "result:"+id, "result", "answer") }
 	}
-	if err := l.Sent(ctx, "c", "c:1", []byte("a1"), with("c:1")); err != nil {
+	if err := l.Sent(ctx, l.LegacyScope("c"), "c:1", []byte("a1"), with("c:1")); err != nil {
 		t.Fatal(err)
 	}
 	// A restarted Redis has no scripts cached: EVALSHA in the pipeline fails with NOSCRIPT.
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Sent(ctx, "c", "c:2", []byte("a2"), with("c:2")); err != nil {
+	if err := l.Sent(ctx, l.LegacyScope("c"), "c:2", []byte("a2"), with("c:2")); err != nil {
 		t.Fatalf("Sent after SCRIPT FLUSH: %v", err)
 	}
 	for _, id := range []string{"c:1", "c:2"} {
@@ -182,7 +183,7 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 	for _, c := range campaigns {
 		l.AddEnqueued(ctx, c, perCampaign)
 		for i := range 10 { // sent before: a crash lost their acks
-			if err := l.Sent(ctx, c, id(c, i), []byte("prior "+id(c, i))); err != nil {
+			if err := l.Sent(ctx, l.LegacyScope(c), id(c, i), []byte("prior "+id(c, i))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -203,7 +204,7 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 					// A Redis that lost its scripts mid-run: the batch in flight writes again with EVAL.
 					rdb.ScriptFlush(ctx)
 				}
-				prior, sent, err := l.Begin(ctx, c, tid)
+				prior, sent, err := l.Begin(ctx, l.LegacyScope(c), tid)
 				if err != nil {
 					t.Errorf("%s: begin: %v", tid, err)
 					return
@@ -215,7 +216,7 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 					return
 				}
 				with := func(p redis.Pipeliner) { p.HSet(ctx, "result:"+tid, "result", "answer "+tid) }
-				if err := l.Sent(ctx, c, tid, []byte("answer "+tid), with); err != nil {
+				if err := l.Sent(ctx, l.LegacyScope(c), tid, []byte("answer "+tid), with); err != nil {
 					t.Errorf("%s: sent: %v", tid, err)
 				}
 			})
@@ -230,7 +231,7 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 	}
 	stop()
 	// After stop a call is written alone.
-	if err := l.Sent(ctx, "a", "a:late", []byte("late")); err != nil {
+	if err := l.Sent(ctx, l.LegacyScope("a"), "a:late", []byte("late")); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range campaigns {
@@ -250,7 +251,7 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 			if v, _ := rdb.HGet(ctx, "result:"+tid, "result").Result(); v != "answer "+tid {
 				t.Fatalf("%s: pipelined command gave %q", tid, v)
 			}
-			if v, _ := rdb.HGet(ctx, l.key(c, "sent"), tid).Result(); v != "answer "+tid {
+			if v, _ := rdb.HGet(ctx, key(l.LegacyScope(c), "sent"), tid).Result(); v != "answer "+tid {
 				t.Fatalf("%s: sent marker %q", tid, v)
 			}
 		}

@@ -1,4 +1,4 @@
-package ledger
+package store
 
 import (
 	"context"
@@ -26,7 +26,7 @@ const (
 
 type op struct {
 	kind     opKind
-	campaign string
+	scope string
 	taskID   string
 	answer   []byte                  // opSent: the sent marker's value
 	with     []func(redis.Pipeliner) // opSent: commands that ride in the same pipeline
@@ -57,8 +57,8 @@ return out
 
 // Begin marks the job active. When the job was already sent (a crash between Kaleyra's answer
 // and asynq's ack made it run again) it returns the stored answer and true: do not send again.
-func (l *Ledger) Begin(ctx context.Context, campaign, taskID string) (prior string, alreadySent bool, err error) {
-	o := &op{kind: opBegin, campaign: campaign, taskID: taskID}
+func (l *Ledger) Begin(ctx context.Context, scope, taskID string) (prior string, alreadySent bool, err error) {
+	o := &op{kind: opBegin, scope: scope, taskID: taskID}
 	l.do(ctx, o)
 	if o.err != nil {
 		return "", false, fmt.Errorf("ledger: begin: %w", o.err)
@@ -100,8 +100,8 @@ return n
 // Sent records that Kaleyra accepted the job; answer is kept as the sent marker for the
 // retention window. Commands that with queues go in the same round trip (the worker writes the
 // task result there): every accepted message passes this way.
-func (l *Ledger) Sent(ctx context.Context, campaign, taskID string, answer []byte, with ...func(redis.Pipeliner)) error {
-	o := &op{kind: opSent, campaign: campaign, taskID: taskID, answer: answer, with: with}
+func (l *Ledger) Sent(ctx context.Context, scope, taskID string, answer []byte, with ...func(redis.Pipeliner)) error {
+	o := &op{kind: opSent, scope: scope, taskID: taskID, answer: answer, with: with}
 	l.do(ctx, o)
 	if o.err != nil {
 		return fmt.Errorf("ledger: sent: %w", o.err)
@@ -197,18 +197,18 @@ func (l *Ledger) commit(ctx context.Context, ops []*op) {
 func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript bool) {
 	type group struct {
 		kind     opKind
-		campaign string
+		scope string
 		ops      []*op
 		cmd      *redis.Cmd
 	}
 	var groups []*group
 	find := func(o *op) *group {
 		for _, g := range groups {
-			if g.kind == o.kind && g.campaign == o.campaign {
+			if g.kind == o.kind && g.scope == o.scope {
 				return g
 			}
 		}
-		g := &group{kind: o.kind, campaign: o.campaign}
+		g := &group{kind: o.kind, scope: o.scope}
 		groups = append(groups, g)
 		return g
 	}
@@ -218,11 +218,11 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 	}
 	pipe := l.rdb.Pipeline()
 	for _, g := range groups {
-		script, keys := beginScript, []string{l.key(g.campaign, "active"), l.key(g.campaign, "retry"), l.key(g.campaign, "sent")}
+		script, keys := beginScript, []string{key(g.scope, "active"), key(g.scope, "retry"), key(g.scope, "sent")}
 		args := make([]any, 0, 1+2*len(g.ops))
 		if g.kind == opSent {
-			script, keys = sentScript, []string{l.key(g.campaign, "counts"), keys[0], keys[2], l.key(g.campaign, "dead"),
-				l.key(g.campaign, "deadcodes")}
+			script, keys = sentScript, []string{key(g.scope, "counts"), keys[0], keys[2], key(g.scope, "dead"),
+				key(g.scope, "deadcodes")}
 			args = append(args, int64(l.retention/time.Second))
 		}
 		for _, o := range g.ops {

@@ -1,9 +1,12 @@
-// Package ledger is wabulk's own record in Redis beside asynq's: per-campaign counters, the
-// sent markers that stop a job Kaleyra already accepted from being sent again, and the durable
-// dead-letter record that nothing trims (asynq keeps at most 10,000 archived tasks per queue).
+// Package store keeps every Redis key, script and asynq-layout assumption of wabulk in one
+// place: the lanes (lanes.go), tasks written in asynq's layout (asynq.go), and the ledger,
+// wabulk's own record beside asynq: per-lane counters, the sent markers that stop a job Kaleyra
+// already accepted from being sent again, and the durable dead-letter record that nothing trims
+// (asynq keeps at most 10,000 archived tasks per queue).
 //
-// Every key of a campaign shares one hash tag, {<queue>:<campaign>}, so each transition is one
-// Lua script, atomic and one round trip, and runs on Redis Cluster too.
+// Every ledger key of a lane shares the lane's hash tag, {<lane>}, with asynq's keys of that
+// queue, so each transition is one Lua script, atomic and one round trip, and runs on Redis
+// Cluster too. A campaign's counts are the sums over its lanes.
 //
 // Why the counts stay right across retries, crashes and redrives: every transition is keyed by
 // TaskID and idempotent. "active" and "retry" are sets of TaskIDs (adding twice is a no-op), a
@@ -11,7 +14,7 @@
 // record is new; a redrive removes the dead record and decrements in the same script. So a job
 // that a crash makes run twice, or a redrive that races a worker, cannot count twice. Pending is
 // derived: enqueued − sent − dead − active − retry.
-package ledger
+package store
 
 import (
 	"context"
@@ -69,32 +72,19 @@ type DeadLetter struct {
 	Payload job.Payload `json:"payload"`
 	// Raw holds the task's bytes when they could not be decoded into Payload (a poison payload).
 	Raw []byte `json:"raw,omitempty"`
+	// Scope is the lane (asynq queue) whose ledger holds the record; DeadLetters sets it.
+	Scope string `json:"-"`
 }
 
-func (l *Ledger) key(campaign, what string) string {
-	return "wabulk:{" + l.queue + ":" + campaign + "}:" + what
-}
+// key is one of a scope's ledger keys. A scope is a lane (its asynq queue name, so the ledger
+// keys share the lane's hash slot with asynq's keys of that queue) or, for jobs of the single
+// queue of earlier versions, "<namespace>:<campaign>".
+func key(scope, what string) string { return "wabulk:{" + scope + "}:" + what }
 
-func (l *Ledger) campaignsKey() string { return "wabulk:{" + l.queue + "}:campaigns" }
-
-// keys returns the campaign's keys in the order the scripts read them.
-func (l *Ledger) keys(campaign string) []string {
-	return []string{l.key(campaign, "counts"), l.key(campaign, "active"), l.key(campaign, "retry"),
-		l.key(campaign, "sent"), l.key(campaign, "dead"), l.key(campaign, "deadcodes")}
-}
-
-// AddEnqueued counts n new jobs of campaign and registers the campaign.
-func (l *Ledger) AddEnqueued(ctx context.Context, campaign string, n int64) error {
-	if n == 0 {
-		return nil
-	}
-	if _, err := l.rdb.HIncrBy(ctx, l.key(campaign, "counts"), "enqueued", n).Result(); err != nil {
-		return fmt.Errorf("ledger: count enqueued: %w", err)
-	}
-	if err := l.rdb.SAdd(ctx, l.campaignsKey(), campaign).Err(); err != nil {
-		return fmt.Errorf("ledger: register campaign: %w", err)
-	}
-	return nil
+// keys returns the scope's keys in the order the scripts read them.
+func keys(scope string) []string {
+	return []string{key(scope, "counts"), key(scope, "active"), key(scope, "retry"),
+		key(scope, "sent"), key(scope, "dead"), key(scope, "deadcodes")}
 }
 
 // KEYS: counts active retry. ARGV: taskID.
@@ -106,8 +96,8 @@ return 1
 `)
 
 // Retry records a transient failure that asynq will retry.
-func (l *Ledger) Retry(ctx context.Context, campaign, taskID string) error {
-	if err := retryScript.Run(ctx, l.rdb, l.keys(campaign)[:3], taskID).Err(); err != nil {
+func (l *Ledger) Retry(ctx context.Context, scope, taskID string) error {
+	if err := retryScript.Run(ctx, l.rdb, keys(scope)[:3], taskID).Err(); err != nil {
 		return fmt.Errorf("ledger: retry: %w", err)
 	}
 	return nil
@@ -115,8 +105,8 @@ func (l *Ledger) Retry(ctx context.Context, campaign, taskID string) error {
 
 // Release takes the job out of "active" without an outcome (shutdown, a rate-limit wait cut
 // short): it goes back to pending.
-func (l *Ledger) Release(ctx context.Context, campaign, taskID string) error {
-	return l.rdb.SRem(ctx, l.key(campaign, "active"), taskID).Err()
+func (l *Ledger) Release(ctx context.Context, scope, taskID string) error {
+	return l.rdb.SRem(ctx, key(scope, "active"), taskID).Err()
 }
 
 // KEYS: counts active retry sent dead deadcodes. ARGV: taskID, record, code.
@@ -135,9 +125,9 @@ redis.call('HINCRBY', KEYS[6], ARGV[3], 1)
 return 1
 `)
 
-// Dead writes the durable dead-letter record. A job dead-lettered twice keeps one record (the
-// newest) and counts once.
-func (l *Ledger) Dead(ctx context.Context, d DeadLetter) error {
+// Dead writes the durable dead-letter record in scope. A job dead-lettered twice keeps one
+// record (the newest) and counts once.
+func (l *Ledger) Dead(ctx context.Context, scope string, d DeadLetter) error {
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
@@ -145,14 +135,13 @@ func (l *Ledger) Dead(ctx context.Context, d DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("ledger: dead: %w", err)
 	}
-	campaign := d.Payload.Campaign
-	if campaign == "" {
-		campaign = PoisonCampaign
-	}
-	if err := deadScript.Run(ctx, l.rdb, l.keys(campaign), d.TaskID, rec, d.Code).Err(); err != nil {
+	if err := deadScript.Run(ctx, l.rdb, keys(scope), d.TaskID, rec, d.Code).Err(); err != nil {
 		return fmt.Errorf("ledger: dead: %w", err)
 	}
-	return l.rdb.SAdd(ctx, l.campaignsKey(), campaign).Err()
+	if scope == l.LegacyScope(PoisonCampaign) {
+		return l.rdb.SAdd(ctx, l.campaignsKey(), PoisonCampaign).Err()
+	}
+	return nil
 }
 
 // PoisonCampaign holds the dead letters of payloads too broken to name their campaign.
@@ -173,11 +162,11 @@ redis.call('HINCRBY', KEYS[1], 'redriven', 1)
 return 1
 `)
 
-// Undead removes the dead letter d (as read from DeadLetters) once it is redriven, and reports
-// whether it did: false when the record is gone or was replaced by a newer dead letter of the
-// same job.
-func (l *Ledger) Undead(ctx context.Context, campaign string, d DeadLetter) (bool, error) {
-	_, err := undeadScript.Run(ctx, l.rdb, l.keys(campaign), d.TaskID, d.Time.Format(time.RFC3339Nano)).Result()
+// Undead removes the dead letter d (as read from DeadLetters, which sets its Scope) once it is
+// redriven, and reports whether it did: false when the record is gone or was replaced by a
+// newer dead letter of the same job.
+func (l *Ledger) Undead(ctx context.Context, d DeadLetter) (bool, error) {
+	_, err := undeadScript.Run(ctx, l.rdb, keys(d.Scope), d.TaskID, d.Time.Format(time.RFC3339Nano)).Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -187,43 +176,77 @@ func (l *Ledger) Undead(ctx context.Context, campaign string, d DeadLetter) (boo
 	return true, nil
 }
 
-// IsDead reports whether the job has a dead-letter record.
-func (l *Ledger) IsDead(ctx context.Context, campaign, taskID string) (bool, error) {
-	return l.rdb.HExists(ctx, l.key(campaign, "dead"), taskID).Result()
+// IsDead reports whether the job has a dead-letter record in scope.
+func (l *Ledger) IsDead(ctx context.Context, scope, taskID string) (bool, error) {
+	return l.rdb.HExists(ctx, key(scope, "dead"), taskID).Result()
 }
 
-// WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention).
+// WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention), in
+// its lane or, for a job of the single queue of earlier versions, in its campaign's scope.
 func (l *Ledger) WasSent(ctx context.Context, campaign, taskID string) (bool, error) {
-	return l.rdb.HExists(ctx, l.key(campaign, "sent"), taskID).Result()
-}
-
-// Campaigns lists the queue's campaigns.
-func (l *Ledger) Campaigns(ctx context.Context) ([]string, error) {
-	return l.rdb.SMembers(ctx, l.campaignsKey()).Result()
-}
-
-// Counts returns a campaign's counts in one round trip, whatever its size.
-func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
 	pipe := l.rdb.Pipeline()
-	h := pipe.HGetAll(ctx, l.key(campaign, "counts"))
-	active := pipe.SCard(ctx, l.key(campaign, "active"))
-	retry := pipe.SCard(ctx, l.key(campaign, "retry"))
-	codes := pipe.HGetAll(ctx, l.key(campaign, "deadcodes"))
+	var cmds []*redis.BoolCmd
+	if lane, ok := l.LaneOfTask(taskID); ok {
+		cmds = append(cmds, pipe.HExists(ctx, key(lane, "sent"), taskID))
+	}
+	cmds = append(cmds, pipe.HExists(ctx, key(l.LegacyScope(campaign), "sent"), taskID))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, err
+	}
+	for _, c := range cmds {
+		if c.Val() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Counts returns a campaign's counts, summed over its lanes, in one round trip per Redis node.
+func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
+	scopes, err := l.scopes(ctx, campaign)
+	if err != nil {
+		return Counts{}, err
+	}
+	c, err := l.counts(ctx, scopes)
+	c.Campaign = campaign
+	return c, err
+}
+
+// counts sums the counts of scopes.
+func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
+	type read struct {
+		h, codes      *redis.MapStringStringCmd
+		active, retry *redis.IntCmd
+	}
+	pipe := l.rdb.Pipeline()
+	reads := make([]read, len(scopes))
+	for i, s := range scopes {
+		reads[i] = read{h: pipe.HGetAll(ctx, key(s, "counts")), active: pipe.SCard(ctx, key(s, "active")),
+			retry: pipe.SCard(ctx, key(s, "retry")), codes: pipe.HGetAll(ctx, key(s, "deadcodes"))}
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
 	}
-	n := func(f string) int64 { v, _ := strconv.ParseInt(h.Val()[f], 10, 64); return v }
-	c := Counts{Campaign: campaign, Enqueued: n("enqueued"), Completed: n("completed"), Dead: n("dead"),
-		Retries: n("retries"), Redriven: n("redriven"), Active: active.Val(), Retry: retry.Val()}
-	c.Pending = max(0, c.Enqueued-c.Completed-c.Dead-c.Active-c.Retry)
-	for code, v := range codes.Val() {
-		if k, _ := strconv.ParseInt(v, 10, 64); k > 0 {
-			if c.DeadCodes == nil {
-				c.DeadCodes = map[string]int64{}
+	var c Counts
+	for _, r := range reads {
+		n := func(f string) int64 { v, _ := strconv.ParseInt(r.h.Val()[f], 10, 64); return v }
+		c.Enqueued += n("enqueued")
+		c.Completed += n("completed")
+		c.Dead += n("dead")
+		c.Retries += n("retries")
+		c.Redriven += n("redriven")
+		c.Active += r.active.Val()
+		c.Retry += r.retry.Val()
+		for code, v := range r.codes.Val() {
+			if k, _ := strconv.ParseInt(v, 10, 64); k > 0 {
+				if c.DeadCodes == nil {
+					c.DeadCodes = map[string]int64{}
+				}
+				c.DeadCodes[code] += k
 			}
-			c.DeadCodes[code] = k
 		}
 	}
+	c.Pending = max(0, c.Enqueued-c.Completed-c.Dead-c.Active-c.Retry)
 	return c, nil
 }
 
@@ -231,11 +254,25 @@ func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
 // no particular order, until fn returns false. It scans in batches, so a campaign with millions
 // of dead letters is read in bounded memory.
 func (l *Ledger) DeadLetters(ctx context.Context, campaign, code string, fn func(DeadLetter) bool) error {
+	scopes, err := l.scopes(ctx, campaign)
+	if err != nil {
+		return err
+	}
+	for _, scope := range scopes {
+		if more, err := l.deadLetters(ctx, scope, code, fn); err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// deadLetters is DeadLetters for one scope; it reports whether fn wants more.
+func (l *Ledger) deadLetters(ctx context.Context, scope, code string, fn func(DeadLetter) bool) (bool, error) {
 	var cursor uint64
 	for {
-		kv, next, err := l.rdb.HScan(ctx, l.key(campaign, "dead"), cursor, "", 500).Result()
+		kv, next, err := l.rdb.HScan(ctx, key(scope, "dead"), cursor, "", 500).Result()
 		if err != nil {
-			return fmt.Errorf("ledger: dead letters: %w", err)
+			return false, fmt.Errorf("ledger: dead letters: %w", err)
 		}
 		for i := 0; i+1 < len(kv); i += 2 {
 			var d DeadLetter
@@ -245,12 +282,13 @@ func (l *Ledger) DeadLetters(ctx context.Context, campaign, code string, fn func
 			if code != "" && d.Code != code {
 				continue
 			}
+			d.Scope = scope
 			if !fn(d) {
-				return nil
+				return false, nil
 			}
 		}
 		if cursor = next; cursor == 0 {
-			return nil
+			return true, nil
 		}
 	}
 }

@@ -1,0 +1,173 @@
+package store
+
+// This file writes tasks into Redis in asynq v0.26.0's own layout, many tasks per Redis call.
+// It mirrors asynq's internals (rdb.enqueueCmd, base.TaskKey, base.PendingKey, base.AllQueues,
+// base.EncodeMessage and the defaults of Client.EnqueueContext) because asynq has no batch
+// enqueue, and one round trip per task is what bounds a loop of Client.Enqueue calls: a
+// campaign of a million rows would wait for a million of them. The tests enqueue the same job
+// through asynq.Client and through this file and require byte-identical messages, equal
+// Inspector views and an asynq.Server that processes the result, so they fail if a new asynq
+// changes the layout.
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// asynqDefaultTimeout is the Timeout asynq.Client.EnqueueContext gives a task that sets
+// neither a timeout nor a deadline (asynq's defaultTimeout).
+const asynqDefaultTimeout = 30 * time.Minute
+
+// enqueueScript is asynq's enqueueCmd for many tasks: for each, a task key that exists is a
+// TaskID conflict (0); otherwise the task hash is written as pending and its id pushed on the
+// queue's pending list (1). A script runs alone, so a TaskID twice in one call comes out as 1
+// then 0, as two Enqueue calls in a row would. The same script counts the new tasks in the
+// lane's ledger (when ARGV[2] is 1), so a kill -9 of the producer can never leave tasks in the
+// queue that the counts miss. Every key holds the hash tag {queue}, so one call stays in one
+// slot on Redis Cluster.
+//
+// KEYS[1] -> asynq:{<queue>}:pending
+// KEYS[2] -> wabulk:{<queue>}:counts
+// KEYS[2+i] -> asynq:{<queue>}:t:<id of task i>
+// ARGV[1] -> current unix time in nanoseconds
+// ARGV[2] -> 1 to count the new tasks as enqueued, 0 not to (a redrive)
+// ARGV[1+2i], ARGV[2+2i] -> id and encoded TaskMessage of task i
+var enqueueScript = redis.NewScript(`
+local added, n = {}, 0
+for i = 1, #KEYS - 2 do
+	if redis.call("EXISTS", KEYS[2 + i]) == 1 then
+		added[i] = 0
+	else
+		redis.call("HSET", KEYS[2 + i], "msg", ARGV[2 + 2 * i], "state", "pending", "pending_since", ARGV[1])
+		redis.call("LPUSH", KEYS[1], ARGV[1 + 2 * i])
+		added[i] = 1
+		n = n + 1
+	end
+end
+if n > 0 and ARGV[2] == "1" then
+	redis.call("HINCRBY", KEYS[2], "enqueued", n)
+end
+return added
+`)
+
+// Task is one task to enqueue: its TaskID and payload.
+type Task struct {
+	ID      string
+	Payload []byte
+}
+
+// Enqueuer writes tasks of one type, with the options every wabulk task shares, into asynq
+// queues in asynq's own layout. It is safe for concurrent use.
+type Enqueuer struct {
+	rdb       redis.UniversalClient
+	taskType  string
+	maxRetry  int
+	retention time.Duration
+	published sync.Map // queue name -> time it was last added to asynq:queues
+}
+
+// Enqueuer returns an Enqueuer of tasks of taskType with maxRetry retries (≥ 0) that asynq
+// keeps for the ledger's retention once completed.
+func (l *Ledger) Enqueuer(taskType string, maxRetry int) *Enqueuer {
+	return &Enqueuer{rdb: l.rdb, taskType: taskType, maxRetry: maxRetry, retention: l.retention}
+}
+
+// publishEvery is how often an Enqueuer adds a queue it writes to to asynq:queues again: a lane
+// that was cleaned up after its retention and is used again must be listed again.
+const publishEvery = time.Minute
+
+// Enqueue puts tasks in queue's pending list with one Redis script call and, when count is set,
+// counts the new ones in the queue's ledger in the same call. added[i] is false when tasks[i]'s
+// TaskID was already held (pending, retrying, or completed within its retention). On an error
+// Redis may hold any of the tasks (and then counts exactly those).
+func (q *Enqueuer) Enqueue(ctx context.Context, queue string, tasks []Task, count bool) (added []bool, err error) {
+	if t, ok := q.published.Load(queue); !ok || time.Since(t.(time.Time)) > publishEvery {
+		// asynq lists a queue in asynq:queues when it first enqueues to it; Inspector.Queues and
+		// asynqmon find queues there. Kept out of the script: that key has no {queue} tag.
+		if err := q.rdb.SAdd(ctx, allQueuesKey, queue).Err(); err != nil {
+			return nil, err
+		}
+		q.published.Store(queue, time.Now())
+	}
+	prefix := asynqPrefix(queue)
+	keys := make([]string, 2, 2+len(tasks))
+	keys[0], keys[1] = prefix+"pending", key(queue, "counts")
+	args := make([]any, 2, 2+2*len(tasks))
+	args[0] = time.Now().UnixNano()
+	args[1] = 0
+	if count {
+		args[1] = 1
+	}
+	var buf []byte
+	for _, t := range tasks {
+		keys = append(keys, prefix+"t:"+t.ID)
+		start := len(buf)
+		buf = q.message(buf, queue, t)
+		args = append(args, t.ID, buf[start:len(buf):len(buf)])
+	}
+	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != len(tasks) {
+		return nil, fmt.Errorf("enqueue script answered %d results for %d tasks", len(res), len(tasks))
+	}
+	added = make([]bool, len(tasks))
+	for i, n := range res {
+		added[i] = n == 1
+	}
+	return added, nil
+}
+
+// allQueuesKey is asynq's set of queue names (base.AllQueues).
+const allQueuesKey = "asynq:queues"
+
+// asynqPrefix is the prefix of every key asynq keeps for queue (base.QueueKeyPrefix).
+func asynqPrefix(queue string) string { return "asynq:{" + queue + "}:" }
+
+// TaskKey is the Redis hash asynq keeps a task in (asynq's base.TaskKey); its "result" field is
+// what asynq's ResultWriter writes and Inspector reads.
+func TaskKey(queue, id string) string { return asynqPrefix(queue) + "t:" + id }
+
+// ArchivedKey is asynq's sorted set of a queue's archived task ids, scored by archive time in
+// Unix seconds (base.ArchivedKey).
+func ArchivedKey(queue string) string { return asynqPrefix(queue) + "archived" }
+
+// message appends t as base.EncodeMessage writes the TaskMessage asynq.Client.EnqueueContext
+// builds for it: proto3 fields in field-number order, zero values left out. Headers (15),
+// Deadline (9, Unix time 0 when only a timeout is set), UniqueKey and GroupKey are empty for
+// wabulk's tasks; Retried, ErrorMsg, LastFailedAt and CompletedAt are zero when enqueued.
+func (q *Enqueuer) message(b []byte, queue string, t Task) []byte {
+	b = appendString(b, 1, q.taskType)
+	if len(t.Payload) > 0 {
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, t.Payload)
+	}
+	b = appendString(b, 3, t.ID)
+	b = appendString(b, 4, queue)
+	b = appendVarint(b, 5, uint64(int64(int32(q.maxRetry)))) // int32: a negative one sign-extends
+	b = appendVarint(b, 8, uint64(int64(asynqDefaultTimeout.Seconds())))
+	b = appendVarint(b, 12, uint64(int64(q.retention.Seconds())))
+	return b
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}

@@ -1,0 +1,375 @@
+package store
+
+// Lanes. Every (campaign, sender) pair has its own asynq queue, its lane, named
+// "<namespace>:<campaign>:<sender>" (sender: the number's digits, or "default" when the job
+// leaves it to the worker's KALEYRA_FROM). asynq keys a queue's Redis keys by the hash tag
+// {<queue>} and the ledger keys a lane's records by the same tag, so one Lua script can enqueue
+// and count, and on Redis Cluster the lanes spread over the masters.
+//
+// The namespace's lane registry lives in the slot {<namespace>}:
+//
+//	wabulk:{ns}:campaigns          SET  every campaign that has a lane (or a record of the single queue)
+//	wabulk:{ns}:lanes:info         HASH lane -> JSON Lane, from its first enqueue until it is cleaned up
+//	wabulk:{ns}:lanes:live         SET  lanes workers serve: registered and not yet found drained
+//	wabulk:{ns}:lanes:done         ZSET lanes found drained, scored by that time (Unix seconds)
+//	wabulk:{ns}:campaign:<id>      SET  the campaign's lanes, until each is cleaned up
+//
+// Why no lane is ever lost between a producer and a retiring worker: a producer writes its
+// tasks first and registers the lane (live) after; a worker retires a lane by checking that it
+// is empty, taking it out of live, and checking again, putting it back if it is not empty. Any
+// enqueue either lands before the second check (seen there) or registers after the removal.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Priority weights a campaign's share of its sender's rate.
+type Priority string
+
+// The priorities. High is for transactional messages that must overtake marketing.
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+	PriorityLow    Priority = "low"
+)
+
+// ParsePriority reads a priority; empty is normal.
+func ParsePriority(s string) (Priority, error) {
+	switch p := Priority(strings.ToLower(strings.TrimSpace(s))); p {
+	case "":
+		return PriorityNormal, nil
+	case PriorityHigh, PriorityNormal, PriorityLow:
+		return p, nil
+	}
+	return "", fmt.Errorf("priority %q: want high, normal or low", s)
+}
+
+// Lane is one (campaign, sender) queue.
+type Lane struct {
+	Name     string   `json:"-"`
+	Campaign string   `json:"campaign"`
+	Sender   string   `json:"sender"` // digits of the E.164 number, or DefaultSender
+	Priority Priority `json:"priority"`
+}
+
+// DefaultSender is the sender part of a lane whose jobs name no sender: the worker's
+// KALEYRA_FROM sends them.
+const DefaultSender = "default"
+
+// Namespace is the ledger's namespace (WABULK_QUEUE): the prefix of every lane, and the name of
+// the single queue of earlier versions, which workers still serve.
+func (l *Ledger) Namespace() string { return l.queue }
+
+// SenderPart is how sender (E.164, "+" optional; empty: the worker's default) appears in lane
+// names and TaskIDs.
+func SenderPart(sender string) string {
+	if s := strings.TrimPrefix(sender, "+"); s != "" {
+		return s
+	}
+	return DefaultSender
+}
+
+// LaneName is the lane of campaign's jobs from sender.
+func (l *Ledger) LaneName(campaign, sender string) string {
+	return l.queue + ":" + campaign + ":" + SenderPart(sender)
+}
+
+// LaneOfTask is the lane of a TaskID (campaign:sender:recipient), false when it has no such form.
+func (l *Ledger) LaneOfTask(taskID string) (string, bool) {
+	i := strings.LastIndexByte(taskID, ':')
+	if i <= 0 || !strings.Contains(taskID[:i], ":") {
+		return "", false
+	}
+	return l.queue + ":" + taskID[:i], true
+}
+
+// LegacyScope is the ledger scope of campaign's jobs in the single queue of earlier versions.
+func (l *Ledger) LegacyScope(campaign string) string { return l.queue + ":" + campaign }
+
+// Scope is the ledger scope of a job of campaign taken from queue: the lane itself, or for the
+// single queue of earlier versions the campaign's scope there.
+func (l *Ledger) Scope(queue, campaign string) string {
+	if queue == l.queue {
+		return l.LegacyScope(campaign)
+	}
+	return queue
+}
+
+func (l *Ledger) nsKey(what string) string     { return "wabulk:{" + l.queue + "}:" + what }
+func (l *Ledger) campaignsKey() string         { return l.nsKey("campaigns") }
+func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id) }
+
+// KEYS: info live done campaigns campaign. ARGV: lane, JSON Lane, campaign id, 1 to keep a
+// registered lane's priority (a redrive), 0 to set it.
+var registerScript = redis.NewScript(`
+if ARGV[4] == "1" then
+  redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[1])
+return 1
+`)
+
+// RegisterLane makes the lane live, so workers serve it within their discovery interval. Call
+// it after writing the lane's tasks (see the package comment). keepPriority leaves the priority
+// of a lane already registered as it is.
+func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) error {
+	if ln.Name == "" {
+		ln.Name = l.LaneName(ln.Campaign, ln.Sender)
+	}
+	ln.Sender = SenderPart(ln.Sender)
+	if ln.Priority == "" {
+		ln.Priority = PriorityNormal
+	}
+	info, err := json.Marshal(ln)
+	if err != nil {
+		return err
+	}
+	keep := 0
+	if keepPriority {
+		keep = 1
+	}
+	err = registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.nsKey("lanes:live"), l.nsKey("lanes:done"),
+		l.campaignsKey(), l.campaignKey(ln.Campaign)}, ln.Name, info, ln.Campaign, keep).Err()
+	if err != nil {
+		return fmt.Errorf("register lane %s: %w", ln.Name, err)
+	}
+	return nil
+}
+
+// LiveLanes returns the lanes workers serve, sorted by name.
+func (l *Ledger) LiveLanes(ctx context.Context) ([]Lane, error) {
+	pipe := l.rdb.Pipeline()
+	live := pipe.SMembers(ctx, l.nsKey("lanes:live"))
+	info := pipe.HGetAll(ctx, l.nsKey("lanes:info"))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("live lanes: %w", err)
+	}
+	names := live.Val()
+	slices.Sort(names)
+	lanes := make([]Lane, 0, len(names))
+	for _, name := range names {
+		ln, ok := parseLane(name, info.Val()[name])
+		if ok {
+			lanes = append(lanes, ln)
+		}
+	}
+	return lanes, nil
+}
+
+// parseLane reads a lane's registry entry; a missing or unreadable one is taken from the name.
+func parseLane(name, info string) (Lane, bool) {
+	var ln Lane
+	if json.Unmarshal([]byte(info), &ln) != nil || ln.Campaign == "" || ln.Sender == "" {
+		parts := strings.Split(name, ":")
+		if len(parts) < 3 {
+			return Lane{}, false
+		}
+		ln = Lane{Campaign: parts[len(parts)-2], Sender: parts[len(parts)-1]}
+	}
+	if _, err := ParsePriority(string(ln.Priority)); err != nil || ln.Priority == "" {
+		ln.Priority = PriorityNormal
+	}
+	ln.Name = name
+	return ln, true
+}
+
+// Campaigns lists the namespace's campaigns.
+func (l *Ledger) Campaigns(ctx context.Context) ([]string, error) {
+	return l.rdb.SMembers(ctx, l.campaignsKey()).Result()
+}
+
+// CampaignLanes lists campaign's lanes that are not cleaned up yet, sorted by name.
+func (l *Ledger) CampaignLanes(ctx context.Context, campaign string) ([]string, error) {
+	lanes, err := l.rdb.SMembers(ctx, l.campaignKey(campaign)).Result()
+	slices.Sort(lanes)
+	return lanes, err
+}
+
+// scopes are the ledger scopes of campaign: its lanes and its scope in the single queue.
+func (l *Ledger) scopes(ctx context.Context, campaign string) ([]string, error) {
+	lanes, err := l.CampaignLanes(ctx, campaign)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lanes of %s: %w", campaign, err)
+	}
+	return append(lanes, l.LegacyScope(campaign)), nil
+}
+
+// KEYS: a queue's asynq pending, active, scheduled and retry keys. Returns how many tasks they
+// hold: a lane with none has nothing left to do (completed and archived tasks do not count).
+var backlogScript = redis.NewScript(`
+return redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])
+`)
+
+// Backlog is how many of queue's tasks are pending, active, scheduled or retrying.
+func (l *Ledger) Backlog(ctx context.Context, queue string) (int64, error) {
+	p := asynqPrefix(queue)
+	return backlogScript.Run(ctx, l.rdb, []string{p + "pending", p + "active", p + "scheduled", p + "retry"}).Int64()
+}
+
+// RetireDrained takes the lanes whose backlog is empty out of the live set (workers stop serving
+// them) and returns their names. Their completed tasks stay for the retention (the dedupe
+// window); CleanUp removes them after it.
+func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) ([]string, error) {
+	var retired []string
+	for _, ln := range lanes {
+		if n, err := l.Backlog(ctx, ln.Name); err != nil || n > 0 {
+			if err != nil {
+				return retired, err
+			}
+			continue
+		}
+		now := float64(time.Now().Unix())
+		pipe := l.rdb.TxPipeline()
+		pipe.SRem(ctx, l.nsKey("lanes:live"), ln.Name)
+		pipe.ZAdd(ctx, l.nsKey("lanes:done"), redis.Z{Score: now, Member: ln.Name})
+		if _, err := pipe.Exec(ctx); err != nil {
+			return retired, err
+		}
+		// A producer that enqueued between the first check and the removal registered before
+		// it (and its registration was undone): look again and put the lane back if so.
+		if n, err := l.Backlog(ctx, ln.Name); err != nil || n > 0 {
+			if err := l.RegisterLane(ctx, ln, true); err != nil {
+				return retired, err
+			}
+			continue
+		}
+		retired = append(retired, ln.Name)
+	}
+	return retired, nil
+}
+
+// CleanUp removes the lanes drained for longer than the retention: it revives a lane that has
+// work again (a task run from asynqmon's archive), deletes the completed tasks (all past their
+// retention by then), removes the queue from asynq, and drops the lane's ledger records unless
+// they hold dead letters. A lane whose queue still holds archived tasks (asynq keeps them up to
+// 90 days) is looked at again one retention later. It returns how many lanes it removed.
+func (l *Ledger) CleanUp(ctx context.Context, insp *asynq.Inspector, limit int) (int, error) {
+	cutoff := time.Now().Add(-l.retention).Unix()
+	names, err := l.rdb.ZRangeByScore(ctx, l.nsKey("lanes:done"), &redis.ZRangeBy{Min: "-inf",
+		Max: strconv.FormatInt(cutoff, 10), Count: int64(limit)}).Result()
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, name := range names {
+		if n, err := l.Backlog(ctx, name); err != nil {
+			return removed, err
+		} else if n > 0 {
+			info, _ := l.rdb.HGet(ctx, l.nsKey("lanes:info"), name).Result()
+			if ln, ok := parseLane(name, info); ok {
+				if err := l.RegisterLane(ctx, ln, true); err != nil {
+					return removed, err
+				}
+			}
+			continue
+		}
+		if _, err := insp.DeleteAllCompletedTasks(name); err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			return removed, err
+		}
+		if err := insp.DeleteQueue(name, false); err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			// Archived tasks left: look again later.
+			l.rdb.ZAdd(ctx, l.nsKey("lanes:done"), redis.Z{Score: float64(time.Now().Unix()), Member: name})
+			continue
+		}
+		if err := l.dropLane(ctx, name); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
+}
+
+// dropLane removes a lane whose queue is gone from the registry, and its ledger unless it holds
+// dead letters.
+func (l *Ledger) dropLane(ctx context.Context, name string) error {
+	dead, err := l.rdb.HLen(ctx, key(name, "dead")).Result()
+	if err != nil {
+		return err
+	}
+	campaign := ""
+	if info, err := l.rdb.HGet(ctx, l.nsKey("lanes:info"), name).Result(); err == nil {
+		if ln, ok := parseLane(name, info); ok {
+			campaign = ln.Campaign
+		}
+	}
+	if dead == 0 {
+		ks := append(keys(name), key(name, "reconcile:since"))
+		if err := l.rdb.Del(ctx, ks...).Err(); err != nil {
+			return err
+		}
+	}
+	pipe := l.rdb.TxPipeline()
+	pipe.HDel(ctx, l.nsKey("lanes:info"), name)
+	pipe.SRem(ctx, l.nsKey("lanes:live"), name)
+	pipe.ZRem(ctx, l.nsKey("lanes:done"), name)
+	if campaign != "" && dead == 0 {
+		pipe.SRem(ctx, l.campaignKey(campaign), name)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	if campaign == "" || dead > 0 {
+		return nil
+	}
+	// The campaign goes from the list once nothing of it is left.
+	left, err := l.rdb.SCard(ctx, l.campaignKey(campaign)).Result()
+	if err != nil || left > 0 {
+		return err
+	}
+	legacy, err := l.rdb.Exists(ctx, keys(l.LegacyScope(campaign))...).Result()
+	if err != nil || legacy > 0 {
+		return err
+	}
+	return l.rdb.SRem(ctx, l.campaignsKey(), campaign).Err()
+}
+
+// Lock takes the namespace's lock name for ttl and reports whether it got it: for work one
+// worker at a time does (lane upkeep, reconciling archives).
+func (l *Ledger) Lock(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	return l.rdb.SetNX(ctx, l.nsKey(name), "1", ttl).Result()
+}
+
+// QueueOf is the asynq queue of a ledger scope: the lane itself, or the single queue.
+func (l *Ledger) QueueOf(scope string) string {
+	if strings.Count(strings.TrimPrefix(scope, l.queue+":"), ":") == 0 {
+		return l.queue
+	}
+	return scope
+}
+
+// ReconcileMark is the key where the reconciler keeps the archive time it has read queue up to.
+// The single queue's mark predates lanes and keeps its name.
+func (l *Ledger) ReconcileMark(queue string) string {
+	if queue == l.queue {
+		return l.nsKey("reconcile:since")
+	}
+	return key(queue, "reconcile:since")
+}
+
+// AddEnqueued counts n jobs of campaign enqueued into the single queue of earlier versions,
+// which counted apart from the enqueue; workers still serve that queue. Lanes count in the
+// enqueue script instead (Enqueuer.Enqueue).
+func (l *Ledger) AddEnqueued(ctx context.Context, campaign string, n int64) error {
+	pipe := l.rdb.Pipeline()
+	pipe.HIncrBy(ctx, key(l.LegacyScope(campaign), "counts"), "enqueued", n)
+	pipe.SAdd(ctx, l.campaignsKey(), campaign)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("ledger: count enqueued: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,246 @@
+package worker
+
+import (
+	"context"
+	"maps"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/store"
+)
+
+// A worker serves lanes (see package store): one asynq server per sender, serving that sender's
+// live lanes with weights from their campaigns' priorities, plus one server for the single queue
+// of earlier versions. A job waiting for its sender's rate holds a slot of its own sender's
+// server only, so senders never wait for each other; within a sender, asynq's weighted random
+// choice of the queue to dequeue from gives each campaign its share of the rate.
+//
+// asynq fixes a server's queues when it starts, so when a sender's lane set changes the
+// supervisor starts a server with the new set and then shuts the old one down: its jobs that
+// wait for the limiter go back to their lane at once (not a failure), its Kaleyra calls finish.
+// New lanes are taken at once; servers are not restarted only to drop drained lanes more often
+// than every dropEvery, since a drained lane costs just a poll.
+
+// Priority weights. A high lane's weight is set so that the high lanes of a sender together
+// have highShare of the weight (and so of the dequeues) whatever the other lanes are.
+const (
+	weightNormal = 2
+	weightLow    = 1
+	highShare    = 0.8
+	dropEvery    = 5 * time.Second
+)
+
+// weights are the asynq queue weights of one sender's lanes.
+func weights(lanes []store.Lane) map[string]int {
+	w := make(map[string]int, len(lanes))
+	other, high := 0, 0
+	for _, ln := range lanes {
+		switch ln.Priority {
+		case store.PriorityHigh:
+			high++
+		case store.PriorityLow:
+			w[ln.Name] = weightLow
+			other += weightLow
+		default:
+			w[ln.Name] = weightNormal
+			other += weightNormal
+		}
+	}
+	hw := 1
+	if high > 0 && other > 0 {
+		hw = int(math.Ceil(highShare / (1 - highShare) * float64(other) / float64(high)))
+	}
+	for _, ln := range lanes {
+		if ln.Priority == store.PriorityHigh {
+			w[ln.Name] = hw
+		}
+	}
+	return w
+}
+
+// laneServer is one running asynq server.
+type laneServer struct {
+	srv     *asynq.Server
+	queues  map[string]int
+	stop    context.CancelFunc // cancels its handler's stopping context
+	started time.Time
+}
+
+// supervisor keeps one asynq server per sender in step with the live lanes.
+type supervisor struct {
+	cfg     Config
+	log     *zap.Logger
+	ledger  *store.Ledger
+	rdb     redis.UniversalClient
+	insp    *asynq.Inspector
+	handler func(stopping context.Context) *handler
+	servers map[string]*laneServer // by sender part; legacyKey for the single queue
+	closing sync.WaitGroup         // servers shutting down
+	mu      sync.Mutex
+	lanes   []store.Lane // as last read
+}
+
+const legacyKey = ""
+
+// start runs a server on queues; the caller holds nothing.
+func (s *supervisor) start(queues map[string]int) (*laneServer, error) {
+	stopping, stop := context.WithCancel(context.Background())
+	poll := s.cfg.PollInterval
+	fwd := min(max(s.cfg.RetryBase/4, 100*time.Millisecond), time.Second)
+	if n := len(queues); n > 1 {
+		// An idle server polls each of its queues once per TaskCheckInterval and forwards due
+		// retries of each once per DelayedTaskCheckInterval: with many lanes, poll less often
+		// so an idle lane costs about one Redis call a second.
+		poll = min(max(poll, time.Duration(n)*poll), time.Second)
+		fwd = min(max(fwd, time.Duration(n)*250*time.Millisecond), 5*time.Second)
+	}
+	srv := asynq.NewServerFromRedisClient(s.rdb, asynq.Config{
+		Concurrency:     s.cfg.Concurrency,
+		Queues:          queues,
+		RetryDelayFunc:  backoff(s.cfg.RetryBase, s.cfg.RetryMax),
+		IsFailure:       isFailure,
+		ShutdownTimeout: s.cfg.ShutdownTimeout,
+		// Retries become due at their backoff; the forwarder moves them back to the queue only
+		// when it checks, so it checks often enough not to add more than a fraction of the base.
+		DelayedTaskCheckInterval: fwd,
+		TaskCheckInterval:        poll,
+		Logger:                   asynqLogger{s.log.Sugar().With("component", "asynq"), s.cfg.PII},
+		LogLevel:                 asynq.WarnLevel,
+	})
+	if err := srv.Start(s.handler(stopping)); err != nil {
+		stop()
+		return nil, err
+	}
+	return &laneServer{srv: srv, queues: queues, stop: stop, started: time.Now()}, nil
+}
+
+// retire shuts ls down in the background: waits for the limiter end at once, calls finish.
+func (s *supervisor) retire(ls *laneServer) {
+	s.closing.Go(func() {
+		ls.stop()
+		ls.srv.Shutdown()
+	})
+}
+
+// sync reads the live lanes and brings the servers in step with them.
+func (s *supervisor) sync(ctx context.Context) error {
+	lanes, err := s.ledger.LiveLanes(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.lanes = lanes
+	s.mu.Unlock()
+	bySender := map[string][]store.Lane{}
+	for _, ln := range lanes {
+		bySender[ln.Sender] = append(bySender[ln.Sender], ln)
+	}
+	for sender, ls := range bySender {
+		want := weights(ls)
+		cur := s.servers[sender]
+		if cur != nil && maps.Equal(cur.queues, want) {
+			continue
+		}
+		if cur != nil && !grows(cur.queues, want) && time.Since(cur.started) < dropEvery {
+			continue // only drained lanes to drop (or a weight change): not worth a restart yet
+		}
+		next, err := s.start(want)
+		if err != nil {
+			return err
+		}
+		s.log.Info("serving lanes", zap.String("sender", s.cfg.PII.Phone(sender)), zap.Strings("lanes", slices.Sorted(maps.Keys(want))))
+		s.servers[sender] = next
+		if cur != nil {
+			s.retire(cur)
+		}
+	}
+	for sender, cur := range s.servers {
+		if _, ok := bySender[sender]; !ok && sender != legacyKey && time.Since(cur.started) >= dropEvery {
+			delete(s.servers, sender)
+			s.retire(cur)
+		}
+	}
+	return nil
+}
+
+// grows reports whether want has a queue cur lacks, or a new weight.
+func grows(cur, want map[string]int) bool {
+	for q, w := range want {
+		if cur[q] != w {
+			return true
+		}
+	}
+	return false
+}
+
+// liveLanes returns the lanes as last read.
+func (s *supervisor) liveLanes() []store.Lane {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lanes
+}
+
+// run serves the single queue and the lanes until ctx ends, then shuts every server down and
+// waits for them.
+func (s *supervisor) run(ctx context.Context, interval time.Duration) error {
+	legacy, err := s.start(map[string]int{s.ledger.Namespace(): 1})
+	if err != nil {
+		return err
+	}
+	s.servers = map[string]*laneServer{legacyKey: legacy}
+	if err := s.sync(ctx); err != nil {
+		s.log.Warn("read lanes", zap.Error(err))
+	}
+	go s.maintain(ctx)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for _, ls := range s.servers {
+				s.retire(ls)
+			}
+			s.closing.Wait()
+			return nil
+		case <-t.C:
+			if err := s.sync(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("read lanes", zap.Error(err))
+			}
+		}
+	}
+}
+
+// maintainEvery is how often one worker retires drained lanes and cleans up old ones.
+const maintainEvery = 5 * time.Second
+
+// maintain retires drained lanes and removes lanes drained longer than the retention. One
+// worker at a time does it (a Redis lock), so pods add no load as they scale.
+func (s *supervisor) maintain(ctx context.Context) {
+	t := time.NewTicker(maintainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, err := s.ledger.Lock(ctx, "lanes:lock", maintainEvery*9/10)
+		if err != nil || !ok {
+			continue
+		}
+		if _, err := s.ledger.RetireDrained(ctx, s.liveLanes()); err != nil && ctx.Err() == nil {
+			s.log.Warn("retire drained lanes", zap.Error(err))
+		}
+		if n, err := s.ledger.CleanUp(ctx, s.insp, 100); err != nil && ctx.Err() == nil {
+			s.log.Warn("clean up lanes", zap.Error(err))
+		} else if n > 0 {
+			s.log.Info("removed lanes drained longer than the retention", zap.Int("lanes", n))
+		}
+	}
+}
