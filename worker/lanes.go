@@ -32,7 +32,7 @@ import (
 const (
 	weightNormal = 2
 	weightLow    = 1
-	highShare    = 0.8
+	highShare    = 0.9
 	dropEvery    = 5 * time.Second
 )
 
@@ -197,7 +197,7 @@ func (s *supervisor) run(ctx context.Context, interval time.Duration) error {
 	if err := s.sync(ctx); err != nil {
 		s.log.Warn("read lanes", zap.Error(err))
 	}
-	go s.maintain(ctx)
+	go s.maintain(ctx, 5*interval)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -216,13 +216,11 @@ func (s *supervisor) run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
-// maintainEvery is how often one worker retires drained lanes and cleans up old ones.
-const maintainEvery = 5 * time.Second
-
-// maintain retires drained lanes and removes lanes drained longer than the retention. One
-// worker at a time does it (a Redis lock), so pods add no load as they scale.
-func (s *supervisor) maintain(ctx context.Context) {
-	t := time.NewTicker(maintainEvery)
+// maintain retires drained lanes and removes lanes drained longer than the retention, every
+// `every` (5 lane intervals: 5 s by default). One worker at a time does it (a Redis lock), so
+// pods add no load as they scale.
+func (s *supervisor) maintain(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -230,7 +228,7 @@ func (s *supervisor) maintain(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		ok, err := s.ledger.Lock(ctx, "lanes:lock", maintainEvery*9/10)
+		ok, err := s.ledger.Lock(ctx, "lanes:lock", every*9/10)
 		if err != nil || !ok {
 			continue
 		}

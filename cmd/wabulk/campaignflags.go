@@ -17,6 +17,7 @@ import (
 // by the commands that take one: `wabulk enqueue` and `wabulk send`.
 type campaignFlags struct {
 	campaign, format string
+	priority         string
 	defaults         job.Fields
 	strict, dryRun   bool
 }
@@ -35,6 +36,7 @@ func (fl *campaignFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&fl.defaults.From, "from", "", "sender number for rows without one (default KALEYRA_FROM)")
 	f.BoolVar(&fl.strict, "strict", false, "enqueue nothing if any row is invalid")
 	f.BoolVar(&fl.dryRun, "dry-run", false, "validate only, enqueue nothing")
+	f.StringVar(&fl.priority, "priority", "", "the campaign's share of each sender's rate: high (transactional, overtakes), normal or low (default: kept, normal for a new campaign)")
 	f.StringVar(&fl.format, "format", "", "csv or jsonl (default: by the file's extension; csv for stdin)")
 }
 
@@ -68,5 +70,5 @@ func (fl *campaignFlags) rows(in io.Reader) iter.Seq[producer.Row] {
 }
 
 func (fl *campaignFlags) options() producer.Options {
-	return producer.Options{Defaults: fl.defaults, Strict: fl.strict, DryRun: fl.dryRun}
+	return producer.Options{Defaults: fl.defaults, Strict: fl.strict, DryRun: fl.dryRun, Priority: fl.priority}
 }

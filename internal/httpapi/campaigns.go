@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 )
 
@@ -29,6 +30,9 @@ type CampaignRequest struct {
 	Defaults job.Fields `json:"defaults"`
 	// Recipients are one entry per row; a `to` may hold several numbers separated by commas.
 	Recipients []job.Fields `json:"recipients"`
+	// Priority weights the campaign's share of each sender's rate: high, normal or low.
+	// Empty keeps the campaign's priority (normal for a new one).
+	Priority string `json:"priority,omitempty"`
 }
 
 // MessageRequest is the JSON body of POST /v1/messages: one message's fields and an optional
@@ -65,6 +69,9 @@ func decodeCampaign(r io.Reader, maxRecipients int) (CampaignRequest, error) {
 	var req CampaignRequest
 	if err := decodeStrict(r, &req); err != nil {
 		return CampaignRequest{}, err
+	}
+	if _, err := store.ParsePriority(req.Priority); err != nil {
+		return req, &bodyError{http.StatusBadRequest, CodeInvalidRequest, err.Error()}
 	}
 	if err := job.ValidCampaign(req.Campaign); err != nil {
 		return CampaignRequest{}, &bodyError{http.StatusBadRequest, CodeInvalidRequest, err.Error()}
@@ -224,6 +231,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 	var (
 		campaign string
 		defaults job.Fields
+		priority = r.URL.Query().Get("priority")
 		rows     iter.Seq[producer.Row]
 		ctx      = r.Context()
 	)
@@ -233,7 +241,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, err)
 			return
 		}
-		campaign, defaults = req.Campaign, req.Defaults
+		campaign, defaults, priority = req.Campaign, req.Defaults, req.Priority
 		rows = func(yield func(producer.Row) bool) {
 			for _, f := range req.Recipients {
 				if !yield(producer.Row{Fields: f}) {
@@ -258,7 +266,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 		rows = limitRows(in, defaults, s.cfg.MaxRecipients)
 	}
 	c := &collector{s: s, mode: mode}
-	sum, err := s.prod.Campaign(ctx, campaign, rows, producer.Options{Defaults: defaults}, c.add)
+	sum, err := s.prod.Campaign(ctx, campaign, rows, producer.Options{Defaults: defaults, Priority: priority}, c.add)
 	s.answer(w, r, campaign, sum, c, err)
 }
 
@@ -304,13 +312,18 @@ func streamParams(r *http.Request) (string, job.Fields, error) {
 		switch k {
 		case "campaign", "outcomes":
 			continue
+		case "priority":
+			if _, err := store.ParsePriority(v[0]); err != nil {
+				return "", f, &bodyError{http.StatusBadRequest, CodeInvalidRequest, err.Error()}
+			}
+			continue
 		case "to":
 			return "", f, &bodyError{http.StatusBadRequest, CodeInvalidRequest, "to cannot be a default: give the numbers in the body"}
 		}
 		p := f.Ptr(k)
 		if p == nil {
 			return "", f, &bodyError{http.StatusBadRequest, CodeInvalidRequest,
-				fmt.Sprintf("unknown query parameter %q; known: campaign, outcomes, %s", k, strings.Join(job.Columns[1:], ", "))}
+				fmt.Sprintf("unknown query parameter %q; known: campaign, outcomes, priority, %s", k, strings.Join(job.Columns[1:], ", "))}
 		}
 		*p = v[0]
 	}

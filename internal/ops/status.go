@@ -38,8 +38,8 @@ type QueueCounts struct {
 
 // Status is a queue's counts and its campaigns' counts at one moment.
 type Status struct {
-	Time      time.Time       `json:"time"`
-	Queue     QueueCounts     `json:"queue"`
+	Time      time.Time      `json:"time"`
+	Queue     QueueCounts    `json:"queue"`
 	Campaigns []store.Counts `json:"campaigns"`
 }
 

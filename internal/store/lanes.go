@@ -294,6 +294,9 @@ func (l *Ledger) CleanUp(ctx context.Context, insp *asynq.Inspector, limit int) 
 	return removed, nil
 }
 
+// asynqStatsDays is how long asynq keeps a queue's daily counters (base.StatsTTL: 90 days).
+const asynqStatsDays = 90
+
 // dropLane removes a lane whose queue is gone from the registry, and its ledger unless it holds
 // dead letters.
 func (l *Ledger) dropLane(ctx context.Context, name string) error {
@@ -307,11 +310,21 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 			campaign = ln.Campaign
 		}
 	}
+	// asynq's DeleteQueue leaves the queue's statistics and flags behind: its processed and
+	// failed totals, the daily counters (kept 90 days), the lease set and the paused flag.
+	p := asynqPrefix(name)
+	ks := []string{p + "processed", p + "failed", p + "lease", p + "paused", p + "completed"}
+	for d := 0; d <= asynqStatsDays; d++ {
+		day := time.Now().UTC().AddDate(0, 0, -d).Format("2006-01-02")
+		ks = append(ks, p+"processed:"+day, p+"failed:"+day)
+	}
 	if dead == 0 {
-		ks := append(keys(name), key(name, "reconcile:since"))
-		if err := l.rdb.Del(ctx, ks...).Err(); err != nil {
-			return err
-		}
+		ks = append(ks, keys(name)...)
+		ks = append(ks, key(name, "reconcile:since"))
+	}
+	// One slot: asynq's keys of the lane and the ledger's share the tag {lane}.
+	if err := l.rdb.Del(ctx, ks...).Err(); err != nil {
+		return err
 	}
 	pipe := l.rdb.TxPipeline()
 	pipe.HDel(ctx, l.nsKey("lanes:info"), name)

@@ -1,0 +1,241 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/producer"
+)
+
+const secondSender = "+919000000002"
+
+// lanes is a bundle whose sandbox knows two senders, with a producer on its Redis.
+func lanes(t *testing.T) (*bundle, *producer.Producer) {
+	t.Helper()
+	b := setup(t)
+	sb, err := sandbox.Start(sandbox.Config{SID: testSID, APIKey: testKey, Senders: []string{testSender, secondSender}, Balance: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	b.sb = sb
+	p, err := producer.New(b.redis.ConnOpt(t), producer.Config{Queue: testQueue, MaxRetry: 3, Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return b, p
+}
+
+// campaign enqueues n recipients (numbers from base on) from sender with priority.
+func campaign(t *testing.T, p *producer.Producer, id, sender, priority string, base, n int) {
+	t.Helper()
+	rows := func(yield func(producer.Row) bool) {
+		for i := range n {
+			if !yield(producer.Row{Fields: job.Fields{To: fmt.Sprintf("+9198%08d", base+i)}}) {
+				return
+			}
+		}
+	}
+	opt := producer.Options{Priority: priority, Defaults: job.Fields{Type: "image", MediaID: "m1", From: sender}}
+	s, err := p.Campaign(context.Background(), id, rows, opt, nil)
+	if err != nil || s.Enqueued != n {
+		t.Fatalf("enqueue %s: %+v %v", id, s, err)
+	}
+}
+
+// sends are the times of the sandbox's accepted calls that keep picks.
+func sends(calls []sandbox.Call, keep func(sandbox.Call) bool) []time.Time {
+	var out []time.Time
+	for _, c := range calls {
+		if c.Answer == sandbox.AnswerOK && keep(c) {
+			out = append(out, c.Time)
+		}
+	}
+	return out
+}
+
+// within counts the times in [from, to).
+func within(ts []time.Time, from, to time.Time) int {
+	n := 0
+	for _, t := range ts {
+		if !t.Before(from) && t.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSendersReachTheirRatesAtTheSameTime(t *testing.T) {
+	b, p := lanes(t)
+	const rate, n = 20, 200
+	cfg := b.config()
+	cfg.Rate, cfg.Concurrency, cfg.LaneInterval = rate, 10, 200*time.Millisecond
+	b.run(cfg)
+	// The first sender's campaign fills the worker's slots before the second one is enqueued:
+	// with one FIFO queue the second sender sent nothing until the first one's backlog drained.
+	campaign(t, p, "first", testSender, "", 0, n)
+	b.waitFor("the first campaign to start", 10*time.Second, func() bool { return b.counts("first").Completed > 20 })
+	campaign(t, p, "second", secondSender, "", 10_000, n)
+	b.waitFor("both campaigns", 40*time.Second, func() bool {
+		return b.counts("first").Completed == n && b.counts("second").Completed == n
+	})
+	calls := b.sb.Calls()
+	a := sends(calls, func(c sandbox.Call) bool { return "+"+c.From == testSender })
+	c := sends(calls, func(c sandbox.Call) bool { return "+"+c.From == secondSender })
+	// The window where both are busy: from the second's first send to the first's last.
+	from, to := c[0].Add(time.Second), a[len(a)-1]
+	if to.Sub(from) < 3*time.Second {
+		t.Fatalf("the two senders overlapped only %v: the second started too late (first sender's last send %v, second's first %v)",
+			to.Sub(from)+time.Second, a[len(a)-1].Format(time.StampMilli), c[0].Format(time.StampMilli))
+	}
+	secs := to.Sub(from).Seconds()
+	ra, rc := float64(within(a, from, to))/secs, float64(within(c, from, to))/secs
+	t.Logf("over %.1fs where both were busy: sender 1 %.1f/s, sender 2 %.1f/s (rate %d each)", secs, ra, rc, rate)
+	if ra < 0.9*rate || rc < 0.9*rate {
+		t.Errorf("sender 1 %.1f/s, sender 2 %.1f/s, want each ≥ %.0f/s at the same time", ra, rc, 0.9*rate)
+	}
+}
+
+func TestSmallCampaignAfterABigOneFinishesFirst(t *testing.T) {
+	b, p := lanes(t)
+	const rate, big, small = 50, 500, 25
+	cfg := b.config()
+	cfg.Rate, cfg.Concurrency, cfg.LaneInterval = rate, 10, 200*time.Millisecond
+	b.run(cfg)
+	campaign(t, p, "big", testSender, "", 0, big)
+	b.waitFor("the big campaign to start", 10*time.Second, func() bool { return b.counts("big").Completed > 50 })
+	campaign(t, p, "small", testSender, "", 10_000, small)
+	b.waitFor("the small campaign", 20*time.Second, func() bool { return b.counts("small").Completed == small })
+	bigDone := b.counts("big").Completed
+	t.Logf("when the small campaign finished, the big one had sent %d of %d", bigDone, big)
+	if bigDone >= big/2 {
+		t.Errorf("the big campaign had sent %d of %d when the small one finished; want less than half", bigDone, big)
+	}
+}
+
+func TestHighPriorityOvertakesABusySender(t *testing.T) {
+	b, p := lanes(t)
+	const rate, big, urgent = 50, 600, 100
+	cfg := b.config()
+	cfg.Rate, cfg.Concurrency, cfg.LaneInterval = rate, 10, 200*time.Millisecond
+	b.run(cfg)
+	campaign(t, p, "marketing", testSender, "normal", 0, big)
+	b.waitFor("marketing to start", 10*time.Second, func() bool { return b.counts("marketing").Completed > 50 })
+	campaign(t, p, "orders", testSender, "high", 10_000, urgent)
+	b.waitFor("the orders", 20*time.Second, func() bool { return b.counts("orders").Completed == urgent })
+	calls := b.sb.Calls()
+	hi := sends(calls, func(c sandbox.Call) bool { return strings.HasPrefix(c.To, "+919800010") })
+	lo := sends(calls, func(c sandbox.Call) bool { return strings.HasPrefix(c.To, "+919800000") })
+	// From the second high send (the lane is being served) to the last one.
+	from, to := hi[1], hi[len(hi)-1]
+	h, l := within(hi, from, to), within(lo, from, to)
+	share := float64(h) / float64(h+l)
+	t.Logf("while both were queued: high %d sends, normal %d: high's share %.2f", h, l, share)
+	if share < 0.75 {
+		t.Errorf("high priority got %.2f of the sender's sends, want ≥ 0.75", share)
+	}
+}
+
+func TestWeightsGiveHighAtLeastItsShare(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		lanes []store.Priority
+	}{
+		{"one high, one normal", []store.Priority{"high", "normal"}},
+		{"one high, five normal, two low", []store.Priority{"high", "normal", "normal", "normal", "normal", "normal", "low", "low"}},
+		{"two high, three normal", []store.Priority{"high", "high", "normal", "normal", "normal"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ls []store.Lane
+			for i, pr := range tc.lanes {
+				ls = append(ls, store.Lane{Name: fmt.Sprint("q", i), Priority: pr})
+			}
+			w := weights(ls)
+			high, all := 0, 0
+			for i, pr := range tc.lanes {
+				all += w[ls[i].Name]
+				if pr == store.PriorityHigh {
+					high += w[ls[i].Name]
+				}
+				if w[ls[i].Name] < 1 {
+					t.Errorf("lane %d has weight %d", i, w[ls[i].Name])
+				}
+			}
+			if share := float64(high) / float64(all); share < 0.75 {
+				t.Errorf("high share %.2f of weights %v, want ≥ 0.75", share, w)
+			}
+		})
+	}
+}
+
+func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
+	b, _ := lanes(t)
+	p, err := producer.New(b.redis.ConnOpt(t), producer.Config{Queue: testQueue, MaxRetry: 3, Retention: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	ctx := context.Background()
+	before, err := b.rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.config()
+	cfg.Retention, cfg.LaneInterval = time.Second, 100*time.Millisecond
+	b.run(cfg)
+	campaign(t, p, "brief", testSender, "", 0, 5)
+	lane := b.ledger.LaneName("brief", testSender)
+	b.waitFor("the campaign to be sent", 10*time.Second, func() bool { return b.counts("brief").Completed == 5 })
+	b.waitFor("the lane to be cleaned up", 15*time.Second, func() bool {
+		qs, _ := b.insp.Queues()
+		for _, q := range qs {
+			if q == lane {
+				return false
+			}
+		}
+		return true
+	})
+	b.waitFor("the lane's keys to go", 5*time.Second, func() bool {
+		left, _ := b.rdb.Keys(ctx, "*{"+lane+"}*").Result()
+		return len(left) == 0
+	})
+	live, err := b.ledger.LiveLanes(ctx)
+	if err != nil || len(live) != 0 {
+		t.Errorf("live lanes = %v, %v; want none", live, err)
+	}
+	names, _ := b.ledger.Campaigns(ctx)
+	if len(names) != 0 {
+		t.Errorf("campaigns = %v, want none once the only campaign is cleaned up", names)
+	}
+	// Nothing of the lane anywhere: every key now is one the worker keeps for itself (asynq's
+	// servers and workers, wabulk's locks and lane registry), none names the campaign.
+	after, _ := b.rdb.Keys(ctx, "*").Result()
+	for _, k := range after {
+		if strings.Contains(k, "brief") {
+			t.Errorf("key %q left behind (before the campaign: %d keys)", k, len(before))
+		}
+	}
+}
+
+func TestJobsOfTheSingleQueueAreStillServedBesideLanes(t *testing.T) {
+	b, p := lanes(t)
+	old := b.enqueue("legacy", "+919811111111", 3) // as an earlier version enqueued it
+	campaign(t, p, "legacy", testSender, "", 0, 3)
+	cfg := b.config()
+	cfg.LaneInterval = 100 * time.Millisecond
+	b.run(cfg)
+	b.waitFor("both kinds of job", 10*time.Second, b.done("legacy", 4))
+	if c := b.counts("legacy"); c.Enqueued != 4 || c.Completed != 4 || c.Pending != 0 {
+		t.Errorf("counts = %+v, want 4 enqueued and completed", c)
+	}
+	if info := b.taskInfo(old); info == nil || string(info.Result) == "" {
+		t.Errorf("the single queue's job has no result: %+v", info)
+	}
+}
