@@ -23,10 +23,10 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/probe"
 	"github.com/wabulk/wabulk/internal/ratelimit"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // Run serves cfg.Queue until ctx ends, then stops taking jobs, lets in-flight ones finish for
@@ -55,7 +55,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("worker: Redis is unreachable: %w", err)
 	}
-	limiter, err := ratelimit.New(rdb, ratelimit.Config{Rate: cfg.Rate, Burst: cfg.Burst})
+	limiter, err := ratelimit.New(rdb, ratelimit.Config{Rate: cfg.Rate, Burst: cfg.Burst,
+		// Per-sender overrides (`wabulk sender rate`), read about once a second while sending.
+		Rates: store.New(rdb, cfg.Queue, cfg.Retention).SyncSenderRates})
 	if err != nil {
 		return err
 	}
@@ -66,8 +68,8 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.UniversalClient, sender Sender, limiter Limiter) error {
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newQueueCollector(inspector, cfg.Queue))
+	queues := newQueueCollector(inspector, cfg.Queue)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), queues)
 	stopCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	h := &handler{
@@ -87,6 +89,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	sup := &supervisor{cfg: cfg, log: log, ledger: h.ledger, rdb: rdb, insp: inspector,
 		handler: func(stopping context.Context) *handler { c := *h; c.stopping = stopping; return &c }}
 	h.lanes = sup.liveLanes
+	queues.lanes = sup.liveLanes
 	supCtx, stopSup := context.WithCancel(context.Background())
 	defer stopSup()
 	served := make(chan error, 1)
@@ -139,33 +142,55 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	return nil
 }
 
-// queueCollector exports asynq's queue sizes on each scrape (one Redis script call).
+// queueCollector exports asynq's queue sizes on each scrape, summed over the single queue and
+// the live lanes (one Redis script call per queue).
 type queueCollector struct {
 	inspector *asynq.Inspector
 	queue     string
+	lanes     func() []store.Lane
 	size      *prometheus.Desc
 	paused    *prometheus.Desc
 }
 
 func newQueueCollector(i *asynq.Inspector, queue string) *queueCollector {
 	return &queueCollector{inspector: i, queue: queue,
-		size:   prometheus.NewDesc("wabulk_queue_tasks", "Tasks in the queue by state.", []string{"queue", "state"}, nil),
-		paused: prometheus.NewDesc("wabulk_queue_paused", "1 when the queue is paused.", []string{"queue"}, nil)}
+		size:   prometheus.NewDesc("wabulk_queue_tasks", "Tasks in the single queue and every live lane, summed, by state.", []string{"queue", "state"}, nil),
+		paused: prometheus.NewDesc("wabulk_queue_paused", "1 when the single queue and every live lane are paused.", []string{"queue"}, nil)}
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.size; ch <- c.paused }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	info, err := c.inspector.GetQueueInfo(c.queue)
-	if err != nil {
-		return // queue not created yet, or Redis down: no sample rather than a wrong one
+	names := []string{c.queue}
+	if c.lanes != nil {
+		for _, ln := range c.lanes() {
+			names = append(names, ln.Name)
+		}
 	}
-	for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
-		"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
+	sum := map[string]int{}
+	found, paused := 0, 0
+	for _, n := range names {
+		info, err := c.inspector.GetQueueInfo(n)
+		if err != nil {
+			continue // queue not created yet, or Redis down: no sample rather than a wrong one
+		}
+		found++
+		if info.Paused {
+			paused++
+		}
+		for state, v := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
+			sum[state] += v
+		}
+	}
+	if found == 0 {
+		return
+	}
+	for state, n := range sum {
 		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n), c.queue, state)
 	}
 	p := 0.0
-	if info.Paused {
+	if paused == found {
 		p = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, p, c.queue)
