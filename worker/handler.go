@@ -14,8 +14,8 @@ import (
 
 	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // Sender sends one message; *kaleyra.Client is the real one.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/ops"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // CampaignStatus is the answer of GET /v1/campaigns/{id}: the counts `wabulk status --campaign`
@@ -18,7 +18,7 @@ import (
 type CampaignStatus struct {
 	Time     time.Time       `json:"time"`
 	Queue    ops.QueueCounts `json:"queue"`
-	Campaign store.Counts   `json:"campaign"`
+	Campaign store.Counts    `json:"campaign"`
 }
 
 // DeadList is the answer of GET /v1/campaigns/{id}/dead: dead letters, newest first.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/embedded"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 	"github.com/wabulk/wabulk/worker"
 )

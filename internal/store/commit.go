@@ -25,11 +25,11 @@ const (
 )
 
 type op struct {
-	kind     opKind
-	scope string
-	taskID   string
-	answer   []byte                  // opSent: the sent marker's value
-	with     []func(redis.Pipeliner) // opSent: commands that ride in the same pipeline
+	kind   opKind
+	scope  string
+	taskID string
+	answer []byte                  // opSent: the sent marker's value
+	with   []func(redis.Pipeliner) // opSent: commands that ride in the same pipeline
 	// Set by commit.
 	prior       string
 	alreadySent bool
@@ -196,10 +196,10 @@ func (l *Ledger) commit(ctx context.Context, ops []*op) {
 // (only when evalsha is set), in which case nothing was decided and the caller writes again.
 func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript bool) {
 	type group struct {
-		kind     opKind
+		kind  opKind
 		scope string
-		ops      []*op
-		cmd      *redis.Cmd
+		ops   []*op
+		cmd   *redis.Cmd
 	}
 	var groups []*group
 	find := func(o *op) *group {
