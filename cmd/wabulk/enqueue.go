@@ -115,7 +115,7 @@ func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() 
 	}
 	if runErr != nil && s == (producer.Summary{}) {
 		if strings.HasPrefix(runErr.Error(), "redis unreachable") {
-			return fmt.Errorf("redis at %s: %w", redactURL(cfg.RedisURL), runErr)
+			return fmt.Errorf("redis at %s: %w", redisName(cfg), runErr)
 		}
 		return runErr
 	}
@@ -308,6 +308,15 @@ func (p *progress) message(now time.Time) string {
 }
 
 func (p *progress) done() { p.line.Done(p.message(time.Now())) }
+
+// redisName says which Redis a command uses, for messages: the cluster's nodes when
+// WABULK_REDIS_CLUSTER is set, else the URL with its password hidden.
+func redisName(c config.Config) string {
+	if c.RedisCluster != "" {
+		return "cluster " + c.RedisCluster
+	}
+	return redactURL(c.RedisURL)
+}
 
 // redactURL hides a password in a Redis URL before it goes into an error message.
 func redactURL(s string) string {

@@ -173,7 +173,7 @@ func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campa
 		Worker:        wc,
 		EmbeddedRedis: sf.embedded,
 		Sandbox:       sb,
-		RedisName:     redactURL(c.RedisURL),
+		RedisName:     redisName(c),
 		Out:           out,
 		Err:           cmd.ErrOrStderr(),
 		Live:          live,
