@@ -81,6 +81,9 @@ type Producer struct {
 	ledger *store.Ledger
 	from   string // cfg.DefaultFrom in E.164
 	owns   bool
+	// declared holds when each lane (and priority) was last declared, to declare it once a
+	// minute rather than once a batch.
+	declared sync.Map
 }
 
 // New returns a Producer with its own Redis connections; Close releases them.
@@ -530,14 +533,23 @@ func (p *Producer) do(stop context.Context, campaign string, prio store.Priority
 }
 
 // enqueue writes tasks of campaign from sender into their lane (counting the new ones when
-// count is set) and then registers the lane, so workers serve it.
+// count is set) and then registers the lane, so workers serve it. The lane is declared in its
+// campaign first (once a minute per producer and lane), so the campaign's counts see its tasks
+// even if this process dies between the two.
 func (p *Producer) enqueue(ctx context.Context, campaign, sender string, prio store.Priority, tasks []store.Task, count bool) ([]bool, error) {
 	name := p.ledger.LaneName(campaign, sender)
+	ln := store.Lane{Name: name, Campaign: campaign, Sender: sender, Priority: prio}
+	declared := name + "\x00" + string(prio)
+	if at, ok := p.declared.Load(declared); !ok || time.Since(at.(time.Time)) > time.Minute {
+		if err := p.ledger.DeclareLane(ctx, ln, prio == ""); err != nil {
+			return nil, err
+		}
+		p.declared.Store(declared, time.Now())
+	}
 	added, err := p.queue.Enqueue(ctx, name, tasks, count)
 	if err != nil {
 		return nil, err
 	}
-	ln := store.Lane{Name: name, Campaign: campaign, Sender: sender, Priority: prio}
 	if err := p.ledger.RegisterLane(ctx, ln, prio == ""); err != nil {
 		return nil, err
 	}

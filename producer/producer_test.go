@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -14,8 +15,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 )
 
@@ -72,12 +73,35 @@ func run(t *testing.T, p *producer.Producer, campaign string, rows iter.Seq[prod
 	return s, got, err
 }
 
-// queued returns the TaskIDs in the queue's pending list.
+// lane is the asynq queue the producer puts campaign's jobs from sender in.
+func lane(campaign, sender string) string { return store.New(nil, queue, 0).LaneName(campaign, sender) }
+
+// queued returns the TaskIDs pending in the namespace: in the single queue of earlier versions
+// and in every lane (each listed in asynq:queues before its first task is written).
 func queued(t *testing.T, insp *asynq.Inspector) map[string]*asynq.TaskInfo {
+	t.Helper()
+	qs, err := insp.Queues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*asynq.TaskInfo{}
+	for _, q := range qs {
+		if q != queue && !strings.HasPrefix(q, queue+":") {
+			continue
+		}
+		for id, ti := range pendingIn(t, insp, q) {
+			out[id] = ti
+		}
+	}
+	return out
+}
+
+// pendingIn returns the TaskIDs in asynq queue q's pending list.
+func pendingIn(t *testing.T, insp *asynq.Inspector, q string) map[string]*asynq.TaskInfo {
 	t.Helper()
 	out := map[string]*asynq.TaskInfo{}
 	for page := 1; ; page++ {
-		tasks, err := insp.ListPendingTasks(queue, asynq.Page(page), asynq.PageSize(1000))
+		tasks, err := insp.ListPendingTasks(q, asynq.Page(page), asynq.PageSize(1000))
 		if err != nil {
 			if errors.Is(err, asynq.ErrQueueNotFound) {
 				return out
@@ -113,7 +137,8 @@ func TestCampaignPutsJobsInTheQueueWithPayloadAndTaskID(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("outcomes\n got %+v\nwant %+v", got, want)
 	}
-	ti, err := b.insp.GetTaskInfo(queue, "c1:919800000001:919876543210")
+	ln := lane("c1", sender)
+	ti, err := b.insp.GetTaskInfo(ln, "c1:919800000001:919876543210")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +151,25 @@ func TestCampaignPutsJobsInTheQueueWithPayloadAndTaskID(t *testing.T) {
 	if p != wantP {
 		t.Fatalf("payload\n got %+v\nwant %+v", p, wantP)
 	}
-	if ti.Type != job.TaskType || ti.MaxRetry != 5 || ti.Retention != time.Hour || ti.Queue != queue {
+	if ti.Type != job.TaskType || ti.MaxRetry != 5 || ti.Retention != time.Hour || ti.Queue != ln {
 		t.Fatalf("task type %q max retry %d retention %v queue %q", ti.Type, ti.MaxRetry, ti.Retention, ti.Queue)
 	}
 	if n := len(queued(t, b.insp)); n != 3 {
 		t.Fatalf("%d tasks pending, want 3", n)
+	}
+	// One lane per sender, each registered live for the workers.
+	for ln, want := range map[string]int{lane("c1", sender): 1, lane("c1", "+919800000002"): 2} {
+		if n := len(pendingIn(t, b.insp, ln)); n != want {
+			t.Fatalf("%d tasks pending in lane %s, want %d", n, ln, want)
+		}
+	}
+	live, err := b.led.LiveLanes(context.Background())
+	wantLive := []store.Lane{
+		{Name: lane("c1", sender), Campaign: "c1", Sender: "919800000001", Priority: store.PriorityNormal},
+		{Name: lane("c1", "+919800000002"), Campaign: "c1", Sender: "919800000002", Priority: store.PriorityNormal},
+	}
+	if err != nil || !slices.Equal(live, wantLive) {
+		t.Fatalf("live lanes %+v %v, want %+v", live, err, wantLive)
 	}
 }
 
@@ -212,7 +251,8 @@ func TestCampaignReportsInvalidRowsByLineAndGoesOn(t *testing.T) {
 
 func TestCampaignCountsEnqueuedJobsInTheLedger(t *testing.T) {
 	b := setup(t, redistest.Options{})
-	// More than one ledger batch (500), and a partial one at the end.
+	// Many enqueue batches, each counting its new tasks in the same script call that writes
+	// them, and a rejected row that counts nothing.
 	in := csvRows(1234) + "12,image,https://x.test/a,r\n"
 	s, _, err := run(t, b.p, "led", producer.ReadCSV(strings.NewReader(in)), producer.Options{})
 	if err != nil || s.Enqueued != 1234 || s.Rejected != 1 {
@@ -359,6 +399,11 @@ func TestRedisGoingAwayMidFileStopsWithAnExactSummary(t *testing.T) {
 	} else if extra > 0 {
 		t.Logf("%d enqueues were applied but their answers lost", extra)
 	}
+	// The ledger counts exactly what Redis holds, the enqueues whose answers were lost included:
+	// each batch's tasks and their count are written by one script.
+	if c, err := b.led.Counts(context.Background(), "crash"); err != nil || c.Enqueued != int64(len(inRedis)) {
+		t.Fatalf("ledger %+v %v, want %d enqueued (what Redis holds)", c, err, len(inRedis))
+	}
 	// A fresh producer: the old one's pool waits out its dial failures before it reconnects.
 	p2, err := producer.New(b.srv.ConnOpt(t), producer.Config{Queue: queue, DefaultFrom: sender, Retention: time.Hour})
 	if err != nil {
@@ -455,5 +500,63 @@ func TestNewRefusesAnInvalidDefaultSender(t *testing.T) {
 	srv := redistest.Start(t)
 	if _, err := producer.New(srv.ConnOpt(t), producer.Config{DefaultFrom: "12"}); err == nil || !strings.Contains(err.Error(), "KALEYRA_FROM") {
 		t.Fatalf("err %v, want one naming KALEYRA_FROM", err)
+	}
+}
+
+// An earlier version put every job in one asynq queue, the namespace's. A job it enqueued and
+// that is still held there (pending, retrying, or completed within the retention) must not be
+// enqueued again into its lane when the campaign is re-run after the upgrade: the worker serves
+// the old queue too, and the recipient would get the message twice.
+func TestJobHeldInTheOldSingleQueueIsADuplicateAfterTheUpgrade(t *testing.T) {
+	b := setup(t, redistest.Options{})
+	ctx := context.Background()
+	// What an earlier version left: a job of campaign "mig" in the single queue, counted in the
+	// campaign's ledger apart from the enqueue.
+	held := asynqEnqueue(t, b.srv, "mig", job.Fields{To: number(1), From: sender, Type: "image", MediaID: "m"}, asynq.Queue(queue))
+	if err := b.led.AddEnqueued(ctx, "mig", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	in := "to,type,media_id\n" + number(1) + ",image,m\n" + number(2) + ",image,m\n"
+	s, got, err := run(t, b.p, "mig", producer.ReadCSV(strings.NewReader(in)), producer.Options{})
+	if err != nil || s != (producer.Summary{Enqueued: 1, Duplicates: 1}) {
+		t.Fatalf("summary %+v %v, want 1 enqueued and 1 duplicate", s, err)
+	}
+	fresh := "mig:919800000001:919800000002"
+	want := []string{number(1) + " duplicate " + held, number(2) + " enqueued " + fresh}
+	if lines := outcomeLines(got); !slices.Equal(lines, want) {
+		t.Fatalf("outcomes\n got %q\nwant %q", lines, want)
+	}
+	// The held job stays where it was, alone; the new one is in its lane, alone.
+	if ids := slices.Sorted(maps.Keys(pendingIn(t, b.insp, queue))); !slices.Equal(ids, []string{held}) {
+		t.Fatalf("single queue holds %q, want only %q", ids, held)
+	}
+	ln := lane("mig", sender)
+	if ids := slices.Sorted(maps.Keys(pendingIn(t, b.insp, ln))); !slices.Equal(ids, []string{fresh}) {
+		t.Fatalf("lane %s holds %q, want only %q", ln, ids, fresh)
+	}
+	if _, err := b.insp.GetTaskInfo(ln, held); !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Fatalf("held job looked up in the lane: %v, want not found", err)
+	}
+	// The campaign counts both: the old queue's job and the lane's.
+	if c, err := b.led.Counts(ctx, "mig"); err != nil || c.Enqueued != 2 {
+		t.Fatalf("ledger %+v %v, want 2 enqueued", c, err)
+	}
+
+	// While the single queue holds tasks, the look for TaskIDs held there costs a batch one
+	// more script call, beside the enqueue and the lane registration (all loaded by now).
+	if err := b.srv.Client(t).ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.p.Send(ctx, "mig", job.Fields{To: number(1) + "," + number(3), Type: "image", MediaID: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{number(1) + " duplicate " + held, number(3) + " enqueued mig:919800000001:919800000003"}
+	if lines := outcomeLines(out); !slices.Equal(lines, want) {
+		t.Fatalf("Send outcomes\n got %q\nwant %q", lines, want)
+	}
+	if calls := b.srv.Info(t, "commandstats", "cmdstat_evalsha"); !strings.HasPrefix(calls, "calls=3,") {
+		t.Fatalf("EVALSHA stats %q, want three calls (held in the single queue, enqueue, register the lane)", calls)
 	}
 }

@@ -232,6 +232,11 @@ func (s *supervisor) maintain(ctx context.Context, every time.Duration) {
 		if err != nil || !ok {
 			continue
 		}
+		if n, err := s.ledger.ReviveOrphans(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("revive lanes", zap.Error(err))
+		} else if len(n) > 0 {
+			s.log.Info("serving lanes a producer wrote but did not register", zap.Strings("lanes", n))
+		}
 		if _, err := s.ledger.RetireDrained(ctx, s.liveLanes()); err != nil && ctx.Err() == nil {
 			s.log.Warn("retire drained lanes", zap.Error(err))
 		}

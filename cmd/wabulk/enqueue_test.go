@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
-	"github.com/wabulk/wabulk/internal/store"
+	"github.com/hibiken/asynq"
+
+	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 type cliResult struct {
@@ -206,5 +212,85 @@ func TestEnqueueCLIWritesRejectsFile(t *testing.T) {
 	}
 	if recs[2][0] != "4" || recs[2][6] != "a, caption" || !strings.Contains(recs[2][1], "caption is not allowed for audio") {
 		t.Errorf("second reject %q", recs[2])
+	}
+}
+
+// TestKill9MidEnqueueCountsExactly kills `wabulk enqueue` with SIGKILL in the middle of a large
+// file. Whatever batches were in flight, the campaign's ledger must count exactly the tasks its
+// lane holds: the enqueue script writes a batch's tasks and counts them in one atomic call.
+// (Before lanes, counts were written apart from the enqueue, in batches of 500, and a kill left
+// them short of what the queue held.)
+func TestKill9MidEnqueueCountsExactly(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	// Far more rows than get enqueued before the kill, with or without -race (the race build
+	// enqueues a few thousand a second, the plain one a few tens of thousands).
+	const rows = 200_000
+	var b strings.Builder
+	b.WriteString("to,type,media_link,ref\n")
+	for i := range rows {
+		fmt.Fprintf(&b, "+9198%08d,image,https://x.test/a.jpg,r%d\n", i, i)
+	}
+	file := writeFile(t, "big.csv", b.String())
+
+	led := store.New(srv.Client(t), "whatsapp", 0)
+	lane := led.LaneName("kill", "+919800000001") // KALEYRA_FROM of enqueueCLI's environment
+	insp := asynq.NewInspector(srv.ConnOpt(t))
+	t.Cleanup(func() { insp.Close() })
+	// asynq knows the lane once the producer wrote to it, before it registers the lane.
+	pending := func() int {
+		qi, err := insp.GetQueueInfo(lane)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return qi.Pending
+	}
+
+	p := proctest.Start(t, []string{"WABULK_REDIS_URL=" + srv.URL, "KALEYRA_FROM=+919800000001"},
+		"enqueue", "--campaign", "kill", file)
+	start := time.Now()
+	deadline := start.Add(15 * time.Second)
+	// Kill once the producer is well into the file: its lane is registered (Counts finds the
+	// campaign's lanes in the registry, which the producer writes after a batch's first tasks)
+	// and a few thousand tasks are in, so its 16 enqueue workers are all busy.
+	for {
+		lanes, err := led.CampaignLanes(ctx, "kill")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(lanes, lane) {
+			if n := pending(); n >= 3000 || n > 0 && time.Since(start) > 5*time.Second {
+				break
+			}
+		}
+		if p.Exited() {
+			t.Fatalf("enqueue ended before the kill; stdout %q stderr:\n%s", p.Stdout(), p.Stderr())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lanes %q, not far enough into the file after 15s; stderr:\n%s", lanes, p.Stderr())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.Signal(t, syscall.SIGKILL)
+	p.Wait(t, 10*time.Second)
+	if p.Stdout() != "" {
+		t.Fatalf("enqueue printed its summary %q: it finished before the kill", p.Stdout())
+	}
+
+	n := pending()
+	llen, err := srv.Client(t).LLen(ctx, "asynq:{"+lane+"}:pending").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := led.Counts(ctx, "kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed after %v: %d of %d rows in %s", time.Since(start).Round(time.Millisecond), n, rows, lane)
+	if n == 0 || n >= rows {
+		t.Fatalf("%d of %d rows enqueued: the kill did not land mid-file", n, rows)
+	}
+	if c.Enqueued != int64(n) || llen != int64(n) {
+		t.Fatalf("ledger counts %d enqueued, the lane holds %d pending (LLEN %d): want them equal", c.Enqueued, n, llen)
 	}
 }

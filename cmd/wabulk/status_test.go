@@ -48,9 +48,22 @@ func TestOperatorCLIStatusQueueDead(t *testing.T) {
 	if r := runCLI(t, env, "queue", "pause"); r.code != 0 || !strings.Contains(r.stdout, "whatsapp: paused") {
 		t.Errorf("queue pause: %+v", r)
 	}
+	// queue ls lists the namespace first, its counts summed over the single queue of earlier
+	// versions and every lane, then each queue on its own: here the one lane of c1. The pause
+	// of the namespace pauses them all.
 	var qs []ops.QueueCounts
-	if r := runCLI(t, env, "queue", "ls", "--json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &qs) != nil || len(qs) != 1 || !qs[0].Paused {
+	if r := runCLI(t, env, "queue", "ls", "--json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &qs) != nil {
 		t.Errorf("queue ls after pause: %+v", r)
+	} else {
+		const lane = "whatsapp:c1:919800000001"
+		if len(qs) != 2 || qs[0].Queue != "whatsapp" || qs[0].Pending != 3 || qs[1].Queue != lane || qs[1].Pending != 3 {
+			t.Errorf("queue ls after pause: %+v, want whatsapp (3 pending in all) then %s (3 pending)", qs, lane)
+		}
+		for _, q := range qs {
+			if !q.Paused {
+				t.Errorf("queue ls after pause: %s not paused", q.Queue)
+			}
+		}
 	}
 	if r := runCLI(t, env, "queue", "resume"); r.code != 0 || !strings.Contains(r.stdout, "whatsapp: resumed") {
 		t.Errorf("queue resume: %+v", r)

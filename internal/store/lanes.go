@@ -14,8 +14,9 @@ package store
 //	wabulk:{ns}:lanes:done         ZSET lanes found drained, scored by that time (Unix seconds)
 //	wabulk:{ns}:campaign:<id>      SET  the campaign's lanes, until each is cleaned up
 //
-// Why no lane is ever lost between a producer and a retiring worker: a producer writes its
-// tasks first and registers the lane (live) after; a worker retires a lane by checking that it
+// Why no lane is ever lost between a producer and a retiring worker: a producer declares the
+// lane (info and campaign index, so the campaign's counts see its tasks at once), writes its
+// tasks, and only then registers it live; a worker retires a lane by checking that it
 // is empty, taking it out of live, and checking again, putting it back if it is not empty. Any
 // enqueue either lands before the second check (seen there) or registers after the removal.
 
@@ -128,6 +129,49 @@ return 1
 // it after writing the lane's tasks (see the package comment). keepPriority leaves the priority
 // of a lane already registered as it is.
 func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) error {
+	name, info, keep, err := l.laneArgs(&ln, keepPriority)
+	if err != nil {
+		return err
+	}
+	err = registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.nsKey("lanes:live"), l.nsKey("lanes:done"),
+		l.campaignsKey(), l.campaignKey(ln.Campaign)}, name, info, ln.Campaign, keep).Err()
+	if err != nil {
+		return fmt.Errorf("register lane %s: %w", name, err)
+	}
+	return nil
+}
+
+// KEYS: info campaigns campaign. ARGV: lane, JSON Lane, campaign id, keep (as registerScript).
+var declareScript = redis.NewScript(`
+if ARGV[4] == "1" then
+  redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+`)
+
+// DeclareLane records the lane in its campaign before its first tasks are written, so the
+// campaign's counts include them even if the producer dies before RegisterLane; workers serve
+// a declared lane only once it is registered, or when their upkeep finds it holding work
+// (ReviveOrphans).
+func (l *Ledger) DeclareLane(ctx context.Context, ln Lane, keepPriority bool) error {
+	name, info, keep, err := l.laneArgs(&ln, keepPriority)
+	if err != nil {
+		return err
+	}
+	err = declareScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign)},
+		name, info, ln.Campaign, keep).Err()
+	if err != nil {
+		return fmt.Errorf("declare lane %s: %w", name, err)
+	}
+	return nil
+}
+
+// laneArgs fills ln's defaults and gives the scripts' arguments.
+func (l *Ledger) laneArgs(ln *Lane, keepPriority bool) (name string, info []byte, keep int, err error) {
 	if ln.Name == "" {
 		ln.Name = l.LaneName(ln.Campaign, ln.Sender)
 	}
@@ -135,20 +179,49 @@ func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) e
 	if ln.Priority == "" {
 		ln.Priority = PriorityNormal
 	}
-	info, err := json.Marshal(ln)
-	if err != nil {
-		return err
-	}
-	keep := 0
+	info, err = json.Marshal(ln)
 	if keepPriority {
 		keep = 1
 	}
-	err = registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.nsKey("lanes:live"), l.nsKey("lanes:done"),
-		l.campaignsKey(), l.campaignKey(ln.Campaign)}, ln.Name, info, ln.Campaign, keep).Err()
-	if err != nil {
-		return fmt.Errorf("register lane %s: %w", ln.Name, err)
+	return ln.Name, info, keep, err
+}
+
+// ReviveOrphans registers the declared lanes that are neither live nor drained but hold work: a
+// producer died between writing a lane's first tasks and registering it. It returns their names.
+func (l *Ledger) ReviveOrphans(ctx context.Context) ([]string, error) {
+	pipe := l.rdb.Pipeline()
+	info := pipe.HGetAll(ctx, l.nsKey("lanes:info"))
+	live := pipe.SMembers(ctx, l.nsKey("lanes:live"))
+	done := pipe.ZRange(ctx, l.nsKey("lanes:done"), 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
 	}
-	return nil
+	known := map[string]bool{}
+	for _, n := range live.Val() {
+		known[n] = true
+	}
+	for _, n := range done.Val() {
+		known[n] = true
+	}
+	var revived []string
+	for name, raw := range info.Val() {
+		if known[name] {
+			continue
+		}
+		n, err := l.Backlog(ctx, name)
+		if err != nil {
+			return revived, err
+		}
+		ln, ok := parseLane(name, raw)
+		if n == 0 || !ok {
+			continue
+		}
+		if err := l.RegisterLane(ctx, ln, true); err != nil {
+			return revived, err
+		}
+		revived = append(revived, name)
+	}
+	return revived, nil
 }
 
 // LiveLanes returns the lanes workers serve, sorted by name.
