@@ -16,59 +16,80 @@ import (
 )
 
 // asynq v0.26 facts this file depends on (internal/rdb/rdb.go, recoverer.go, heartbeat.go):
-// a dequeued task holds a 30 s lease in the sorted set below (score: expiry, Unix seconds); the
-// heartbeater extends its server's leases every 5 s; the recoverer gives a task whose lease
-// expired more than 30 s ago back to the queue (as a retry), and runs when a server starts and
-// then once a minute. So a killed worker's in-flight jobs come back 60–120 s after the kill.
+// a dequeued task holds a 30 s lease in its queue's sorted set asynq:{<queue>}:lease (score:
+// expiry, Unix seconds); the heartbeater extends its server's leases every 5 s; the recoverer
+// gives a task whose lease expired more than 30 s ago back to the queue (as a retry), and runs
+// when a server starts and then once a minute. So a killed worker's in-flight jobs come back
+// 60–120 s after the kill. A wabulk worker runs several asynq servers (one per sender, one for
+// the single queue), each with its own entry in asynq:servers.
 const (
-	leaseKey   = "asynq:{" + testQueue + "}:lease"
 	serversKey = "asynq:servers"
 	leaseTTL   = 30 // seconds
 )
 
+// leaseKey is the sorted set of the leases of queue's active tasks.
+func leaseKey(queue string) string { return "asynq:{" + queue + "}:lease" }
+
 // ageOrphanedLeases stands in for the minute asynq waits before it trusts that a lease is
-// dead: once every surviving worker has extended its own leases after the kill, the leases that
-// still expire by kill+30 s belong to the killed worker alone, and the test moves their expiry
-// two minutes back, as if that time had passed. Returns the orphans (the jobs in flight in the
-// killed worker). survivors are the PIDs of workers still running.
-func ageOrphanedLeases(t *testing.T, w *world, killedAt time.Time, survivors ...int) []string {
+// dead: once every surviving worker has extended its own leases after the kill, the leases of
+// the campaign's queues (its lanes and the single queue) that still expire by kill+30 s belong
+// to the killed worker alone, and the test moves their expiry two minutes back, as if that time
+// had passed. Returns the orphans (the jobs in flight in the killed worker). survivors are the
+// PIDs of workers still running.
+func ageOrphanedLeases(t *testing.T, w *world, campaign string, killedAt time.Time, survivors ...int) []string {
 	t.Helper()
 	ctx := context.Background()
+	queues, err := w.queues(campaign)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, pid := range survivors {
 		// A heartbeat writes the server's entry (expiry = beat + 10 s), then its workers, then
-		// extends its leases: an entry past kill+10 s means a beat began after the kill.
-		var skey string
-		w.waitFor("a heartbeat of the surviving worker after the kill", 15*time.Second, func() bool {
+		// extends its leases: an entry past kill+10 s means a beat began after the kill. Every
+		// asynq server of the process must have beaten so.
+		var skeys []string
+		w.waitFor("a heartbeat of every server of the surviving worker after the kill", 15*time.Second, func() bool {
 			zs, _ := w.rdb.ZRangeWithScores(ctx, serversKey, 0, -1).Result()
+			skeys = skeys[:0]
 			for _, z := range zs {
 				m := z.Member.(string)
-				if strings.Contains(m, ":"+strconv.Itoa(pid)+":") && int64(z.Score) > killedAt.Unix()+10 {
-					skey = m
-					return true
+				if !strings.Contains(m, ":"+strconv.Itoa(pid)+":") {
+					continue
 				}
-			}
-			return false
-		})
-		// Its active tasks, as that beat listed them, are not orphans even if their lease
-		// extension is a few milliseconds behind.
-		wkey := strings.Replace(skey, "asynq:servers:", "asynq:workers:", 1)
-		w.waitFor("the survivor's leases extended", 5*time.Second, func() bool {
-			mine, _ := w.rdb.HKeys(ctx, wkey).Result()
-			for _, id := range mine {
-				if s, err := w.rdb.ZScore(ctx, leaseKey, id).Result(); err == nil && int64(s) <= killedAt.Unix()+leaseTTL {
+				if int64(z.Score) <= killedAt.Unix()+10 {
 					return false
+				}
+				skeys = append(skeys, m)
+			}
+			return len(skeys) > 0
+		})
+		// Their active tasks, as those beats listed them, are not orphans even if their lease
+		// extension is a few milliseconds behind.
+		w.waitFor("the survivor's leases extended", 5*time.Second, func() bool {
+			for _, skey := range skeys {
+				mine, _ := w.rdb.HKeys(ctx, strings.Replace(skey, "asynq:servers:", "asynq:workers:", 1)).Result()
+				for _, id := range mine {
+					for _, q := range queues {
+						if s, err := w.rdb.ZScore(ctx, leaseKey(q), id).Result(); err == nil && int64(s) <= killedAt.Unix()+leaseTTL {
+							return false
+						}
+					}
 				}
 			}
 			return true
 		})
 	}
-	orphans, err := w.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: leaseKey, ByScore: true, Start: "-inf", Stop: strconv.FormatInt(killedAt.Unix()+leaseTTL, 10)}).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	var orphans []string
 	past := float64(time.Now().Add(-2 * time.Minute).Unix())
-	for _, id := range orphans {
-		w.rdb.ZAddXX(ctx, leaseKey, redis.Z{Member: id, Score: past})
+	for _, q := range queues {
+		ids, err := w.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: leaseKey(q), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(killedAt.Unix()+leaseTTL, 10)}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			w.rdb.ZAddXX(ctx, leaseKey(q), redis.Z{Member: id, Score: past})
+		}
+		orphans = append(orphans, ids...)
 	}
 	return orphans
 }
@@ -104,7 +125,7 @@ func kill9MidCampaign(t *testing.T, realLease bool) {
 	if realLease {
 		restarted = startWorker(t, env)
 	} else {
-		orphans = ageOrphanedLeases(t, w, killedAt, b.Cmd.Process.Pid)
+		orphans = ageOrphanedLeases(t, w, "kill9", killedAt, b.Cmd.Process.Pid)
 		if len(orphans) == 0 || len(orphans) > concurrency {
 			t.Fatalf("%d jobs orphaned by the kill, want 1..%d (the killed worker's concurrency)", len(orphans), concurrency)
 		}

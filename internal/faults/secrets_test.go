@@ -12,9 +12,9 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // After a run through every answer the sandbox can give (each twice, so transient ones exhaust
@@ -35,9 +35,11 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	}
 	addr := proctest.FreeAddr(t)
 	p := startWorker(t, w.env("WABULK_LOG_LEVEL=debug", "WABULK_METRICS_ADDR="+addr, "WABULK_HTTP_TIMEOUT=500ms", "WABULK_CONCURRENCY=20"))
+	// The campaign's dead jobs are archived in its lane, the two poison tasks in the single
+	// queue they were put in: queueInfo sums both.
 	w.waitFor("every job to end", 60*time.Second, func() bool {
 		c := w.counts("leak")
-		qi, err := w.insp.GetQueueInfo(testQueue)
+		qi, err := w.queueInfo("leak")
 		return c.Completed+c.Dead == int64(n) && err == nil && qi.Archived == int(c.Dead)+2
 	})
 	w.checkEveryJobEnded("leak", ids)
@@ -72,10 +74,16 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	}
 	places["redis"] = all.String()
 	var tasks strings.Builder
-	for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){w.insp.ListCompletedTasks, w.insp.ListArchivedTasks} {
-		infos, _ := list(testQueue, asynq.PageSize(1000))
-		for _, ti := range infos {
-			fmt.Fprintf(&tasks, "%s %s %s\n", ti.Payload, ti.Result, ti.LastErr)
+	queues, err := w.queues("leak") // the campaign's lane and the single queue (the poison tasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range queues {
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){w.insp.ListCompletedTasks, w.insp.ListArchivedTasks} {
+			infos, _ := list(q, asynq.PageSize(1000))
+			for _, ti := range infos {
+				fmt.Fprintf(&tasks, "%s %s %s\n", ti.Payload, ti.Result, ti.LastErr)
+			}
 		}
 	}
 	places["task payloads, results, last errors"] = tasks.String()

@@ -25,17 +25,19 @@ func TestSentTwiceWindow(t *testing.T) {
 		w := newWorld(t, sandbox.Config{}, redistestOptions())
 		ids := w.enqueue("window", 5, 1, 8)
 		answer := []byte(`{"messages":[{"id":"wamid.first-send"}]}`)
-		// What the crashed worker did before dying: Begin, the send, the marker.
+		// What the crashed worker did before dying: Begin, the send, the marker, in the
+		// ledger scope of the job's lane.
 		ctx := context.Background()
-		if _, _, err := w.ledger.Begin(ctx, w.ledger.LegacyScope("window"), ids[0]); err != nil {
+		lane := w.taskQueue(ids[0])
+		if _, _, err := w.ledger.Begin(ctx, lane, ids[0]); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.ledger.Sent(ctx, w.ledger.LegacyScope("window"), ids[0], answer); err != nil {
+		if err := w.ledger.Sent(ctx, lane, ids[0], answer); err != nil {
 			t.Fatal(err)
 		}
 		p := startWorker(t, w.env())
 		w.waitFor("the job to complete", 15*time.Second, w.finished("window", 1))
-		ti, err := w.insp.GetTaskInfo(testQueue, ids[0])
+		ti, err := w.insp.GetTaskInfo(lane, ids[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +68,7 @@ func TestSentTwiceWindow(t *testing.T) {
 		if sent, _ := w.ledger.WasSent(context.Background(), "window", ids[0]); sent {
 			t.Fatal("sent marker written before the answer arrived")
 		}
-		if orphans := ageOrphanedLeases(t, w, killedAt); len(orphans) != 1 {
+		if orphans := ageOrphanedLeases(t, w, "window", killedAt); len(orphans) != 1 {
 			t.Fatalf("orphans = %v, want the one job", orphans)
 		}
 		startWorker(t, w.env())

@@ -47,7 +47,7 @@ func TestSIGTERMDuringRateLimitWait(t *testing.T) {
 	w.waitFor("two sends at 1/s", 15*time.Second, func() bool { return w.sb.Stats().Accepted >= 2 })
 	took := stopWorker(t, w, p, 5*time.Second)
 	sentBefore := w.counts("rlwait").Completed
-	qi, err := w.insp.GetQueueInfo(testQueue)
+	qi, err := w.queueInfo("rlwait")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"iter"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,10 +19,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 )
 
@@ -111,12 +112,93 @@ func (w *world) waitFor(what string, d time.Duration, cond func() bool) time.Dur
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > d {
-			qi, err := w.insp.GetQueueInfo(testQueue)
-			w.t.Fatalf("timed out after %v waiting for %s; queue %+v (%v)", d, what, qi, err)
+			w.t.Fatalf("timed out after %v waiting for %s; queues: %s", d, what, w.describeQueues())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// queues are the asynq queues a campaign's jobs can be in: its lanes, as the namespace's lane
+// registry lists them (producer.Producer enqueues into the lane of each (campaign, sender)),
+// and last the single queue of earlier versions (testQueue), which tests may fill with
+// asynq.Client as a pre-upgrade producer did.
+func (w *world) queues(campaign string) ([]string, error) {
+	lanes, err := w.ledger.CampaignLanes(context.Background(), campaign)
+	if err != nil {
+		return nil, err
+	}
+	return append(lanes, testQueue), nil
+}
+
+// taskQueue is the asynq queue of a TaskID: its lane, or the single queue for a task that has
+// no lane form (poison tasks).
+func (w *world) taskQueue(id string) string {
+	if lane, ok := w.ledger.LaneOfTask(id); ok {
+		return lane
+	}
+	return testQueue
+}
+
+// queueInfo sums asynq's counts over the campaign's queues that exist (see queues); Queue
+// names them. Paused when any of them is.
+func (w *world) queueInfo(campaign string) (asynq.QueueInfo, error) {
+	names, err := w.queues(campaign)
+	if err != nil {
+		return asynq.QueueInfo{}, err
+	}
+	known, err := w.insp.Queues()
+	if err != nil {
+		return asynq.QueueInfo{}, err
+	}
+	sum := asynq.QueueInfo{Queue: strings.Join(names, ",")}
+	for _, n := range names {
+		if !slices.Contains(known, n) {
+			continue
+		}
+		qi, err := w.insp.GetQueueInfo(n)
+		if err != nil {
+			return asynq.QueueInfo{}, err
+		}
+		sum.Size += qi.Size
+		sum.Pending += qi.Pending
+		sum.Active += qi.Active
+		sum.Scheduled += qi.Scheduled
+		sum.Retry += qi.Retry
+		sum.Archived += qi.Archived
+		sum.Completed += qi.Completed
+		sum.Processed += qi.Processed
+		sum.Failed += qi.Failed
+		sum.Paused = sum.Paused || qi.Paused
+	}
+	return sum, nil
+}
+
+// describeQueues lists every queue of the namespace (the single queue and the lanes) with its
+// counts, for a failure message.
+func (w *world) describeQueues() string {
+	known, err := w.insp.Queues()
+	if err != nil {
+		return err.Error()
+	}
+	slices.Sort(known)
+	var b strings.Builder
+	for _, n := range known {
+		if n != testQueue && !strings.HasPrefix(n, testQueue+":") {
+			continue
+		}
+		qi, err := w.insp.GetQueueInfo(n)
+		if err != nil {
+			fmt.Fprintf(&b, "\n  %s: %v", n, err)
+			continue
+		}
+		fmt.Fprintf(&b, "\n  %s: pending %d active %d scheduled %d retry %d archived %d completed %d paused %v",
+			n, qi.Pending, qi.Active, qi.Scheduled, qi.Retry, qi.Archived, qi.Completed, qi.Paused)
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
 }
 
 // counts reads the ledger; zero counts while Redis is down.
@@ -126,14 +208,15 @@ func (w *world) counts(campaign string) store.Counts {
 }
 
 // finished: every job of the campaign is completed or dead in the ledger, and asynq holds
-// nothing pending, active, scheduled or waiting for a retry.
+// nothing pending, active, scheduled or waiting for a retry in the campaign's lanes or the
+// single queue.
 func (w *world) finished(campaign string, n int) func() bool {
 	return func() bool {
 		c := w.counts(campaign)
 		if c.Completed+c.Dead != int64(n) {
 			return false
 		}
-		qi, err := w.insp.GetQueueInfo(testQueue)
+		qi, err := w.queueInfo(campaign)
 		return err == nil && qi.Pending == 0 && qi.Active == 0 && qi.Scheduled == 0 && qi.Retry == 0
 	}
 }
@@ -146,7 +229,7 @@ func (w *world) checkEveryJobEnded(campaign string, ids []string) {
 		w.t.Errorf("ledger counts %+v: want completed+dead = %d and nothing else", c, len(ids))
 	}
 	for _, id := range ids {
-		ti, err := w.insp.GetTaskInfo(testQueue, id)
+		ti, err := w.insp.GetTaskInfo(w.taskQueue(id), id)
 		if err != nil {
 			w.t.Errorf("task %s: %v", id, err)
 			continue

@@ -23,8 +23,8 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/job"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 )
 
@@ -82,6 +82,12 @@ func setup(t *testing.T, change ...func(*Config)) *env {
 	insp := asynq.NewInspector(rs.ConnOpt(t))
 	t.Cleanup(func() { insp.Close() })
 	return &env{t: t, rs: rs, srv: srv, h: srv.Handler(), insp: insp}
+}
+
+// lane is the asynq queue the API puts campaign's jobs from the default sender in: its lane in
+// the namespace testQueue.
+func lane(campaign string) string {
+	return store.New(nil, testQueue, time.Hour).LaneName(campaign, testSender)
 }
 
 type resp struct {
@@ -171,7 +177,7 @@ func TestPostCampaignEnqueuesValidRecipientsAndRejectsTheRest(t *testing.T) {
 	if r := a.Outcomes[1]; r.Reason == "" || r.TaskID != "" {
 		t.Errorf("rejected outcome %+v: want a reason and no task", r)
 	}
-	ti, err := e.insp.GetTaskInfo(testQueue, "spring:919000000001:919812345602")
+	ti, err := e.insp.GetTaskInfo(lane("spring"), "spring:919000000001:919812345602")
 	if err != nil {
 		t.Fatalf("task of recipient 2: %v", err)
 	}
@@ -302,8 +308,9 @@ func TestErrorsAreProblemsWithStableCodes(t *testing.T) {
 			}
 		})
 	}
-	if n, _ := e.insp.GetQueueInfo(testQueue); n != nil && n.Pending > 50 {
-		t.Errorf("%d jobs pending after requests refused for their size, want at most the 50 before the stream limit", n.Pending)
+	// Summed over the namespace: every lane and the single queue.
+	if n, err := e.srv.ops.QueueCounts(""); err != nil || n.Pending > 50 {
+		t.Errorf("%d jobs pending (%v) after requests refused for their size, want at most the 50 before the stream limit", n.Pending, err)
 	}
 }
 
@@ -371,7 +378,7 @@ func TestMonitor(t *testing.T) {
 	if r := e.do("GET", "/monitor/", "", nil, auth); r.code != 200 || !strings.Contains(string(r.body), "<html") {
 		t.Fatalf("GET /monitor/ = %d %.200s", r.code, r.body)
 	}
-	r := e.do("GET", "/monitor/api/queues/whatsapp/pending_tasks", "", nil, auth)
+	r := e.do("GET", "/monitor/api/queues/"+lane("m")+"/pending_tasks", "", nil, auth)
 	if r.code != 200 || !strings.Contains(string(r.body), `\"campaign\": \"m\"`) {
 		t.Errorf("pending tasks = %d %s, want the payload as indented JSON", r.code, r.body)
 	}
@@ -382,13 +389,13 @@ func TestMonitor(t *testing.T) {
 
 	w := setup(t, func(c *Config) { c.MonitorWrite = true })
 	w.postJSON("/v1/messages", map[string]string{"campaign": "m", "to": "+919812345601", "type": "image", "media_link": link}).accepted(t)
-	if r := w.do("POST", "/monitor/api/queues/whatsapp:pause", "", nil, auth); r.code != 204 {
+	if r := w.do("POST", "/monitor/api/queues/"+lane("m")+":pause", "", nil, auth); r.code != 204 {
 		t.Errorf("pause with --monitor-write = %d %s", r.code, r.body)
 	}
-	if q, _ := w.insp.GetQueueInfo(testQueue); q == nil || !q.Paused {
+	if q, _ := w.insp.GetQueueInfo(lane("m")); q == nil || !q.Paused {
 		t.Errorf("queue not paused")
 	}
-	if r := w.do("DELETE", "/monitor/api/queues/whatsapp/pending_tasks/m:919000000001:919812345601", "", nil, auth); r.code != 204 {
+	if r := w.do("DELETE", "/monitor/api/queues/"+lane("m")+"/pending_tasks/m:919000000001:919812345601", "", nil, auth); r.code != 204 {
 		t.Errorf("delete with --monitor-write = %d %s", r.code, r.body)
 	}
 }
@@ -437,7 +444,7 @@ func TestRedisDyingMidStreamReportsWhatWasEnqueued(t *testing.T) {
 	fmt.Fprint(pw, "to\n+919812345601\n+919812345602\n+919812345603\n")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		q, _ := e.insp.GetQueueInfo(testQueue)
+		q, _ := e.insp.GetQueueInfo(lane("mid"))
 		if q != nil && q.Pending == 3 {
 			break
 		}
@@ -609,9 +616,14 @@ func TestConfigFromEnvironment(t *testing.T) {
 	a := e.postJSON("/v1/messages", map[string]string{"campaign": "cf", "to": "+919812345601", "type": "image", "media_link": link}).accepted(t)
 	insp := asynq.NewInspector(rs.ConnOpt(t))
 	defer insp.Close()
-	ti, err := insp.GetTaskInfo("other", a.Outcomes[0].TaskID)
+	// The task is in its lane of the namespace "other": other:cf:<sender>.
+	ln, ok := store.New(nil, "other", time.Hour).LaneOfTask(a.Outcomes[0].TaskID)
+	if !ok || !strings.HasPrefix(ln, "other:") {
+		t.Fatalf("task %s has lane %q (%v), want one in the namespace other", a.Outcomes[0].TaskID, ln, ok)
+	}
+	ti, err := insp.GetTaskInfo(ln, a.Outcomes[0].TaskID)
 	if err != nil || ti.MaxRetry != 0 {
-		t.Errorf("task in queue other: %v %+v, want MaxRetry 0", err, ti)
+		t.Errorf("task in queue %s: %v %+v, want MaxRetry 0", ln, err, ti)
 	}
 }
 

@@ -56,8 +56,9 @@ func artifactDir(t *testing.T) string {
 
 // TestMonitorInChromium is the operator's path end to end: a campaign posted to the API, a worker
 // sending it through the sandbox where one recipient's account has no balance (E110), then in a
-// real headless browser: log in to /monitor/, see the whatsapp queue with its pending and archived
-// counts, open the archived task and read the E110 error.
+// real headless browser: log in to /monitor/, see the campaigns' lanes (asynq queues
+// whatsapp:<campaign>:<sender>) with their pending and archived counts, open the archived task and
+// read the E110 error.
 func TestMonitorInChromium(t *testing.T) {
 	exe := chromium()
 	if exe == "" {
@@ -157,13 +158,18 @@ func TestMonitorInChromium(t *testing.T) {
 			return err
 		})
 	}
-	var dash, queue, task string
+	e2eLane, laterLane := lane("e2e"), lane("later")
+	var dash, pending, queue, task string
 	var png []byte
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(ts.URL+"/monitor/"),
-		chromedp.WaitVisible(chromedp.Search(`//td[normalize-space(.)="whatsapp"] | //a[normalize-space(.)="whatsapp"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//td[normalize-space(.)="`+e2eLane+`"] | //a[normalize-space(.)="`+e2eLane+`"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//td[normalize-space(.)="`+laterLane+`"] | //a[normalize-space(.)="`+laterLane+`"]`)),
 		text(&dash),
-		chromedp.Navigate(ts.URL+"/monitor/queues/whatsapp?status=archived"),
+		chromedp.Navigate(ts.URL+"/monitor/queues/"+laterLane+"?status=pending"),
+		chromedp.WaitVisible(chromedp.Search(`//td[contains(., "919812345603")]`)),
+		text(&pending),
+		chromedp.Navigate(ts.URL+"/monitor/queues/"+e2eLane+"?status=archived"),
 		chromedp.WaitVisible(chromedp.Search(`//td[contains(., "E110")]`)),
 		text(&queue),
 		chromedp.Click(chromedp.Search(`//tr[td[contains(., "E110")]]/td[2]`)),
@@ -186,17 +192,22 @@ func TestMonitorInChromium(t *testing.T) {
 	}
 	if err != nil {
 		now, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
-		t.Fatalf("browser: %v\ndashboard: %.600s\nqueue: %.600s\ntask: %.600s\npage now: %.800s", err, dash, queue, task, now)
+		t.Fatalf("browser: %v\ndashboard: %.600s\npending: %.600s\nqueue: %.600s\ntask: %.600s\npage now: %.800s", err, dash, pending, queue, task, now)
 	}
 	t.Logf("browser (start, login, three pages, screenshot): %v", time.Since(browserStart))
 
-	if !strings.Contains(dash, "whatsapp") {
-		t.Errorf("dashboard does not show the whatsapp queue: %.600s", dash)
+	for _, ln := range []string{e2eLane, laterLane} {
+		if !strings.Contains(dash, ln) {
+			t.Errorf("dashboard does not show the lane %s: %.600s", ln, dash)
+		}
 	}
-	// The queue page's tabs carry the counts: 3 pending (campaign later), 1 archived (E110).
-	for state, n := range map[string]int{"Pending": 3, "Archived": 1} {
-		if !regexp.MustCompile(fmt.Sprintf(`%s\s*%d\b`, state, n)).MatchString(queue) {
-			t.Errorf("queue page does not show %s %d: %.800s", state, n, queue)
+	// A lane page's tabs carry its counts: 3 pending (campaign later), 1 archived (E110, e2e).
+	for _, c := range []struct {
+		page, lane, state string
+		n                 int
+	}{{pending, laterLane, "Pending", 3}, {queue, e2eLane, "Archived", 1}} {
+		if !regexp.MustCompile(fmt.Sprintf(`%s\s*%d\b`, c.state, c.n)).MatchString(c.page) {
+			t.Errorf("page of lane %s does not show %s %d: %.800s", c.lane, c.state, c.n, c.page)
 		}
 	}
 	if !strings.Contains(task, "E110") || !strings.Contains(task, "e2e:919000000001:919812345601") {
