@@ -11,7 +11,9 @@
 //  3. enqueue-to-Kaleyra latency at half the measured capacity, wabulk and bare side by side;
 //  4. worker RSS at concurrency 50 and 500 (the binary, under load);
 //  5. rate accuracy: three `wabulk worker` processes sharing one sender at 500/s and 80/s;
-//  6. enqueue: a 1,000,000-row CSV through `wabulk enqueue` vs. a bare asynq Enqueue loop.
+//  6. enqueue: a 1,000,000-row CSV through `wabulk enqueue` vs. a bare asynq Enqueue loop;
+//  7. lanes (one `wabulk worker` at 50/s per sender): three senders' campaigns at once, a small
+//     campaign behind a big one on one sender, and the Redis cost of 200 idle lanes.
 //
 // Every figure is printed as it is measured; RESULTS.md is written at the end. -scale shrinks
 // the job counts and durations for a quick trial (its figures are not the benchmark's).
@@ -57,6 +59,7 @@ type results struct {
 	mem      []memResult
 	rate     []rateResult
 	enq      *enqueueResult
+	lanes    *lanesResult
 	total    time.Duration
 	phaseDur map[string]time.Duration
 	phaseLA  map[string]string // load average at the start and end of each phase
@@ -67,7 +70,7 @@ func (b *bench) logf(format string, args ...any) { fmt.Printf(format+"\n", args.
 func main() {
 	scale := flag.Float64("scale", 1, "multiply job counts and durations (quick trials only: figures are comparable at 1)")
 	out := flag.String("out", "", "results file (default bench/RESULTS.md of the module)")
-	only := flag.String("only", "", "comma-separated phase numbers to run, e.g. 1,6 (quick trials; the README quotes full runs)")
+	only := flag.String("only", "", "comma-separated phase numbers or names to run, e.g. 1,6 or lanes (quick trials; the README quotes full runs)")
 	keep := flag.Bool("keep", false, "keep the work directory (CPU profile, logs) and print its path")
 	flag.Parse()
 	if err := run(*scale, *out, *only, *keep); err != nil {
@@ -202,6 +205,13 @@ func run(scale float64, out, only string, keep bool) error {
 		}
 		return err
 	})
+	b.phase("7. lanes", func() error {
+		r, err := b.lanes(ctx)
+		if err == nil {
+			b.res.lanes = &r
+		}
+		return err
+	})
 	b.res.total = time.Since(b.started)
 	b.logf("total %v", b.res.total.Round(time.Second))
 	md := b.report()
@@ -213,7 +223,11 @@ func run(scale float64, out, only string, keep bool) error {
 }
 
 func (b *bench) phase(name string, f func() error) {
-	if b.only != "" && !slices.Contains(strings.Split(b.only, ","), strings.SplitN(name, ".", 2)[0]) {
+	num, title, _ := strings.Cut(name, ". ")
+	if b.only != "" && !slices.ContainsFunc(strings.Split(b.only, ","), func(o string) bool {
+		o = strings.TrimSpace(o)
+		return o == num || strings.EqualFold(o, title)
+	}) {
 		return
 	}
 	la0 := readMachine().loadAvg

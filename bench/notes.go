@@ -118,6 +118,59 @@ func (b *bench) notes(w *strings.Builder, section string) {
 		} else {
 			p("**Missed: p99 %s against ≤ 1,500 ms.**", ms(ours.p99))
 		}
+	case "lanes":
+		l := b.res.lanes
+		p("")
+		var slow []string
+		for _, s := range l.senders {
+			if s.rate/l.rate < 0.97 {
+				slow = append(slow, fmt.Sprintf("%s %.4f", s.sender, s.rate/l.rate))
+			}
+		}
+		if len(slow) == 0 {
+			p("Three senders: target met — each sender kept ≥ 0.97 of its rate while the others were busy, so one "+
+				"sender's backlog no longer holds the slots the others need (aggregate %.4f of 3r).", l.aggregate/(3*l.rate))
+		} else {
+			p("**Three senders: missed for %s** (of the configured rate, ≥ 0.97 wanted). Load average during the phase: %s on %d cores; "+
+				"a sender below its rate with jobs pending means its server's slots or its limiter stalled: see the lowest 5 s average "+
+				"and the worker log's outcomes (requeued = waits ended by a server restart).", strings.Join(slow, ", "),
+				b.res.phaseLA["7. lanes"], b.machine.cores)
+		}
+		p("")
+		p("Small behind big: done %s after its enqueue, %.2f× the fair-share time (%s) and %.2f of the FIFO wait (%s); the big "+
+			"campaign was %.0f%% sent. The part above the fair share is mostly the wait for its first call (%s): the worker reads "+
+			"the live lanes every second (LaneInterval) and then starts a server for the sender with both lanes and shuts the "+
+			"old one down, whose jobs waiting for the limiter go back to their lane (the \"requeued\" outcomes, not failures).",
+			ms(l.smallDone), float64(l.smallDone)/float64(l.fairExpect), ms(l.fairExpect), float64(l.smallDone)/float64(l.fifoExpect),
+			ms(l.fifoExpect), 100*l.bigDoneFrac, ms(l.smallFirst))
+		tot, cl, ok := l.perLane()
+		if !ok {
+			return
+		}
+		p("")
+		if idleOK(cl) {
+			p("Idle lanes: %.2f client commands per idle lane per second, within the bound of about %g.", cl, idleBound)
+			return
+		}
+		p("**Idle lanes: missed — %.2f Redis calls per idle lane per second against about %g** (%.2f commands processed "+
+			"with those inside scripts). The calls by role are in the list above; where each comes from:", cl, idleBound, tot)
+		p("")
+		p("- asynq's processor runs its dequeue script on every queue of its server on each poll; worker/lanes.go stretches the " +
+			"poll with the lane count but caps it at 1 s (`min(max(poll, n·poll), 1s)`), so the dequeues alone come to about one " +
+			"call per lane per second — the whole budget.")
+		p("- asynq's forwarder runs one script per queue for scheduled and one for retry tasks every DelayedTaskCheckInterval, " +
+			"stretched to n·250 ms but capped at 5 s: 0.4 per lane per second.")
+		p("- asynq's janitor runs one script per queue every 8 s (asynq's default JanitorInterval; the worker does not set it): " +
+			"0.125 per lane per second.")
+		p("- wabulk's lane upkeep (maintain, every 5 s, one worker at a time) runs the backlog script of every live lane: " +
+			"0.2 per lane per second; the reconciler reads each live lane's mark and archive every 30 s (GET + ZRANGEBYSCORE).")
+		p("")
+		p("*What would close it:* the chores other than the dequeue should scale with the lane count as the poll does: " +
+			"DelayedTaskCheckInterval and JanitorInterval stretched further for many lanes (a retry's delay is minutes at its " +
+			"later attempts; a scheduled lane is by definition not due), and the upkeep reading all live lanes' backlogs in one " +
+			"script call, or only the lanes whose dequeue found nothing. The dequeue itself stays at one call per lane per poll " +
+			"as long as asynq polls each queue separately; under one call per lane per second it needs a poll above 1 s for " +
+			"large lane sets (more enqueue-to-send latency for a new campaign) or a server that skips lanes with nothing pending.")
 	case "profile":
 		if pr := b.res.prof; pr != nil {
 			p("")

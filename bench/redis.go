@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -108,6 +109,14 @@ type monitor struct {
 	clients int64            // commands clients sent (not run by scripts)
 	limiter int64            // EVALSHA on a rate-limit key (":rl:{")
 	byName  map[string]int64 // client commands by name
+	scripts map[string]int64 // EVALSHA/EVAL by the last part of their first two keys, e.g. "pending,paused"; nil: not counted
+}
+
+// countScripts makes the monitor count script calls by their keys from now on (scriptCounts).
+func (m *monitor) countScripts() {
+	m.mu.Lock()
+	m.scripts = map[string]int64{}
+	m.mu.Unlock()
 }
 
 func (s *redisServer) monitor() (*monitor, error) {
@@ -164,10 +173,56 @@ func (m *monitor) count(line []byte) {
 	m.mu.Lock()
 	m.clients++
 	m.byName[name]++
-	if (name == "evalsha" || name == "eval") && strings.Contains(rest, ":rl:{") {
-		m.limiter++
+	if name == "evalsha" || name == "eval" {
+		if strings.Contains(rest, ":rl:{") {
+			m.limiter++
+		}
+		if m.scripts != nil {
+			m.scripts[scriptKeys(rest[q1+1+q2+1:])]++
+		}
 	}
 	m.mu.Unlock()
+}
+
+// scriptKeys names a script call by its first two keys, each cut to what follows its hash tag
+// ("asynq:{q}:pending" → "pending"): args is the MONITOR text after the command's name,
+// `"sha" "numkeys" "key1" "key2" …`.
+func scriptKeys(args string) string {
+	var f []string
+	for len(f) < 4 {
+		i := strings.IndexByte(args, '"')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(args[i+1:], '"')
+		if j < 0 {
+			break
+		}
+		f = append(f, args[i+1:i+1+j])
+		args = args[i+1+j+1:]
+	}
+	if len(f) < 3 {
+		return "?"
+	}
+	n, _ := strconv.Atoi(f[1])
+	var ks []string
+	for _, k := range f[2:min(len(f), 2+n)] {
+		if i := strings.LastIndex(k, "}:"); i >= 0 {
+			k = k[i+2:]
+		}
+		if i := strings.IndexByte(k, ':'); i >= 0 {
+			k = k[:i] // "t:<id>" and the like
+		}
+		ks = append(ks, k)
+	}
+	return strings.Join(ks, ",")
+}
+
+// scriptCounts returns the script calls by keys (after stop).
+func (m *monitor) scriptCounts() map[string]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.scripts)
 }
 
 // stop ends the MONITOR connection and returns its counts.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -90,6 +91,24 @@ func (b *bench) report() string {
 	}
 	if pr := b.res.prof; pr != nil {
 		p("| 6 | CPU profile of the in-process worker, %d jobs at %.0f sends/s | see §6 | | | | |", pr.jobs, pr.rate)
+	}
+	if l := b.res.lanes; l != nil {
+		lowest := math.Inf(1)
+		var each []string
+		for _, s := range l.senders {
+			lowest = min(lowest, s.rate/l.rate)
+			each = append(each, fmt.Sprintf("%.2f/s", s.rate))
+		}
+		p("| 7 | lanes: 3 campaigns on 3 senders at %g/s each, one `wabulk worker` × concurrency %d, rate of each sender while all 3 are busy (%.1f s) | %s (aggregate %.1f/s) | configured %g/s each | lowest %.4f | each ≥ 0.97 | %s |",
+			l.rate, l.conc, l.window.Seconds(), strings.Join(each, ", "), l.aggregate, l.rate, lowest, yes(lowest >= 0.97))
+		p("| 7 | lanes: %d-job campaign enqueued %v after a %d-job one on the same sender: done after its enqueue | %v (big one %.0f%% done) | fair share 2·size/r = %v; FIFO %v | %.2f× fair, %.2f× FIFO | — | |",
+			l.smallJobs, ms(l.smallAt), l.bigJobs, ms(l.smallDone), 100*l.bigDoneFrac, ms(l.fairExpect), ms(l.fifoExpect),
+			float64(l.smallDone)/float64(l.fairExpect), float64(l.smallDone)/float64(l.fifoExpect))
+		if tot, cl, ok := l.perLane(); ok {
+			many := l.idle[len(l.idle)-1]
+			p("| 7 | lanes: Redis calls per idle lane per second (%d idle lanes, %d senders, minus a worker with none) | %.2f sent by clients; %.2f processed incl. inside scripts | | | ≈ ≤ %g sent | %s |",
+				many.lanes, idleSenderN, cl, tot, idleBound, yes(idleOK(cl)))
+		}
 	}
 
 	if t := b.res.tput; t != nil {
@@ -248,6 +267,9 @@ func (b *bench) report() string {
 		p("```")
 		b.notes(&w, "profile")
 	}
+	if l := b.res.lanes; l != nil {
+		b.lanesReport(&w)
+	}
 	p("")
 	p("## Phase times and machine load")
 	p("")
@@ -269,3 +291,88 @@ func mergeKeys(a, c map[string]int64) map[string]bool {
 	}
 	return m
 }
+
+// lanesReport writes §7.
+func (b *bench) lanesReport(w *strings.Builder) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	l := b.res.lanes
+	cmd := "go run ./bench -only lanes"
+	if b.scale != 1 {
+		cmd += fmt.Sprintf(" -scale %g", b.scale)
+	}
+	p("")
+	p("## 7. Lanes")
+	p("")
+	p("Every (campaign, sender) pair is its own asynq queue, a lane; each worker runs one asynq server per sender over that "+
+		"sender's live lanes (worker/lanes.go). One `wabulk worker` process (the built binary) at WABULK_RATE=%g, "+
+		"WABULK_CONCURRENCY=%d (per sender's server), against a zero-latency sandbox whose account has the senders; "+
+		"campaigns enqueued through the real producer while the worker runs. Figures from the sandbox's call log (arrival "+
+		"times) and the worker's JSON log. Run alone with `%s`.", l.rate, l.conc, cmd)
+	p("")
+	p("**Three senders at once.** Three campaigns on three senders, enqueued one after another, the biggest first: under the "+
+		"single FIFO queue of earlier versions its jobs, all waiting for sender 1's rate, held every slot and the other two "+
+		"waited behind it. Each sender's rate is (k−1)/(last−first) over its calls in the window where all three are busy "+
+		"(from the latest first call to the earliest last call, less 1 s at each end): %.1f s.", l.window.Seconds())
+	p("")
+	p("| sender | campaign | jobs | enqueued at | first call | last call | rate while all busy | / r | lowest 5 s average |")
+	p("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, s := range l.senders {
+		min5 := "— (window under 5 s)"
+		if !math.IsNaN(s.min5) {
+			min5 = fmt.Sprintf("%.1f/s", s.min5)
+		}
+		p("| %s | %s | %d | +%s | +%s | +%s | %.2f/s | %.4f | %s |", s.sender, s.campaign, s.jobs, ms(s.enqueued), ms(s.first),
+			ms(s.last), s.rate, s.rate/l.rate, min5)
+	}
+	p("")
+	p("Aggregate %.2f/s = %.4f of 3 × %g/s. Worker log: %d \"serving lanes\" lines (asynq servers started for lanes), "+
+		"send outcomes %v; duplicate calls (same sender and recipient twice): %d.", l.aggregate, l.aggregate/(3*l.rate), l.rate,
+		l.serving1, l.outcomes1, l.dupCalls1)
+	p("")
+	p("**A small campaign behind a big one, same sender.** %d jobs enqueued, then %v later %d jobs of another campaign on "+
+		"the same sender. Done = its last call's arrival after the start of its enqueue call.", l.bigJobs, ms(l.smallAt), l.smallJobs)
+	p("")
+	p("| | |")
+	p("| --- | --- |")
+	p("| small campaign's first call after its enqueue | %s |", ms(l.smallFirst))
+	p("| small campaign done after its enqueue | **%s** |", ms(l.smallDone))
+	p("| fair share (half the sender's rate): 2 × %d / %g | %s |", l.smallJobs, l.rate, ms(l.fairExpect))
+	p("| FIFO (the %d big jobs still ahead, then the small ones, at %g/s) | %s |", l.bigJobs-l.bigBefore, l.rate, ms(l.fifoExpect))
+	p("| big campaign sent when the small one finished | %.1f%% |", 100*l.bigDoneFrac)
+	p("| small campaign's share of the sender's calls while it ran | %.3f |", l.smallShare)
+	p("| sender's rate while the small one ran | %.2f/s |", l.senderRate2)
+	p("| worker log: \"serving lanes\" lines; send outcomes | %d; %v |", l.serving2, l.outcomes2)
+	if len(l.idle) > 0 {
+		p("")
+		p("**Idle lanes.** %d lanes (%d campaigns over %d senders), each holding one task scheduled an hour ahead "+
+			"(asynq.Client with ProcessIn into the lane, then `RegisterLane` as the producer does): live, nothing due. One worker "+
+			"started, and after its \"serving lanes\" lines name all of them (plus 2 s), Redis measured for %v: commands "+
+			"processed (INFO total_commands_processed, commands inside scripts included), commands clients sent (MONITOR, "+
+			"script-internal ones left out), connected_clients (the benchmark's own INFO and MONITOR connections included) and the "+
+			"worker's VmRSS at the end. Same with no worker and with a worker serving no lane.", idleLaneN, idleLaneN, idleSenderN, l.idleDur)
+		p("")
+		p("| run | commands processed / s | client commands / s | connected_clients | worker VmRSS |")
+		p("| --- | --- | --- | --- | --- |")
+		for _, r := range l.idle {
+			rss := "—"
+			if r.rssKiB > 0 {
+				rss = mib(r.rssKiB)
+			}
+			p("| %s | %.1f | %.1f | %d | %s |", r.what, r.cmdsPerSec, r.clientPerSec, r.clients, rss)
+		}
+		if tot, cl, ok := l.perLane(); ok {
+			p("")
+			p("Per idle lane ((%d lanes − 0 lanes) / %d): **%.2f client commands/s**, %.2f commands/s processed. By command, per "+
+				"idle lane per second:", idleLaneN, idleLaneN, cl, tot)
+			p("")
+			for _, t := range l.idleTop(10) {
+				p("- %s", t)
+			}
+		}
+	}
+	b.notes(w, "lanes")
+}
+
+// idleOK is the issue's bound: an idle lane polls Redis about once a second at most (judged
+// at ≤ 1.1 calls clients send per lane per second).
+func idleOK(perLane float64) bool { return perLane <= idleBound*1.1 }

@@ -34,7 +34,12 @@ type fakeKaleyra struct {
 // startSandbox serves a sandbox with the given latency ± jitter and an unlimited balance. Its
 // goroutines carry the pprof label role=sandbox, so the worker's profile can leave them out.
 func startSandbox(latency, jitter time.Duration) (*fakeKaleyra, error) {
-	sb, err := sandbox.New(sandbox.Config{SID: sid, APIKey: apiKey, Senders: []string{sender},
+	return startSandboxFor(latency, jitter, sender)
+}
+
+// startSandboxFor is startSandbox with the given sender numbers on the account.
+func startSandboxFor(latency, jitter time.Duration, senders ...string) (*fakeKaleyra, error) {
+	sb, err := sandbox.New(sandbox.Config{SID: sid, APIKey: apiKey, Senders: senders,
 		Latency: latency, Jitter: jitter, Balance: -1})
 	if err != nil {
 		return nil, err
