@@ -93,12 +93,16 @@ func (s *supervisor) start(queues map[string]int) (*laneServer, error) {
 	stopping, stop := context.WithCancel(context.Background())
 	poll := s.cfg.PollInterval
 	fwd := min(max(s.cfg.RetryBase/4, 100*time.Millisecond), time.Second)
-	if n := len(queues); n > 1 {
-		// An idle server polls each of its queues once per TaskCheckInterval and forwards due
-		// retries of each once per DelayedTaskCheckInterval: with many lanes, poll less often
-		// so an idle lane costs about one Redis call a second.
-		poll = min(max(poll, time.Duration(n)*poll), time.Second)
-		fwd = min(max(fwd, time.Duration(n)*250*time.Millisecond), 5*time.Second)
+	janitor := 8 * time.Second // asynq's default
+	if n := time.Duration(len(queues)); n > 1 {
+		// An idle server polls each of its queues once per TaskCheckInterval, forwards due
+		// retries and scheduled tasks of each (two calls) once per DelayedTaskCheckInterval and
+		// deletes expired completed tasks of each once per JanitorInterval: with many lanes,
+		// do each less often, so an idle lane costs about one Redis call a second, most of it
+		// the poll. The price: with many lanes a retry may come up to 10 s after its time.
+		poll = min(max(poll, n*poll), time.Second)
+		fwd = min(max(fwd, n*250*time.Millisecond), 10*time.Second)
+		janitor = min(max(janitor, n*200*time.Millisecond), time.Minute)
 	}
 	srv := asynq.NewServerFromRedisClient(s.rdb, asynq.Config{
 		Concurrency:     s.cfg.Concurrency,
@@ -110,6 +114,7 @@ func (s *supervisor) start(queues map[string]int) (*laneServer, error) {
 		// when it checks, so it checks often enough not to add more than a fraction of the base.
 		DelayedTaskCheckInterval: fwd,
 		TaskCheckInterval:        poll,
+		JanitorInterval:          janitor,
 		Logger:                   asynqLogger{s.log.Sugar().With("component", "asynq"), s.cfg.PII},
 		LogLevel:                 asynq.WarnLevel,
 	})
