@@ -31,6 +31,9 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/v1/campaigns", handler: s.bearer(http.HandlerFunc(s.postCampaign))},
 		{method: "GET", path: "/v1/campaigns/{id}", handler: s.bearer(http.HandlerFunc(s.getCampaign))},
 		{method: "GET", path: "/v1/campaigns/{id}/dead", handler: s.bearer(http.HandlerFunc(s.getDead))},
+		{method: "GET", path: "/v1/senders", handler: s.bearer(http.HandlerFunc(s.getSenders))},
+		{method: "PUT", path: "/v1/senders/{number}", handler: s.bearer(http.HandlerFunc(s.putSender))},
+		{method: "DELETE", path: "/v1/senders/{number}", handler: s.bearer(http.HandlerFunc(s.deleteSender))},
 		{method: "GET", path: "/v1/openapi.json", handler: s.bearer(http.HandlerFunc(serveOpenAPI))},
 		// asynqmon routes every method itself (its UI and its JSON API under /monitor/api/).
 		{method: "GET", path: MonitorPath, pattern: MonitorPath, handler: monitor},

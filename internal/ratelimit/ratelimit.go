@@ -63,6 +63,57 @@
 // shortly before the next slot it could get (4 slots, at least 10 ms) before asking, so
 // callers that return in the meantime join one call instead of making one each.
 //
+// # Per-sender settings
+//
+// Config.Rate and Config.Burst are every sender's default. Config.Rates, when set, gives
+// senders their own (the worker reads `wabulk sender rate` overrides from one Redis hash, in
+// one round trip for all senders). Every parameter above is derived from a (rate, burst) pair,
+// so each bucket holds a pointer to its sender's: T, τ, horizon, batch, grace, lead and call
+// pace. While any caller waits, a refresh loop reads the settings once per second (it stops
+// when the last fetcher does; an idle Limiter has no goroutine), and a fetcher whose last read
+// is over 2 s old (the process was idle) waits for a fresh one before it asks Redis for slots.
+// A bucket whose setting changed gets the new pointer: what it derived from the old setting
+// is dropped, slots it holds are kept (Redis charged them), and its fetcher, which may be
+// pausing on the old schedule (20 s at 0.05/s), is woken. A value out of range (CheckOverride)
+// is ignored and the sender keeps the default; a failed read keeps the last settings.
+//
+// # The bound across a change
+//
+// Beside each sender's TAT, Redis keeps the setting "T τ" it was last advanced under. A call
+// under another setting first joins the old schedule to its own (gcra.go): the new TAT is the
+// larger of tat − T₀ + T (the next charge comes T after the last one: charges keep
+// increasing) and tat + (T₀ − τ₀) − (T − τ) (the next slot conforms no earlier than the old
+// schedule's next: the change adds no burst), but at most now + settle − T + τ (the next slot
+// conforms within settle = 1.2 s). So a change is in force within about 2.5 s of being written:
+// at most a second until each process reads it, then at most until the old schedule's next
+// slot, itself at most settle away. Why no 1 s window holds more than Rate + Burst − 1 of the
+// larger of the two settings:
+//
+//   - Rate raised. Charges keep increasing across the join, each slot is still sent at some u
+//     with c + T_k − τ_k ≤ u ≤ c for the setting k that granted it, and charges are at least
+//     the new (smaller) T apart. A window holding a new slot has its latest charge on a new
+//     slot, so its charges lie within 1 s + τ − T: the new bound, exactly as without a change.
+//     A window of old slots only has the old bound, the lower one.
+//   - Rate lowered. Conformance times keep increasing across the join (second term), old ones
+//     T₀ apart up to it, new ones T apart after it. A window with the join a seconds after its
+//     start holds at most a·Rate₀ + (1−a)·Rate + Burst₀ − 1/2 slots: within the old bound. A
+//     window after the last old send holds new slots only: the new bound.
+//   - The cap applied (the old schedule's next slot was more than settle away: a large burst
+//     room at a low rate, or a rate from below ~1/s raised). Every slot granted before the
+//     call is sent or dropped by settle after it (a horizon ahead at most, a grace late at
+//     most, 100 ms for the answer's trip), and the new schedule's first slot conforms exactly
+//     then, without a burst. A window holds the tail of one schedule and the head of the other,
+//     each at its own spacing, 100 ms apart at least: at most the larger rate plus one slot at
+//     the join, which can exceed the larger bound by one only at rates below 10/s (burst 1).
+//
+// Processes that have not read a change yet (at most about a second) alternate the setting at
+// each call; each alternation is a join as above, so their windows hold at most the larger
+// bound, and each costs a little capacity (a join never brings a slot forward). The same holds
+// when processes disagree for longer: different WABULK_RATE, or queues (WABULK_QUEUE) with
+// different overrides for one number, which share its key: they share its budget too. The TAT
+// and setting keys live ten minutes after the TAT has passed; a new setting whose burst room is
+// longer than that may get its full burst at once when it replaces an older one.
+//
 // # Cost
 //
 // One script call (EVALSHA) per fetch. Saturated, a process makes about one call per half
@@ -112,12 +163,17 @@ const (
 
 // Config sets the shared limit. Fields are read once by New.
 type Config struct {
-	// Rate is messages per second per sender, for all processes together. Required, > 0.
+	// Rate is messages per second per sender, for all processes together: the default of
+	// every sender without an override. Required, > 0.
 	Rate float64
 	// Burst is how many tokens may be handed out at once. Default ceil(Rate/10), at least 1.
 	Burst int
 	// Prefix namespaces the Redis keys. Default "wabulk".
 	Prefix string
+	// Rates, when set, is where per-sender overrides of Rate and Burst come from; the Limiter
+	// reads it about once a second while callers wait and follows a change without a restart.
+	// Nil: every sender has Rate and Burst.
+	Rates RateSource
 }
 
 func (c Config) withDefaults() Config {
@@ -134,7 +190,7 @@ func (c Config) withDefaults() Config {
 // says what to fix.
 func (c Config) validate() error {
 	var errs []error
-	if math.IsNaN(c.Rate) || c.Rate <= 0 || c.Rate > maxRate {
+	if math.IsNaN(c.Rate) || c.Rate <= 0 || c.Rate > maxRate { // > maxRate also catches +Inf
 		errs = append(errs, fmt.Errorf("WABULK_RATE must be > 0 and at most %g messages per second, got %v", float64(maxRate), c.Rate))
 	}
 	if c.Burst < 0 {
@@ -155,27 +211,25 @@ type Stats struct {
 	Unused uint64
 	// Errors is round trips that failed (Redis unreachable, timeouts).
 	Errors uint64
+	// RateErrors is reads of the per-sender settings that failed (the last ones were kept).
+	RateErrors uint64
+	// BadRates is per-sender settings ignored because they were out of range (the sender
+	// had the default instead), counted at each read.
+	BadRates uint64
 }
 
 // Limiter is the per-sender rate limit, safe for any number of goroutines. One Limiter per
 // process is enough; any number of Limiters on the same Redis and Prefix share the rate.
 type Limiter struct {
-	rdb        redis.UniversalClient
-	prefix     string
-	intervalUS float64 // T, µs between slots
-	tauUS      float64 // Burst·T
-	horizon    time.Duration
-	maxBatch   int
-	minBatch   int
-	grace      time.Duration
-	lead       time.Duration // how long before the next slot a fetch is made
-	callLimit  rate.Limit
-	callBurst  int
+	rdb    redis.UniversalClient
+	prefix string
+	params // the default setting (Config.Rate, Config.Burst)
+	set    settings
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
 
-	trips, tokens, reserved, unused, errs atomic.Uint64
+	trips, tokens, reserved, unused, errs, rateErrs, badRates atomic.Uint64
 }
 
 // New checks cfg and returns a Limiter on rdb. It does not contact Redis: a Redis that is down
@@ -188,24 +242,14 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if rdb == nil {
 		return nil, errors.New("ratelimit: nil Redis client")
 	}
-	interval := 1e6 / cfg.Rate
-	horizon := time.Duration(batchSlots * interval * float64(time.Microsecond))
-	horizon = min(max(horizon, minHorizon), maxHorizon)
-	batch := min(max(int(cfg.Rate*horizon.Seconds()), 1), maxBatch)
-	return &Limiter{
-		rdb:        rdb,
-		prefix:     cfg.Prefix,
-		intervalUS: interval,
-		tauUS:      tolerance(cfg.Burst) * interval,
-		horizon:    horizon,
-		maxBatch:   batch,
-		minBatch:   max(1, batch/2),
-		grace:      grace(interval, cfg.Burst),
-		lead:       min(max(4*time.Duration(interval*float64(time.Microsecond)), minLead), horizon/2),
-		callLimit:  rate.Limit(max(cfg.Rate, callsPerHzn/horizon.Seconds())),
-		callBurst:  cfg.Burst + 1,
-		buckets:    make(map[string]*bucket),
-	}, nil
+	l := &Limiter{
+		rdb:     rdb,
+		prefix:  cfg.Prefix,
+		params:  *derive(cfg.Rate, cfg.Burst),
+		buckets: make(map[string]*bucket),
+	}
+	l.set = settings{src: cfg.Rates, def: Override{Rate: cfg.Rate, Burst: cfg.Burst}, idle: make(chan struct{}, 1)}
+	return l, nil
 }
 
 // tolerance is the GCRA burst tolerance in slots. Exact GCRA allows Burst at once and then
@@ -224,11 +268,10 @@ func tolerance(burst int) float64 {
 // stall's late sends stay within the Rate + Burst window; at least 5 ms (ordinary wake-up
 // jitter), at most 100 ms.
 func grace(intervalUS float64, burst int) time.Duration {
-	one := time.Duration(intervalUS * float64(time.Microsecond))
-	g := max(2*one, one*time.Duration(burst-1)/2)
+	g := max(2*intervalUS, intervalUS*float64(burst-1)/2) / 1e6
 	// Whole µs: the script charges pooled slots at now + grace in µs, and the pool must drop
 	// them no later than that.
-	return min(max(g, minGrace), maxGrace).Truncate(time.Microsecond)
+	return clampDur(g, minGrace, maxGrace).Truncate(time.Microsecond)
 }
 
 // Wait blocks until the caller may send one message from sender, or ctx ends (then it returns ctx's error).
@@ -272,6 +315,8 @@ func (l *Limiter) Stats() Stats {
 		Reserved:   l.reserved.Load(),
 		Unused:     l.unused.Load(),
 		Errors:     l.errs.Load(),
+		RateErrors: l.rateErrs.Load(),
+		BadRates:   l.badRates.Load(),
 	}
 }
 
@@ -280,11 +325,14 @@ func (l *Limiter) bucket(sender string) *bucket {
 	defer l.mu.Unlock()
 	b := l.buckets[sender]
 	if b == nil {
+		p := l.paramsFor(sender)
 		b = &bucket{
 			l:       l,
 			key:     l.key(sender),
-			calls:   rate.NewLimiter(l.callLimit, l.callBurst),
-			arrived: make([]time.Time, 0, l.maxBatch),
+			calls:   rate.NewLimiter(p.callLimit, p.callBurst),
+			p:       p,
+			wake:    make(chan struct{}, 1),
+			arrived: make([]time.Time, 0, p.maxBatch),
 		}
 		l.buckets[sender] = b
 	}
@@ -299,8 +347,10 @@ type bucket struct {
 	calls *rate.Limiter // paces this process's script calls for the sender
 
 	mu       sync.Mutex
-	queue    []*waiter // FIFO; non-empty only while pool holds no usable slot
-	pool     []slot    // sorted by time; slots nobody owns yet
+	p        *params       // the sender's setting now; replaced, never changed, on a change
+	wake     chan struct{} // buffered 1: the setting changed, the fetcher's pause is over
+	queue    []*waiter     // FIFO; non-empty only while pool holds no usable slot
+	pool     []slot        // sorted by time; slots nobody owns yet
 	fetching bool
 	next     time.Time          // the slot after the last one this process got: none earlier exists
 	cancel   context.CancelFunc // stops the fetcher's current call or sleep when the queue empties
@@ -410,42 +460,74 @@ func (b *bucket) giveBack(s slot) {
 	b.place(s)
 }
 
+// setParams gives the bucket a new setting. Slots already granted stay as they are (Redis
+// charged them under the old one, and the script joins the two schedules, see gcra.go); what
+// was derived from the old setting is dropped: the estimate of the next slot, the arrivals
+// (sized by the old batch), the call pace. A fetcher pausing on the old setting's schedule is
+// woken so that it asks again under the new one.
+func (b *bucket) setParams(p *params) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.p == p {
+		return
+	}
+	b.p = p
+	b.next = time.Time{}
+	b.arrived, b.arrivedI = make([]time.Time, 0, p.maxBatch), 0
+	b.calls.SetLimit(p.callLimit)
+	b.calls.SetBurst(p.callBurst)
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
 // fetch asks Redis for slots while callers wait, then exits: no goroutine outlives the
 // waiting. Each round's context is cancelled when the last waiter leaves, so a cancelled
 // caller is not kept behind a sleep or a slow Redis.
 func (b *bucket) fetch() {
 	l := b.l
+	l.fetchStarted()
+	defer l.fetchStopped()
 	backoff := minBackoff
 	for {
 		b.mu.Lock()
-		need := len(b.queue)
-		if need == 0 {
+		if len(b.queue) == 0 {
 			b.fetching, b.cancel = false, nil
 			b.mu.Unlock()
 			return
 		}
-		// Callers that came in the last grace and are not waiting now: about how many more
-		// will come while pooled slots stay usable.
-		extra := b.recent(time.Now().Add(-l.grace)) - need
 		ctx, cancel := context.WithCancel(context.Background())
 		b.cancel = cancel
-		early := time.Until(b.next.Add(-l.lead)) // not Until(next)-lead: a zero next would overflow
+		b.mu.Unlock()
+
+		l.awaitFresh(ctx) // only after an idle spell: the refresh loop keeps them fresh
+
+		b.mu.Lock()
+		need := len(b.queue)
+		p := b.p // this round's setting: the script call and the slots it grants use it
+		// Callers that came in the last grace and are not waiting now: about how many more
+		// will come while pooled slots stay usable.
+		extra := b.recent(time.Now().Add(-p.grace)) - need
+		early := time.Until(b.next.Add(-p.lead)) // not Until(next)-lead: a zero next would overflow
 		b.mu.Unlock()
 
 		var pause time.Duration
-		if early > 0 {
+		switch {
+		case need == 0:
+		case early > 0:
 			// No slot for a new caller exists before b.next, so asking now would only take
 			// a small batch: wait until shortly before it, while more callers queue up.
 			pause = early
-		} else if b.calls.Wait(ctx) == nil {
-			n := min(need, l.maxBatch)
+		case b.calls.Wait(ctx) == nil:
+			n := min(need, p.maxBatch)
 			sent := time.Now()
-			g, trips, err := l.reserve(ctx, b.key, n, min(n, l.minBatch), min(max(extra, 0), l.maxBatch-n))
+			g, trips, err := l.reserve(ctx, p, b.key, n, min(n, p.minBatch), min(max(extra, 0), p.maxBatch-n))
 			l.trips.Add(uint64(trips))
 			switch {
 			case err == nil:
 				backoff = minBackoff
-				b.deliver(g, sent)
+				b.deliver(g, sent, p)
 				if g.n < n {
 					pause = g.retry
 				}
@@ -460,18 +542,20 @@ func (b *bucket) fetch() {
 			select {
 			case <-t.C:
 			case <-ctx.Done():
-				t.Stop()
+			case <-b.wake: // a new setting: its schedule may differ, ask again now
 			}
+			t.Stop()
 		}
 		cancel()
 	}
 }
 
-// deliver hands the granted slots out in order. The local time of a slot is measured from
-// when the answer arrived, which is after Redis read its clock: slots are never early. Extra
-// slots are conformant now and usable until a grace after sent, when the call left: Redis
-// charged them as if used a grace after it read its clock, which was later.
-func (b *bucket) deliver(g grant, sent time.Time) {
+// deliver hands the granted slots out in order, timed by p, the setting the script call used.
+// The local time of a slot is measured from when the answer arrived, which is after Redis read
+// its clock: slots are never early. Extra slots are conformant now and usable until a grace
+// after sent, when the call left: Redis charged them as if used a grace after it read its
+// clock, which was later.
+func (b *bucket) deliver(g grant, sent time.Time, p *params) {
 	if g.n+g.extra == 0 {
 		return
 	}
@@ -481,11 +565,13 @@ func (b *bucket) deliver(g grant, sent time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for j := range g.n {
-		at := anchor.Add(l.slotOffset(g, j))
-		b.place(slot{at: at, until: at.Add(l.grace)})
+		at := anchor.Add(p.slotOffset(g, j))
+		b.place(slot{at: at, until: at.Add(p.grace)})
 	}
 	for range g.extra {
-		b.place(slot{at: anchor, until: sent.Add(l.grace)})
+		b.place(slot{at: anchor, until: sent.Add(p.grace)})
 	}
-	b.next = anchor.Add(l.conformAt(float64(g.after.Microseconds()) + l.intervalUS))
+	if b.p == p { // after a change the old schedule says nothing about the next slot
+		b.next = anchor.Add(p.conformAt(float64(g.after.Microseconds()) + p.intervalUS))
+	}
 }

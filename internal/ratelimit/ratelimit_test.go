@@ -166,8 +166,9 @@ func TestDifferentSendersDoNotShareABudget(t *testing.T) {
 	}
 	keys, err := s.Client(t).Keys(context.Background(), "wabulk:rl:*").Result()
 	slices.Sort(keys)
-	if err != nil || !slices.Equal(keys, []string{"wabulk:rl:{919800000001}", "wabulk:rl:{919800000002}"}) {
-		t.Errorf("keys = %q, %v; want one per sender, hash-tagged", keys, err)
+	want := []string{"wabulk:rl:{919800000001}", "wabulk:rl:{919800000001}:p", "wabulk:rl:{919800000002}", "wabulk:rl:{919800000002}:p"}
+	if err != nil || !slices.Equal(keys, want) {
+		t.Errorf("keys = %q, %v; want a TAT and a setting per sender, hash-tagged", keys, err)
 	}
 }
 
@@ -350,7 +351,7 @@ func TestExtraSlotsAreChargedUntilTheyExpireAndOnlyWhenDueNow(t *testing.T) {
 		t.Fatalf("grace = %v, want 49.5ms", l.grace)
 	}
 
-	g, _, err := l.reserve(ctx, l.key("1"), 1, 1, 1000)
+	g, _, err := l.reserve(ctx, &l.params, l.key("1"), 1, 1, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestExtraSlotsAreChargedUntilTheyExpireAndOnlyWhenDueNow(t *testing.T) {
 	}
 
 	// The burst is spent: the next slot is in the future, so no extras however many are asked.
-	g, _, err = l.reserve(ctx, l.key("1"), 5, 5, 1000)
+	g, _, err = l.reserve(ctx, &l.params, l.key("1"), 5, 5, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
