@@ -51,17 +51,19 @@ const (
 
 // handler is the asynq handler: one job, one attempt.
 type handler struct {
-	lanes    func() []store.Lane // the live lanes, for pausing them all
-	from     string
-	pauseOn  []string
-	sender   Sender
-	limiter  Limiter
-	ledger   *store.Ledger
-	pauser   pauser
-	log      *zap.Logger
-	pii      logging.Masker
-	metrics  *metrics
-	stopping context.Context // cancelled when the job's server starts to stop
+	lanes   func() []store.Lane // the live lanes, for pausing them all
+	from    string
+	pauseOn []string
+	sender  Sender
+	limiter Limiter
+	ledger  *store.Ledger
+	pauser  pauser
+	log     *zap.Logger
+	pii     logging.Masker
+	metrics *metrics
+	// sendCount counts accepted sends per sender (`wabulk sender ls`); nil counts nothing.
+	sendCount *store.SendCounter
+	stopping  context.Context // cancelled when the job's server starts to stop
 }
 
 var _ asynq.Handler = (*handler)(nil)
@@ -125,6 +127,9 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	res, err := h.sender.Send(ctx, from, message(p))
 	h.metrics.latency.Observe(time.Since(callStart).Seconds())
 	if err == nil {
+		if h.sendCount != nil {
+			h.sendCount.Add(from)
+		}
 		return h.sent(ctx, log, t, queue, scope, id, res, start)
 	}
 	var ke *kaleyra.Error

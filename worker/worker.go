@@ -83,6 +83,12 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		pii:     cfg.PII,
 		metrics: newMetrics(reg),
 	}
+	// Sends per sender for `wabulk sender ls`: counted in memory, written once a second.
+	h.sendCount = h.ledger.NewSendCounter()
+	countCtx, stopCount := context.WithCancel(context.Background())
+	counted := make(chan struct{})
+	go func() { h.sendCount.Run(countCtx); close(counted) }()
+	defer func() { stopCount(); <-counted }()
 	// Every job's ledger writes (Begin, Sent) share round trips with the other jobs in flight.
 	stopBatch := h.ledger.Batch(cfg.Concurrency)
 	defer stopBatch()
