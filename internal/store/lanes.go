@@ -110,39 +110,10 @@ func (l *Ledger) nsKey(what string) string     { return "wabulk:{" + l.queue + "
 func (l *Ledger) campaignsKey() string         { return l.nsKey("campaigns") }
 func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id) }
 
-// KEYS: info live done campaigns campaign. ARGV: lane, JSON Lane, campaign id, 1 to keep a
-// registered lane's priority (a redrive), 0 to set it.
+// KEYS: info campaigns campaign live done. ARGV: lane, JSON Lane, campaign id, 1 to keep a
+// registered lane's priority (a redrive) or 0 to set it, 1 to make the lane live or 0 only to
+// declare it in its campaign.
 var registerScript = redis.NewScript(`
-if ARGV[4] == "1" then
-  redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-else
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-end
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[3])
-redis.call('SADD', KEYS[5], ARGV[1])
-return 1
-`)
-
-// RegisterLane makes the lane live, so workers serve it within their discovery interval. Call
-// it after writing the lane's tasks (see the package comment). keepPriority leaves the priority
-// of a lane already registered as it is.
-func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) error {
-	name, info, keep, err := l.laneArgs(&ln, keepPriority)
-	if err != nil {
-		return err
-	}
-	err = registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.nsKey("lanes:live"), l.nsKey("lanes:done"),
-		l.campaignsKey(), l.campaignKey(ln.Campaign)}, name, info, ln.Campaign, keep).Err()
-	if err != nil {
-		return fmt.Errorf("register lane %s: %w", name, err)
-	}
-	return nil
-}
-
-// KEYS: info campaigns campaign. ARGV: lane, JSON Lane, campaign id, keep (as registerScript).
-var declareScript = redis.NewScript(`
 if ARGV[4] == "1" then
   redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 else
@@ -150,28 +121,22 @@ else
 end
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])
+if ARGV[5] == "1" then
+  redis.call('SADD', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+end
 return 1
 `)
 
-// DeclareLane records the lane in its campaign before its first tasks are written, so the
-// campaign's counts include them even if the producer dies before RegisterLane; workers serve
-// a declared lane only once it is registered, or when their upkeep finds it holding work
-// (ReviveOrphans).
-func (l *Ledger) DeclareLane(ctx context.Context, ln Lane, keepPriority bool) error {
-	name, info, keep, err := l.laneArgs(&ln, keepPriority)
-	if err != nil {
-		return err
-	}
-	err = declareScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign)},
-		name, info, ln.Campaign, keep).Err()
-	if err != nil {
-		return fmt.Errorf("declare lane %s: %w", name, err)
-	}
-	return nil
+// RegisterLane makes the lane live, so workers serve it within their discovery interval. Call
+// it after writing the lane's tasks (see the package comment). keepPriority leaves the priority
+// of a lane already registered as it is.
+func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) error {
+	return l.register(ctx, ln, keepPriority, true)
 }
 
-// laneArgs fills ln's defaults and gives the scripts' arguments.
-func (l *Ledger) laneArgs(ln *Lane, keepPriority bool) (name string, info []byte, keep int, err error) {
+// register runs registerScript for ln: live, or only declared in its campaign.
+func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool) error {
 	if ln.Name == "" {
 		ln.Name = l.LaneName(ln.Campaign, ln.Sender)
 	}
@@ -179,11 +144,31 @@ func (l *Ledger) laneArgs(ln *Lane, keepPriority bool) (name string, info []byte
 	if ln.Priority == "" {
 		ln.Priority = PriorityNormal
 	}
-	info, err = json.Marshal(ln)
+	info, err := json.Marshal(ln)
+	if err != nil {
+		return err
+	}
+	keep, makeLive := 0, 0
 	if keepPriority {
 		keep = 1
 	}
-	return ln.Name, info, keep, err
+	if live {
+		makeLive = 1
+	}
+	err = registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
+		l.nsKey("lanes:live"), l.nsKey("lanes:done")}, ln.Name, info, ln.Campaign, keep, makeLive).Err()
+	if err != nil {
+		return fmt.Errorf("register lane %s: %w", ln.Name, err)
+	}
+	return nil
+}
+
+// DeclareLane records the lane in its campaign before its first tasks are written, so the
+// campaign's counts include them even if the producer dies before RegisterLane; workers serve
+// a declared lane only once it is registered, or when their upkeep finds it holding work
+// (ReviveOrphans).
+func (l *Ledger) DeclareLane(ctx context.Context, ln Lane, keepPriority bool) error {
+	return l.register(ctx, ln, keepPriority, false)
 }
 
 // ReviveOrphans registers the declared lanes that are neither live nor drained but hold work: a
