@@ -30,6 +30,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // repoRoot is where deploy/ and docker-compose.yml live, seen from this package's directory.
@@ -826,7 +827,7 @@ func checkSecretFile(m *manifests, ps podSpec, c container, file string) error {
 // watches is asynq's pending list of WABULK_QUEUE, on the server and database of WABULK_REDIS_URL.
 func checkKEDARedis(md map[string]string, cfg config.Config) error {
 	var errs []error
-	if want := pendingKey(cfg.Queue); md["listName"] != want {
+	if want := store.PendingKey(cfg.Queue); md["listName"] != want {
 		errs = append(errs, fmt.Errorf("listName %q, but the worker serves %s=%s whose pending list is %s",
 			md["listName"], config.EnvQueue, cfg.Queue, want))
 	}
@@ -857,10 +858,6 @@ func checkKEDARedis(md map[string]string, cfg config.Config) error {
 	}
 	return errors.Join(errs...)
 }
-
-// pendingKey is the Redis list asynq keeps a queue's pending tasks in (asynq's base.PendingKey;
-// TestPendingKeyIsAsynqs checks it against a real Redis).
-func pendingKey(queue string) string { return "asynq:{" + queue + "}:pending" }
 
 // selects reports whether every label of sel is on labels.
 func selects(sel, labels map[string]string) bool {
@@ -1201,9 +1198,9 @@ func TestPendingKeyIsAsynqs(t *testing.T) {
 	if _, err := client.Enqueue(asynq.NewTask("deploy:test", nil), asynq.Queue("whatsapp")); err != nil {
 		t.Fatal(err)
 	}
-	n, err := srv.Client(t).LLen(context.Background(), pendingKey("whatsapp")).Result()
+	n, err := srv.Client(t).LLen(context.Background(), store.PendingKey("whatsapp")).Result()
 	if err != nil || n != 1 {
-		t.Fatalf("LLEN %s = %d, %v; want 1", pendingKey("whatsapp"), n, err)
+		t.Fatalf("LLEN %s = %d, %v; want 1", store.PendingKey("whatsapp"), n, err)
 	}
 }
 

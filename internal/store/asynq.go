@@ -183,7 +183,7 @@ func (q *Enqueuer) enqueue(ctx context.Context, queue string, tasks []Task, coun
 	}
 	prefix := asynqPrefix(queue)
 	keys := make([]string, 2, 2+len(tasks))
-	keys[0], keys[1] = prefix+"pending", key(queue, "counts")
+	keys[0], keys[1] = PendingKey(queue), key(queue, "counts")
 	args := make([]any, 2, 2+2*len(tasks))
 	args[0] = time.Now().UnixNano()
 	args[1] = 0
@@ -216,6 +216,9 @@ const allQueuesKey = "asynq:queues"
 
 // asynqPrefix is the prefix of every key asynq keeps for queue (base.QueueKeyPrefix).
 func asynqPrefix(queue string) string { return "asynq:{" + queue + "}:" }
+
+// PendingKey is the Redis list asynq keeps a queue's pending task ids in (base.PendingKey).
+func PendingKey(queue string) string { return asynqPrefix(queue) + "pending" }
 
 // TaskKey is the Redis hash asynq keeps a task in (asynq's base.TaskKey); its "result" field is
 // what asynq's ResultWriter writes and Inspector reads.
