@@ -29,7 +29,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/wabulk/wabulk/internal/config"
-	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/store"
 )
 
@@ -1187,21 +1186,6 @@ func TestK8sCheckerCatchesMistakes(t *testing.T) {
 			t.Fatalf("got %v, want the double autoscaler reported", err)
 		}
 	})
-}
-
-// TestPendingKeyIsAsynqs checks the list KEDA watches against a real Redis: after asynq enqueues
-// one task, asynq:{whatsapp}:pending holds it.
-func TestPendingKeyIsAsynqs(t *testing.T) {
-	srv := redistest.Start(t)
-	client := asynq.NewClient(srv.ConnOpt(t))
-	t.Cleanup(func() { client.Close() })
-	if _, err := client.Enqueue(asynq.NewTask("deploy:test", nil), asynq.Queue("whatsapp")); err != nil {
-		t.Fatal(err)
-	}
-	n, err := srv.Client(t).LLen(context.Background(), store.PendingKey("whatsapp")).Result()
-	if err != nil || n != 1 {
-		t.Fatalf("LLEN %s = %d, %v; want 1", store.PendingKey("whatsapp"), n, err)
-	}
 }
 
 // ---------------------------------------------------------------------------------------------
