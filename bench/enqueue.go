@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 type enqueueResult struct {
@@ -118,8 +119,9 @@ func (b *bench) enqueue(ctx context.Context, rows int) (enqueueResult, error) {
 	insp := asynq.NewInspector(b.redis.connOpt())
 	defer insp.Close()
 	res.sameBytes = true
+	lane := store.New(nil, queue, 0).LaneName(campaign, sender) // where the producer puts them
 	for id, p := range want {
-		info, err := insp.GetTaskInfo(queue, id)
+		info, err := insp.GetTaskInfo(lane, id)
 		if err != nil {
 			return res, fmt.Errorf("task %s after wabulk enqueue: %w", id, err)
 		}

@@ -22,8 +22,8 @@ import (
 // choice of the queue to dequeue from gives each campaign its share of the rate.
 //
 // asynq fixes a server's queues when it starts, so when a sender's lane set changes the
-// supervisor starts a server with the new set and then shuts the old one down: its jobs that
-// wait for the limiter go back to their lane at once (not a failure), its Kaleyra calls finish.
+// supervisor starts a server with the new set and then shuts the old one down: it takes no
+// new job, and the ones it holds finish (rate-limit waits included).
 // New lanes are taken at once; servers are not restarted only to drop drained lanes more often
 // than every dropEvery, since a drained lane costs just a poll.
 
@@ -74,16 +74,17 @@ type laneServer struct {
 
 // supervisor keeps one asynq server per sender in step with the live lanes.
 type supervisor struct {
-	cfg     Config
-	log     *zap.Logger
-	ledger  *store.Ledger
-	rdb     redis.UniversalClient
-	insp    *asynq.Inspector
-	handler func(stopping context.Context) *handler
-	servers map[string]*laneServer // by sender part; legacyKey for the single queue
-	closing sync.WaitGroup         // servers shutting down
-	mu      sync.Mutex
-	lanes   []store.Lane // as last read
+	cfg      Config
+	log      *zap.Logger
+	ledger   *store.Ledger
+	rdb      redis.UniversalClient
+	insp     *asynq.Inspector
+	handler  func(stopping context.Context) *handler
+	servers  map[string]*laneServer // by sender part; legacyKey for the single queue
+	closing  sync.WaitGroup         // servers shutting down
+	mu       sync.Mutex
+	lanes    []store.Lane         // as last read
+	draining map[*laneServer]bool // servers shutting down after a restart, their jobs finishing
 }
 
 const legacyKey = ""
@@ -125,11 +126,24 @@ func (s *supervisor) start(queues map[string]int) (*laneServer, error) {
 	return &laneServer{srv: srv, queues: queues, stop: stop, started: time.Now()}, nil
 }
 
-// retire shuts ls down in the background: waits for the limiter end at once, calls finish.
-func (s *supervisor) retire(ls *laneServer) {
-	s.closing.Go(func() {
+// retire shuts ls down in the background. On a restart (now false) its jobs finish as they
+// would have, rate-limit waits included: the new server is already taking the next ones, and
+// sending a waiting job back to its lane would only delay it (through asynq's retry set). When
+// the worker stops (now true), rate-limit waits end at once and their jobs go back to the lane.
+func (s *supervisor) retire(ls *laneServer, now bool) {
+	if now {
 		ls.stop()
+	} else {
+		s.mu.Lock()
+		s.draining[ls] = true
+		s.mu.Unlock()
+	}
+	s.closing.Go(func() {
 		ls.srv.Shutdown()
+		ls.stop()
+		s.mu.Lock()
+		delete(s.draining, ls)
+		s.mu.Unlock()
 	})
 }
 
@@ -162,13 +176,13 @@ func (s *supervisor) sync(ctx context.Context) error {
 		s.log.Info("serving lanes", zap.String("sender", s.cfg.PII.Phone(sender)), zap.Strings("lanes", slices.Sorted(maps.Keys(want))))
 		s.servers[sender] = next
 		if cur != nil {
-			s.retire(cur)
+			s.retire(cur, false)
 		}
 	}
 	for sender, cur := range s.servers {
 		if _, ok := bySender[sender]; !ok && sender != legacyKey && time.Since(cur.started) >= dropEvery {
 			delete(s.servers, sender)
-			s.retire(cur)
+			s.retire(cur, false)
 		}
 	}
 	return nil
@@ -199,6 +213,7 @@ func (s *supervisor) run(ctx context.Context, interval time.Duration) error {
 		return err
 	}
 	s.servers = map[string]*laneServer{legacyKey: legacy}
+	s.draining = map[*laneServer]bool{}
 	if err := s.sync(ctx); err != nil {
 		s.log.Warn("read lanes", zap.Error(err))
 	}
@@ -209,8 +224,13 @@ func (s *supervisor) run(ctx context.Context, interval time.Duration) error {
 		select {
 		case <-ctx.Done():
 			for _, ls := range s.servers {
-				s.retire(ls)
+				s.retire(ls, true)
 			}
+			s.mu.Lock()
+			for ls := range s.draining {
+				ls.stop() // the worker stops: their rate-limit waits end now too
+			}
+			s.mu.Unlock()
 			s.closing.Wait()
 			return nil
 		case <-t.C:
@@ -221,12 +241,76 @@ func (s *supervisor) run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
+// laneCheck is when a live lane is next looked at for retirement, the gap after that, and
+// since when it has been found empty.
+type laneCheck struct {
+	next       time.Time
+	gap        time.Duration
+	emptySince time.Time
+}
+
+// maxCheckGap bounds how long a live lane that still holds work goes unchecked: a lane that
+// had work at its last check is looked at after twice the previous gap (from the maintenance
+// interval up to this), so lanes waiting on far-off scheduled tasks or retries cost little.
+const maxCheckGap = 30 * time.Second
+
+// retireDrained retires the live lanes that are due for a check and have been found empty at
+// two checks at least idle apart. A lane that is empty only between bursts of a steady trickle
+// (single messages sent now and then) stays live: retiring it would make the next message wait
+// for the workers to find the lane again and restart its sender's server.
+func (s *supervisor) retireDrained(ctx context.Context, every, idle time.Duration, checks map[string]*laneCheck) error {
+	now := time.Now()
+	live := s.liveLanes()
+	seen := make(map[string]bool, len(live))
+	var due []store.Lane
+	for _, ln := range live {
+		seen[ln.Name] = true
+		c := checks[ln.Name]
+		if c == nil {
+			c = &laneCheck{gap: every}
+			checks[ln.Name] = c
+		}
+		if !now.Before(c.next) {
+			due = append(due, ln)
+		}
+	}
+	for name := range checks {
+		if !seen[name] {
+			delete(checks, name) // retired, or another worker retired it
+		}
+	}
+	var drained []store.Lane
+	for _, ln := range due {
+		c := checks[ln.Name]
+		n, err := s.ledger.Backlog(ctx, ln.Name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case n > 0:
+			c.emptySince = time.Time{}
+			c.next = now.Add(c.gap)
+			c.gap = min(2*c.gap, maxCheckGap)
+		case c.emptySince.IsZero():
+			c.emptySince, c.gap, c.next = now, every, now.Add(idle)
+		case now.Sub(c.emptySince) >= idle:
+			drained = append(drained, ln)
+		}
+	}
+	retired, err := s.ledger.RetireDrained(ctx, drained)
+	for _, name := range retired {
+		delete(checks, name)
+	}
+	return err
+}
+
 // maintain retires drained lanes and removes lanes drained longer than the retention, every
 // `every` (5 lane intervals: 5 s by default). One worker at a time does it (a Redis lock), so
 // pods add no load as they scale.
 func (s *supervisor) maintain(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	checks := map[string]*laneCheck{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -242,7 +326,7 @@ func (s *supervisor) maintain(ctx context.Context, every time.Duration) {
 		} else if len(n) > 0 {
 			s.log.Info("serving lanes a producer wrote but did not register", zap.Strings("lanes", n))
 		}
-		if _, err := s.ledger.RetireDrained(ctx, s.liveLanes()); err != nil && ctx.Err() == nil {
+		if err := s.retireDrained(ctx, every, 2*every, checks); err != nil && ctx.Err() == nil {
 			s.log.Warn("retire drained lanes", zap.Error(err))
 		}
 		if n, err := s.ledger.CleanUp(ctx, s.insp, 100); err != nil && ctx.Err() == nil {
