@@ -191,7 +191,7 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queu
 	// The task result (Kaleyra's answer, shown in asynqmon) goes in the same round trip as the
 	// marker: asynq's ResultWriter is one HSET on the task's hash, written here beside the
 	// marker's script instead of in a round trip of its own.
-	result := func(pipe redis.Pipeliner) { pipe.HSet(rctx, store.TaskKey(queue, id), "result", res.Body) }
+	result := func(pipe redis.Pipeliner) { store.WriteResult(rctx, pipe, queue, id, res.Body) }
 	var err error
 	for i, giveUp := 0, time.Now().Add(markerPatience); ; i++ {
 		if err = h.ledger.Sent(rctx, scope, id, res.Body, result); err == nil || time.Now().After(giveUp) {

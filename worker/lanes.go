@@ -218,10 +218,20 @@ func (s *supervisor) run(ctx context.Context, interval time.Duration) error {
 		s.log.Warn("read lanes", zap.Error(err))
 	}
 	go s.maintain(ctx, 5*interval)
+	// A producer announces a lane that becomes live: read the lanes at once then, so its first
+	// jobs do not wait for the next tick (which stays, for announcements lost with a
+	// connection).
+	sub := s.ledger.SubscribeLanes(ctx)
+	defer sub.Close()
+	news := sub.Channel()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
+		case <-news:
+			if err := s.sync(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("read lanes", zap.Error(err))
+			}
 		case <-ctx.Done():
 			for _, ls := range s.servers {
 				s.retire(ls, true)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/job"
@@ -32,7 +30,6 @@ const (
 // It reads only what was archived since its last pass (asynq's archived set is scored by archive
 // time), and one worker at a time does it (a Redis lock), so pods add no load as they scale.
 type reconciler struct {
-	rdb      redis.UniversalClient
 	insp     *asynq.Inspector
 	ledger   *store.Ledger
 	lanes    func() []store.Lane // the live lanes; the single queue is always looked at
@@ -81,28 +78,17 @@ func (r *reconciler) pass(ctx context.Context) (int, error) {
 
 // passQueue is pass for one queue.
 func (r *reconciler) passQueue(ctx context.Context, queue string) (int, error) {
-	mark := r.ledger.ReconcileMark(queue)
-	since, err := r.rdb.Get(ctx, mark).Result()
-	if errors.Is(err, redis.Nil) {
-		since = "-inf"
-	} else if err != nil {
-		return 0, err
-	}
-	zs, err := r.rdb.ZRangeByScoreWithScores(ctx, store.ArchivedKey(queue),
-		&redis.ZRangeBy{Min: "(" + since, Max: "+inf", Count: 1000}).Result()
+	archived, err := r.ledger.ArchivedSince(ctx, queue, 1000)
 	if err != nil {
 		return 0, err
 	}
 	recorded := 0
-	for _, z := range zs {
-		id, _ := z.Member.(string)
-		if err := r.record(ctx, queue, id); err != nil {
+	for _, a := range archived {
+		if err := r.record(ctx, queue, a.ID); err != nil {
 			return recorded, err
 		}
 		recorded++
-		// Tasks archived in the same second share a score: step back one so the next pass
-		// reads that second again (recording is idempotent).
-		if err := r.rdb.Set(ctx, mark, strconv.FormatFloat(z.Score-1, 'f', 0, 64), 0).Err(); err != nil {
+		if err := r.ledger.MarkReconciled(ctx, queue, a); err != nil {
 			return recorded, err
 		}
 	}

@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		go hs.Serve(ln)
 	}
 
-	rc := &reconciler{rdb: rdb, insp: inspector, ledger: h.ledger, lanes: sup.liveLanes, interval: cfg.ReconcileInterval, log: log}
+	rc := &reconciler{insp: inspector, ledger: h.ledger, lanes: sup.liveLanes, interval: cfg.ReconcileInterval, log: log}
 	reconciled := make(chan struct{})
 	go func() { rc.run(stopCtx); close(reconciled) }()
 

@@ -224,6 +224,12 @@ func PendingKey(queue string) string { return asynqPrefix(queue) + "pending" }
 // what asynq's ResultWriter writes and Inspector reads.
 func TaskKey(queue, id string) string { return asynqPrefix(queue) + "t:" + id }
 
+// WriteResult queues on pipe what asynq's ResultWriter writes for a task: its result, which
+// Inspector reads and asynqmon shows. The worker sends it in the sent marker's round trip.
+func WriteResult(ctx context.Context, pipe redis.Pipeliner, queue, id string, result []byte) {
+	pipe.HSet(ctx, TaskKey(queue, id), "result", result)
+}
+
 // ArchivedKey is asynq's sorted set of a queue's archived task ids, scored by archive time in
 // Unix seconds (base.ArchivedKey).
 func ArchivedKey(queue string) string { return asynqPrefix(queue) + "archived" }

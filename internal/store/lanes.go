@@ -112,7 +112,7 @@ func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id
 
 // KEYS: info campaigns campaign live done. ARGV: lane, JSON Lane, campaign id, 1 to keep a
 // registered lane's priority (a redrive) or 0 to set it, 1 to make the lane live or 0 only to
-// declare it in its campaign.
+// declare it in its campaign, the channel to announce a newly live lane on.
 var registerScript = redis.NewScript(`
 if ARGV[4] == "1" then
   redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
@@ -122,8 +122,10 @@ end
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])
 if ARGV[5] == "1" then
-  redis.call('SADD', KEYS[4], ARGV[1])
   redis.call('ZREM', KEYS[5], ARGV[1])
+  if redis.call('SADD', KEYS[4], ARGV[1]) == 1 then
+    redis.call('PUBLISH', ARGV[6], ARGV[1])
+  end
 end
 return 1
 `)
@@ -156,7 +158,7 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 		makeLive = 1
 	}
 	err = registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
-		l.nsKey("lanes:live"), l.nsKey("lanes:done")}, ln.Name, info, ln.Campaign, keep, makeLive).Err()
+		l.nsKey("lanes:live"), l.nsKey("lanes:done")}, ln.Name, info, ln.Campaign, keep, makeLive, l.lanesChannel()).Err()
 	if err != nil {
 		return fmt.Errorf("register lane %s: %w", ln.Name, err)
 	}
@@ -207,6 +209,15 @@ func (l *Ledger) ReviveOrphans(ctx context.Context) ([]string, error) {
 		revived = append(revived, name)
 	}
 	return revived, nil
+}
+
+// lanesChannel is the PubSub channel a lane's name is published on when it becomes live.
+func (l *Ledger) lanesChannel() string { return l.nsKey("lanes:new") }
+
+// SubscribeLanes subscribes to the names of lanes as they become live, so a worker can serve a
+// new lane at once instead of at its next read of the live lanes. Close the PubSub when done.
+func (l *Ledger) SubscribeLanes(ctx context.Context) *redis.PubSub {
+	return l.rdb.Subscribe(ctx, l.lanesChannel())
 }
 
 // LiveLanes returns the lanes workers serve, sorted by name.
