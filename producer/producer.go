@@ -533,7 +533,7 @@ func (p *Producer) do(stop context.Context, campaign string, prio store.Priority
 }
 
 // enqueue writes tasks of campaign from sender into their lane (counting the new ones when
-// count is set) and then registers the lane, so workers serve it. The lane is declared in its
+// count is set) and then registers the lane, so workers serve it, unless it was live already. The lane is declared in its
 // campaign first (once a minute per producer and lane), so the campaign's counts see its tasks
 // even if this process dies between the two.
 func (p *Producer) enqueue(ctx context.Context, campaign, sender string, prio store.Priority, tasks []store.Task, count bool) ([]bool, error) {
@@ -546,9 +546,12 @@ func (p *Producer) enqueue(ctx context.Context, campaign, sender string, prio st
 		}
 		p.declared.Store(declared, time.Now())
 	}
-	added, err := p.queue.Enqueue(ctx, name, tasks, count)
+	added, live, err := p.queue.Enqueue(ctx, name, tasks, count)
 	if err != nil {
 		return nil, err
+	}
+	if live {
+		return added, nil // live already; DeclareLane above wrote a new priority
 	}
 	if err := p.ledger.RegisterLane(ctx, ln, prio == ""); err != nil {
 		return nil, err

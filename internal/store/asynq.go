@@ -28,31 +28,35 @@ const asynqDefaultTimeout = 30 * time.Minute
 // queue's pending list (1). A script runs alone, so a TaskID twice in one call comes out as 1
 // then 0, as two Enqueue calls in a row would. The same script counts the new tasks in the
 // lane's ledger (when ARGV[2] is 1), so a kill -9 of the producer can never leave tasks in the
-// queue that the counts miss. Every key holds the hash tag {queue}, so one call stays in one
-// slot on Redis Cluster.
+// queue that the counts miss, and says whether the lane is registered live (its flag is set),
+// so a producer registers it only when it is not. Every key holds the hash tag {queue}, so one
+// call stays in one slot on Redis Cluster.
 //
 // KEYS[1] -> asynq:{<queue>}:pending
 // KEYS[2] -> wabulk:{<queue>}:counts
-// KEYS[2+i] -> asynq:{<queue>}:t:<id of task i>
+// KEYS[3] -> wabulk:{<queue>}:live (the flag RegisterLane sets and RetireDrained clears)
+// KEYS[3+i] -> asynq:{<queue>}:t:<id of task i>
 // ARGV[1] -> current unix time in nanoseconds
 // ARGV[2] -> 1 to count the new tasks as enqueued, 0 not to (a redrive)
 // ARGV[1+2i], ARGV[2+2i] -> id and encoded TaskMessage of task i
+// Returns 1 or 0 per task, then 1 when the lane's live flag is set, else 0.
 var enqueueScript = redis.NewScript(`
-local added, n = {}, 0
-for i = 1, #KEYS - 2 do
-	if redis.call("EXISTS", KEYS[2 + i]) == 1 then
-		added[i] = 0
+local out, n = {}, 0
+for i = 1, #KEYS - 3 do
+	if redis.call("EXISTS", KEYS[3 + i]) == 1 then
+		out[i] = 0
 	else
-		redis.call("HSET", KEYS[2 + i], "msg", ARGV[2 + 2 * i], "state", "pending", "pending_since", ARGV[1])
+		redis.call("HSET", KEYS[3 + i], "msg", ARGV[2 + 2 * i], "state", "pending", "pending_since", ARGV[1])
 		redis.call("LPUSH", KEYS[1], ARGV[1 + 2 * i])
-		added[i] = 1
+		out[i] = 1
 		n = n + 1
 	end
 end
 if n > 0 and ARGV[2] == "1" then
 	redis.call("HINCRBY", KEYS[2], "enqueued", n)
 end
-return added
+out[#KEYS - 2] = redis.call("EXISTS", KEYS[3])
+return out
 `)
 
 // Task is one task to enqueue: its TaskID and payload.
@@ -139,51 +143,53 @@ const publishEvery = time.Minute
 
 // Enqueue puts tasks in queue's pending list with one Redis script call and, when count is set,
 // counts the new ones in the queue's ledger in the same call. added[i] is false when tasks[i]'s
-// TaskID was already held (pending, retrying, or completed within its retention). On an error
-// Redis may hold any of the tasks (and then counts exactly those).
-func (q *Enqueuer) Enqueue(ctx context.Context, queue string, tasks []Task, count bool) (added []bool, err error) {
+// TaskID was already held (pending, retrying, or completed within its retention); live reports
+// whether the lane was registered live when the tasks went in (then it need not be registered
+// again: see RetireDrained). On an error Redis may hold any of the tasks (and then counts
+// exactly those).
+func (q *Enqueuer) Enqueue(ctx context.Context, queue string, tasks []Task, count bool) (added []bool, live bool, err error) {
 	held, err := q.legacyHeld(ctx, tasks)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if held != nil {
-		fresh := make([]Task, 0, len(tasks))
-		for i, t := range tasks {
-			if !held[i] {
-				fresh = append(fresh, t)
-			}
-		}
-		got, err := q.enqueue(ctx, queue, fresh, count)
-		if err != nil {
-			return nil, err
-		}
-		added = make([]bool, len(tasks))
-		for i := range tasks {
-			if !held[i] {
-				added[i], got = got[0], got[1:]
-			}
-		}
-		return added, nil
+	if held == nil {
+		return q.enqueue(ctx, queue, tasks, count)
 	}
-	return q.enqueue(ctx, queue, tasks, count)
+	fresh := make([]Task, 0, len(tasks))
+	for i, t := range tasks {
+		if !held[i] {
+			fresh = append(fresh, t)
+		}
+	}
+	got, live, err := q.enqueue(ctx, queue, fresh, count)
+	if err != nil {
+		return nil, false, err
+	}
+	added = make([]bool, len(tasks))
+	for i := range tasks {
+		if !held[i] {
+			added[i], got = got[0], got[1:]
+		}
+	}
+	return added, live, nil
 }
 
 // enqueue is Enqueue without the look at the single queue.
-func (q *Enqueuer) enqueue(ctx context.Context, queue string, tasks []Task, count bool) (added []bool, err error) {
+func (q *Enqueuer) enqueue(ctx context.Context, queue string, tasks []Task, count bool) (added []bool, live bool, err error) {
 	if len(tasks) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	if t, ok := q.published.Load(queue); !ok || time.Since(t.(time.Time)) > publishEvery {
 		// asynq lists a queue in asynq:queues when it first enqueues to it; Inspector.Queues and
 		// asynqmon find queues there. Kept out of the script: that key has no {queue} tag.
 		if err := q.rdb.SAdd(ctx, allQueuesKey, queue).Err(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		q.published.Store(queue, time.Now())
 	}
 	prefix := asynqPrefix(queue)
-	keys := make([]string, 2, 2+len(tasks))
-	keys[0], keys[1] = PendingKey(queue), key(queue, "counts")
+	keys := make([]string, 3, 3+len(tasks))
+	keys[0], keys[1], keys[2] = PendingKey(queue), key(queue, "counts"), key(queue, "live")
 	args := make([]any, 2, 2+2*len(tasks))
 	args[0] = time.Now().UnixNano()
 	args[1] = 0
@@ -199,16 +205,16 @@ func (q *Enqueuer) enqueue(ctx context.Context, queue string, tasks []Task, coun
 	}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if len(res) != len(tasks) {
-		return nil, fmt.Errorf("enqueue script answered %d results for %d tasks", len(res), len(tasks))
+	if len(res) != len(tasks)+1 {
+		return nil, false, fmt.Errorf("enqueue script answered %d results for %d tasks", len(res), len(tasks))
 	}
 	added = make([]bool, len(tasks))
-	for i, n := range res {
+	for i, n := range res[:len(tasks)] {
 		added[i] = n == 1
 	}
-	return added, nil
+	return added, res[len(tasks)] == 1, nil
 }
 
 // allQueuesKey is asynq's set of queue names (base.AllQueues).

@@ -47,9 +47,9 @@ func TestEnqueuerWritesTheBytesAsynqClientWrites(t *testing.T) {
 			rdb.FlushDB(ctx)
 
 			l := New(rdb, "ns", tc.retention)
-			added, err := l.Enqueuer("kaleyra:whatsapp:media", tc.maxRetry).Enqueue(ctx, queue, []Task{{ID: id, Payload: payload}}, true)
-			if err != nil || !slices.Equal(added, []bool{true}) {
-				t.Fatalf("Enqueue: %v %v", added, err)
+			added, live, err := l.Enqueuer("kaleyra:whatsapp:media", tc.maxRetry).Enqueue(ctx, queue, []Task{{ID: id, Payload: payload}}, true)
+			if err != nil || !slices.Equal(added, []bool{true}) || live {
+				t.Fatalf("Enqueue: %v live=%v %v; want added, not live (never registered)", added, live, err)
 			}
 			got, err := rdb.HGet(ctx, TaskKey(queue, id), "msg").Bytes()
 			if err != nil || string(got) != string(want) {

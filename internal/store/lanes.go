@@ -16,7 +16,8 @@ package store
 //
 // Why no lane is ever lost between a producer and a retiring worker: a producer declares the
 // lane (info and campaign index, so the campaign's counts see its tasks at once), writes its
-// tasks, and only then registers it live; a worker retires a lane by checking that it
+// tasks, and only then registers it live, unless the enqueue script saw the lane's live flag
+// (see RetireDrained for why skipping is safe then); a worker retires a lane by checking that it
 // is empty, taking it out of live, and checking again, putting it back if it is not empty. Any
 // enqueue either lands before the second check (seen there) or registers after the removal.
 
@@ -134,7 +135,19 @@ return 1
 // it after writing the lane's tasks (see the package comment). keepPriority leaves the priority
 // of a lane already registered as it is.
 func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) error {
-	return l.register(ctx, ln, keepPriority, true)
+	if err := l.register(ctx, ln, keepPriority, true); err != nil {
+		return err
+	}
+	// The lane's own live flag, in its slot, tells the next enqueues that the lane is live, so
+	// they need not register it again. Set after the registry: a flag without a registration
+	// could hide a lane from the workers.
+	if ln.Name == "" {
+		ln.Name = l.LaneName(ln.Campaign, ln.Sender)
+	}
+	if err := l.rdb.Set(ctx, key(ln.Name, "live"), "1", 0).Err(); err != nil {
+		return fmt.Errorf("register lane %s: %w", ln.Name, err)
+	}
+	return nil
 }
 
 // register runs registerScript for ln: live, or only declared in its campaign.
@@ -296,6 +309,13 @@ func (l *Ledger) Backlog(ctx context.Context, queue string) (int64, error) {
 func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) ([]string, error) {
 	var retired []string
 	for _, ln := range lanes {
+		// Clear the lane's live flag first: an enqueue that still sees it (so will not
+		// register the lane) ran before this, and its tasks make the check below find work;
+		// one that runs after finds no flag and registers the lane itself. A lane that is not
+		// retired after all is registered again by its next enqueue: one call, harmless.
+		if err := l.rdb.Del(ctx, key(ln.Name, "live")).Err(); err != nil {
+			return retired, err
+		}
 		if n, err := l.Backlog(ctx, ln.Name); err != nil || n > 0 {
 			if err != nil {
 				return retired, err
@@ -389,7 +409,7 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 	}
 	if dead == 0 {
 		ks = append(ks, keys(name)...)
-		ks = append(ks, key(name, "reconcile:since"))
+		ks = append(ks, key(name, "reconcile:since"), key(name, "live"))
 	}
 	// One slot: asynq's keys of the lane and the ledger's share the tag {lane}.
 	if err := l.rdb.Del(ctx, ks...).Err(); err != nil {

@@ -28,8 +28,9 @@ func TestALaneWrittenButNeverRegisteredIsCountedAndRevived(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := l.LaneName("c", "+919000000001")
-	if _, err := l.Enqueuer("t", 3).Enqueue(ctx, name, []Task{{ID: "c:919000000001:1", Payload: []byte("{}")}}, true); err != nil {
-		t.Fatal(err)
+	enq := l.Enqueuer("t", 3)
+	if _, live, err := enq.Enqueue(ctx, name, []Task{{ID: "c:919000000001:1", Payload: []byte("{}")}}, true); err != nil || live {
+		t.Fatalf("enqueue: live=%v %v; want not live", live, err)
 	}
 	if got := laneNames(t, l); len(got) != 0 {
 		t.Fatalf("live lanes %v before any registration", got)
@@ -44,9 +45,17 @@ func TestALaneWrittenButNeverRegisteredIsCountedAndRevived(t *testing.T) {
 	if got := laneNames(t, l); !slices.Equal(got, []string{name}) {
 		t.Fatalf("live lanes %v, want [%s]", got, name)
 	}
-	// A lane with work is never retired; an empty one is, and is not revived.
+	// Registered: the next enqueue sees the lane live and need not register it.
+	if _, live, err := enq.Enqueue(ctx, name, []Task{{ID: "c:919000000001:2", Payload: []byte("{}")}}, true); err != nil || !live {
+		t.Fatalf("enqueue after registering: live=%v %v; want live", live, err)
+	}
+	// A lane with work is never retired; an empty one is, and is not revived. A retirement
+	// look clears the flag first, so the enqueue after it registers the lane again.
 	if retired, err := l.RetireDrained(ctx, []Lane{{Name: name, Campaign: "c", Sender: "919000000001"}}); err != nil || len(retired) != 0 {
 		t.Fatalf("retired %v, %v; want none while the lane holds a task", retired, err)
+	}
+	if _, live, err := enq.Enqueue(ctx, name, []Task{{ID: "c:919000000001:3", Payload: []byte("{}")}}, true); err != nil || live {
+		t.Fatalf("enqueue after a retirement look: live=%v %v; want not live", live, err)
 	}
 	empty := Lane{Campaign: "e", Sender: "+919000000001"}
 	if err := l.RegisterLane(ctx, empty, false); err != nil {
