@@ -167,7 +167,7 @@ func (s *supervisor) sync(ctx context.Context) error {
 			continue
 		}
 		if cur != nil && !grows(cur.queues, want) && time.Since(cur.started) < dropEvery {
-			continue // only drained lanes to drop (or a weight change): not worth a restart yet
+			continue // only drained lanes to drop: not worth a restart yet
 		}
 		next, err := s.start(want)
 		if err != nil {
