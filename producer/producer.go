@@ -36,9 +36,10 @@ type Config struct {
 	// Retention is how long a completed job stays in Redis (WABULK_RETENTION); it is also the
 	// window in which a re-run of the campaign is recognised as duplicates. Defaults to 24h.
 	Retention time.Duration
-	// DefaultFrom is the sender number used when a row names none (KALEYRA_FROM). Setting it
-	// here rather than leaving it to the worker puts the real sender in the TaskID, so the same
-	// campaign sent from two numbers is not mistaken for a duplicate. Defaults to none.
+	// DefaultFrom is the sender number used when a row names none (KALEYRA_FROM). The sender
+	// is resolved here, not left to the worker, because it is part of the TaskID: the id must
+	// name the sender that will really send, or a re-run under another KALEYRA_FROM would send
+	// twice. Without it, a row that names no sender is rejected ("no sender: …").
 	DefaultFrom string
 	// Concurrency is how many enqueues Campaign runs at once. Defaults to 16.
 	Concurrency int
@@ -203,12 +204,15 @@ type Summary struct {
 	NotAttempted int `json:"not_attempted"`
 }
 
+// errNoSender rejects a row that names no sender when the producer has no DefaultFrom.
+var errNoSender = errors.New("no sender: give from or set KALEYRA_FROM")
+
 // enqueueBatch is the most recipients a Campaign worker enqueues in one Redis call. A batch
 // is whatever is waiting when the worker is free, so a slow reader still gets prompt enqueues.
 const enqueueBatch = 64
 
 // Send enqueues one message. A `to` holding several numbers separated by commas gives one job
-// and one Outcome per number, all enqueued in one Redis call. An invalid message is a rejected
+// and one Outcome per number, enqueued up to 64 per Redis call. An invalid message is a rejected
 // Outcome, not an error; the error is for Redis failing (or ctx ending first), and then only the
 // rejected numbers have Outcomes: the valid ones were not enqueued, or their answer was lost.
 func (p *Producer) Send(ctx context.Context, campaign string, f job.Fields) ([]Outcome, error) {
@@ -222,12 +226,19 @@ func (p *Producer) Send(ctx context.Context, campaign string, f job.Fields) ([]O
 	}
 	out := make([]Outcome, 0, len(tos))
 	var err error
-	for _, r := range p.do(ctx, campaign, "", ws, false) {
-		if r.notTried {
-			err = cmp.Or(err, r.err, ctx.Err())
-			continue
+	// At most enqueueBatch per Redis call, as in Campaign: one script call with 100,000 keys
+	// holds Redis, and every other client (workers, the rate limiter), for half a second.
+	for chunk := range slices.Chunk(ws, enqueueBatch) {
+		// After a failed enqueue the rest is not tried, but its invalid numbers are still
+		// validated and reported.
+		for _, r := range p.do(ctx, campaign, "", chunk, err != nil) {
+			switch {
+			case r.notTried:
+				err = cmp.Or(err, r.err, ctx.Err())
+			case r.o.Status != StatusValid: // valid: only validated, after err
+				out = append(out, r.o)
+			}
 		}
-		out = append(out, r.o)
 	}
 	return out, err
 }
@@ -481,12 +492,17 @@ func (p *Producer) do(stop context.Context, campaign string, prio store.Priority
 		o := Outcome{Index: w.index, Line: w.line, To: w.to}
 		f := w.fields
 		f.To = w.to
-		if f.From == "" {
+		if strings.TrimSpace(f.From) == "" {
 			f.From = p.from
 		}
-		pl, err := job.New(campaign, f)
+		var pl job.Payload
 		var data []byte
-		if err == nil {
+		var err error
+		if f.From == "" {
+			// The sender is part of the TaskID: left to the worker's KALEYRA_FROM, the same row
+			// would get another id (and be sent again) when the next run's sender differs.
+			err = errNoSender
+		} else if pl, err = job.New(campaign, f); err == nil {
 			data, err = job.Encode(pl)
 		}
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -385,35 +386,58 @@ func ReadJSONL(r io.Reader) iter.Seq[Row] {
 	}
 }
 
+var notObject = errors.New(`line is not a JSON object (want {"to": "+91…", …})`)
+
 func jsonFields(b []byte) (job.Fields, error) {
 	var f job.Fields
 	if !utf8.Valid(b) {
 		return f, errors.New("line is not valid UTF-8")
 	}
+	// The object is read key by key, not into a map: a map keeps one of two keys that differ
+	// only by case ("to" and "TO") at random (Go's map order) and the last of a key given twice,
+	// so the row would be sent to a number the file does not say plainly. Such a row is
+	// rejected, as a CSV header naming a column twice is.
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil || m == nil {
-		return f, errors.New(`line is not a JSON object (want {"to": "+91…", …})`)
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return f, notObject
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return f, errors.New("line holds more than one JSON value")
-	}
-	for k, v := range m {
+	var set uint64 // bit i: job.Columns[i] was given
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return job.Fields{}, notObject
+		}
+		k, _ := t.(string)
+		v, err := dec.Token()
+		if err != nil {
+			return job.Fields{}, notObject
+		}
 		c := strings.ToLower(strings.TrimSpace(k))
-		p := f.Ptr(c)
-		if p == nil {
+		i := slices.Index(job.Columns, c)
+		if i < 0 {
 			return job.Fields{}, fmt.Errorf("unknown key %q; known keys: %s", clip(k, 40), strings.Join(job.Columns, ", "))
 		}
+		if set&(1<<i) != 0 {
+			return job.Fields{}, fmt.Errorf("key %q is given twice (keys are matched in any case)", c)
+		}
+		set |= 1 << i
+		p := f.Ptr(c)
 		switch v := v.(type) {
 		case string:
 			*p = v
 		case json.Number:
 			*p = v.String()
 		case nil:
-		default:
+		default: // an array or object (its opening delimiter), or a boolean
 			return job.Fields{}, fmt.Errorf("key %q must be a string", c)
 		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return job.Fields{}, notObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return job.Fields{}, errors.New("line holds more than one JSON value")
 	}
 	return f, nil
 }

@@ -84,10 +84,15 @@ func (r *reconciler) passQueue(ctx context.Context, queue string) (int, error) {
 	}
 	recorded := 0
 	for _, a := range archived {
-		if err := r.record(ctx, queue, a.ID); err != nil {
+		// Most archived tasks are dead letters the handler wrote itself, and the last second's
+		// are read again on the next pass: count only the records this pass added.
+		added, err := r.record(ctx, queue, a.ID)
+		if err != nil {
 			return recorded, err
 		}
-		recorded++
+		if added {
+			recorded++
+		}
 		if err := r.ledger.MarkReconciled(ctx, queue, a); err != nil {
 			return recorded, err
 		}
@@ -97,14 +102,15 @@ func (r *reconciler) passQueue(ctx context.Context, queue string) (int, error) {
 
 var codePrefix = regexp.MustCompile(`^([A-Z][A-Z0-9_-]*|HTTP \d{3}|timeout|network|invalid): `)
 
-// record writes the dead letter of one archived task unless the ledger has it, or has it sent.
-func (r *reconciler) record(ctx context.Context, queue, id string) error {
+// record writes the dead letter of one archived task unless the ledger has it, or has it sent,
+// and reports whether it wrote one.
+func (r *reconciler) record(ctx context.Context, queue, id string) (bool, error) {
 	ti, err := r.insp.GetTaskInfo(queue, id)
 	if errors.Is(err, asynq.ErrTaskNotFound) {
-		return nil // deleted or redriven meanwhile
+		return false, nil // deleted or redriven meanwhile
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	d := store.DeadLetter{TaskID: id, Message: ti.LastErr, Attempt: ti.Retried + 1, Time: ti.LastFailedAt.UTC()}
 	campaign := store.PoisonCampaign
@@ -115,10 +121,10 @@ func (r *reconciler) record(ctx context.Context, queue, id string) error {
 	}
 	scope := r.ledger.Scope(queue, campaign)
 	if dead, err := r.ledger.IsDead(ctx, scope, id); err != nil || dead {
-		return err
+		return false, err
 	}
 	if sent, err := r.ledger.WasSent(ctx, campaign, id); err != nil || sent {
-		return err
+		return false, err
 	}
 	switch m := codePrefix.FindStringSubmatch(ti.LastErr); {
 	case ti.LastErr == asynq.ErrLeaseExpired.Error(): // the recoverer stores only the text
@@ -131,5 +137,8 @@ func (r *reconciler) record(ctx context.Context, queue, id string) error {
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
-	return r.ledger.Dead(ctx, scope, d)
+	if err := r.ledger.Dead(ctx, scope, d); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -226,6 +226,18 @@ func (l asynqLogger) text(args []any) string {
 
 func (l asynqLogger) Debug(args ...any) { l.s.Debug(l.text(args)) }
 func (l asynqLogger) Info(args ...any)  { l.s.Info(l.text(args)) }
-func (l asynqLogger) Warn(args ...any)  { l.s.Warn(l.text(args)) }
+
+// Warn passes asynq's warnings on, but for "Retry exhausted": asynq says it on every archive,
+// a first-attempt E110 or WA400 the handler dead-lettered itself (SkipRetry) included, and the
+// handler's "send" line (outcome dead, with the code) has already said it. It goes to debug.
+func (l asynqLogger) Warn(args ...any) {
+	s := l.text(args)
+	if strings.HasPrefix(s, "Retry exhausted for task") {
+		l.s.Debug(s)
+		return
+	}
+	l.s.Warn(s)
+}
+
 func (l asynqLogger) Error(args ...any) { l.s.Error(l.text(args)) }
 func (l asynqLogger) Fatal(args ...any) { l.s.Fatal(l.text(args)) }

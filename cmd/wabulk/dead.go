@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 
 	"github.com/wabulk/wabulk/internal/config"
@@ -49,7 +51,7 @@ func newDeadListCmd() *cobra.Command {
 	})
 	fl := cmd.Flags()
 	fl.StringVar(&f.Campaign, "campaign", "", "this campaign only (default: every campaign)")
-	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …)")
+	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …; any case)")
 	fl.IntVar(&f.Limit, "limit", 50, "at most this many, newest first (0: all)")
 	fl.BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
@@ -73,6 +75,9 @@ sent marker) is never sent again. Run it after fixing the cause, e.g. every E110
 	}
 	withOps(cmd, func(cmd *cobra.Command, _ []string, o *ops.Ops) error {
 		rep, err := o.Redrive(cmd.Context(), f, dryRun)
+		if errors.Is(err, ops.ErrUnknownCampaign) {
+			return err // not "matched 0": the campaign is not there at all
+		}
 		if asJSON {
 			if jerr := ops.WriteJSON(cmd.OutOrStdout(), rep); jerr != nil {
 				return jerr
@@ -87,7 +92,7 @@ sent marker) is never sent again. Run it after fixing the cause, e.g. every E110
 	}, flagMaxRetry)
 	fl := cmd.Flags()
 	fl.StringVar(&f.Campaign, "campaign", "", "this campaign only (default: every campaign)")
-	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …)")
+	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …; any case)")
 	fl.BoolVar(&dryRun, "dry-run", false, "count what would be redriven; change nothing")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -246,11 +245,27 @@ func newRejectWriter(path string) (*rejectWriter, error) {
 }
 
 func (r *rejectWriter) write(o producer.Outcome) {
-	rec := []string{strconv.Itoa(o.Line), o.Reason}
+	rec := []string{strconv.Itoa(o.Line), safeCell(o.Reason)}
 	for _, c := range job.Columns {
-		rec = append(rec, *o.Fields.Ptr(c))
+		rec = append(rec, safeCell(*o.Fields.Ptr(c)))
 	}
 	r.w.Write(rec)
+}
+
+// safeCell keeps a spreadsheet from running a cell of the rejects file as a formula: the file
+// is meant to be opened and fixed, and its cells are the rows as a stranger wrote them, so
+// "=HYPERLINK(…)" or "@SUM(…)" would run on the operator's machine. A cell starting with
+// = + - @, a tab or a CR gets a leading single quote (OWASP's advice), except a plain number
+// ("+919876543210", "-3"): a number runs nothing, and quoting every phone number would make the
+// `to` column unusable.
+func safeCell(s string) string {
+	if s == "" || !strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return s
+	}
+	if (s[0] == '+' || s[0] == '-') && len(s) > 1 && strings.Trim(s[1:], "0123456789 .()-") == "" {
+		return s
+	}
+	return "'" + s
 }
 
 func (r *rejectWriter) close() error {
@@ -319,13 +334,7 @@ func redisName(c config.Config) string {
 }
 
 // redactURL hides a password in a Redis URL before it goes into an error message.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(the configured URL)"
-	}
-	return u.Redacted()
-}
+func redactURL(s string) string { return config.RedactURL(s) }
 
 type quietLogger struct{}
 

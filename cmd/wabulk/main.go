@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 )
 
@@ -33,6 +34,17 @@ outcome with the campaign's ref fields. Configuration comes from WABULK_* and KA
 variables (see the README); flags of the same meaning override them.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// go-redis logs every failed dial on stderr in its own format (~8 "pool.go" lines before
+		// a command's one message when Redis is down); each command's error already names the
+		// cause. The worker keeps them: a long-running process's only trace of a flapping Redis.
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			for cmd.HasParent() && cmd.Parent().HasParent() {
+				cmd = cmd.Parent()
+			}
+			if cmd.Name() != "worker" {
+				redis.SetLogger(quietLogger{})
+			}
+		},
 	}
 	root.AddCommand(
 		newWorkerCmd(),

@@ -13,6 +13,7 @@ func newServeCmd() *cobra.Command {
 		insecure, monitorWrite bool
 		maxBody                int64
 		maxRecipients, maxHdr  int
+		maxLarge               int
 		cfg                    httpapi.Config
 	)
 	cmd := &cobra.Command{
@@ -39,6 +40,7 @@ name and a token as the password. GET /v1/openapi.json describes the API.`,
 		}
 		base.InsecureNoAuth, base.MonitorWrite = insecure, monitorWrite
 		base.MaxBodyBytes, base.MaxRecipients, base.MaxHeaderBytes = maxBody, maxRecipients, maxHdr
+		base.MaxLargeRequests = maxLarge
 		base.ReadTimeout, base.WriteTimeout, base.IdleTimeout = cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout
 		log, err := logging.New(c.LogLevel, cmd.ErrOrStderr())
 		if err != nil {
@@ -55,9 +57,10 @@ name and a token as the password. GET /v1/openapi.json describes the API.`,
 		return srv.ListenAndServe(cmd.Context(), c.Addr)
 	}
 	f := cmd.Flags()
-	f.BoolVar(&insecure, "insecure-no-auth", false, "serve without WABULK_API_TOKENS (refused unless --addr is a loopback address)")
+	f.BoolVar(&insecure, "insecure-no-auth", false, "serve without WABULK_API_TOKENS (refused unless --addr is a loopback address; then only loopback Host names are served)")
 	f.BoolVar(&monitorWrite, "monitor-write", false, "let /monitor/ change the queue (delete, run, archive, pause); read-only otherwise")
 	f.Int64Var(&maxBody, "max-body", httpapi.DefaultMaxBodyBytes, "largest request body in bytes")
+	f.IntVar(&maxLarge, "max-large-requests", httpapi.DefaultMaxLargeRequests, "most requests with a large body (over 1 MiB, or streamed) in flight; more are answered 429 with Retry-After (each may take ~13× its body in memory)")
 	f.IntVar(&maxRecipients, "max-recipients", httpapi.DefaultMaxRecipients, "most recipients in one request")
 	f.IntVar(&maxHdr, "max-header", httpapi.DefaultMaxHeaderBytes, "largest request header in bytes")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", httpapi.DefaultReadTimeout, "longest time to read a request, body included (a streamed campaign is read as it is enqueued)")

@@ -58,7 +58,8 @@ func readmeCurl(t *testing.T) (url, body string) {
 // exactly as curl sends it, then stops the server with SIGTERM.
 func TestServeREADMEExampleAndSIGTERM(t *testing.T) {
 	rs := redistest.Start(t)
-	p, addr := startServe(t, []string{"WABULK_REDIS_URL=" + rs.URL, "WABULK_API_TOKENS=" + serveToken})
+	// KALEYRA_FROM as the README's example exports it: rows without "from" need a sender.
+	p, addr := startServe(t, []string{"WABULK_REDIS_URL=" + rs.URL, "WABULK_API_TOKENS=" + serveToken, "KALEYRA_FROM=+919000000001"})
 	url, body := readmeCurl(t)
 	url = strings.Replace(url, "127.0.0.1:8080", addr, 1)
 	req, _ := http.NewRequest("POST", url, strings.NewReader(body))

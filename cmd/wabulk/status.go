@@ -15,8 +15,9 @@ func newStatusCmd() *cobra.Command {
 		Short: "Job counts by state, per queue and per campaign, with dead letters by code",
 		Long: `status shows the queue's tasks by state as asynq counts them (pending, scheduled, retry,
 active, completed, dead = archived) and, per campaign, wabulk's own counters: enqueued, pending,
-active, retry, sent, dead and dead letters by Kaleyra code. Campaign counts are counters kept as
-jobs change state, so status costs the same for ten jobs or ten million.`,
+active, retry, completed (Kaleyra accepted the message), dead and dead letters by Kaleyra
+code. Campaign counts are counters kept as jobs change state, so status costs the same for ten
+jobs or ten million.`,
 		Example: `  wabulk status
   wabulk status --campaign spring-sale --watch
   wabulk status --json | jq '.campaigns[] | {campaign, completed, dead}'`,

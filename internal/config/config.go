@@ -212,7 +212,9 @@ func Load(lookup LookupFunc) (Config, error) {
 		c.PauseOn = splitList(v)
 	}
 	key, keySet := lookup(EnvAPIKey)
+	keyVar := EnvAPIKey
 	if file, ok := lookup(EnvAPIKeyFile); ok && strings.TrimSpace(file) != "" {
+		keyVar = EnvAPIKeyFile
 		if keySet && strings.TrimSpace(key) != "" {
 			errs = append(errs, fmt.Errorf("set %s or %s, not both", EnvAPIKey, EnvAPIKeyFile))
 		}
@@ -224,6 +226,13 @@ func Load(lookup LookupFunc) (Config, error) {
 		key = strings.TrimSpace(string(b))
 	}
 	c.APIKey = Secret(strings.TrimSpace(key))
+	if c.APIKey != "" {
+		// The client's rule (a key that is not a valid header value fails every send), checked
+		// here so the error names the variable it came from.
+		if err := kaleyra.CheckKey(c.APIKey.Reveal()); err != nil {
+			errs = append(errs, fmt.Errorf("%s %w", keyVar, err))
+		}
+	}
 	if v, ok := lookup(EnvAPITokens); ok && strings.TrimSpace(v) != "" {
 		toks, err := parseTokens(v)
 		if err != nil {
@@ -260,8 +269,8 @@ func (c *Config) Check() error {
 		}
 	}
 	if c.RedisCluster == "" {
-		if _, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v (want redis://, rediss://, redis-socket:// or redis-sentinel://)", EnvRedisURL, err))
+		if _, err := parseRedisURL(c.RedisURL); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.Queue == "" || strings.ContainsAny(c.Queue, " \t\r\n:{}") {
@@ -298,11 +307,71 @@ func (c *Config) RedisConnOpt() (asynq.RedisConnOpt, error) {
 	if c.RedisCluster != "" {
 		return asynq.RedisClusterClientOpt{Addrs: splitList(c.RedisCluster)}, nil
 	}
-	opt, err := asynq.ParseRedisURI(c.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", EnvRedisURL, err)
+	return parseRedisURL(c.RedisURL)
+}
+
+// parseRedisURL is asynq.ParseRedisURI with errors that never show the URL's user information.
+// url.Parse quotes the whole URL in its errors and, when a password holds a character that is
+// not percent-encoded (% ? / # space), its reason quotes a piece of it (`invalid port ":S3"`),
+// so the error is built from the redacted URL instead of the original's.
+func parseRedisURL(s string) (asynq.RedisConnOpt, error) {
+	const want = "want redis://, rediss://, redis-socket:// or redis-sentinel://"
+	red := RedactURL(s)
+	opt, err := asynq.ParseRedisURI(s)
+	if err == nil && red != s {
+		// A password holding '/', '?' or '#' can parse, with part of it read as the host or
+		// the path, and '@' left in the rest: refuse rather than dial a piece of the password.
+		if u, perr := url.Parse(s); perr != nil || u.User == nil || strings.Contains(u.EscapedPath()+u.RawQuery+u.Fragment, "@") {
+			err = errors.New("the user name or password is not percent-encoded")
+		}
 	}
-	return opt, nil
+	switch {
+	case err == nil:
+		return opt, nil
+	case red == s: // nothing secret in it: asynq's own words
+		return nil, fmt.Errorf("%s: %v (%s)", EnvRedisURL, err, want)
+	}
+	if _, rerr := asynq.ParseRedisURI(red); rerr != nil {
+		// The fault is outside the user information: say what it is on the redacted URL.
+		return nil, fmt.Errorf("%s: %v (%s)", EnvRedisURL, rerr, want)
+	}
+	return nil, fmt.Errorf("%s: %s does not parse: percent-encode the user name and password "+
+		"(%% as %%25, ? as %%3F, / as %%2F, # as %%23, @ as %%40, space as %%20)", EnvRedisURL, red)
+}
+
+// RedactURL returns a Redis URL with its user information hidden, for messages: everything
+// between "://" and the last '@' becomes "xxxxx" (the user name is kept when it is plainly one,
+// as url.URL.Redacted does). It works on strings url.Parse refuses too, where Redacted cannot:
+// a password with an unencoded '/', '?', '#' or '@' moves where the parser thinks the user
+// information ends, so the last '@' is the only safe bound.
+func RedactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		scheme, rest = "", s
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return s
+	}
+	masked := "xxxxx"
+	if user, _, hasPw := strings.Cut(rest[:at], ":"); hasPw && user != "" && plainUser(user) {
+		masked = user + ":xxxxx"
+	}
+	if ok {
+		scheme += "://"
+	}
+	return scheme + masked + rest[at:]
+}
+
+// plainUser says whether a URL's user name holds only characters that need no encoding, so
+// that showing it cannot show part of a password.
+func plainUser(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultBurst is ceil(rate/10), at least 1.

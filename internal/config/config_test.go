@@ -533,3 +533,84 @@ func TestSentinelRealServer(t *testing.T) {
 	}
 	roundTrip(t, c)
 }
+
+// redisSecretURLs are Redis URLs whose password url.Parse cannot read: a bad port, and every
+// character that must be percent-encoded. Each password is "Zq9" + that character + "Xk7", so
+// a test can look for either half (url.Parse's reasons quote pieces such as `":Zq9"`).
+func redisSecretURLs() []string {
+	urls := []string{"redis://:Zq9Xk7@127.0.0.1:notaport/0", "redis://admin:Zq9Xk7@127.0.0.1:notaport/0"}
+	for _, c := range []string{"%", "?", "/", " ", "#", "%zz", "/1"} {
+		for _, shape := range []string{"redis://:%s@127.0.0.1:6379/0", "redis://admin:%s@127.0.0.1:6379/0",
+			"rediss://:%s@redis.example.com:6380/1", "redis-socket://:%s@/run/redis.sock?db=2",
+			"redis-sentinel://:%s@s1:26379,s2:26379/0?master=m"} {
+			urls = append(urls, fmt.Sprintf(shape, "Zq9"+c+"Xk7"))
+		}
+	}
+	return urls
+}
+
+// TestRedisURLErrorsNeverShowThePassword: whatever is wrong with WABULK_REDIS_URL, the error
+// names the variable and shows neither half of the password, from Load and from RedisConnOpt.
+func TestRedisURLErrorsNeverShowThePassword(t *testing.T) {
+	for _, u := range redisSecretURLs() {
+		_, err := Load(env{EnvRedisURL: u}.lookup)
+		if err == nil {
+			t.Errorf("%q: Load accepted it", u)
+			continue
+		}
+		c := Defaults()
+		c.RedisURL = u
+		_, err2 := c.RedisConnOpt()
+		for _, e := range []error{err, err2} {
+			if e == nil || !strings.Contains(e.Error(), EnvRedisURL) || strings.Contains(e.Error(), "Zq9") || strings.Contains(e.Error(), "Xk7") {
+				t.Errorf("%q: error %v: want one naming %s without the password", u, e, EnvRedisURL)
+			}
+		}
+	}
+	// A URL with a well-formed password still loads, and a fault elsewhere is still explained.
+	if _, err := Load(env{EnvRedisURL: "redis://:Zq9%23Xk7@127.0.0.1:6379/0"}.lookup); err != nil {
+		t.Errorf("percent-encoded password refused: %v", err)
+	}
+	_, err := Load(env{EnvRedisURL: "redis://:Zq9Xk7@127.0.0.1:notaport/0"}.lookup)
+	if err == nil || !strings.Contains(err.Error(), "notaport") {
+		t.Errorf("bad port: %v, want the reason", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://127.0.0.1:6379/0":                "redis://127.0.0.1:6379/0",
+		"redis://:pw@h:1/0":                       "redis://xxxxx@h:1/0",
+		"redis://admin:pw@h:1/0":                  "redis://admin:xxxxx@h:1/0",
+		"redis://admin:p#w/x?y@h:1/0":             "redis://admin:xxxxx@h:1/0",
+		"redis://a%20b:pw@h:1/0":                  "redis://xxxxx@h:1/0",
+		"redis://p@ss@h:1/0":                      "redis://xxxxx@h:1/0",
+		"redis-socket://:pw@/run/r.sock?db=1":     "redis-socket://xxxxx@/run/r.sock?db=1",
+		":pw@h:1":                                 "xxxxx@h:1",
+		"redis-sentinel://:pw@s1:1,s2:2?master=m": "redis-sentinel://xxxxx@s1:1,s2:2?master=m",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestAPIKeyNotAHeaderValueIsRefused: a key with a byte net/http will not send (DEL, NUL, ESC,
+// a lone CR) is refused by Load, naming the variable it came from and not showing the key.
+func TestAPIKeyNotAHeaderValueIsRefused(t *testing.T) {
+	for _, key := range []string{"Zq9\x7fXk7", "Zq9\x00Xk7", "Zq9\x1bXk7", "Zq9\rXk7"} {
+		for _, e := range []env{{EnvAPIKey: key}, {EnvAPIKeyFile: writeFile(t, key+"\n")}} {
+			name := EnvAPIKey
+			if _, ok := e[EnvAPIKeyFile]; ok {
+				name = EnvAPIKeyFile
+			}
+			_, err := Load(e.lookup)
+			if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "Zq9") || strings.Contains(err.Error(), "Xk7") {
+				t.Errorf("key %q by %s: error %v, want one naming %s without the key", key, name, err, name)
+			}
+		}
+	}
+	if c, err := Load(env{EnvAPIKey: "Zq9\tXk7-é"}.lookup); err != nil || c.APIKey.Reveal() != "Zq9\tXk7-é" {
+		t.Errorf("a key net/http sends (tab, UTF-8) refused: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
@@ -148,7 +149,7 @@ func TestClusterCampaignsOnTwoSendersSpreadOverMastersAndRedrive(t *testing.T) {
 
 	var dead []ops.DeadEntry
 	if out := run("dead", "list", "--campaign", campaigns[0], "--json"); json.Unmarshal([]byte(out), &dead) != nil ||
-		len(dead) != 1 || dead[0].Code != "WA400" || dead[0].TaskID != "spring:919000000001:"+strings.TrimPrefix(deadTo, "+") {
+		len(dead) != 1 || dead[0].Code != "WA400" || dead[0].TaskID != logging.NewMasker("masked").TaskID("spring:919000000001:"+strings.TrimPrefix(deadTo, "+")) {
 		t.Fatalf("dead list: %s", out)
 	}
 	var rep ops.RedriveReport

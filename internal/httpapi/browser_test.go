@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -58,7 +59,9 @@ func artifactDir(t *testing.T) string {
 // sending it through the sandbox where one recipient's account has no balance (E110), then in a
 // real headless browser: log in to /monitor/, see the campaigns' lanes (asynq queues
 // whatsapp:<campaign>:<sender>) with their pending and archived counts, open the archived task and
-// read the E110 error.
+// read the E110 error. Then, with --monitor-write, a page of another origin that auto-submits a
+// form to asynqmon's pause route (the browser adds the login, as it does a cached Basic-auth
+// one) pauses nothing, while asynqmon's own Pause button still pauses the lane.
 func TestMonitorInChromium(t *testing.T) {
 	exe := chromium()
 	if exe == "" {
@@ -66,7 +69,20 @@ func TestMonitorInChromium(t *testing.T) {
 			"Install it (Debian: apt-get install -y chromium, or `make deps`) to run it. !!!!!!!!")
 	}
 	start := time.Now()
-	e := setup(t, func(c *Config) { c.MaxRecipients = 100 })
+	e := setup(t, func(c *Config) { c.MaxRecipients, c.MonitorWrite = 100, true })
+	// Every change through /monitor/ the browser makes, with its status: set before the server
+	// starts, so its goroutines read it after this write.
+	monitorPosts := make(chan int, 16)
+	observe := e.srv.observe
+	e.srv.observe = func(method, pattern string, status int) {
+		observe(method, pattern, status)
+		if method == "POST" && pattern == MonitorPath {
+			select {
+			case monitorPosts <- status:
+			default:
+			}
+		}
+	}
 	ts := httptest.NewServer(e.h)
 	t.Cleanup(ts.Close)
 
@@ -215,6 +231,62 @@ func TestMonitorInChromium(t *testing.T) {
 	}
 	if !strings.Contains(task, `"campaign": "e2e"`) {
 		t.Errorf("task page does not show the payload as readable JSON: %.1200s", task)
+	}
+
+	// CSRF: a page on another origin (localhost is another site than 127.0.0.1) posts a form
+	// to the pause route of the lane `later`; the browser sends the login with it.
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<html><body><form id="f" method="POST" enctype="text/plain" action="%s/monitor/api/queues/%s:pause">`+
+			`<input name="x" value="y"></form><script>document.getElementById("f").submit()</script></body></html>`, ts.URL, laterLane)
+	}))
+	t.Cleanup(attacker.Close)
+	attackerURL := strings.Replace(attacker.URL, "127.0.0.1", "localhost", 1)
+	paused := func() bool {
+		q, err := e.insp.GetQueueInfo(laterLane)
+		if err != nil {
+			t.Fatalf("queue %s: %v", laterLane, err)
+		}
+		return q.Paused
+	}
+	post := func(what string) int {
+		select {
+		case st := <-monitorPosts:
+			return st
+		case <-time.After(15 * time.Second):
+			now, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("%s: no POST reached /monitor/ within 15s; page now: %.600s", what, now)
+			return 0
+		}
+	}
+	if err := chromedp.Do(tctx, chromedp.Navigate(attackerURL)); err != nil {
+		t.Fatalf("open the attacker's page: %v", err)
+	}
+	if st := post("the attacker's form"); st != http.StatusForbidden {
+		t.Errorf("the cross-site form's POST was answered %d, want 403", st)
+	}
+	if paused() {
+		t.Fatalf("a form on another origin paused the lane %s", laterLane)
+	}
+
+	// asynqmon's own Pause button on the dashboard still works.
+	row := `//tr[.//a[normalize-space(.)="` + laterLane + `"]]`
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(ts.URL+"/monitor/"),
+		chromedp.WaitVisible(chromedp.Search(row)),
+		// The row's "…" button shows its action icons.
+		chromedp.Click(chromedp.Search(row+`/td[last()]//button`)),
+		chromedp.Click(chromedp.Search(row+`//button[@title="Pause"]`)),
+	)
+	if err != nil {
+		now, _ := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.Search(row)))
+		t.Fatalf("pause from the monitor's page: %v\nthe lane's row: %.3000s", err, now)
+	}
+	if st := post("the Pause button"); st != http.StatusNoContent {
+		t.Errorf("the Pause button's POST was answered %d, want 204", st)
+	}
+	if !paused() {
+		t.Errorf("asynqmon's Pause button did not pause the lane %s", laterLane)
 	}
 	t.Logf("whole test: %v", time.Since(start))
 }

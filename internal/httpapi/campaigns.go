@@ -98,9 +98,10 @@ func recipientCount(defaults, row job.Fields) int {
 	return max(1, len(job.Recipients(defaults.Over(row).To)))
 }
 
-// decodeStrict decodes exactly one JSON object with no unknown keys into v.
+// decodeStrict decodes exactly one JSON object with no unknown keys into v, and none given twice
+// or with invalid UTF-8 (jsonGuard).
 func decodeStrict(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(newJSONGuard(r))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -115,6 +116,10 @@ func decodeStrict(r io.Reader, v any) error {
 }
 
 func jsonError(err error) error {
+	var be *bodyError
+	if errors.As(err, &be) {
+		return be // jsonGuard's
+	}
 	var mb *http.MaxBytesError
 	if errors.As(err, &mb) {
 		return &bodyError{http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("the body is over %d bytes", mb.Limit)}

@@ -65,7 +65,7 @@ var knownMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT
 
 // instrument counts and times every request, and turns a panic into a 500 problem whose details
 // go to the log, never to the client.
-func (s *Server) instrument(mux *http.ServeMux) http.Handler {
+func (s *Server) instrument(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}

@@ -9,17 +9,20 @@ import (
 
 // The stable `code` of each problem the API answers; clients branch on these, never on `detail`.
 const (
-	CodeBadJSON              = "bad_json"               // 400: the body is not the JSON the route takes
-	CodeInvalidRequest       = "invalid_request"        // 400: a bad campaign id, query parameter or CSV/JSONL header
-	CodeUnauthorized         = "unauthorized"           // 401: no token, or not one of WABULK_API_TOKENS
-	CodeMonitorReadOnly      = "monitor_read_only"      // 403: a change through /monitor/ without --monitor-write
-	CodeNotFound             = "not_found"              // 404: no such route
-	CodeUnknownCampaign      = "unknown_campaign"       // 404: the queue has never seen the campaign
-	CodeBodyTooLarge         = "body_too_large"         // 413: the body is over the limit
-	CodeTooManyRecipients    = "too_many_recipients"    // 413: more recipients than one request may carry
-	CodeUnsupportedMediaType = "unsupported_media_type" // 415: a Content-Type the route does not take
-	CodeRedisUnavailable     = "redis_unavailable"      // 503: Redis failed; the body says what was enqueued
-	CodeInternal             = "internal"               // 500: a bug; the log has the details, the client does not
+	CodeBadJSON              = "bad_json"                // 400: the body is not the JSON the route takes
+	CodeInvalidRequest       = "invalid_request"         // 400: a bad campaign id, query parameter or CSV/JSONL header
+	CodeUnauthorized         = "unauthorized"            // 401: no token, or not one of WABULK_API_TOKENS
+	CodeMonitorReadOnly      = "monitor_read_only"       // 403: a change through /monitor/ without --monitor-write
+	CodeCrossOrigin          = "cross_origin"            // 403: a change through /monitor/ sent by a page of another origin
+	CodeHostNotAllowed       = "host_not_allowed"        // 403: without tokens, a Host that is not a loopback name
+	CodeNotFound             = "not_found"               // 404: no such route
+	CodeUnknownCampaign      = "unknown_campaign"        // 404: the queue has never seen the campaign
+	CodeBodyTooLarge         = "body_too_large"          // 413: the body is over the limit
+	CodeTooManyRecipients    = "too_many_recipients"     // 413: more recipients than one request may carry
+	CodeUnsupportedMediaType = "unsupported_media_type"  // 415: a Content-Type the route does not take
+	CodeTooManyLargeRequests = "too_many_large_requests" // 429: --max-large-requests large bodies are in flight; see Retry-After
+	CodeRedisUnavailable     = "redis_unavailable"       // 503: Redis failed; the body says what was enqueued
+	CodeInternal             = "internal"                // 500: a bug; the log has the details, the client does not
 )
 
 // Problem is an RFC 9457 problem document. Summary and Outcomes are set when a request stopped

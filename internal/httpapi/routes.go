@@ -25,10 +25,10 @@ type route struct {
 const MonitorPath = "/monitor/"
 
 func (s *Server) routeTable() []route {
-	monitor := s.basic(s.monitorGuard(s.monitor))
+	monitor := s.basic(s.crossOrigin(s.monitorGuard(s.monitor)))
 	return []route{
-		{method: "POST", path: "/v1/messages", handler: s.bearer(http.HandlerFunc(s.postMessage))},
-		{method: "POST", path: "/v1/campaigns", handler: s.bearer(http.HandlerFunc(s.postCampaign))},
+		{method: "POST", path: "/v1/messages", handler: s.bearer(s.limitLarge(http.HandlerFunc(s.postMessage)))},
+		{method: "POST", path: "/v1/campaigns", handler: s.bearer(s.limitLarge(http.HandlerFunc(s.postCampaign)))},
 		{method: "GET", path: "/v1/campaigns/{id}", handler: s.bearer(http.HandlerFunc(s.getCampaign))},
 		{method: "GET", path: "/v1/campaigns/{id}/dead", handler: s.bearer(http.HandlerFunc(s.getDead))},
 		{method: "GET", path: "/v1/senders", handler: s.bearer(http.HandlerFunc(s.getSenders))},
@@ -44,6 +44,7 @@ func (s *Server) routeTable() []route {
 
 // routes builds the mux: the route table, the probes (metrics behind the bearer token like every
 // route but /healthz and /readyz), and a catch-all so an unknown path is a problem document too.
+// Without tokens, a Host that is not a loopback name is refused before any route (hostGuard).
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	seen := map[string]bool{}
@@ -61,7 +62,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/", s.bearer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, newProblem(http.StatusNotFound, CodeNotFound, "no route for "+r.Method+" "+r.URL.Path+"; GET /v1/openapi.json lists them"))
 	})))
-	return s.instrument(mux)
+	return s.instrument(s.hostGuard(mux))
 }
 
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {

@@ -36,7 +36,7 @@ const (
 	MaxMediaID    = 128      // bytes of a media id
 	MaxMediaLink  = 2048     // bytes of a media link
 	MaxCampaign   = 64       // bytes of a campaign id
-	MaxPayload    = 16 << 10 // bytes of an encoded payload Decode accepts
+	MaxPayload    = 16 << 10 // bytes of an encoded payload: Encode refuses more, Decode too
 	DefaultSource = "api"
 )
 
@@ -51,7 +51,7 @@ var Sources = []string{"api", "clevertap", "zoho", "webengage", "shopify", "lead
 type Payload struct {
 	V         int    `json:"v"`
 	Campaign  string `json:"campaign"`
-	From      string `json:"from,omitempty"` // E.164 sender; empty: the worker's KALEYRA_FROM
+	From      string `json:"from,omitempty"` // E.164 sender; the producer always sets it (empty, from earlier versions: the worker's KALEYRA_FROM)
 	To        string `json:"to"`             // E.164 recipient
 	Type      string `json:"type"`
 	MediaID   string `json:"media_id,omitempty"`
@@ -113,8 +113,13 @@ func (f *Fields) Ptr(column string) *string {
 }
 
 // Over returns f with every non-empty field of o put over it (a row's own value beats the
-// campaign default).
+// campaign default). The media is one choice, not two fields: when o names a media_id or a
+// media_link, it replaces f's media as a whole, so a campaign-wide --media-link and a row's own
+// media_id give the row's media_id rather than "give media_id or media_link, not both".
 func (f Fields) Over(o Fields) Fields {
+	if o.MediaID != "" || o.MediaLink != "" {
+		f.MediaID, f.MediaLink = "", ""
+	}
 	for _, c := range Columns {
 		if v := *o.Ptr(c); v != "" {
 			*f.Ptr(c) = v
@@ -387,7 +392,9 @@ func checkLink(link string) error {
 }
 
 // TaskID is the asynq TaskID of a payload: campaign, sender and recipient, so the same campaign
-// enqueued twice yields the same ids and asynq refuses the second copy.
+// enqueued twice yields the same ids and asynq refuses the second copy. A payload without a
+// sender ("default") comes only from earlier versions: the producer refuses a row whose sender
+// it cannot resolve, since "default" would name a different sender on each KALEYRA_FROM.
 func TaskID(p Payload) string {
 	from := strings.TrimPrefix(p.From, "+")
 	if from == "" {
@@ -396,8 +403,23 @@ func TaskID(p Payload) string {
 	return p.Campaign + ":" + from + ":" + strings.TrimPrefix(p.To, "+")
 }
 
-// Encode returns the payload's JSON bytes.
-func Encode(p Payload) ([]byte, error) { return json.Marshal(p) }
+// Encode returns the payload's JSON bytes. It refuses a payload whose encoding exceeds
+// MaxPayload, the limit Decode holds the worker to: the per-field limits count characters, and
+// JSON escaping (`&` becomes \u0026, six bytes) can take a payload within them past it, and a
+// job the worker cannot decode would be dead-lettered, not sent. Checking here, on the bytes
+// that go to Redis, keeps the producer and the worker on one limit.
+func Encode(p Payload) ([]byte, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxPayload {
+		return nil, fmt.Errorf("the message is %d bytes once encoded, more than the %d bytes a job may take "+
+			"(JSON escaping counts: & < > become 6 bytes each); shorten media_link, caption or the refs",
+			len(b), MaxPayload)
+	}
+	return b, nil
+}
 
 // Decode reads a payload back from Redis and validates it again: what is in Redis is input too
 // (written by an older version, by hand, or damaged). Unknown fields are refused, and numbers

@@ -1,6 +1,8 @@
 package job
 
 import (
+	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -180,6 +182,18 @@ func TestFieldsOverAndPtr(t *testing.T) {
 	if got != (Fields{To: "1", Type: "image", MediaID: "m", Ref: "row"}) {
 		t.Fatalf("Over %+v", got)
 	}
+	// A row's media replaces the default media as a whole, in both directions.
+	if got := (Fields{Type: "image", MediaLink: "https://example.com/a.png"}).Over(Fields{To: "1", MediaID: "m1"}); got != (Fields{To: "1", Type: "image", MediaID: "m1"}) {
+		t.Errorf("default media_link, row media_id: Over %+v", got)
+	}
+	if got := (Fields{Type: "image", MediaID: "m1"}).Over(Fields{To: "1", MediaLink: "https://example.com/b.png"}); got != (Fields{To: "1", Type: "image", MediaLink: "https://example.com/b.png"}) {
+		t.Errorf("default media_id, row media_link: Over %+v", got)
+	}
+	// A row naming both is still the row's mistake, reported by New.
+	both := (Fields{Type: "image", MediaID: "m0"}).Over(Fields{To: "+919876543210", MediaID: "m1", MediaLink: "https://example.com/b.png"})
+	if _, err := New("c", both); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("a row with both media_id and media_link: %v", err)
+	}
 	var f Fields
 	for _, c := range Columns {
 		if f.Ptr(c) == nil {
@@ -203,6 +217,42 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	got, err := Decode(b)
 	if err != nil || got != p {
 		t.Fatalf("Decode(Encode(p)) = %+v, %v; want %+v", got, err, p)
+	}
+}
+
+// TestEncodeRefusesWhatDecodeWould: a payload within every field limit can still pass
+// MaxPayload once JSON escapes it (issue 18 item 1); Encode must refuse it, since the worker's
+// Decode would, and everything Encode accepts must decode.
+func TestEncodeRefusesWhatDecodeWould(t *testing.T) {
+	p, err := New("c", with(func(f *Fields) {
+		f.MediaID, f.MediaLink = "", "https://example.com/a.png?"+strings.Repeat("&", 2000)
+		f.Caption = strings.Repeat("‹", MaxCaption)
+		f.Ref, f.Ref1, f.Ref2 = strings.Repeat(">", MaxRef), strings.Repeat(">", MaxRef), strings.Repeat(">", MaxRef)
+	}))
+	if err != nil {
+		t.Fatalf("New refused a payload within the field limits: %v", err)
+	}
+	raw, _ := json.Marshal(p)
+	if len(raw) <= MaxPayload {
+		t.Fatalf("the test payload is %d bytes encoded, not over %d", len(raw), MaxPayload)
+	}
+	if _, err := Decode(raw); err == nil {
+		t.Fatal("Decode accepted an oversized payload")
+	}
+	b, err := Encode(p)
+	if err == nil {
+		t.Fatalf("Encode gave %d bytes, more than MaxPayload %d, that Decode refuses", len(b), MaxPayload)
+	}
+	if !strings.Contains(err.Error(), strconv.Itoa(MaxPayload)) {
+		t.Errorf("the reason does not name the limit: %v", err)
+	}
+	// Just under the limit: Encode and Decode agree.
+	p.Ref1, p.Ref2, p.Caption = "", "", ""
+	p.MediaLink = "https://example.com/a.png?" + strings.Repeat("&", 1500)
+	if b, err := Encode(p); err != nil {
+		t.Fatalf("Encode refused %v", err)
+	} else if _, err := Decode(b); err != nil {
+		t.Fatalf("Decode refused what Encode gave: %v", err)
 	}
 }
 

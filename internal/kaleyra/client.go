@@ -78,8 +78,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.SID == "" || strings.ContainsAny(cfg.SID, "/?#% \t\r\n") {
 		return nil, errors.New("kaleyra: SID is required and must not contain '/', '?', '#', '%' or spaces")
 	}
-	if cfg.APIKey == "" || strings.ContainsAny(cfg.APIKey, "\r\n") {
-		return nil, errors.New("kaleyra: API key is required and must be one line")
+	if err := CheckKey(cfg.APIKey); err != nil {
+		return nil, fmt.Errorf("kaleyra: API key %w", err)
 	}
 	base := cfg.BaseURL
 	if base == "" {
@@ -114,6 +114,22 @@ func New(cfg Config) (*Client, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &Client{base: strings.TrimRight(base, "/"), sid: cfg.SID, key: secret(cfg.APIKey), http: hc}, nil
+}
+
+// CheckKey says why key cannot be sent in the api-key header, or nil if it can. The rule is
+// net/http's own for header values (no control character but tab: DEL, NUL, CR, LF, …): a key
+// it refuses would make every call fail and dead-letter the whole campaign, so it is refused at
+// start instead. The error tells where the bad byte is, never the key.
+func CheckKey(key string) error {
+	if key == "" {
+		return errors.New("is required")
+	}
+	for i := 0; i < len(key); i++ {
+		if b := key[i]; (b < 0x20 && b != '\t') || b == 0x7f {
+			return fmt.Errorf("holds a byte not allowed in an HTTP header (control character 0x%02x at byte %d)", b, i+1)
+		}
+	}
+	return nil
 }
 
 // Message is one media message to one recipient.

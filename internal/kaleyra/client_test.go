@@ -131,6 +131,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"SID with a slash", kaleyra.Config{SID: "a/b", APIKey: "k"}},
 		{"missing key", kaleyra.Config{SID: "s"}},
 		{"key on two lines", kaleyra.Config{SID: "s", APIKey: "k\r\nX-Evil: 1"}},
+		{"key with DEL", kaleyra.Config{SID: "s", APIKey: "k\x7fk"}},
+		{"key with NUL", kaleyra.Config{SID: "s", APIKey: "k\x00k"}},
+		{"key with ESC", kaleyra.Config{SID: "s", APIKey: "k\x1bk"}},
 		{"unknown region", kaleyra.Config{SID: "s", APIKey: "k", Region: "us"}},
 		{"base URL not http", kaleyra.Config{SID: "s", APIKey: "k", BaseURL: "ftp://x"}},
 		{"relative base URL", kaleyra.Config{SID: "s", APIKey: "k", BaseURL: "/v2"}},
@@ -141,6 +144,26 @@ func TestNewRejectsBadConfig(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestCheckKeyIsNetHTTPsRule: CheckKey accepts exactly the keys net/http sends as a header
+// value, so a key that passes it never fails a call for its bytes.
+func TestCheckKeyIsNetHTTPsRule(t *testing.T) {
+	for b := 0; b < 256; b++ {
+		key := "Ab" + string([]byte{byte(b)}) + "yZ"
+		req, _ := http.NewRequest("POST", "http://127.0.0.1:1/", nil)
+		req.Header.Set("api-key", key)
+		// Writing the request is where net/http checks header values; nothing is sent.
+		_, werr := http.DefaultTransport.RoundTrip(req)
+		refused := werr != nil && strings.Contains(werr.Error(), "invalid header field value")
+		err := kaleyra.CheckKey(key)
+		if (err != nil) != refused {
+			t.Errorf("byte 0x%02x: CheckKey %v, net/http refused %v (%v)", b, err, refused, werr)
+		}
+		if err != nil && strings.Contains(err.Error(), "yZ") {
+			t.Errorf("byte 0x%02x: error shows the key: %v", b, err)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -40,14 +41,33 @@ type DeadEntry struct {
 	Time     time.Time `json:"time"`
 }
 
-// campaigns returns the campaign named, or all the ledger knows.
+// campaigns returns the campaign named, or all the ledger knows. A campaign the ledger does not
+// know is ErrUnknownCampaign, as in Status: a typo must not read as "no dead letters".
 func (o *Ops) campaigns(ctx context.Context, campaign string) ([]string, error) {
+	names, err := o.ledger.Campaigns(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if campaign != "" {
+		if !slices.Contains(names, campaign) {
+			return nil, fmt.Errorf("%w %q in queue %s", ErrUnknownCampaign, campaign, o.cfg.Queue)
+		}
 		return []string{campaign}, nil
 	}
-	names, err := o.ledger.Campaigns(ctx)
 	slices.Sort(names)
-	return names, err
+	return names, nil
+}
+
+// deadLetters calls fn for each dead letter of campaign whose code is code, matched without
+// regard to case (`--code e110` is E110). The ledger compares codes exactly, and codes come
+// in both cases (E110, HTTP 502, timeout), so the filter is applied here.
+func (o *Ops) deadLetters(ctx context.Context, campaign, code string, fn func(store.DeadLetter) bool) error {
+	return o.ledger.DeadLetters(ctx, campaign, "", func(d store.DeadLetter) bool {
+		if code != "" && !strings.EqualFold(d.Code, code) {
+			return true
+		}
+		return fn(d)
+	})
 }
 
 // DeadLetters returns the dead letters that match f, newest first, at most f.Limit of them. It
@@ -61,7 +81,7 @@ func (o *Ops) DeadLetters(ctx context.Context, f DeadFilter) ([]DeadEntry, error
 	var out []DeadEntry
 	newestFirst := func(a, b DeadEntry) int { return b.Time.Compare(a.Time) }
 	for _, c := range names {
-		err := o.ledger.DeadLetters(ctx, c, f.Code, func(d store.DeadLetter) bool {
+		err := o.deadLetters(ctx, c, f.Code, func(d store.DeadLetter) bool {
 			out = append(out, o.entry(c, d))
 			// Trim now and then rather than on every append: bounded memory, amortised sorting.
 			if f.Limit > 0 && len(out) >= 2*f.Limit+64 {
@@ -81,9 +101,11 @@ func (o *Ops) DeadLetters(ctx context.Context, f DeadFilter) ([]DeadEntry, error
 	return out, nil
 }
 
+// entry is d as operators see it: the recipient masked (unless PII is full) both in To and in
+// the task id, whose last part is the recipient's digits.
 func (o *Ops) entry(campaign string, d store.DeadLetter) DeadEntry {
 	p := d.Payload
-	return DeadEntry{Campaign: campaign, TaskID: d.TaskID, To: o.cfg.PII.Phone(p.To), From: p.From, Type: p.Type,
+	return DeadEntry{Campaign: campaign, TaskID: o.cfg.PII.TaskID(d.TaskID), To: o.cfg.PII.Phone(p.To), From: p.From, Type: p.Type,
 		Ref: p.Ref, Ref1: p.Ref1, Ref2: p.Ref2, Code: d.Code, Status: d.Status, Message: d.Message,
 		Attempt: d.Attempt, Time: d.Time}
 }
@@ -133,7 +155,7 @@ func (o *Ops) Redrive(ctx context.Context, f DeadFilter, dryRun bool) (RedriveRe
 		// Collect first, act after: removing hash fields while HSCAN walks the hash may make
 		// the scan miss some; a campaign's matching records fit in memory as task ids and payloads.
 		var todo []store.DeadLetter
-		if err := o.ledger.DeadLetters(ctx, c, f.Code, func(d store.DeadLetter) bool {
+		if err := o.deadLetters(ctx, c, f.Code, func(d store.DeadLetter) bool {
 			todo = append(todo, d)
 			return true
 		}); err != nil {

@@ -1,29 +1,39 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
+
+// ErrUnknownQueue is returned by Pause and Resume for a queue that is neither the namespace
+// nor a queue asynq knows on this Redis: a typo must not report "paused" while the real queue
+// keeps sending.
+var ErrUnknownQueue = errors.New("unknown queue")
 
 // Pause stops workers from taking jobs of queue; empty or the namespace (WABULK_QUEUE) means
 // the single queue and every lane of it. Jobs already running finish; the rest wait in Redis
-// until Resume.
+// until Resume. Pausing a paused queue is no error; a queue asynq does not know is
+// ErrUnknownQueue.
 func (o *Ops) Pause(queue string) error { return o.setPaused(queue, true) }
 
 // Resume lets workers take jobs of queue (empty or the namespace: all of its queues) again, e.g.
-// after a pause on WABULK_PAUSE_ON's E110 and a balance top-up.
+// after a pause on WABULK_PAUSE_ON's E110 and a balance top-up. Resuming a running queue is no
+// error; a queue asynq does not know is ErrUnknownQueue.
 func (o *Ops) Resume(queue string) error { return o.setPaused(queue, false) }
 
 func (o *Ops) setPaused(queue string, pause bool) error {
-	verb, act := "resume", o.insp.UnpauseQueue
-	if pause {
-		verb, act = "pause", o.insp.PauseQueue
-	}
 	if queue != "" && queue != o.cfg.Queue {
-		if err := act(queue); err != nil {
-			return fmt.Errorf("%s %s: %w", verb, queue, err)
+		q, err := o.queueCounts(queue)
+		if err != nil {
+			return err
 		}
-		return nil
+		if !q.Exists {
+			return fmt.Errorf("%w %q: neither %s (every lane) nor a queue on this Redis (wabulk queue ls lists them)",
+				ErrUnknownQueue, queue, o.cfg.Queue)
+		}
+		return o.setOnePaused(q, pause)
 	}
 	names, err := o.namespaceQueues()
 	if err != nil {
@@ -34,12 +44,29 @@ func (o *Ops) setPaused(queue string, pause bool) error {
 		if err != nil {
 			return err
 		}
-		if q.Paused == pause && (q.Exists || !pause) {
-			continue // already so: a repeat is not an error
+		if err := o.setOnePaused(q, pause); err != nil {
+			return err
 		}
-		if err := act(n); err != nil {
-			return fmt.Errorf("%s %s: %w", verb, n, err)
-		}
+	}
+	return nil
+}
+
+// setOnePaused pauses or resumes one queue whose state was just read. A repeat is not an
+// error, nor is losing the race to another pause or resume (a worker's WABULK_PAUSE_ON, a
+// second operator). The single queue of earlier versions is paused even before it exists
+// (asynq keeps the flag), so a task put there later waits too; asynq reads no state for it, so
+// its "already paused" answer is what says so.
+func (o *Ops) setOnePaused(q QueueCounts, pause bool) error {
+	if q.Exists && q.Paused == pause {
+		return nil
+	}
+	verb, act, already := "resume", o.insp.UnpauseQueue, "is not paused"
+	if pause {
+		verb, act, already = "pause", o.insp.PauseQueue, "is already paused"
+	}
+	// asynq exports no error value for these; its text is all there is (as in the worker).
+	if err := act(q.Queue); err != nil && !strings.Contains(err.Error(), already) {
+		return fmt.Errorf("%s %s: %w", verb, q.Queue, err)
 	}
 	return nil
 }

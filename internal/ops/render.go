@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // ClearScreen moves a terminal's cursor home and clears it, for redrawing displays.
@@ -26,9 +27,9 @@ func WriteStatus(w io.Writer, st Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	writeQueues(tw, []QueueCounts{st.Queue})
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "CAMPAIGN\tENQUEUED\tPENDING\tACTIVE\tRETRY\tSENT\tDEAD\tRETRIES\tREDRIVEN\tDEAD BY CODE")
+	fmt.Fprintln(tw, "CAMPAIGN\tENQUEUED\tPENDING\tACTIVE\tRETRY\tCOMPLETED\tDEAD\tRETRIES\tREDRIVEN\tDEAD BY CODE")
 	for _, c := range st.Campaigns {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Campaign, c.Enqueued, c.Pending, c.Active,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", Printable(c.Campaign), c.Enqueued, c.Pending, c.Active,
 			c.Retry, c.Completed, c.Dead, c.Retries, c.Redriven, Codes(c.DeadCodes))
 	}
 	if len(st.Campaigns) == 0 {
@@ -54,7 +55,7 @@ func writeQueues(tw *tabwriter.Writer, qs []QueueCounts) {
 		case q.Paused:
 			state = "PAUSED"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", q.Queue, state, q.Pending, q.Scheduled,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", Printable(q.Queue), state, q.Pending, q.Scheduled,
 			q.Retry, q.Active, q.Completed, q.Archived, q.ProcessedToday, q.FailedToday, q.Latency.Round(time.Millisecond))
 	}
 }
@@ -69,7 +70,7 @@ func Codes(m map[string]int64) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		fmt.Fprintf(&b, "%s=%d", k, m[k])
+		fmt.Fprintf(&b, "%s=%d", Printable(k), m[k])
 	}
 	return b.String()
 }
@@ -79,8 +80,8 @@ func WriteDead(w io.Writer, ds []DeadEntry) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tCAMPAIGN\tTO\tCODE\tMESSAGE\tREF\tREF1\tREF2\tATTEMPT")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Time.UTC().Format(time.RFC3339), d.Campaign, d.To,
-			d.Code, oneLine(d.Message, 60), oneLine(d.Ref, 24), oneLine(d.Ref1, 24), oneLine(d.Ref2, 24), d.Attempt)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Time.UTC().Format(time.RFC3339), Printable(d.Campaign), Printable(d.To),
+			Printable(d.Code), oneLine(d.Message, 60), oneLine(d.Ref, 24), oneLine(d.Ref1, 24), oneLine(d.Ref2, 24), d.Attempt)
 	}
 	if len(ds) == 0 {
 		fmt.Fprintln(tw, "(no dead letters)")
@@ -103,16 +104,59 @@ func WriteRedrive(w io.Writer, r RedriveReport) error {
 	return err
 }
 
-// oneLine keeps a cell on one line and at most n characters.
+// oneLine keeps a cell on one line and at most n characters (before escaping), with control
+// characters escaped (Printable).
 func oneLine(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
+		s = string(r[:n-1]) + "…"
 	}
 	if s == "" {
 		return "-"
 	}
-	return s
+	return Printable(s)
+}
+
+// Printable escapes what a terminal would act on rather than show: C0 and C1 control
+// characters and DEL become \xNN (\u00NN for C1), invalid UTF-8 bytes \xNN. Every table the CLI
+// prints passes text that came from outside (refs, Kaleyra's error text, names read from Redis)
+// through it: raw, a ref holding "\x1b]0;…\x07" would retitle the operator's terminal, and
+// "\x1b[2J" clear it. Tabs and line breaks are escaped too (\t, \n, \r), as they would break the
+// table. JSON output needs none of this: encoding/json escapes control characters itself.
+func Printable(s string) string {
+	i := strings.IndexFunc(s, needsEscape)
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	b.WriteString(s[:i])
+	for s = s[i:]; s != ""; {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r >= 0x80 && r <= 0x9f:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+// needsEscape is true for a rune Printable escapes (an invalid byte decodes as RuneError).
+func needsEscape(r rune) bool {
+	return r < 0x20 || r >= 0x7f && r <= 0x9f || r == utf8.RuneError
 }
 
 // WriteSendResult writes a send's summary: what was sent, retried and dead-lettered (with a few
@@ -121,7 +165,7 @@ func oneLine(s string, n int) string {
 func WriteSendResult(w io.Writer, r SendResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	e := r.Enqueue
-	fmt.Fprintf(tw, "campaign %s\n", r.Campaign)
+	fmt.Fprintf(tw, "campaign %s\n", Printable(r.Campaign))
 	fmt.Fprintf(tw, "  enqueued\t%d\t(duplicates %d, rejected %d)\n", e.Enqueued, e.Duplicates, e.Rejected)
 	fmt.Fprintf(tw, "  sent\t%d\t\n", r.Sent)
 	fmt.Fprintf(tw, "  retried\t%d\tattempts that failed transiently and were tried again\n", r.Retried)
@@ -129,13 +173,13 @@ func WriteSendResult(w io.Writer, r SendResult) error {
 	for _, code := range slices.Sorted(maps.Keys(r.Examples)) {
 		var ex []string
 		for _, d := range r.Examples[code] {
-			s := d.To
+			s := Printable(d.To)
 			if refs := strings.Join(slices.DeleteFunc([]string{d.Ref, d.Ref1, d.Ref2}, func(s string) bool { return s == "" }), "/"); refs != "" {
 				s += " (" + oneLine(refs, 40) + ")"
 			}
 			ex = append(ex, s)
 		}
-		fmt.Fprintf(tw, "    %s\t%d\te.g. %s\n", code, r.DeadByCode[code], strings.Join(ex, ", "))
+		fmt.Fprintf(tw, "    %s\t%d\te.g. %s\n", Printable(code), r.DeadByCode[code], strings.Join(ex, ", "))
 	}
 	fmt.Fprintf(tw, "  elapsed\t%s\t\n", r.Elapsed.Round(10*time.Millisecond))
 	fmt.Fprintf(tw, "  rate\t%.1f\tmessages sent per second\n", r.Rate)

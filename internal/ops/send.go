@@ -12,6 +12,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/embedded"
+	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
@@ -253,20 +254,21 @@ wait:
 	res.Dead = max(0, c.Dead-before.Dead)
 	res.DeadByCode = c.DeadCodes
 	res.Rate = float64(res.Sent) / max(res.Elapsed.Seconds(), 1e-9)
-	res.Examples, err = deadExamples(bg, led, cfg.Campaign, 3, cfg.Worker.PII.Phone)
+	res.Examples, err = deadExamples(bg, led, cfg.Campaign, 3, cfg.Worker.PII)
 	if err != nil {
 		return res, errors.Join(werrEarly, err)
 	}
 	return res, werrEarly
 }
 
-// deadExamples returns up to n dead letters per code of campaign.
-func deadExamples(ctx context.Context, led *store.Ledger, campaign string, n int, phone func(string) string) (map[string][]DeadEntry, error) {
+// deadExamples returns up to n dead letters per code of campaign, the recipient masked by pii
+// in its task id too.
+func deadExamples(ctx context.Context, led *store.Ledger, campaign string, n int, pii logging.Masker) (map[string][]DeadEntry, error) {
 	out := map[string][]DeadEntry{}
 	err := led.DeadLetters(ctx, campaign, "", func(d store.DeadLetter) bool {
 		if len(out[d.Code]) < n {
 			p := d.Payload
-			out[d.Code] = append(out[d.Code], DeadEntry{Campaign: campaign, TaskID: d.TaskID, To: phone(p.To),
+			out[d.Code] = append(out[d.Code], DeadEntry{Campaign: campaign, TaskID: pii.TaskID(d.TaskID), To: pii.Phone(p.To),
 				Ref: p.Ref, Ref1: p.Ref1, Ref2: p.Ref2, Code: d.Code, Status: d.Status, Message: d.Message,
 				Attempt: d.Attempt, Time: d.Time})
 		}

@@ -171,7 +171,7 @@ func WriteSenders(w io.Writer, ss []SenderInfo) error {
 		if s.Override {
 			setting = "override"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\n", s.Number, strconv.FormatFloat(s.Rate, 'g', -1, 64), s.Burst,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\n", Printable(s.Number), strconv.FormatFloat(s.Rate, 'g', -1, 64), s.Burst,
 			setting, s.Backlog, s.SentLastMinute)
 	}
 	if len(ss) == 0 {
