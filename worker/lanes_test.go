@@ -242,24 +242,26 @@ func TestJobsOfTheSingleQueueAreStillServedBesideLanes(t *testing.T) {
 
 func TestASenderRateChangedAtRunTimeIsFollowedWithinFiveSeconds(t *testing.T) {
 	b, p := lanes(t)
-	const before, after, n = 20, 60, 500
+	// Rates low enough to be reached under -race on two busy cores: the test is about following
+	// the change, not about throughput.
+	const before, after, n = 10, 30, 320
 	cfg := b.config()
 	cfg.Rate, cfg.Concurrency, cfg.LaneInterval = before, 20, 200*time.Millisecond
 	b.run(cfg)
 	campaign(t, p, "tier", testSender, "", 0, n)
-	b.waitFor("the campaign to start", 10*time.Second, func() bool { return b.counts("tier").Completed > 20 })
+	b.waitFor("the campaign to start", 10*time.Second, func() bool { return b.counts("tier").Completed > 10 })
 	changed := time.Now()
 	if err := b.ledger.SetSenderRate(context.Background(), testSender, after, 0); err != nil {
 		t.Fatal(err)
 	}
-	b.waitFor("the campaign", 30*time.Second, func() bool { return b.counts("tier").Completed == n })
+	b.waitFor("the campaign", 40*time.Second, func() bool { return b.counts("tier").Completed == n })
 	ts := sends(b.sb.Calls(), func(sandbox.Call) bool { return true })
 	from, to := changed.Add(5*time.Second), ts[len(ts)-1]
 	if to.Sub(from) < time.Second {
 		t.Fatalf("only %v of sends after the 5 s allowance: make the campaign bigger", to.Sub(from))
 	}
 	got := float64(within(ts, from, to)) / to.Sub(from).Seconds()
-	// Any 1 s window holds at most the larger rate + its burst (ceil(60/10) = 6) − 1, +2 for the
+	// Any 1 s window holds at most the larger rate + its burst (ceil(30/10) = 3) − 1, +2 for the
 	// HTTP hop between the limiter's slot and the sandbox's clock.
 	most := 0
 	for i := range ts {
@@ -269,7 +271,7 @@ func TestASenderRateChangedAtRunTimeIsFollowedWithinFiveSeconds(t *testing.T) {
 	if got < 0.9*after {
 		t.Errorf("%.1f/s from 5 s after the change, want ≥ %.0f/s", got, 0.9*after)
 	}
-	if most > after+6-1+2 {
-		t.Errorf("%d sends in one 1 s window, want ≤ %d", most, after+6-1)
+	if most > after+3-1+2 {
+		t.Errorf("%d sends in one 1 s window, want ≤ %d", most, after+3-1)
 	}
 }

@@ -89,7 +89,7 @@ sent marker) is never sent again. Run it after fixing the cause, e.g. every E110
 			return &exitError{code: 1, err: errRedriveFailed}
 		}
 		return err
-	}, flagMaxRetry)
+	}, flagMaxRetry, flagRetention)
 	fl := cmd.Flags()
 	fl.StringVar(&f.Campaign, "campaign", "", "this campaign only (default: every campaign)")
 	fl.StringVar(&f.Code, "code", "", "this Kaleyra code only (E110, WA400, …; any case)")

@@ -42,7 +42,7 @@ and do not stop the others. The last stdout line is "enqueued N, duplicates N, r
 Exit status: 0 all enqueued or duplicates, 1 some rows rejected, 2 nothing could be done.`,
 		Args: cobra.ExactArgs(1),
 	}
-	load := withEnvFlags(cmd, flagRedisURL, flagQueue)
+	load := withEnvFlags(cmd, flagRedisURL, flagQueue, flagMaxRetry, flagRetention)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := runEnqueue(cmd.Context(), args[0], &fl, load, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
 			var ee *exitError

@@ -53,8 +53,7 @@ Exit status: 0 the campaign finished (dead letters included), 1 some rows were r
   wabulk send --embedded-redis --sandbox --fault WA500=0.1 --fault E110=0.02 --seed 7 list.csv`,
 		Args: cobra.ExactArgs(1),
 	}
-	load := withEnvFlags(cmd, flagRedisURL, flagQueue, flagConcurrency, flagRate, flagBurst, flagMaxRetry,
-		flagMetricsAddr, flagLogLevel)
+	load := withEnvFlags(cmd, append([]envFlag{flagMaxRetry}, workerFlags...)...)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		cfg, err := sendConfig(cmd, load, cf, sf, args[0])
 		if err != nil {

@@ -28,7 +28,7 @@ name and a token as the password. GET /v1/openapi.json describes the API.`,
   wabulk serve --insecure-no-auth --addr 127.0.0.1:8080   # local testing only`,
 		Args: cobra.NoArgs,
 	}
-	load := withEnvFlags(cmd, flagAddr, flagRedisURL, flagQueue, flagLogLevel)
+	load := withEnvFlags(cmd, flagAddr, flagRedisURL, flagQueue, flagMaxRetry, flagRetention, flagShutdown, flagLogLevel, flagLogPII)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		c, err := load()
 		if err != nil {

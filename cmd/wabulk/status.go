@@ -37,7 +37,7 @@ jobs or ten million.`,
 // withOps registers the flags that say which queue to operate on and sets cmd's RunE to run with
 // an Ops on it: the environment's configuration with those flags over it.
 func withOps(cmd *cobra.Command, run func(cmd *cobra.Command, args []string, o *ops.Ops) error, extra ...envFlag) {
-	load := withEnvFlags(cmd, append([]envFlag{flagRedisURL, flagQueue}, extra...)...)
+	load := withEnvFlags(cmd, append([]envFlag{flagRedisURL, flagQueue, flagLogPII}, extra...)...)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		c, err := load()
 		if err != nil {

@@ -18,7 +18,8 @@ RBC001, WA401, WA-401, WAV2101, other 4xx). Needs KALEYRA_SID and KALEYRA_API_KE
 KALEYRA_API_KEY_FILE); KALEYRA_FROM is the sender of jobs that name none.`,
 		Args: cobra.NoArgs,
 	}
-	load := withEnvFlags(cmd, flagRedisURL, flagQueue, flagConcurrency, flagRate, flagBurst, flagMetricsAddr, flagLogLevel)
+	// No --max-retry: a job's retry budget is fixed when it is enqueued (enqueue, send, serve).
+	load := withEnvFlags(cmd, workerFlags...)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		c, err := load()
 		if err != nil {

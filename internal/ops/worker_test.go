@@ -9,8 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 	"github.com/wabulk/wabulk/worker"
 )
