@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -200,20 +201,11 @@ func (b *bench) lanesSenders(ctx context.Context, sb *fakeKaleyra, res *lanesRes
 		total += p.jobs
 	}
 	werr := sb.waitCalls(int64(total), time.Duration(float64(n*5/4)/laneRate*1.5*float64(time.Second))+30*time.Second)
-	_, serr := w.stop(40 * time.Second)
-	log := readWorkerLog(logPath)
+	log, calls, err := b.endLaneRun(w, sb, logPath, "lanes-senders-calls.csv", t0, werr)
 	res.serving1, res.outcomes1, res.warnings1 = log.serving, log.outcomes, log.warnings
-	if werr != nil {
-		return werr
-	}
-	if serr != nil {
-		return serr
-	}
-	calls, err := sb.sortedCalls()
 	if err != nil {
 		return err
 	}
-	writeCalls(filepath.Join(b.tmp, "lanes-senders-calls.csv"), calls, t0)
 	bySender := map[string][]sandbox.Call{}
 	seen := map[string]bool{}
 	for _, c := range calls {
@@ -298,20 +290,11 @@ func (b *bench) lanesSmall(ctx context.Context, sb *fakeKaleyra, res *lanesResul
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	_, serr := w.stop(40 * time.Second)
-	log := readWorkerLog(logPath)
+	log, calls, err := b.endLaneRun(w, sb, logPath, "lanes-small-calls.csv", t0, werr)
 	res.serving2, res.outcomes2, res.warnings2 = log.serving, log.outcomes, log.warnings
-	if werr != nil {
-		return werr
-	}
-	if serr != nil {
-		return serr
-	}
-	calls, err := sb.sortedCalls()
 	if err != nil {
 		return err
 	}
-	writeCalls(filepath.Join(b.tmp, "lanes-small-calls.csv"), calls, t0)
 	var small, big []sandbox.Call
 	for _, c := range calls {
 		if index(c.To) >= smallOffset {
@@ -550,6 +533,22 @@ func enqueueFrom(ctx context.Context, r *redisServer, campaign, from string, fir
 
 // startLaneWorker starts `wabulk worker` at the lanes phase's rate and concurrency and waits
 // for its "worker started" line.
+// endLaneRun stops a lanes run's worker, reads its log and the sandbox's calls (kept as a CSV
+// named name in the work directory); waitErr is how the wait for the calls ended.
+func (b *bench) endLaneRun(w *workerProc, sb *fakeKaleyra, logPath, name string, t0 time.Time, waitErr error) (workerLog, []sandbox.Call, error) {
+	_, serr := w.stop(40 * time.Second)
+	log := readWorkerLog(logPath)
+	if err := errors.Join(waitErr, serr); err != nil {
+		return log, nil, err
+	}
+	calls, err := sb.sortedCalls()
+	if err != nil {
+		return log, nil, err
+	}
+	writeCalls(filepath.Join(b.tmp, name), calls, t0)
+	return log, calls, nil
+}
+
 func (b *bench) startLaneWorker(sb *fakeKaleyra, logPath string) (*workerProc, error) {
 	w, err := startWorkerProc(b.bin, workerEnv(b.redis, sb, laneConc, laneRate), logPath)
 	if err != nil {
