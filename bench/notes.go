@@ -29,7 +29,7 @@ func (b *bench) notes(w *strings.Builder, section string) {
 		p("")
 		p("- **Redis work: %.1f commands processed per message vs %.1f** (table above, scripts' inner commands included). Per message "+
 			"the bare handler costs asynq's dequeue and ack scripts; the worker adds the ledger: `ledger.Begin` (sent-marker check, "+
-			"active set) and `ledger.Sent` (sent marker, counters) with the task result beside it (DESIGN.md wants Kaleyra's answer "+
+			"active set) and `ledger.Sent` (sent marker, counters) with the task result beside it (the contract wants Kaleyra's answer "+
 			"as the task result). The ledger writes of concurrent jobs share round trips (group commit: %.2f EVALSHA per message "+
 			"besides asynq's 2), but their inner commands remain, and Lua runs them on redis-server's one thread. The limiter's "+
 			"script runs %.3f times per message at WABULK_RATE=1e6 (below the rate it pools slots sized to recent arrivals).",

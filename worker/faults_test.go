@@ -60,7 +60,7 @@ func TestMisbehavingKaleyraEndsAsRetryOrDeadLetter(t *testing.T) {
 	})
 
 	t.Run("a 2xx is accepted whatever its body", func(t *testing.T) {
-		// DESIGN.md: 2xx is accepted. Retrying a 200 because its body is odd would send the
+		// The contract: 2xx is accepted. Retrying a 200 because its body is odd would send the
 		// message twice; a slow-loris 200 whose body the timeout cuts was accepted too.
 		b := setup(t)
 		cases := []struct{ answer, to string }{{"garbage200", "+919850000001"}, {"slowloris", "+919850000002"}}

@@ -69,7 +69,7 @@ type handler struct {
 var _ asynq.Handler = (*handler)(nil)
 
 // ProcessTask decodes the job, waits for the sender's turn, calls Kaleyra and acts on the
-// answer per DESIGN.md's table. Its error decides what asynq does: nil completes, an error
+// answer per the README's table of Kaleyra's answers. Its error decides what asynq does: nil completes, an error
 // wrapping asynq.SkipRetry archives (dead letter), errNotFailure requeues without using a
 // retry, any other error retries with backoff.
 func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
