@@ -120,7 +120,8 @@ func (b *bundle) waitFor(what string, d time.Duration, cond func() bool) {
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			b.t.Fatalf("timed out after %v waiting for %s", d, what)
+			qi, err := b.insp.GetQueueInfo(testQueue)
+			b.t.Fatalf("timed out after %v waiting for %s; the single queue: %+v (%v)", d, what, qi, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -397,9 +398,11 @@ func TestPauseOnAccountCodePausesQueueWithoutDeadLetters(t *testing.T) {
 	cfg := b.config()
 	cfg.PauseOn = []string{"E110"}
 	b.run(cfg)
-	b.waitFor("the queue to pause", 10*time.Second, func() bool {
+	// Paused, and no call in flight: an E110 answer still on its way would pause the queue
+	// again after the resume below, as it should (the balance was low when it was sent).
+	b.waitFor("the queue to pause with no job active", 10*time.Second, func() bool {
 		qi, err := b.insp.GetQueueInfo(testQueue)
-		return err == nil && qi.Paused
+		return err == nil && qi.Paused && qi.Active == 0
 	})
 	if c := b.counts("pause"); c.Dead != 0 {
 		t.Errorf("dead = %d, want 0 while paused", c.Dead)
