@@ -635,23 +635,11 @@ func readWorkerLog(path string) workerLog {
 	return wl
 }
 
-// rateBetween is (k−1)/(last−first) over the k calls in [from, to) (see steadyRate).
+// rateBetween is (k−1)/(last−first) over the k calls in [from, to) (see steadyRate), 0 when
+// fewer than two.
 func rateBetween(calls []sandbox.Call, from, to time.Time) float64 {
-	var first, last time.Time
-	k := 0
-	for _, c := range calls {
-		if !c.Time.Before(from) && c.Time.Before(to) {
-			if k == 0 {
-				first = c.Time
-			}
-			last = c.Time
-			k++
-		}
-	}
-	if k < 2 || !last.After(first) {
-		return 0
-	}
-	return float64(k-1) / last.Sub(first).Seconds()
+	rate, _, _ := rateIn(calls, from, to)
+	return rate
 }
 
 // lowestAverage is the fewest calls in any window of length w starting at from + whole seconds

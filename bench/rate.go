@@ -96,9 +96,18 @@ func (b *bench) rateAccuracy(ctx context.Context, sb *fakeKaleyra, rate float64,
 // Counting calls per window length instead would be off by up to one call at each edge
 // (±0.05% at 80/s over 28 s), enough to read 1.0003 for a limiter that is exact.
 func steadyRate(calls []sandbox.Call) (float64, time.Duration) {
-	from := calls[0].Time.Add(time.Second)
-	to := calls[len(calls)-1].Time.Add(-time.Second)
-	first, last, k := time.Time{}, time.Time{}, 0
+	rate, span, ok := rateIn(calls, calls[0].Time.Add(time.Second), calls[len(calls)-1].Time.Add(-time.Second))
+	if !ok {
+		return math.NaN(), 0
+	}
+	return rate, span
+}
+
+// rateIn is (k−1)/(last−first) over the k calls in [from, to), and last−first; ok is false
+// with fewer than two calls there.
+func rateIn(calls []sandbox.Call, from, to time.Time) (rate float64, span time.Duration, ok bool) {
+	var first, last time.Time
+	k := 0
 	for _, c := range calls {
 		if !c.Time.Before(from) && c.Time.Before(to) {
 			if k == 0 {
@@ -109,9 +118,9 @@ func steadyRate(calls []sandbox.Call) (float64, time.Duration) {
 		}
 	}
 	if k < 2 || !last.After(first) {
-		return math.NaN(), 0
+		return 0, 0, false
 	}
-	return float64(k-1) / last.Sub(first).Seconds(), last.Sub(first)
+	return float64(k-1) / last.Sub(first).Seconds(), last.Sub(first), true
 }
 
 // rateOK is the 0.97–1.00 target, judged at the 4 decimals the results print: the estimate of

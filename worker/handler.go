@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -26,11 +25,6 @@ type Sender interface {
 // Limiter hands out the shared per-sender rate; *ratelimit.Limiter is the real one.
 type Limiter interface {
 	Wait(ctx context.Context, sender string) (time.Duration, error)
-}
-
-// pauser pauses the queue when an account-level code comes back (WABULK_PAUSE_ON).
-type pauser interface {
-	PauseQueue(queue string) error
 }
 
 // Outcomes of one attempt, as logged and counted.
@@ -57,7 +51,7 @@ type handler struct {
 	sender  Sender
 	limiter Limiter
 	ledger  *store.Ledger
-	pauser  pauser
+	pauser  store.Pauser // pauses the lanes when an account-level code comes back (WABULK_PAUSE_ON)
 	log     *zap.Logger
 	pii     logging.Masker
 	metrics *metrics
@@ -262,8 +256,7 @@ func (h *handler) pauseAll(queue string) error {
 	slices.Sort(queues)
 	var errs []error
 	for _, q := range slices.Compact(queues) {
-		// asynq exports no error value for "already paused" (another job got there first).
-		if err := h.pauser.PauseQueue(q); err != nil && !strings.Contains(err.Error(), "already paused") {
+		if err := store.SetPaused(h.pauser, q, true); err != nil {
 			errs = append(errs, err)
 		}
 	}

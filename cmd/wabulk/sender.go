@@ -165,7 +165,7 @@ the last hour), or else WABULK_RATE and WABULK_BURST of this environment.`,
 	return cmd
 }
 
-// openOps is withOps's setup for commands that also need the configuration: the environment
+// openOps is withOps's setup, for commands that also need the configuration: the environment
 // with the flags over it, and an Ops on its queue. Configuration errors exit 2.
 func openOps(load func() (config.Config, error)) (*ops.Ops, config.Config, error) {
 	c, err := load()

@@ -39,15 +39,7 @@ jobs or ten million.`,
 func withOps(cmd *cobra.Command, run func(cmd *cobra.Command, args []string, o *ops.Ops) error, extra ...envFlag) {
 	load := withEnvFlags(cmd, append([]envFlag{flagRedisURL, flagQueue, flagLogPII}, extra...)...)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := load()
-		if err != nil {
-			return err
-		}
-		oc, err := ops.ConfigFrom(c)
-		if err != nil {
-			return err
-		}
-		o, err := ops.New(oc)
+		o, _, err := openOps(load)
 		if err != nil {
 			return err
 		}

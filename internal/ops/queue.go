@@ -4,7 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
+
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // ErrUnknownQueue is returned by Pause and Resume for a queue that is neither the namespace
@@ -54,18 +55,16 @@ func (o *Ops) setPaused(queue string, pause bool) error {
 // setOnePaused pauses or resumes one queue whose state was just read. A repeat is not an
 // error, nor is losing the race to another pause or resume (a worker's WABULK_PAUSE_ON, a
 // second operator). The single queue of earlier versions is paused even before it exists
-// (asynq keeps the flag), so a task put there later waits too; asynq reads no state for it, so
-// its "already paused" answer is what says so.
+// (asynq keeps the flag), so a task put there later waits too.
 func (o *Ops) setOnePaused(q QueueCounts, pause bool) error {
 	if q.Exists && q.Paused == pause {
 		return nil
 	}
-	verb, act, already := "resume", o.insp.UnpauseQueue, "is not paused"
-	if pause {
-		verb, act, already = "pause", o.insp.PauseQueue, "is already paused"
-	}
-	// asynq exports no error value for these; its text is all there is (as in the worker).
-	if err := act(q.Queue); err != nil && !strings.Contains(err.Error(), already) {
+	if err := store.SetPaused(o.insp, q.Queue, pause); err != nil {
+		verb := "resume"
+		if pause {
+			verb = "pause"
+		}
 		return fmt.Errorf("%s %s: %w", verb, q.Queue, err)
 	}
 	return nil

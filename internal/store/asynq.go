@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -272,4 +273,24 @@ func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
 	}
 	b = protowire.AppendTag(b, num, protowire.VarintType)
 	return protowire.AppendVarint(b, v)
+}
+
+// Pauser pauses and resumes asynq queues; *asynq.Inspector is one.
+type Pauser interface {
+	PauseQueue(queue string) error
+	UnpauseQueue(queue string) error
+}
+
+// SetPaused pauses or resumes queue. A queue already in that state is no error (a repeat, or a
+// race lost to another worker or operator): asynq exports no error value for it, only its text
+// ("is already paused", "is not paused"), so this is the one place that reads that text.
+func SetPaused(p Pauser, queue string, pause bool) error {
+	act, already := p.UnpauseQueue, "is not paused"
+	if pause {
+		act, already = p.PauseQueue, "is already paused"
+	}
+	if err := act(queue); err != nil && !strings.Contains(err.Error(), already) {
+		return err
+	}
+	return nil
 }

@@ -135,23 +135,22 @@ return 1
 // it after writing the lane's tasks (see the package comment). keepPriority leaves the priority
 // of a lane already registered as it is.
 func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) error {
-	if err := l.register(ctx, ln, keepPriority, true); err != nil {
+	name, err := l.register(ctx, ln, keepPriority, true)
+	if err != nil {
 		return err
 	}
 	// The lane's own live flag, in its slot, tells the next enqueues that the lane is live, so
 	// they need not register it again. Set after the registry: a flag without a registration
 	// could hide a lane from the workers.
-	if ln.Name == "" {
-		ln.Name = l.LaneName(ln.Campaign, ln.Sender)
-	}
-	if err := l.rdb.Set(ctx, key(ln.Name, "live"), "1", 0).Err(); err != nil {
-		return fmt.Errorf("register lane %s: %w", ln.Name, err)
+	if err := l.rdb.Set(ctx, key(name, "live"), "1", 0).Err(); err != nil {
+		return fmt.Errorf("register lane %s: %w", name, err)
 	}
 	return nil
 }
 
-// register runs registerScript for ln: live, or only declared in its campaign.
-func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool) error {
+// register runs registerScript for ln, live or only declared in its campaign, and returns the
+// lane's name.
+func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool) (string, error) {
 	if ln.Name == "" {
 		ln.Name = l.LaneName(ln.Campaign, ln.Sender)
 	}
@@ -161,7 +160,7 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 	}
 	info, err := json.Marshal(ln)
 	if err != nil {
-		return err
+		return "", err
 	}
 	keep, makeLive := 0, 0
 	if keepPriority {
@@ -173,9 +172,9 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 	err = registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
 		l.nsKey("lanes:live"), l.nsKey("lanes:done")}, ln.Name, info, ln.Campaign, keep, makeLive, l.lanesChannel()).Err()
 	if err != nil {
-		return fmt.Errorf("register lane %s: %w", ln.Name, err)
+		return "", fmt.Errorf("register lane %s: %w", ln.Name, err)
 	}
-	return nil
+	return ln.Name, nil
 }
 
 // DeclareLane records the lane in its campaign before its first tasks are written, so the
@@ -183,7 +182,18 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 // a declared lane only once it is registered, or when their upkeep finds it holding work
 // (ReviveOrphans).
 func (l *Ledger) DeclareLane(ctx context.Context, ln Lane, keepPriority bool) error {
-	return l.register(ctx, ln, keepPriority, false)
+	_, err := l.register(ctx, ln, keepPriority, false)
+	return err
+}
+
+// revive registers a lane found holding work after it left the live set, from its registry
+// entry raw, keeping its priority.
+func (l *Ledger) revive(ctx context.Context, name, raw string) error {
+	ln, ok := parseLane(name, raw)
+	if !ok {
+		return nil
+	}
+	return l.RegisterLane(ctx, ln, true)
 }
 
 // ReviveOrphans registers the declared lanes that are neither live nor drained but hold work: a
@@ -212,11 +222,10 @@ func (l *Ledger) ReviveOrphans(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return revived, err
 		}
-		ln, ok := parseLane(name, raw)
-		if n == 0 || !ok {
+		if n == 0 {
 			continue
 		}
-		if err := l.RegisterLane(ctx, ln, true); err != nil {
+		if err := l.revive(ctx, name, raw); err != nil {
 			return revived, err
 		}
 		revived = append(revived, name)
@@ -233,23 +242,36 @@ func (l *Ledger) SubscribeLanes(ctx context.Context) *redis.PubSub {
 	return l.rdb.Subscribe(ctx, l.lanesChannel())
 }
 
-// LiveLanes returns the lanes workers serve, sorted by name.
+// KEYS: live info. Returns each live lane's name and registry entry (false when it has none).
+// Only the live lanes' entries: the registry also holds every drained lane until its cleanup
+// after the retention, and workers read the live ones every second.
+var liveLanesScript = redis.NewScript(`
+local names = redis.call('SMEMBERS', KEYS[1])
+local out = {}
+if #names == 0 then return out end
+local infos = redis.call('HMGET', KEYS[2], unpack(names))
+for i, n in ipairs(names) do
+  out[2 * i - 1] = n
+  out[2 * i] = infos[i]
+end
+return out
+`)
+
+// LiveLanes returns the lanes workers serve, sorted by name, in one Redis call.
 func (l *Ledger) LiveLanes(ctx context.Context) ([]Lane, error) {
-	pipe := l.rdb.Pipeline()
-	live := pipe.SMembers(ctx, l.nsKey("lanes:live"))
-	info := pipe.HGetAll(ctx, l.nsKey("lanes:info"))
-	if _, err := pipe.Exec(ctx); err != nil {
+	vals, err := liveLanesScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:live"), l.nsKey("lanes:info")}).Slice()
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("live lanes: %w", err)
 	}
-	names := live.Val()
-	slices.Sort(names)
-	lanes := make([]Lane, 0, len(names))
-	for _, name := range names {
-		ln, ok := parseLane(name, info.Val()[name])
-		if ok {
+	lanes := make([]Lane, 0, len(vals)/2)
+	for i := 0; i+1 < len(vals); i += 2 {
+		name, _ := vals[i].(string)
+		info, _ := vals[i+1].(string) // nil (no entry) reads as ""
+		if ln, ok := parseLane(name, info); ok {
 			lanes = append(lanes, ln)
 		}
 	}
+	slices.SortFunc(lanes, func(a, b Lane) int { return strings.Compare(a.Name, b.Name) })
 	return lanes, nil
 }
 
@@ -300,7 +322,7 @@ return redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('Z
 // Backlog is how many of queue's tasks are pending, active, scheduled or retrying.
 func (l *Ledger) Backlog(ctx context.Context, queue string) (int64, error) {
 	p := asynqPrefix(queue)
-	return backlogScript.Run(ctx, l.rdb, []string{p + "pending", p + "active", p + "scheduled", p + "retry"}).Int64()
+	return backlogScript.Run(ctx, l.rdb, []string{PendingKey(queue), p + "active", p + "scheduled", p + "retry"}).Int64()
 }
 
 // RetireDrained takes the lanes whose backlog is empty out of the live set (workers stop serving
@@ -360,10 +382,8 @@ func (l *Ledger) CleanUp(ctx context.Context, insp *asynq.Inspector, limit int) 
 			return removed, err
 		} else if n > 0 {
 			info, _ := l.rdb.HGet(ctx, l.nsKey("lanes:info"), name).Result()
-			if ln, ok := parseLane(name, info); ok {
-				if err := l.RegisterLane(ctx, ln, true); err != nil {
-					return removed, err
-				}
+			if err := l.revive(ctx, name, info); err != nil {
+				return removed, err
 			}
 			continue
 		}
