@@ -17,9 +17,9 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/job"
 )
 
 // tputRun is one run of N jobs through either side.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
 )
 

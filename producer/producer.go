@@ -22,8 +22,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/config"
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/job"
 )
 
 // Config is how a Producer enqueues. The zero value of each field means its default.

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/job"
 )
 
 // MaxRow is the most bytes one row (a CSV record or a JSONL line) may take. A longer row is

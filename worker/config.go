@@ -8,9 +8,9 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/config"
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/job"
 )
 
 // Config is everything a worker needs. Build it with ConfigFrom, or fill it by hand and let Run

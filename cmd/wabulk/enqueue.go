@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wabulk/wabulk/internal/config"
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/termline"
+	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
 )
 

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/job"
 )
 
 // TestRedisPasswordNeverPrinted: a WABULK_REDIS_URL that does not parse (a bad port, or a

@@ -22,9 +22,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/config"
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/wabulk/wabulk/internal/job"
+	"github.com/wabulk/wabulk/job"
 )
 
 // TestJSONBodiesRefuseDuplicateKeysAndInvalidUTF8: encoding/json matches keys without regard to

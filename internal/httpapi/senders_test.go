@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/job"
 )
 
 func (e *env) senders() []ops.SenderInfo {

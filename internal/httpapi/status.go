@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/job"
 )
 
 // CampaignStatus is the answer of GET /v1/campaigns/{id}: the counts `wabulk status --campaign`

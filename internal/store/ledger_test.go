@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/job"
 )
 
 func newLedger(t *testing.T) *Ledger {

@@ -27,8 +27,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wabulk/wabulk/internal/job"
 	"github.com/wabulk/wabulk/internal/ratelimit"
+	"github.com/wabulk/wabulk/job"
 )
 
 // SenderRate is one sender's rate setting: messages per second for all workers together, and a
