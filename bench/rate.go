@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/ratelimit"
 	"github.com/wabulk/wabulk/internal/sandbox"
 )
 
@@ -28,7 +28,7 @@ type rateResult struct {
 // pre-enqueued jobs (demand exceeds the rate throughout) against a sandbox answering in
 // latency ± jitter, and reads the sandbox's call log.
 func (b *bench) rateAccuracy(ctx context.Context, sb *fakeKaleyra, rate float64, jobs int) (rateResult, error) {
-	res := rateResult{rate: rate, burst: config.DefaultBurst(rate), jobs: jobs, procs: 3, conc: 50}
+	res := rateResult{rate: rate, burst: ratelimit.DefaultBurst(rate), jobs: jobs, procs: 3, conc: 50}
 	if err := b.redis.flush(ctx); err != nil {
 		return res, err
 	}

@@ -38,7 +38,7 @@ const (
 func workerConfig(r *redisServer, sb *fakeKaleyra, conc int, rate float64) worker.Config {
 	return worker.Config{Redis: r.connOpt(), Queue: queue, Concurrency: conc, Rate: rate, From: sender,
 		PollInterval: pollInterval,
-		Kaleyra:      kaleyra.Config{SID: sid, APIKey: apiKey, BaseURL: sb.URL, Timeout: 15 * time.Second}}
+		Kaleyra:      worker.KaleyraConfig{SID: sid, APIKey: apiKey, BaseURL: sb.URL, Timeout: 15 * time.Second}}
 }
 
 // inProcessWorker runs worker.Run (the real package, the real zap JSON logger writing to a

@@ -70,7 +70,7 @@ func BenchmarkEnqueueCSV(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	p, err := producer.NewFromClient(client, rdb, producer.Config{Queue: queue, DefaultFrom: sender, Concurrency: conc})
+	p, err := producer.NewFromClient(rdb, producer.Config{Queue: queue, DefaultFrom: sender, Concurrency: conc})
 	if err != nil {
 		b.Fatal(err)
 	}

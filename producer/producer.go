@@ -21,7 +21,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wabulk/wabulk/internal/batch"
 	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/defaults"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/job"
 )
@@ -45,31 +47,21 @@ type Config struct {
 	Concurrency int
 }
 
-// ConfigFrom is the producer part of wabulk's configuration: WABULK_QUEUE, WABULK_MAX_RETRY
-// (0 there means no retries), WABULK_RETENTION and KALEYRA_FROM.
-func ConfigFrom(c config.Config) Config {
-	maxRetry := c.MaxRetry
-	if maxRetry == 0 {
-		maxRetry = -1 // Config reads 0 as "default"; the variable's 0 means none
-	}
-	return Config{Queue: c.Queue, MaxRetry: maxRetry, Retention: c.Retention, DefaultFrom: c.From}
-}
-
 func (c Config) withDefaults() Config {
 	if c.Queue == "" {
-		c.Queue = "whatsapp"
+		c.Queue = defaults.Queue
 	}
 	switch {
 	case c.MaxRetry == 0:
-		c.MaxRetry = 8
+		c.MaxRetry = defaults.MaxRetry
 	case c.MaxRetry < 0:
 		c.MaxRetry = 0
 	}
 	if c.Retention <= 0 {
-		c.Retention = 24 * time.Hour
+		c.Retention = defaults.Retention
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 16
+		c.Concurrency = defaults.EnqueueConcurrency
 	}
 	return c
 }
@@ -96,7 +88,7 @@ func New(r asynq.RedisConnOpt, cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	p, err := NewFromClient(nil, rdb, cfg)
+	p, err := NewFromClient(rdb, cfg)
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -106,10 +98,8 @@ func New(r asynq.RedisConnOpt, cfg Config) (*Producer, error) {
 }
 
 // NewFromClient returns a Producer on a Redis client the caller owns and closes. Tasks are
-// written through rdb in asynq's own layout, many per Redis call (asynq has no batch enqueue),
-// so the asynq client is not used and may be nil; it stays in the signature for the callers that
-// pass one.
-func NewFromClient(_ *asynq.Client, rdb redis.UniversalClient, cfg Config) (*Producer, error) {
+// written through rdb in asynq's own layout, many per Redis call (asynq has no batch enqueue).
+func NewFromClient(rdb redis.UniversalClient, cfg Config) (*Producer, error) {
 	if rdb == nil {
 		return nil, errors.New("producer: nil Redis client")
 	}
@@ -204,6 +194,24 @@ type Summary struct {
 	NotAttempted int `json:"not_attempted"`
 }
 
+// Add counts one Outcome under its status.
+func (s *Summary) Add(o Outcome) {
+	switch o.Status {
+	case StatusEnqueued:
+		s.Enqueued++
+	case StatusDuplicate:
+		s.Duplicates++
+	case StatusRejected:
+		s.Rejected++
+	case StatusValid:
+		s.Valid++
+	}
+}
+
+// ErrRedisUnreachable is what Campaign returns (wrapped, with the cause) when Redis does not
+// answer before any row is read: nothing was enqueued.
+var ErrRedisUnreachable = errors.New("redis unreachable")
+
 // errNoSender rejects a row that names no sender when the producer has no DefaultFrom.
 var errNoSender = errors.New("no sender: give from or set KALEYRA_FROM")
 
@@ -267,36 +275,27 @@ func (p *Producer) Campaign(ctx context.Context, campaign string, rows iter.Seq[
 		return p.dryRun(ctx, campaign, rows, opt.Defaults, each)
 	}
 	if err := p.rdb.Ping(ctx).Err(); err != nil {
-		return Summary{}, fmt.Errorf("redis unreachable: %w", err)
+		return Summary{}, fmt.Errorf("%w: %w", ErrRedisUnreachable, err)
 	}
 	total := -1
 	if opt.Strict {
-		var s Summary
+		var checked Summary
 		err := p.pass(ctx, campaign, prio, rows, opt.Defaults, true, nil, func(r result) error {
-			switch r.o.Status {
-			case StatusRejected:
-				s.Rejected++
+			checked.Add(r.o)
+			if r.o.Status == StatusRejected {
 				each(r.o)
-			case StatusValid:
-				s.NotAttempted++
 			}
 			return nil
 		})
-		if err != nil || s.Rejected > 0 {
+		// Nothing is enqueued yet: the valid recipients are not attempted.
+		if s := (Summary{Rejected: checked.Rejected, NotAttempted: checked.Valid}); err != nil || s.Rejected > 0 {
 			return s, err
 		}
-		total = s.NotAttempted
+		total = checked.Valid
 	}
 	var s Summary
 	err := p.pass(ctx, campaign, prio, rows, opt.Defaults, false, &s.NotAttempted, func(r result) error {
-		switch r.o.Status {
-		case StatusEnqueued:
-			s.Enqueued++
-		case StatusDuplicate:
-			s.Duplicates++
-		case StatusRejected:
-			s.Rejected++
-		}
+		s.Add(r.o)
 		each(r.o)
 		if r.o.Status == StatusRejected && total >= 0 {
 			return fmt.Errorf("strict: line %d was valid when checked and is not now (did the file change?): %s", r.o.Line, r.o.Reason)
@@ -317,19 +316,14 @@ func (p *Producer) dryRun(ctx context.Context, campaign string, rows iter.Seq[Ro
 	seed := maphash.MakeSeed()
 	seen := map[uint64]struct{}{}
 	err := p.pass(ctx, campaign, "", rows, defaults, true, &s.NotAttempted, func(r result) error {
-		switch r.o.Status {
-		case StatusRejected:
-			s.Rejected++
-		case StatusValid:
+		if r.o.Status == StatusValid {
 			h := maphash.String(seed, r.o.TaskID)
 			if _, dup := seen[h]; dup {
 				r.o.Status = StatusDuplicate
-				s.Duplicates++
-			} else {
-				seen[h] = struct{}{}
-				s.Valid++
 			}
+			seen[h] = struct{}{}
 		}
+		s.Add(r.o)
 		each(r.o)
 		return nil
 	})
@@ -365,22 +359,8 @@ func (p *Producer) pass(ctx context.Context, campaign string, prio store.Priorit
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			batch := make([]work, 0, enqueueBatch)
-			for w := range jobs {
-				batch = append(batch[:0], w)
-			more:
-				for len(batch) < enqueueBatch {
-					select {
-					case w, ok := <-jobs:
-						if !ok {
-							break more
-						}
-						batch = append(batch, w)
-					default:
-						break more
-					}
-				}
-				for _, r := range p.do(stop, campaign, prio, batch, validate) {
+			for ws := range batch.Of(jobs, enqueueBatch) {
+				for _, r := range p.do(stop, campaign, prio, ws, validate) {
 					results <- r
 				}
 			}

@@ -335,7 +335,7 @@ func TestRedisUnreachableAtStartIsAnErrorWithNothingReported(t *testing.T) {
 	var reported int
 	s, err := b.p.Campaign(context.Background(), "down", producer.ReadCSV(strings.NewReader(csvRows(5))), producer.Options{},
 		func(producer.Outcome) { reported++ })
-	if err == nil || !strings.Contains(err.Error(), "redis unreachable") {
+	if !errors.Is(err, producer.ErrRedisUnreachable) {
 		t.Fatalf("err %v, want redis unreachable", err)
 	}
 	if s != (producer.Summary{}) || reported != 0 {

@@ -8,17 +8,18 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/defaults"
 	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/logging"
-	"github.com/wabulk/wabulk/job"
+	"github.com/wabulk/wabulk/internal/ratelimit"
 )
 
-// Config is everything a worker needs. Build it with ConfigFrom, or fill it by hand and let Run
-// validate it.
+// Config is everything a worker needs. The zero value of each field means its default; Run
+// checks the rest.
 type Config struct {
 	// Redis is where the queue lives. Required.
 	Redis asynq.RedisConnOpt
-	// Queue is the asynq queue to serve. Default "whatsapp".
+	// Queue is the namespace of the queues to serve (WABULK_QUEUE). Default "whatsapp".
 	Queue string
 	// Concurrency is how many jobs run at once. Default 50.
 	Concurrency int
@@ -37,12 +38,13 @@ type Config struct {
 	PauseOn []string
 	// From is the sender for jobs that name none (KALEYRA_FROM). Default none.
 	From string
-	// Kaleyra configures the API client (SID, key, region or base URL, timeout).
-	Kaleyra kaleyra.Config
+	// Kaleyra is the account jobs are sent through. Required.
+	Kaleyra KaleyraConfig
 	// MetricsAddr is where /metrics, /healthz and /readyz are served; empty: not served.
 	MetricsAddr string
-	// PII says how phone numbers appear in logs. Default masked.
-	PII logging.Masker
+	// LogPhoneNumbers writes phone numbers in full in logs (WABULK_LOG_PII=full). Default false:
+	// masked.
+	LogPhoneNumbers bool
 
 	// PollInterval is how often an idle worker looks for new jobs. Default 200ms: enqueue-to-send
 	// latency is bounded by it (asynq polls; it does not block on the list).
@@ -56,80 +58,66 @@ type Config struct {
 	LaneInterval time.Duration
 }
 
-// ConfigFrom turns the environment's configuration into a worker Config and checks that a
-// worker can run with it (SID, key, Redis URL).
-func ConfigFrom(c config.Config) (Config, error) {
-	if err := errors.Join(c.Check(), c.RequireKaleyra()); err != nil {
-		return Config{}, err
-	}
-	redis, err := c.RedisConnOpt()
-	if err != nil {
-		return Config{}, err
-	}
-	from := c.From
-	if from != "" {
-		if from, err = job.NormalizeNumber(from); err != nil {
-			return Config{}, fmt.Errorf("%s: %w", config.EnvFrom, err)
-		}
-	}
-	return Config{
-		Redis:           redis,
-		Queue:           c.Queue,
-		Concurrency:     c.Concurrency,
-		Rate:            c.Rate,
-		Burst:           c.Burst,
-		RetryBase:       c.RetryBase,
-		RetryMax:        c.RetryMax,
-		ShutdownTimeout: c.ShutdownTimeout,
-		Retention:       c.Retention,
-		PauseOn:         c.PauseOn,
-		From:            from,
-		MetricsAddr:     c.MetricsAddr,
-		PII:             logging.NewMasker(c.LogPII),
-		Kaleyra: kaleyra.Config{SID: c.SID, APIKey: c.APIKey.Reveal(), Region: c.Region, BaseURL: c.BaseURL,
-			Timeout: c.HTTPTimeout, MaxConns: c.Concurrency},
-	}, nil
+// KaleyraConfig is the Kaleyra account the worker sends through.
+type KaleyraConfig struct {
+	// SID is the account SID (KALEYRA_SID). Required.
+	SID string
+	// APIKey is the API key (KALEYRA_API_KEY). Required; it never reaches a log or an error.
+	APIKey string
+	// Region picks Kaleyra's documented domain: in, sg, eu or na (KALEYRA_REGION). Default "in".
+	Region string
+	// BaseURL replaces https://<region's domain>, e.g. for the sandbox (KALEYRA_BASE_URL).
+	// Default unset.
+	BaseURL string
+	// Timeout bounds one call, answer included (KALEYRA_HTTP_TIMEOUT). Default 15s.
+	Timeout time.Duration
 }
 
 func (c *Config) withDefaults() {
-	d := config.Defaults()
 	if c.Queue == "" {
-		c.Queue = d.Queue
+		c.Queue = defaults.Queue
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = d.Concurrency
+		c.Concurrency = defaults.Concurrency
 	}
 	if c.Rate <= 0 {
-		c.Rate = d.Rate
+		c.Rate = defaults.Rate
 	}
 	if c.Burst <= 0 {
-		c.Burst = config.DefaultBurst(c.Rate)
+		c.Burst = ratelimit.DefaultBurst(c.Rate)
 	}
 	if c.RetryBase <= 0 {
-		c.RetryBase = d.RetryBase
+		c.RetryBase = defaults.RetryBase
 	}
 	if c.RetryMax <= 0 {
-		c.RetryMax = d.RetryMax
+		c.RetryMax = defaults.RetryMax
 	}
 	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = d.ShutdownTimeout
+		c.ShutdownTimeout = defaults.ShutdownTimeout
 	}
 	if c.Retention <= 0 {
-		c.Retention = d.Retention
+		c.Retention = defaults.Retention
 	}
 	if c.PollInterval <= 0 {
-		c.PollInterval = 200 * time.Millisecond
+		c.PollInterval = defaults.PollInterval
 	}
 	if c.LaneInterval <= 0 {
-		c.LaneInterval = time.Second
+		c.LaneInterval = defaults.LaneInterval
 	}
 	if c.ReconcileInterval <= 0 {
-		c.ReconcileInterval = 30 * time.Second
-	}
-	if c.Kaleyra.MaxConns <= 0 {
-		c.Kaleyra.MaxConns = c.Concurrency
+		c.ReconcileInterval = defaults.ReconcileInterval
 	}
 }
+
+// kaleyra is the client's configuration: one idle connection per job that may run at once.
+func (c *Config) kaleyra() kaleyra.Config {
+	k := c.Kaleyra
+	return kaleyra.Config{SID: k.SID, APIKey: k.APIKey, Region: k.Region, BaseURL: k.BaseURL,
+		Timeout: k.Timeout, MaxConns: c.Concurrency}
+}
+
+// pii is how the worker writes phone numbers in logs.
+func (c *Config) pii() logging.Masker { return logging.Masker{Full: c.LogPhoneNumbers} }
 
 func (c *Config) validate() error {
 	if c.Redis == nil {

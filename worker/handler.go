@@ -17,13 +17,13 @@ import (
 	"github.com/wabulk/wabulk/job"
 )
 
-// Sender sends one message; *kaleyra.Client is the real one.
-type Sender interface {
+// messageSender sends one message; *kaleyra.Client is the real one.
+type messageSender interface {
 	Send(ctx context.Context, from string, m kaleyra.Message) (kaleyra.Result, error)
 }
 
-// Limiter hands out the shared per-sender rate; *ratelimit.Limiter is the real one.
-type Limiter interface {
+// rateLimiter hands out the shared per-sender rate; *ratelimit.Limiter is the real one.
+type rateLimiter interface {
 	Wait(ctx context.Context, sender string) (time.Duration, error)
 }
 
@@ -48,8 +48,8 @@ type handler struct {
 	lanes   func() []store.Lane // the live lanes, for pausing them all
 	from    string
 	pauseOn []string
-	sender  Sender
-	limiter Limiter
+	sender  messageSender
+	limiter rateLimiter
 	ledger  *store.Ledger
 	pauser  store.Pauser // pauses the lanes when an account-level code comes back (WABULK_PAUSE_ON)
 	log     *zap.Logger

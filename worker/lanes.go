@@ -116,7 +116,7 @@ func (s *supervisor) start(queues map[string]int) (*laneServer, error) {
 		DelayedTaskCheckInterval: fwd,
 		TaskCheckInterval:        poll,
 		JanitorInterval:          janitor,
-		Logger:                   asynqLogger{s.log.Sugar().With("component", "asynq"), s.cfg.PII},
+		Logger:                   asynqLogger{s.log.Sugar().With("component", "asynq"), s.cfg.pii()},
 		LogLevel:                 asynq.WarnLevel,
 	})
 	if err := srv.Start(s.handler(stopping)); err != nil {
@@ -173,7 +173,7 @@ func (s *supervisor) sync(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.log.Info("serving lanes", zap.String("sender", s.cfg.PII.Phone(sender)), zap.Strings("lanes", slices.Sorted(maps.Keys(want))))
+		s.log.Info("serving lanes", zap.String("sender", s.cfg.pii().Phone(sender)), zap.Strings("lanes", slices.Sorted(maps.Keys(want))))
 		s.servers[sender] = next
 		if cur != nil {
 			s.retire(cur, false)

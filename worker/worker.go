@@ -40,7 +40,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	client, err := kaleyra.New(cfg.Kaleyra)
+	client, err := kaleyra.New(cfg.kaleyra())
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 }
 
 // serve runs the asynq server with the given sender and limiter (tests pass their own).
-func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.UniversalClient, sender Sender, limiter Limiter) error {
+func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.UniversalClient, sender messageSender, limiter rateLimiter) error {
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	reg := prometheus.NewRegistry()
 	queues := newQueueCollector(inspector, cfg.Queue)
@@ -80,7 +80,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		ledger:  store.New(rdb, cfg.Queue, cfg.Retention),
 		pauser:  inspector,
 		log:     log,
-		pii:     cfg.PII,
+		pii:     cfg.pii(),
 		metrics: newMetrics(reg),
 	}
 	// Sends per sender for `wabulk sender ls`: counted in memory, written once a second.

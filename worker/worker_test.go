@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/ratelimit"
 	"github.com/wabulk/wabulk/internal/redistest"
@@ -72,7 +71,7 @@ func (b *bundle) config() Config {
 		ShutdownTimeout: 3 * time.Second,
 		From:            testSender,
 		PollInterval:    20 * time.Millisecond,
-		Kaleyra:         kaleyra.Config{SID: testSID, APIKey: testKey, BaseURL: b.sb.URL, Timeout: 500 * time.Millisecond},
+		Kaleyra:         KaleyraConfig{SID: testSID, APIKey: testKey, BaseURL: b.sb.URL, Timeout: 500 * time.Millisecond},
 	}
 }
 
@@ -418,7 +417,7 @@ func TestPauseOnAccountCodePausesQueueWithoutDeadLetters(t *testing.T) {
 }
 
 func TestRedisUnreachableAtStartIsAClearError(t *testing.T) {
-	cfg := Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Kaleyra: kaleyra.Config{SID: testSID, APIKey: testKey, BaseURL: "http://127.0.0.1:1"}}
+	cfg := Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Kaleyra: KaleyraConfig{SID: testSID, APIKey: testKey, BaseURL: "http://127.0.0.1:1"}}
 	err := Run(context.Background(), cfg, zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "Redis is unreachable") {
 		t.Fatalf("err = %v", err)

@@ -45,9 +45,9 @@ func newDeadListCmd() *cobra.Command {
 			if ds == nil {
 				ds = []ops.DeadEntry{}
 			}
-			return ops.WriteJSON(cmd.OutOrStdout(), ds)
+			return writeJSON(cmd.OutOrStdout(), ds)
 		}
-		return ops.WriteDead(cmd.OutOrStdout(), ds)
+		return writeDead(cmd.OutOrStdout(), ds)
 	})
 	fl := cmd.Flags()
 	fl.StringVar(&f.Campaign, "campaign", "", "this campaign only (default: every campaign)")
@@ -79,10 +79,10 @@ sent marker) is never sent again. Run it after fixing the cause, e.g. every E110
 			return err // not "matched 0": the campaign is not there at all
 		}
 		if asJSON {
-			if jerr := ops.WriteJSON(cmd.OutOrStdout(), rep); jerr != nil {
+			if jerr := writeJSON(cmd.OutOrStdout(), rep); jerr != nil {
 				return jerr
 			}
-		} else if werr := ops.WriteRedrive(cmd.OutOrStdout(), rep); werr != nil {
+		} else if werr := writeRedrive(cmd.OutOrStdout(), rep); werr != nil {
 			return werr
 		}
 		if err == nil && rep.Failed > 0 {

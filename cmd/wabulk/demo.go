@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wabulk/wabulk/internal/demo"
+	"github.com/wabulk/wabulk/internal/inprocess"
 	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/termline"
 )
@@ -27,7 +27,8 @@ and Kaleyra. Nothing survives the process: the Redis lives in its memory.`,
   wabulk demo --log-file demo.log   # keep the per-attempt JSON log`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o := demo.Options{Out: cmd.OutOrStdout(), Live: termline.IsTerminal(cmd.OutOrStdout())}
+			out := cmd.OutOrStdout()
+			o := inprocess.DemoOptions{Out: out}
 			if logFile != "" {
 				f, err := os.Create(logFile)
 				if err != nil {
@@ -38,11 +39,27 @@ and Kaleyra. Nothing survives the process: the Redis lives in its memory.`,
 					return err
 				}
 			}
-			res, err := demo.Run(cmd.Context(), o)
-			if err == nil && res.Interrupted {
+			sb := inprocess.DemoSandbox()
+			fmt.Fprintf(out, "wabulk demo: %s, %d recipients, through an in-process Redis and a fake Kaleyra\n"+
+				"(faults: %s; seed %d)\n\n", inprocess.DemoCampaign, inprocess.DemoRecipients, ratesText(sb.Rates), sb.Seed)
+			prog := newSendProgress(out, termline.IsTerminal(out), 0)
+			o.Progress = prog.update
+			res, err := inprocess.Demo(cmd.Context(), o)
+			prog.done()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out)
+			if err := writeSendResult(out, res); err != nil {
+				return err
+			}
+			if _, err := io.WriteString(out, inprocess.DemoNextSteps); err != nil {
+				return err
+			}
+			if res.Interrupted {
 				return &exitError{code: 130, err: fmt.Errorf("interrupted")}
 			}
-			return err
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&logFile, "log-file", "", "write the worker's per-attempt JSON log to this file")

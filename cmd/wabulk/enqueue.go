@@ -88,7 +88,7 @@ func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() 
 	}
 	// go-redis logs every failed dial; the error this command returns already names the cause.
 	redis.SetLogger(quietLogger{})
-	p, err := producer.New(opt, producer.ConfigFrom(cfg))
+	p, err := producer.New(opt, producerConfig(cfg))
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() 
 					rejects.write(o)
 				}
 			}
-			prog.tick(o.Status)
+			prog.tick(o)
 		})
 	prog.done()
 	if rejects != nil {
@@ -113,7 +113,7 @@ func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() 
 		}
 	}
 	if runErr != nil && s == (producer.Summary{}) {
-		if strings.HasPrefix(runErr.Error(), "redis unreachable") {
+		if errors.Is(runErr, producer.ErrRedisUnreachable) {
 			return fmt.Errorf("redis at %s: %w", redisName(cfg), runErr)
 		}
 		return runErr
@@ -275,30 +275,21 @@ func (r *rejectWriter) close() error {
 
 // progress reports how far the run is on a status line.
 type progress struct {
-	line                *termline.Line
-	size                int64
-	read                *countingReader
-	start               time.Time
-	n                   int
-	enq, dup, rej, vald int
+	line  *termline.Line
+	size  int64
+	read  *countingReader
+	start time.Time
+	n     int
+	sum   producer.Summary
 }
 
 func newProgress(w io.Writer, size int64, read *countingReader) *progress {
 	return &progress{line: termline.New(w, termline.IsTerminal(w), 5*time.Second), size: size, read: read, start: time.Now()}
 }
 
-func (p *progress) tick(s producer.Status) {
+func (p *progress) tick(o producer.Outcome) {
 	p.n++
-	switch s {
-	case producer.StatusEnqueued:
-		p.enq++
-	case producer.StatusDuplicate:
-		p.dup++
-	case producer.StatusRejected:
-		p.rej++
-	case producer.StatusValid:
-		p.vald++
-	}
+	p.sum.Add(o)
 	if p.n%64 != 0 {
 		return // time.Now per outcome would be most of the cost of a fast run
 	}
@@ -310,7 +301,7 @@ func (p *progress) tick(s producer.Status) {
 func (p *progress) message(now time.Time) string {
 	el := now.Sub(p.start).Seconds()
 	rate := float64(p.n) / max(el, 1e-9)
-	msg := fmt.Sprintf("%d recipients (%d enqueued, %d duplicates, %d rejected), %.0f/s", p.n, p.enq, p.dup, p.rej, rate)
+	msg := fmt.Sprintf("%d recipients (%d enqueued, %d duplicates, %d rejected), %.0f/s", p.n, p.sum.Enqueued, p.sum.Duplicates, p.sum.Rejected, rate)
 	if p.size > 0 {
 		frac := min(float64(p.read.n.Load())/float64(p.size), 1)
 		msg += fmt.Sprintf(", %.0f%%", frac*100)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/redistest"
 )
 
@@ -93,5 +94,33 @@ func TestEnqueueMaxRetryFlag(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != 3 {
 		t.Errorf("pending tasks' MaxRetry %v in queues %v: want [3]", got, qs)
+	}
+}
+
+// TestProducerConfigReadsZeroRetriesAsNone: WABULK_MAX_RETRY=0 means no retries, which
+// producer.Config says with a negative MaxRetry (its 0 means the default).
+func TestProducerConfigReadsZeroRetriesAsNone(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want int
+	}{{"0", -1}, {"3", 3}} {
+		c, err := config.Load(func(k string) (string, bool) {
+			v, ok := map[string]string{config.EnvMaxRetry: tc.env, config.EnvQueue: "other", config.EnvFrom: "+919812345601"}[k]
+			return v, ok
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc := producerConfig(c)
+		if pc.MaxRetry != tc.want || pc.Queue != "other" || pc.DefaultFrom != "+919812345601" {
+			t.Errorf("WABULK_MAX_RETRY=%s: producer config %+v, want MaxRetry %d, queue other, sender set", tc.env, pc, tc.want)
+		}
+		api, err := apiConfig(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if api.Producer != pc {
+			t.Errorf("serve's producer config %+v differs from enqueue's %+v", api.Producer, pc)
+		}
 	}
 }

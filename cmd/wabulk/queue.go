@@ -62,9 +62,9 @@ func newQueueLsCmd() *cobra.Command {
 			return err
 		}
 		if asJSON {
-			return ops.WriteJSON(cmd.OutOrStdout(), qs)
+			return writeJSON(cmd.OutOrStdout(), qs)
 		}
-		return ops.WriteQueues(cmd.OutOrStdout(), qs)
+		return writeQueueTable(cmd.OutOrStdout(), qs)
 	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd

@@ -10,12 +10,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/inprocess"
 	"github.com/wabulk/wabulk/internal/logging"
-	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/termline"
-	"github.com/wabulk/wabulk/producer"
-	"github.com/wabulk/wabulk/worker"
 )
 
 // sendFlags are `wabulk send`'s own flags, beyond the campaign and environment ones.
@@ -60,16 +58,17 @@ Exit status: 0 the campaign finished (dead letters included), 1 some rows were r
 			return &exitError{code: 2, err: err}
 		}
 		defer cfg.close()
-		res, err := ops.Send(cmd.Context(), cfg.SendConfig)
+		res, err := inprocess.Send(cmd.Context(), cfg.SendConfig)
+		cfg.progress.done()
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
 		out := cmd.OutOrStdout()
 		if sf.asJSON {
-			err = ops.WriteJSON(out, res)
+			err = writeJSON(out, res)
 		} else {
 			fmt.Fprintln(out)
-			err = ops.WriteSendResult(out, res)
+			err = writeSendResult(out, res)
 		}
 		switch {
 		case err != nil:
@@ -98,8 +97,9 @@ Exit status: 0 the campaign finished (dead letters included), 1 some rows were r
 
 // sendRun is a send's configuration and what to release after it.
 type sendRun struct {
-	ops.SendConfig
-	closers []func()
+	inprocess.SendConfig
+	progress *sendProgress
+	closers  []func()
 }
 
 func (r *sendRun) close() {
@@ -108,7 +108,7 @@ func (r *sendRun) close() {
 	}
 }
 
-// sendConfig turns flags and environment into ops.SendConfig.
+// sendConfig turns flags and environment into inprocess.SendConfig.
 func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campaignFlags, sf sendFlags, path string) (*sendRun, error) {
 	c, err := load()
 	if err != nil {
@@ -133,7 +133,7 @@ func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campa
 	if _, set := os.LookupEnv(config.EnvMetricsAddr); !set && !cmd.Flags().Changed(flagMetricsAddr.name) {
 		c.MetricsAddr = ""
 	}
-	wc, err := worker.ConfigFrom(c)
+	wc, err := workerConfig(c)
 	if err != nil {
 		return nil, err
 	}
@@ -164,19 +164,19 @@ func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campa
 		return nil, err
 	}
 	run.closers = append(run.closers, closeFile, func() { log.Sync() })
-	run.SendConfig = ops.SendConfig{
+	run.progress = newSendProgress(out, live, 2*time.Second)
+	run.SendConfig = inprocess.SendConfig{
 		Campaign:      campaign,
 		Rows:          cf.rows(in),
 		Options:       cf.options(),
-		Producer:      producer.ConfigFrom(c),
+		Producer:      producerConfig(c),
 		Worker:        wc,
 		EmbeddedRedis: sf.embedded,
 		Sandbox:       sb,
 		RedisName:     redisName(c),
 		Out:           out,
 		Err:           cmd.ErrOrStderr(),
-		Live:          live,
-		ProgressEvery: 2 * time.Second,
+		Progress:      run.progress.update,
 		Log:           log,
 	}
 	return run, nil

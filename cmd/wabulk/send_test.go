@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wabulk/wabulk/internal/ops"
+	"github.com/wabulk/wabulk/internal/inprocess"
 )
 
 func TestSendCLIOnEmbeddedRedisAndSandbox(t *testing.T) {
@@ -16,7 +16,7 @@ func TestSendCLIOnEmbeddedRedisAndSandbox(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1 (one row rejected); stderr:\n%s", r.code, r.stderr)
 	}
-	var res ops.SendResult
+	var res inprocess.SendResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("stdout is not the JSON summary: %v\n%s", err, r.stdout)
 	}

@@ -157,9 +157,9 @@ the last hour), or else WABULK_RATE and WABULK_BURST of this environment.`,
 			return &exitError{code: 1, err: err}
 		}
 		if asJSON {
-			return ops.WriteJSON(cmd.OutOrStdout(), ss)
+			return writeJSON(cmd.OutOrStdout(), ss)
 		}
-		return ops.WriteSenders(cmd.OutOrStdout(), ss)
+		return writeSenders(cmd.OutOrStdout(), ss)
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
@@ -172,7 +172,7 @@ func openOps(load func() (config.Config, error)) (*ops.Ops, config.Config, error
 	if err != nil {
 		return nil, c, &exitError{code: 2, err: err}
 	}
-	oc, err := ops.ConfigFrom(c)
+	oc, err := opsConfig(c)
 	if err != nil {
 		return nil, c, &exitError{code: 2, err: err}
 	}

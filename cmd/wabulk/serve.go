@@ -34,7 +34,7 @@ name and a token as the password. GET /v1/openapi.json describes the API.`,
 		if err != nil {
 			return err
 		}
-		base, err := httpapi.ConfigFrom(c)
+		base, err := apiConfig(c)
 		if err != nil {
 			return err
 		}

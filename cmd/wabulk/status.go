@@ -9,7 +9,7 @@ import (
 )
 
 func newStatusCmd() *cobra.Command {
-	var v ops.StatusView
+	var v statusView
 	cmd := &cobra.Command{
 		Use:   "status [--campaign ID] [--watch] [--json]",
 		Short: "Job counts by state, per queue and per campaign, with dead letters by code",
@@ -24,7 +24,7 @@ jobs or ten million.`,
 		Args: cobra.NoArgs,
 	}
 	withOps(cmd, func(cmd *cobra.Command, _ []string, o *ops.Ops) error {
-		return o.ShowStatus(cmd.Context(), cmd.OutOrStdout(), v)
+		return showStatus(cmd.Context(), o, cmd.OutOrStdout(), v)
 	})
 	f := cmd.Flags()
 	f.StringVar(&v.Campaign, "campaign", "", "show this campaign only")

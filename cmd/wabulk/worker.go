@@ -25,7 +25,7 @@ KALEYRA_API_KEY_FILE); KALEYRA_FROM is the sender of jobs that name none.`,
 		if err != nil {
 			return err
 		}
-		cfg, err := worker.ConfigFrom(c)
+		cfg, err := workerConfig(c)
 		if err != nil {
 			return err
 		}

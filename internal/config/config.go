@@ -19,7 +19,9 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/wabulk/wabulk/internal/defaults"
 	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/ratelimit"
 )
 
 // The environment variables wabulk reads. Vars lists them all.
@@ -124,21 +126,21 @@ type Config struct {
 // Defaults returns the configuration with every default filled in and nothing required set.
 func Defaults() Config {
 	return Config{
-		RedisURL:        "redis://127.0.0.1:6379/0",
-		Queue:           "whatsapp",
-		Region:          "in",
-		Concurrency:     50,
-		Rate:            80,
-		MaxRetry:        8,
-		RetryBase:       5 * time.Second,
-		RetryMax:        10 * time.Minute,
-		HTTPTimeout:     15 * time.Second,
-		Retention:       24 * time.Hour,
-		MetricsAddr:     ":9090",
-		LogLevel:        "info",
-		LogPII:          "masked",
-		Addr:            ":8080",
-		ShutdownTimeout: 30 * time.Second,
+		RedisURL:        defaults.RedisURL,
+		Queue:           defaults.Queue,
+		Region:          defaults.Region,
+		Concurrency:     defaults.Concurrency,
+		Rate:            defaults.Rate,
+		MaxRetry:        defaults.MaxRetry,
+		RetryBase:       defaults.RetryBase,
+		RetryMax:        defaults.RetryMax,
+		HTTPTimeout:     defaults.HTTPTimeout,
+		Retention:       defaults.Retention,
+		MetricsAddr:     defaults.MetricsAddr,
+		LogLevel:        defaults.LogLevel,
+		LogPII:          defaults.LogPII,
+		Addr:            defaults.Addr,
+		ShutdownTimeout: defaults.ShutdownTimeout,
 	}
 }
 
@@ -206,7 +208,7 @@ func Load(lookup LookupFunc) (Config, error) {
 	}
 	num(EnvBurst, &c.Burst, 1)
 	if c.Burst == 0 {
-		c.Burst = DefaultBurst(c.Rate)
+		c.Burst = ratelimit.DefaultBurst(c.Rate)
 	}
 	if v, ok := lookup(EnvPauseOn); ok {
 		c.PauseOn = splitList(v)
@@ -372,11 +374,6 @@ func plainUser(s string) bool {
 		}
 	}
 	return true
-}
-
-// DefaultBurst is ceil(rate/10), at least 1.
-func DefaultBurst(rate float64) int {
-	return max(1, int(math.Ceil(rate/10)))
 }
 
 func splitList(v string) []string {

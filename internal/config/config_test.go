@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/wabulk/wabulk/internal/ratelimit"
 )
 
 // env is a LookupFunc over a map, so tests never touch the process environment.
@@ -260,8 +262,8 @@ func TestBurst(t *testing.T) {
 		})
 	}
 	for r, want := range map[float64]int{0.1: 1, 9.99: 1, 10: 1, 10.01: 2, 80: 8, math.SmallestNonzeroFloat64: 1} {
-		if got := DefaultBurst(r); got != want {
-			t.Errorf("DefaultBurst(%v) = %d, want %d", r, got, want)
+		if got := ratelimit.DefaultBurst(r); got != want {
+			t.Errorf("ratelimit.DefaultBurst(%v) = %d, want %d", r, got, want)
 		}
 	}
 }

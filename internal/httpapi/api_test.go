@@ -593,20 +593,12 @@ type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
 
-// TestConfigFromEnvironment: serve reads the producer settings as `wabulk enqueue` does, so
-// WABULK_MAX_RETRY=0 means jobs without retries here too.
-func TestConfigFromEnvironment(t *testing.T) {
+// TestProducerConfigReachesTheJobs: the API enqueues with its Producer settings: a negative
+// MaxRetry (WABULK_MAX_RETRY=0) gives jobs without retries, in lanes of the configured namespace.
+func TestProducerConfigReachesTheJobs(t *testing.T) {
 	rs := redistest.Start(t)
-	vars := map[string]string{config.EnvRedisURL: rs.URL, config.EnvMaxRetry: "0", config.EnvFrom: testSender,
-		config.EnvAPITokens: testToken, config.EnvQueue: "other"}
-	c, err := config.Load(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ConfigFrom(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := Config{Redis: rs.ConnOpt(t), Tokens: []config.Secret{testToken},
+		Producer: producer.Config{Queue: "other", MaxRetry: -1, DefaultFrom: testSender}}
 	srv, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"go.uber.org/zap"
 
-	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/worker"
@@ -106,7 +105,7 @@ func TestMonitorInChromium(t *testing.T) {
 	go func() {
 		done <- worker.Run(ctx, worker.Config{Redis: e.rs.ConnOpt(t), Queue: testQueue, From: testSender, Rate: 1000,
 			Concurrency: 4, PollInterval: 20 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
-			Kaleyra: kaleyra.Config{SID: browserSID, APIKey: browserKey, BaseURL: sb.URL, Timeout: 2 * time.Second}}, zap.NewNop())
+			Kaleyra: worker.KaleyraConfig{SID: browserSID, APIKey: browserKey, BaseURL: sb.URL, Timeout: 2 * time.Second}}, zap.NewNop())
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -388,14 +388,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	var sum producer.Summary
 	for _, o := range outs {
 		c.add(o)
-		switch o.Status {
-		case producer.StatusEnqueued:
-			sum.Enqueued++
-		case producer.StatusDuplicate:
-			sum.Duplicates++
-		case producer.StatusRejected:
-			sum.Rejected++
-		}
+		sum.Add(o)
 	}
 	if err != nil {
 		sum.NotAttempted = max(1, len(job.Recipients(req.To))) - len(outs)

@@ -86,19 +86,6 @@ const (
 	DefaultIdleTimeout      = 2 * time.Minute
 )
 
-// ConfigFrom takes the API's settings from the environment's configuration.
-func ConfigFrom(c config.Config) (Config, error) {
-	if err := c.Check(); err != nil {
-		return Config{}, err
-	}
-	opt, err := c.RedisConnOpt()
-	if err != nil {
-		return Config{}, err
-	}
-	return Config{Redis: opt, Producer: producer.ConfigFrom(c),
-		PII: logging.NewMasker(c.LogPII), Tokens: c.APITokens, ShutdownTimeout: c.ShutdownTimeout}, nil
-}
-
 func (c *Config) withDefaults() {
 	d := config.Defaults()
 	if c.Producer.Queue == "" {
@@ -176,7 +163,7 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
-	prod, err := producer.NewFromClient(nil, rdb, cfg.Producer)
+	prod, err := producer.NewFromClient(rdb, cfg.Producer)
 	if err != nil {
 		rdb.Close()
 		return nil, err

@@ -18,6 +18,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/wabulk/wabulk/internal/defaults"
 )
 
 // MaxAnswerBytes caps how much of an answer body the client reads; the rest is discarded.
@@ -85,7 +87,7 @@ func New(cfg Config) (*Client, error) {
 	if base == "" {
 		region := cfg.Region
 		if region == "" {
-			region = "in"
+			region = defaults.Region
 		}
 		d, ok := Domains[region]
 		if !ok {
@@ -98,10 +100,10 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("kaleyra: base URL must be an absolute http(s) URL without credentials")
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 15 * time.Second
+		cfg.Timeout = defaults.HTTPTimeout
 	}
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 64
+		cfg.MaxConns = defaults.KaleyraMaxConns
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {

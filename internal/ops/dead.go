@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 )
@@ -82,7 +83,7 @@ func (o *Ops) DeadLetters(ctx context.Context, f DeadFilter) ([]DeadEntry, error
 	newestFirst := func(a, b DeadEntry) int { return b.Time.Compare(a.Time) }
 	for _, c := range names {
 		err := o.deadLetters(ctx, c, f.Code, func(d store.DeadLetter) bool {
-			out = append(out, o.entry(c, d))
+			out = append(out, NewDeadEntry(c, d, o.cfg.PII))
 			// Trim now and then rather than on every append: bounded memory, amortised sorting.
 			if f.Limit > 0 && len(out) >= 2*f.Limit+64 {
 				slices.SortStableFunc(out, newestFirst)
@@ -101,11 +102,11 @@ func (o *Ops) DeadLetters(ctx context.Context, f DeadFilter) ([]DeadEntry, error
 	return out, nil
 }
 
-// entry is d as operators see it: the recipient masked (unless PII is full) both in To and in
-// the task id, whose last part is the recipient's digits.
-func (o *Ops) entry(campaign string, d store.DeadLetter) DeadEntry {
+// NewDeadEntry is d as operators see it: the recipient masked by pii (unless it is full) both in
+// To and in the task id, whose last part is the recipient's digits.
+func NewDeadEntry(campaign string, d store.DeadLetter, pii logging.Masker) DeadEntry {
 	p := d.Payload
-	return DeadEntry{Campaign: campaign, TaskID: o.cfg.PII.TaskID(d.TaskID), To: o.cfg.PII.Phone(p.To), From: p.From, Type: p.Type,
+	return DeadEntry{Campaign: campaign, TaskID: pii.TaskID(d.TaskID), To: pii.Phone(p.To), From: p.From, Type: p.Type,
 		Ref: p.Ref, Ref1: p.Ref1, Ref2: p.Ref2, Code: d.Code, Status: d.Status, Message: d.Message,
 		Attempt: d.Attempt, Time: d.Time}
 }

@@ -36,20 +36,6 @@ type Config struct {
 	PII logging.Masker
 }
 
-// ConfigFrom takes the operator's settings from the environment's configuration.
-func ConfigFrom(c config.Config) (Config, error) {
-	if err := c.Check(); err != nil {
-		return Config{}, err
-	}
-	opt, err := c.RedisConnOpt()
-	if err != nil {
-		return Config{}, err
-	}
-	pc := producer.ConfigFrom(c)
-	return Config{Redis: opt, Queue: pc.Queue, MaxRetry: pc.MaxRetry, Retention: pc.Retention,
-		PII: logging.NewMasker(c.LogPII)}, nil
-}
-
 func (c *Config) withDefaults() {
 	d := config.Defaults()
 	if c.Queue == "" {
@@ -79,7 +65,7 @@ func New(cfg Config) (*Ops, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ops: %w", err)
 	}
-	prod, err := producer.NewFromClient(nil, rdb,
+	prod, err := producer.NewFromClient(rdb,
 		producer.Config{Queue: cfg.Queue, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
 	if err != nil {
 		rdb.Close()

@@ -3,12 +3,9 @@ package ops
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 
 	"github.com/wabulk/wabulk/internal/ratelimit"
 	"github.com/wabulk/wabulk/internal/store"
@@ -160,22 +157,4 @@ func (o *Ops) backlogs(ctx context.Context, lanes []store.Lane) ([]int64, error)
 		}
 	}
 	return out, nil
-}
-
-// WriteSenders writes one row per sender.
-func WriteSenders(w io.Writer, ss []SenderInfo) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SENDER\tRATE/S\tBURST\tSETTING\tBACKLOG\tSENT LAST MIN")
-	for _, s := range ss {
-		setting := "default"
-		if s.Override {
-			setting = "override"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\n", Printable(s.Number), strconv.FormatFloat(s.Rate, 'g', -1, 64), s.Burst,
-			setting, s.Backlog, s.SentLastMinute)
-	}
-	if len(ss) == 0 {
-		fmt.Fprintln(tw, "(no senders: none has an override, a backlog or a send in the last minute)")
-	}
-	return tw.Flush()
 }

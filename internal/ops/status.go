@@ -2,16 +2,13 @@ package ops
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/wabulk/wabulk/internal/store"
-	"github.com/wabulk/wabulk/internal/termline"
 )
 
 // ErrUnknownCampaign is returned for a campaign the queue's ledger has never seen.
@@ -176,58 +173,6 @@ func (o *Ops) Watch(ctx context.Context, campaign string, interval time.Duration
 		case <-t.C:
 		}
 	}
-}
-
-// StatusView says how `wabulk status` shows a Status.
-type StatusView struct {
-	// Campaign limits the campaigns shown to one. Default: all.
-	Campaign string
-	// JSON prints JSON (one compact object per line when watching) instead of tables.
-	JSON bool
-	// Watch redraws every Interval until ctx ends.
-	Watch bool
-	// Interval between redraws. Default 2s.
-	Interval time.Duration
-}
-
-// ShowStatus prints the status once, or keeps redrawing it with v.Watch: on a terminal the
-// screen is cleared each time, elsewhere the snapshots follow one another.
-func (o *Ops) ShowStatus(ctx context.Context, w io.Writer, v StatusView) error {
-	if v.Interval <= 0 {
-		v.Interval = 2 * time.Second
-	}
-	if !v.Watch {
-		st, err := o.Status(ctx, v.Campaign)
-		if err != nil {
-			return err
-		}
-		if v.JSON {
-			return WriteJSON(w, st)
-		}
-		return WriteStatus(w, st)
-	}
-	tty := termline.IsTerminal(w)
-	return o.Watch(ctx, v.Campaign, v.Interval, func(st Status, err error) error {
-		if v.JSON {
-			if err != nil {
-				return json.NewEncoder(w).Encode(map[string]string{"time": time.Now().UTC().Format(time.RFC3339), "error": err.Error()})
-			}
-			return json.NewEncoder(w).Encode(st)
-		}
-		if tty {
-			fmt.Fprint(w, ClearScreen)
-		}
-		fmt.Fprintf(w, "%s  (every %v; Ctrl-C stops)\n", time.Now().Format("15:04:05"), v.Interval)
-		if err != nil {
-			_, werr := fmt.Fprintf(w, "error: %v\n\n", err)
-			return werr
-		}
-		if err := WriteStatus(w, st); err != nil {
-			return err
-		}
-		_, werr := fmt.Fprintln(w)
-		return werr
-	})
 }
 
 // queueExists reports whether asynq knows the queue. When Redis does not answer it says yes,

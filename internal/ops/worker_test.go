@@ -8,7 +8,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
@@ -37,7 +36,7 @@ func startLive(t *testing.T, sbc sandbox.Config, pauseOn ...string) *live {
 			Redis: b.conn, Queue: testQueue, Concurrency: 4, Rate: 1000, RetryBase: 20 * time.Millisecond,
 			RetryMax: 100 * time.Millisecond, ShutdownTimeout: 5 * time.Second, PauseOn: pauseOn,
 			From:    "+" + sandbox.DefaultSender,
-			Kaleyra: kaleyra.Config{SID: sandbox.DefaultSID, APIKey: sandbox.DefaultAPIKey, BaseURL: sb.URL, Timeout: 5 * time.Second},
+			Kaleyra: worker.KaleyraConfig{SID: sandbox.DefaultSID, APIKey: sandbox.DefaultAPIKey, BaseURL: sb.URL, Timeout: 5 * time.Second},
 		}, zap.NewNop())
 	}()
 	t.Cleanup(func() {

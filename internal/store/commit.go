@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/internal/batch"
 )
 
 // Begin and Sent are the two ledger writes on every message's path. Each call is an op; a
@@ -129,23 +131,9 @@ func (l *Ledger) do(ctx context.Context, o *op) {
 func (l *Ledger) Batch(max int) (stop func()) {
 	b := &batcher{ops: make(chan *op, max)}
 	b.wg.Go(func() {
-		batch := make([]*op, 0, max)
-		for o := range b.ops {
-			batch = append(batch[:0], o)
-		more:
-			for len(batch) < max {
-				select {
-				case o, ok := <-b.ops:
-					if !ok {
-						break more
-					}
-					batch = append(batch, o)
-				default:
-					break more
-				}
-			}
-			l.commit(context.Background(), batch)
-			for _, o := range batch {
+		for group := range batch.Of(b.ops, max) {
+			l.commit(context.Background(), group)
+			for _, o := range group {
 				close(o.done)
 			}
 		}

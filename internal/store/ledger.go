@@ -27,6 +27,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wabulk/wabulk/internal/defaults"
 	"github.com/wabulk/wabulk/job"
 )
 
@@ -42,7 +43,7 @@ type Ledger struct {
 // the dedupe window); 0 means 24h.
 func New(rdb redis.UniversalClient, queue string, retention time.Duration) *Ledger {
 	if retention <= 0 {
-		retention = 24 * time.Hour
+		retention = defaults.Retention
 	}
 	return &Ledger{rdb: rdb, queue: queue, retention: retention}
 }

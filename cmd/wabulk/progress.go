@@ -1,4 +1,4 @@
-package ops
+package main
 
 import (
 	"fmt"
@@ -9,30 +9,35 @@ import (
 	"github.com/wabulk/wabulk/internal/termline"
 )
 
-// progress shows how far a send is on a status line (redrawn in place on a terminal, a plain
+// sendProgress shows how far a send is on a status line (redrawn in place on a terminal, a plain
 // line every few seconds elsewhere).
-type progress struct {
-	line   *termline.Line
-	before store.Counts
-	start  time.Time
-	latest store.Counts
+type sendProgress struct {
+	line    *termline.Line
+	before  store.Counts // the campaign's counts at the first update: a re-run adds to them
+	started bool
+	start   time.Time
+	latest  store.Counts
 }
 
-func newProgress(w io.Writer, live bool, every time.Duration, before store.Counts) *progress {
+// newSendProgress draws on w, in place when live; otherwise a plain line every `every` (default 2s).
+func newSendProgress(w io.Writer, live bool, every time.Duration) *sendProgress {
 	if every <= 0 {
 		every = 2 * time.Second
 	}
-	return &progress{line: termline.New(w, live, every), before: before, start: time.Now()}
+	return &sendProgress{line: termline.New(w, live, every), start: time.Now()}
 }
 
-func (p *progress) update(c store.Counts) {
+func (p *sendProgress) update(c store.Counts) {
+	if !p.started {
+		p.before, p.started = c, true
+	}
 	p.latest = c
 	if now := time.Now(); p.line.Due(now) {
 		p.line.Show(p.message(now))
 	}
 }
 
-func (p *progress) message(now time.Time) string {
+func (p *sendProgress) message(now time.Time) string {
 	c := p.latest
 	el := now.Sub(p.start).Seconds()
 	finished := c.Completed + c.Dead - p.before.Completed - p.before.Dead
@@ -47,4 +52,8 @@ func (p *progress) message(now time.Time) string {
 }
 
 // done ends a line drawn in place so what follows starts on its own line.
-func (p *progress) done() { p.line.Done(p.message(time.Now())) }
+func (p *sendProgress) done() {
+	if p.started {
+		p.line.Done(p.message(time.Now()))
+	}
+}

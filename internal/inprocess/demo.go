@@ -1,21 +1,21 @@
-// Package demo is `wabulk demo`: a sample campaign shipped inside the binary, sent through an
+package inprocess
+
+// The demo (`wabulk demo`): a sample campaign shipped inside the binary, sent through an
 // in-process Redis and an in-process fake Kaleyra whose faults are fixed by a seed, so a newcomer
 // sees the whole job — enqueue, rate limit, retries that recover, dead letters — with nothing
 // installed but Go, in a few seconds.
-package demo
 
 import (
 	"bytes"
 	"context"
 	_ "embed"
-	"fmt"
 	"io"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 	"github.com/wabulk/wabulk/worker"
 )
@@ -26,13 +26,13 @@ import (
 //go:embed campaign.csv
 var CampaignCSV []byte
 
-// Campaign is the sample campaign's id.
-const Campaign = "demo-spring-sale"
+// DemoCampaign is the sample campaign's id.
+const DemoCampaign = "demo-spring-sale"
 
-// Sandbox is the fake Kaleyra of the demo: some latency, about one send in eight answered 500
+// DemoSandbox is the fake Kaleyra of the demo: some latency, about one send in eight answered 500
 // WA500 (retried until it goes through), and a few permanent answers — E110 (low balance) and
 // WA400 (bad payload) — that become dead letters. The seed makes every run the same.
-func Sandbox() sandbox.Config {
+func DemoSandbox() sandbox.Config {
 	return sandbox.Config{
 		Seed:    2026,
 		Latency: 30 * time.Millisecond,
@@ -42,9 +42,9 @@ func Sandbox() sandbox.Config {
 	}
 }
 
-// Worker is the demo's worker: retries come back within 200ms–2s (instead of 5s–10m) so the
+// DemoWorker is the demo's worker: retries come back within 200ms–2s (instead of 5s–10m) so the
 // demo ends in seconds, at 60 messages per second.
-func Worker() worker.Config {
+func DemoWorker() worker.Config {
 	return worker.Config{
 		Queue:           "demo",
 		Concurrency:     20,
@@ -56,58 +56,46 @@ func Worker() worker.Config {
 	}
 }
 
-// MaxRetry is the demo's retry budget per job.
-const MaxRetry = 8
+// DemoMaxRetry is the demo's retry budget per job.
+const DemoMaxRetry = 8
 
-// Options are what the caller of Run decides: where output goes and how it looks.
-type Options struct {
-	// Out receives the banner, progress, summary and the closing commands.
+// DemoOptions are what the caller of Demo decides.
+type DemoOptions struct {
+	// Out receives Send's step lines. Default io.Discard.
 	Out io.Writer
-	// Live redraws the progress line in place (a terminal).
-	Live bool
+	// Progress receives the campaign's counts while it drains (see SendConfig.Progress).
+	Progress func(store.Counts)
 	// Log receives the worker's per-attempt JSON lines. Default: none.
 	Log *zap.Logger
 	// Worker, when set, changes the demo's worker settings (tests make it faster).
 	Worker func(*worker.Config)
 }
 
-// Run sends the sample campaign through the in-process Redis and fake Kaleyra, prints the
-// summary, then the commands that do the same against a real Redis and Kaleyra.
-func Run(ctx context.Context, o Options) (ops.SendResult, error) {
-	if o.Out == nil {
-		o.Out = io.Discard
-	}
-	w := Worker()
+// DemoRecipients is how many recipients the sample campaign has.
+var DemoRecipients = bytes.Count(CampaignCSV, []byte("\n")) - 1
+
+// Demo sends the sample campaign through an in-process Redis and fake Kaleyra.
+func Demo(ctx context.Context, o DemoOptions) (SendResult, error) {
+	w := DemoWorker()
 	if o.Worker != nil {
 		o.Worker(&w)
 	}
-	sb := Sandbox()
-	fmt.Fprintf(o.Out, "wabulk demo: %s, %d recipients, through an in-process Redis and a fake Kaleyra\n"+
-		"(faults: %s; seed %d)\n\n", Campaign, bytes.Count(CampaignCSV, []byte("\n"))-1, ops.RatesText(sb.Rates), sb.Seed)
-	res, err := ops.Send(ctx, ops.SendConfig{
-		Campaign:      Campaign,
+	sb := DemoSandbox()
+	return Send(ctx, SendConfig{
+		Campaign:      DemoCampaign,
 		Rows:          producer.ReadCSV(bytes.NewReader(CampaignCSV)),
-		Producer:      producer.Config{MaxRetry: MaxRetry},
+		Producer:      producer.Config{MaxRetry: DemoMaxRetry},
 		Worker:        w,
 		EmbeddedRedis: true,
 		Sandbox:       &sb,
 		Out:           o.Out,
-		Live:          o.Live,
+		Progress:      o.Progress,
 		Log:           o.Log,
 	})
-	if err != nil {
-		return res, err
-	}
-	fmt.Fprintln(o.Out)
-	if err := ops.WriteSendResult(o.Out, res); err != nil {
-		return res, err
-	}
-	_, err = io.WriteString(o.Out, NextSteps)
-	return res, err
 }
 
-// NextSteps are the commands that do what the demo did against a real Redis and Kaleyra.
-const NextSteps = `
+// DemoNextSteps are the commands that do what the demo did against a real Redis and Kaleyra.
+const DemoNextSteps = `
 The same against a real Redis and Kaleyra:
 
   export WABULK_REDIS_URL=redis://127.0.0.1:6379/0   # any Redis 6+; docker run -p 6379:6379 redis:7

@@ -1,4 +1,4 @@
-package ops
+package inprocess
 
 import (
 	"context"
@@ -11,8 +11,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/defaults"
 	"github.com/wabulk/wabulk/internal/embedded"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
@@ -41,15 +43,14 @@ type SendConfig struct {
 	Sandbox *sandbox.Config
 	// RedisName names the Redis in messages (a redacted URL). Default "Redis".
 	RedisName string
-	// Out receives the banner, the progress and the summary. Default io.Discard.
+	// Out receives one line per step: where Redis and the sandbox are, what was enqueued, an
+	// interruption. Default io.Discard.
 	Out io.Writer
 	// Err receives rejected rows as "line N: reason". Default Out.
 	Err io.Writer
-	// Live redraws one progress line in place (for a terminal); otherwise a plain progress line
-	// is written every ProgressEvery.
-	Live bool
-	// ProgressEvery is the time between plain progress lines. Default 2s.
-	ProgressEvery time.Duration
+	// Progress, when set, receives the campaign's counts each time they are read while the
+	// campaign drains (every 100ms), for a progress display.
+	Progress func(store.Counts)
 	// Log receives the worker's per-attempt log lines. Default: none.
 	Log *zap.Logger
 }
@@ -69,7 +70,7 @@ type SendResult struct {
 	Dead       int64            `json:"dead"`
 	DeadByCode map[string]int64 `json:"dead_by_code,omitempty"`
 	// Examples holds up to three of the campaign's dead letters per code.
-	Examples map[string][]DeadEntry `json:"examples,omitempty"`
+	Examples map[string][]ops.DeadEntry `json:"examples,omitempty"`
 	// Elapsed is the run's duration, enqueue included; Rate is Sent per second of it.
 	Elapsed time.Duration `json:"elapsed_ns"`
 	Rate    float64       `json:"rate"`
@@ -153,7 +154,7 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 	}
 	cfg.Producer.Queue, cfg.Producer.DefaultFrom = cfg.Worker.Queue, cfg.Worker.From
 	if cfg.Producer.Queue == "" {
-		cfg.Producer.Queue = "whatsapp"
+		cfg.Producer.Queue = defaults.Queue
 		cfg.Worker.Queue = cfg.Producer.Queue
 	}
 	if cfg.Producer.Retention <= 0 {
@@ -166,7 +167,7 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 	}
 	defer rdb.Close()
 	led := store.New(rdb, cfg.Producer.Queue, cfg.Producer.Retention)
-	prod, err := producer.NewFromClient(nil, rdb, cfg.Producer)
+	prod, err := producer.NewFromClient(rdb, cfg.Producer)
 	if err != nil {
 		return res, err
 	}
@@ -209,7 +210,9 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 		return res, nil
 	}
 
-	prog := newProgress(cfg.Out, cfg.Live, cfg.ProgressEvery, before)
+	if cfg.Progress == nil {
+		cfg.Progress = func(store.Counts) {}
+	}
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
 	var werrEarly error
@@ -221,7 +224,7 @@ wait:
 			if c.Completed+c.Dead >= c.Enqueued {
 				break wait
 			}
-			prog.update(c)
+			cfg.Progress(c)
 		}
 		select {
 		case <-ctx.Done():
@@ -235,7 +238,6 @@ wait:
 		case <-tick.C:
 		}
 	}
-	prog.done()
 	if res.Interrupted {
 		fmt.Fprintln(cfg.Out, "interrupted: stopping the worker (in-flight jobs finish or go back to the queue)…")
 	}
@@ -254,7 +256,7 @@ wait:
 	res.Dead = max(0, c.Dead-before.Dead)
 	res.DeadByCode = c.DeadCodes
 	res.Rate = float64(res.Sent) / max(res.Elapsed.Seconds(), 1e-9)
-	res.Examples, err = deadExamples(bg, led, cfg.Campaign, 3, cfg.Worker.PII)
+	res.Examples, err = deadExamples(bg, led, cfg.Campaign, 3, logging.Masker{Full: cfg.Worker.LogPhoneNumbers})
 	if err != nil {
 		return res, errors.Join(werrEarly, err)
 	}
@@ -263,14 +265,11 @@ wait:
 
 // deadExamples returns up to n dead letters per code of campaign, the recipient masked by pii
 // in its task id too.
-func deadExamples(ctx context.Context, led *store.Ledger, campaign string, n int, pii logging.Masker) (map[string][]DeadEntry, error) {
-	out := map[string][]DeadEntry{}
+func deadExamples(ctx context.Context, led *store.Ledger, campaign string, n int, pii logging.Masker) (map[string][]ops.DeadEntry, error) {
+	out := map[string][]ops.DeadEntry{}
 	err := led.DeadLetters(ctx, campaign, "", func(d store.DeadLetter) bool {
 		if len(out[d.Code]) < n {
-			p := d.Payload
-			out[d.Code] = append(out[d.Code], DeadEntry{Campaign: campaign, TaskID: pii.TaskID(d.TaskID), To: pii.Phone(p.To),
-				Ref: p.Ref, Ref1: p.Ref1, Ref2: p.Ref2, Code: d.Code, Status: d.Status, Message: d.Message,
-				Attempt: d.Attempt, Time: d.Time})
+			out[d.Code] = append(out[d.Code], ops.NewDeadEntry(campaign, d, pii))
 		}
 		return true
 	})

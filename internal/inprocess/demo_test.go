@@ -1,9 +1,8 @@
-package demo
+package inprocess
 
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +19,7 @@ func TestDemoSummaryMatchesWhatTheSandboxReceived(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	start := time.Now()
-	res, err := Run(ctx, Options{Out: &out})
+	res, err := Demo(ctx, DemoOptions{Out: &out})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
@@ -30,7 +29,7 @@ func TestDemoSummaryMatchesWhatTheSandboxReceived(t *testing.T) {
 		t.Fatal("no sandbox stats in the result")
 	}
 	const recipients = 200
-	if res.Enqueue.Enqueued != recipients || res.Enqueue.Rejected != 0 {
+	if recipients != DemoRecipients || res.Enqueue.Enqueued != recipients || res.Enqueue.Rejected != 0 {
 		t.Errorf("enqueue %+v, want %d enqueued, none rejected", res.Enqueue, recipients)
 	}
 	if res.Interrupted || res.Left() != 0 {
@@ -59,19 +58,8 @@ func TestDemoSummaryMatchesWhatTheSandboxReceived(t *testing.T) {
 	if st.Received != res.Sent+res.Retried+res.Dead {
 		t.Errorf("sandbox received %d calls, summary accounts for %d (sent+retried+dead)", st.Received, res.Sent+res.Retried+res.Dead)
 	}
-	text := out.String()
-	for _, want := range []string{
-		fmt.Sprintf("sent      %d", res.Sent),
-		fmt.Sprintf("retried   %d", res.Retried),
-		fmt.Sprintf("dead      %d", res.Dead),
-		"nothing survives the process",
-		"wabulk worker",
-		"wabulk enqueue",
-		"wabulk status",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("output lacks %q", want)
-		}
+	if !strings.Contains(out.String(), "nothing survives the process") {
+		t.Errorf("output does not say the Redis is in memory only:\n%s", out.String())
 	}
 	for code, ex := range res.Examples {
 		if len(ex) == 0 || len(ex) > 3 {

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wabulk/wabulk/internal/inprocess"
+	"github.com/wabulk/wabulk/internal/ops"
+	"github.com/wabulk/wabulk/internal/store"
+)
+
+func TestPrintableEscapesWhatATerminalWouldRun(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain ref, ünïcode ‹›":       "plain ref, ünïcode ‹›",
+		"\x1b[31mred\x1b]0;pwned\x07": `\x1b[31mred\x1b]0;pwned\x07`,
+		"a\tb\nc\rd\x00e\x7f":         `a\tb\nc\rd\x00e\x7f`,
+		"csi \u009b2J":                `csi \u009b2J`,
+		"bad \xff byte, real \uFFFD":  `bad \xff byte, real ` + "\uFFFD",
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Every table the CLI prints escapes what came from outside: refs, Kaleyra's message and code,
+// campaign and queue names read from Redis.
+func TestEveryTableEscapesControlCharacters(t *testing.T) {
+	const evil = "\x1b]0;pwned\x07"
+	var b bytes.Buffer
+	writeDead(&b, []ops.DeadEntry{{Campaign: "c" + evil, To: "+91" + evil, Code: "E1" + evil, Message: "bad " + evil,
+		Ref: evil, Ref1: evil, Ref2: evil, Time: time.Unix(0, 0)}})
+	writeStatus(&b, ops.Status{Queue: ops.QueueCounts{Queue: "q" + evil}, Campaigns: []store.Counts{{Campaign: "c" + evil,
+		DeadCodes: map[string]int64{"E" + evil: 1}}}})
+	writeSendResult(&b, inprocess.SendResult{Campaign: "c" + evil, DeadByCode: map[string]int64{"X" + evil: 1},
+		Examples: map[string][]ops.DeadEntry{"X" + evil: {{To: "+91" + evil, Ref: evil}}}})
+	writeSenders(&b, []ops.SenderInfo{{Number: "+91" + evil}})
+	if out := b.String(); strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("a table prints control characters raw:\n%q", out)
+	}
+}
+
+// An interrupted send says what is left and where it is: in the embedded Redis, gone with the
+// process; in a real Redis, still queued for a worker.
+func TestSendSummarySaysWhatIsLeftAndWhere(t *testing.T) {
+	for _, tc := range []struct {
+		embedded bool
+		want     string
+	}{{true, "gone with this process"}, {false, "wabulk worker"}} {
+		var b bytes.Buffer
+		res := inprocess.SendResult{Campaign: "c", Interrupted: true, Embedded: tc.embedded,
+			Counts: store.Counts{Enqueued: 5, Completed: 2}}
+		if err := writeSendResult(&b, res); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "3 jobs not finished") || !strings.Contains(b.String(), tc.want) {
+			t.Errorf("embedded=%v: summary does not say 3 left and %q:\n%s", tc.embedded, tc.want, b.String())
+		}
+	}
+}
