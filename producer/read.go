@@ -386,7 +386,7 @@ func ReadJSONL(r io.Reader) iter.Seq[Row] {
 	}
 }
 
-var notObject = errors.New(`line is not a JSON object (want {"to": "+91…", …})`)
+var errNotObject = errors.New(`line is not a JSON object (want {"to": "+91…", …})`)
 
 func jsonFields(b []byte) (job.Fields, error) {
 	var f job.Fields
@@ -400,18 +400,18 @@ func jsonFields(b []byte) (job.Fields, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return f, notObject
+		return f, errNotObject
 	}
 	var set uint64 // bit i: job.Columns[i] was given
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return job.Fields{}, notObject
+			return job.Fields{}, errNotObject
 		}
 		k, _ := t.(string)
 		v, err := dec.Token()
 		if err != nil {
-			return job.Fields{}, notObject
+			return job.Fields{}, errNotObject
 		}
 		c := strings.ToLower(strings.TrimSpace(k))
 		i := slices.Index(job.Columns, c)
@@ -434,7 +434,7 @@ func jsonFields(b []byte) (job.Fields, error) {
 		}
 	}
 	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
-		return job.Fields{}, notObject
+		return job.Fields{}, errNotObject
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return job.Fields{}, errors.New("line holds more than one JSON value")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 )
 
 const (
@@ -197,11 +198,11 @@ func TestAnswersOverHTTP(t *testing.T) {
 		code   string
 		retry  bool
 	}{
-		{"documented WA500 is transient", 500, "application/json", bodyWA500, "WA500", true},
-		{"documented E110 is permanent", 400, "application/json", bodyE110, "E110", false},
+		{"documented WA500 is transient", 500, "application/json", body("WA500"), "WA500", true},
+		{"documented E110 is permanent", 400, "application/json", body("E110"), "E110", false},
 		{"HTML 502 is transient by status", 502, "text/html", htmlBadGateway, "", true},
 		{"empty 500 is transient by status", 500, "application/json", "", "", true},
-		{"truncated 500 is transient by status", 500, "application/json", bodyWA500[:30], "", true},
+		{"truncated 500 is transient by status", 500, "application/json", body("WA500")[:30], "", true},
 		{"10 MB 500 is transient by status", 500, "application/json", big, "", true},
 		{"empty 403 is permanent by status", 403, "text/plain", "", "", false},
 	} {
@@ -301,10 +302,10 @@ func TestTheKeyNeverPrints(t *testing.T) {
 		}
 	}
 	// Every kind of error the client returns.
-	for _, d := range documented {
-		texts = append(texts, kaleyra.ParseAnswer(d.status, nil, []byte(d.body)).Error())
+	for _, a := range kaleyradocs.Answers {
+		texts = append(texts, kaleyra.ParseAnswer(a.Status, nil, []byte(a.Body)).Error())
 	}
-	srv, _ := recorder(t, 401, bodyRBC001)
+	srv, _ := recorder(t, 401, body("RBC001"))
 	_, err = c.Send(context.Background(), "919000000001", kaleyra.Message{To: "+919876543210", Type: "text"})
 	texts = append(texts, err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err))
 	_, err = newClient(t, srv.URL, 0).Send(context.Background(), "919000000001", kaleyra.Message{To: "+919876543210", Type: "image", MediaID: "1"})

@@ -11,89 +11,29 @@ import (
 	"unicode/utf8"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 )
 
-// The failure answers of the API reference (kaleyra/send-media-messages.txt), verbatim.
-const (
-	bodyRBC001 = `{
-    "code": "RBC001",
-    "message": "Incorrect SID or API key.",
-    "data": [],
-    "error": {
-        "error": "Incorrect SID or API key."
-    }
-}`
-	bodyWA401 = `{
-    "code": "WA401",
-    "message": "Phone number is not present or does not belong to the account.",
-    "data": {},
-    "error": {
-        "phone_number": "Phone number is not present or does not belong to the account."
-    }
-}`
-	bodyWA400 = `{
-    "code": "WA400",
-    "message": "Refer to correct payload format",
-    "data": {},
-    "error": {
-        "payload": "Incorrect payload format"
-    }
-}`
-	bodyWA500 = `{
-    "code": "WA500",
-    "message": "Please try again later",
-    "data": {},
-    "error": {
-        "error": "Internal server error"
-    }
-}`
-	bodyE110 = `{
-    "code": "E110",
-    "message": "Please check your balance, You have a low balance!",
-    "data": {},
-    "error": {
-        "balance": "Please check your balance, You have a low balance!"
-    }
-}`
-	bodyWA401Account = `{
-    "code": "WA-401",
-    "message": "API is not available for given customer.Please contact support for more info",
-    "data": {},
-    "error": {
-        "account": "API is not available for given customer.Please contact support for more info"
-    }
-}`
-	bodyWA401Version = `{
-    "code": "WA-401",
-    "message": "The phone number you're using is associated with different Version of our WA API. Please use the appropriate endpoint.",
-    "data": {},
-    "error": {
-        "phone_number": "The phone number you're using is associated with different Version of our WA API. Please use the appropriate endpoint."
-    }
-}`
-	// WAV2101 is named by the README's answer table but not shown in the reference; same shape.
-	bodyWAV2101 = `{"code":"WAV2101","message":"Daily limit reached","data":{},"error":{"limit":"Daily limit reached"}}`
+// htmlBadGateway is the page nginx in front of Kaleyra sends when Kaleyra is down.
+const htmlBadGateway = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 
-	htmlBadGateway = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
-
-// documented is every documented answer with the status it comes with.
-var documented = []struct {
-	name   string
-	status int
-	body   string
-}{
-	{"RBC001", 401, bodyRBC001},
-	{"WA401", 401, bodyWA401},
-	{"WA400", 400, bodyWA400},
-	{"WA500", 500, bodyWA500},
-	{"E110", 400, bodyE110},
-	{"WA-401-account", 401, bodyWA401Account},
-	{"WA-401-version", 401, bodyWA401Version},
-	{"WAV2101", 400, bodyWAV2101},
+// body is the body of Kaleyra's documented answer called name.
+func body(name string) string {
+	a, ok := kaleyradocs.Lookup(name)
+	if !ok {
+		panic("Kaleyra documents no answer " + name)
+	}
+	return a.Body
 }
 
 func TestDocumentedFailures(t *testing.T) {
+	// tested holds each status and body a row checks, so a documented answer without a row at its
+	// own status fails below.
+	type answer struct {
+		status int
+		body   string
+	}
+	tested := map[answer]bool{}
 	for _, tc := range []struct {
 		name    string
 		status  int
@@ -103,29 +43,30 @@ func TestDocumentedFailures(t *testing.T) {
 		fields  map[string]string
 		retry   bool
 	}{
-		{"wrong SID or key is permanent", 401, bodyRBC001, "RBC001", "Incorrect SID or API key.",
+		{"wrong SID or key is permanent", 401, body("RBC001"), "RBC001", "Incorrect SID or API key.",
 			map[string]string{"error": "Incorrect SID or API key."}, false},
-		{"sender not on the account is permanent", 401, bodyWA401, "WA401", "Phone number is not present or does not belong to the account.",
+		{"sender not on the account is permanent", 401, body("WA401"), "WA401", "Phone number is not present or does not belong to the account.",
 			map[string]string{"phone_number": "Phone number is not present or does not belong to the account."}, false},
-		{"incorrect payload is permanent", 400, bodyWA400, "WA400", "Refer to correct payload format",
+		{"incorrect payload is permanent", 400, body("WA400"), "WA400", "Refer to correct payload format",
 			map[string]string{"payload": "Incorrect payload format"}, false},
-		{"internal error is transient", 500, bodyWA500, "WA500", "Please try again later",
+		{"internal error is transient", 500, body("WA500"), "WA500", "Please try again later",
 			map[string]string{"error": "Internal server error"}, true},
-		{"low balance is permanent", 400, bodyE110, "E110", "Please check your balance, You have a low balance!",
+		{"low balance is permanent", 400, body("E110"), "E110", "Please check your balance, You have a low balance!",
 			map[string]string{"balance": "Please check your balance, You have a low balance!"}, false},
-		{"API not available for the account is permanent", 401, bodyWA401Account, "WA-401",
+		{"API not available for the account is permanent", 401, body("WA-401-account"), "WA-401",
 			"API is not available for given customer.Please contact support for more info",
 			map[string]string{"account": "API is not available for given customer.Please contact support for more info"}, false},
-		{"sender on another API version is permanent", 401, bodyWA401Version, "WA-401",
+		{"sender on another API version is permanent", 401, body("WA-401-version"), "WA-401",
 			"The phone number you're using is associated with different Version of our WA API. Please use the appropriate endpoint.",
 			map[string]string{"phone_number": "The phone number you're using is associated with different Version of our WA API. Please use the appropriate endpoint."}, false},
-		{"daily limit is permanent", 400, bodyWAV2101, "WAV2101", "Daily limit reached", map[string]string{"limit": "Daily limit reached"}, false},
-		{"daily limit is permanent even on a 429", 429, bodyWAV2101, "WAV2101", "Daily limit reached", map[string]string{"limit": "Daily limit reached"}, false},
-		{"daily limit is permanent even on a 500", 500, bodyWAV2101, "WAV2101", "Daily limit reached", map[string]string{"limit": "Daily limit reached"}, false},
-		{"daily limit on a 200 is still a failure", 200, bodyWAV2101, "WAV2101", "Daily limit reached", map[string]string{"limit": "Daily limit reached"}, false},
+		{"daily limit is permanent", 400, body("WAV2101"), "WAV2101", "Daily limit reached", map[string]string{"limit": "Daily limit reached"}, false},
+		{"daily limit is permanent even on a 429", 429, body("WAV2101"), "WAV2101", "Daily limit reached", map[string]string{"limit": "Daily limit reached"}, false},
+		{"daily limit is permanent even on a 500", 500, body("WAV2101"), "WAV2101", "Daily limit reached", map[string]string{"limit": "Daily limit reached"}, false},
+		{"daily limit on a 200 is still a failure", 200, body("WAV2101"), "WAV2101", "Daily limit reached", map[string]string{"limit": "Daily limit reached"}, false},
 		{"an unknown code on a 4xx is permanent", 403, `{"code":"X1","message":"no"}`, "X1", "no", nil, false},
 		{"an unknown code on a 5xx is transient", 502, `{"code":"X2","message":"later"}`, "X2", "later", nil, true},
 	} {
+		tested[answer{tc.status, tc.body}] = true
 		t.Run(tc.name, func(t *testing.T) {
 			e := parse(t, tc.status, nil, tc.body)
 			if e.Status != tc.status || e.Code != tc.code || e.Message != tc.message || !maps.Equal(e.Fields, tc.fields) {
@@ -141,6 +82,11 @@ func TestDocumentedFailures(t *testing.T) {
 				t.Errorf("timeout %v retry-after %v", e.Timeout, e.RetryAfter)
 			}
 		})
+	}
+	for _, a := range kaleyradocs.Answers {
+		if !tested[answer{a.Status, a.Body}] {
+			t.Errorf("documented answer %s (%d) has no row above", a.Name, a.Status)
+		}
 	}
 }
 
@@ -165,7 +111,7 @@ func TestAnswersWithoutJSONAreClassifiedByStatus(t *testing.T) {
 	}{
 		{"HTML 502 from a proxy is transient", 502, htmlBadGateway, true},
 		{"empty 500 is transient", 500, "", true},
-		{"truncated 500 is transient", 500, bodyWA500[:40], true},
+		{"truncated 500 is transient", 500, body("WA500")[:40], true},
 		{"10 MB body cut to the cap is transient", 500, tenMB[:kaleyra.MaxAnswerBytes], true},
 		{"gateway timeout page is transient", 504, "<html>504</html>", true},
 		{"empty 400 is permanent", 400, "", false},
@@ -233,13 +179,13 @@ func TestRetryAfterIsSurfacedOn429And503(t *testing.T) {
 // FuzzParseAnswer feeds the answer parser arbitrary statuses and bodies. Its seed corpus holds
 // every documented answer, so `go test` runs them all.
 func FuzzParseAnswer(f *testing.F) {
-	for _, d := range documented {
-		f.Add(d.status, []byte(d.body))
+	for _, a := range kaleyradocs.Answers {
+		f.Add(a.Status, []byte(a.Body))
 	}
 	f.Add(200, []byte(`{"messaging_product":"whatsapp","messages":[{"id":"wamid.1"}]}`))
 	f.Add(502, []byte(htmlBadGateway))
 	f.Add(500, []byte(""))
-	f.Add(500, []byte(bodyWA500[:40]))
+	f.Add(500, []byte(body("WA500")[:40]))
 	f.Add(429, []byte(`{"message":"API rate limit exceeded"}`))
 	f.Add(400, []byte(`{"code":"\u0000\u001b[31m","message":{"a":[1]},"error":{"k":"\n\r"}}`))
 	f.Add(400, []byte("{\"code\":\"\xff\xfe\",\"message\":\"\xc3\",\"error\":{\"\xff\":\"\xff\"}}"))

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 	"github.com/wabulk/wabulk/internal/sandbox"
 )
 
@@ -25,15 +27,26 @@ func startSandbox(t *testing.T, cfg sandbox.Config) *sandbox.Server {
 	return s
 }
 
-// The sandbox must answer with the reference's bodies, which this package's tests copy verbatim.
-func TestSandboxAnswersWithTheDocumentedBodies(t *testing.T) {
-	for _, d := range documented {
-		if d.name == "WAV2101" {
-			continue // not in the reference
-		}
-		if got := sandbox.Bodies[d.name]; got != d.body {
-			t.Errorf("sandbox body of %s differs from the reference:\n%s", d.name, got)
-		}
+// The client reads every documented answer the sandbox sends as it reads the documented body.
+func TestClientAgainstSandboxDocumentedAnswers(t *testing.T) {
+	s := startSandbox(t, sandbox.Config{Balance: -1})
+	c := newClient(t, s.URL, time.Second)
+	for _, a := range kaleyradocs.Answers {
+		t.Run(a.Name, func(t *testing.T) {
+			var want *kaleyra.Error
+			if !errors.As(kaleyra.ParseAnswer(a.Status, nil, []byte(a.Body)), &want) {
+				t.Fatalf("the documented body of %s is no *kaleyra.Error", a.Name)
+			}
+			if err := s.Script("+919876543210", a.Name); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.Send(context.Background(), sandboxSender, kaleyra.Message{To: "+919876543210", Type: "image", MediaID: "1"})
+			var e *kaleyra.Error
+			if !errors.As(err, &e) || e.Status != want.Status || e.Code != want.Code || e.Message != want.Message ||
+				!maps.Equal(e.Fields, want.Fields) || e.Retryable() != want.Retryable() {
+				t.Errorf("got %v, want %v", err, want)
+			}
+		})
 	}
 }
 

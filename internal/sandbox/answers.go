@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 )
 
 // The answer names usable in Config.Rates, in scripts and as keys of Stats.Answered. Each is
@@ -99,106 +101,42 @@ var (
 	noCache = []string{"no-cache"}
 )
 
-// The documented failure bodies, byte for byte as the API reference shows them.
+// Pages a proxy in front of Kaleyra sends, as nginx writes them.
 const (
-	bodyRBC001 = `{
-    "code": "RBC001",
-    "message": "Incorrect SID or API key.",
-    "data": [],
-    "error": {
-        "error": "Incorrect SID or API key."
-    }
-}`
-	bodyWA401 = `{
-    "code": "WA401",
-    "message": "Phone number is not present or does not belong to the account.",
-    "data": {},
-    "error": {
-        "phone_number": "Phone number is not present or does not belong to the account."
-    }
-}`
-	bodyWA400 = `{
-    "code": "WA400",
-    "message": "Refer to correct payload format",
-    "data": {},
-    "error": {
-        "payload": "Incorrect payload format"
-    }
-}`
-	bodyWA500 = `{
-    "code": "WA500",
-    "message": "Please try again later",
-    "data": {},
-    "error": {
-        "error": "Internal server error"
-    }
-}`
-	bodyE110 = `{
-    "code": "E110",
-    "message": "Please check your balance, You have a low balance!",
-    "data": {},
-    "error": {
-        "balance": "Please check your balance, You have a low balance!"
-    }
-}`
-	bodyWA401Account = `{
-    "code": "WA-401",
-    "message": "API is not available for given customer.Please contact support for more info",
-    "data": {},
-    "error": {
-        "account": "API is not available for given customer.Please contact support for more info"
-    }
-}`
-	bodyWA401Version = `{
-    "code": "WA-401",
-    "message": "The phone number you're using is associated with different Version of our WA API. Please use the appropriate endpoint.",
-    "data": {},
-    "error": {
-        "phone_number": "The phone number you're using is associated with different Version of our WA API. Please use the appropriate endpoint."
-    }
-}`
-	// WAV2101 is not in the reference; this body follows the documented shape.
-	bodyWAV2101 = `{
-    "code": "WAV2101",
-    "message": "Daily message limit of the account has been reached. Please try again tomorrow.",
-    "data": {},
-    "error": {
-        "limit": "Daily message limit of the account has been reached."
-    }
-}`
 	bodyHTML502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 	bodyHTML504 = "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 
-// Bodies maps each documented answer name to its exact body, for tests that compare bytes.
-var Bodies = map[string]string{
-	AnswerAuth:       bodyRBC001,
-	AnswerSender:     bodyWA401,
-	AnswerBadPayload: bodyWA400,
-	AnswerInternal:   bodyWA500,
-	AnswerLowBalance: bodyE110,
-	AnswerAccount:    bodyWA401Account,
-	AnswerVersion:    bodyWA401Version,
-	AnswerDailyLimit: bodyWAV2101,
-}
-
 // fixed holds every answer that is a plain status + body.
 var fixed = map[string]answer{
-	AnswerAuth:        {status: 401, ctype: ctJSON, body: []byte(bodyRBC001)},
-	AnswerSender:      {status: 401, ctype: ctJSON, body: []byte(bodyWA401)},
-	AnswerBadPayload:  {status: 400, ctype: ctJSON, body: []byte(bodyWA400)},
-	AnswerInternal:    {status: 500, ctype: ctJSON, body: []byte(bodyWA500)},
-	AnswerLowBalance:  {status: 400, ctype: ctJSON, body: []byte(bodyE110)},
-	AnswerAccount:     {status: 401, ctype: ctJSON, body: []byte(bodyWA401Account)},
-	AnswerVersion:     {status: 401, ctype: ctJSON, body: []byte(bodyWA401Version)},
-	AnswerDailyLimit:  {status: 400, ctype: ctJSON, body: []byte(bodyWAV2101)},
+	AnswerAuth:        documented(AnswerAuth),
+	AnswerSender:      documented(AnswerSender),
+	AnswerBadPayload:  documented(AnswerBadPayload),
+	AnswerInternal:    documented(AnswerInternal),
+	AnswerLowBalance:  documented(AnswerLowBalance),
+	AnswerAccount:     documented(AnswerAccount),
+	AnswerVersion:     documented(AnswerVersion),
+	AnswerDailyLimit:  documented(AnswerDailyLimit),
 	AnswerTooMany:     {status: 429, ctype: ctJSON, body: []byte(`{"message":"API rate limit exceeded"}`), retryAfter: true},
 	AnswerUnavailable: {status: 503, ctype: ctText, body: []byte("Service Unavailable\n"), retryAfter: true},
 	AnswerHTML502:     {status: 502, ctype: ctHTML, body: []byte(bodyHTML502)},
-	AnswerTruncated:   {status: 500, ctype: ctJSON, body: []byte(bodyWA500[:len(bodyWA500)/2])},
+	AnswerTruncated:   {status: 500, ctype: ctJSON, body: truncated(documented(AnswerInternal).body)},
 	AnswerGarbage200:  {status: 200, ctype: ctJSON, body: []byte("\x00\xffOK<<not json>>\x1b[0m")},
 	AnswerEmpty500:    {status: 500, ctype: ctJSON},
 }
+
+// documented is the answer Kaleyra documents under name, with the status and the exact body of
+// kaleyradocs.
+func documented(name string) answer {
+	a, ok := kaleyradocs.Lookup(name)
+	if !ok {
+		panic("sandbox: Kaleyra documents no answer " + name)
+	}
+	return answer{status: a.Status, ctype: ctJSON, body: []byte(a.Body)}
+}
+
+// truncated is the first half of body: JSON cut in the middle.
+func truncated(body []byte) []byte { return body[:len(body)/2] }
 
 // knownAnswer reports whether name is one of Answers.
 func knownAnswer(name string) bool {

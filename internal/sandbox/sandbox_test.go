@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 	"github.com/wabulk/wabulk/internal/sandbox"
 )
 
@@ -164,8 +166,8 @@ func TestValidation(t *testing.T) {
 				return
 			}
 			want := map[string]int{"RBC001": 401, "WA401": 401, "WA400": 400}[tc.answer]
-			if status != want || string(body) != sandbox.Bodies[tc.answer] {
-				t.Fatalf("got %d %s, want %d %s", status, body, want, sandbox.Bodies[tc.answer])
+			if doc := documented(t, tc.answer); status != want || string(body) != doc.Body {
+				t.Fatalf("got %d %s, want %d %s", status, body, want, doc.Body)
 			}
 			if ct := h.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q", ct)
@@ -225,7 +227,7 @@ func TestBalanceRunsOutIntoE110UntilToppedUp(t *testing.T) {
 		t.Fatalf("statuses %v, want two accepted then E110", got)
 	}
 	_, _, body := post(t, s, call{body: msg(okFields)})
-	if string(body) != sandbox.Bodies["E110"] {
+	if string(body) != documented(t, "E110").Body {
 		t.Fatalf("body %s", body)
 	}
 	control(t, s, "/_sandbox/balance", `{"balance":1}`, http.StatusOK)
@@ -426,12 +428,42 @@ func TestFaultAnswers(t *testing.T) {
 	}
 }
 
+// A documented answer added to kaleyradocs must be one the sandbox can give, as documented.
+func TestEveryDocumentedAnswerIsSentWithItsStatusAndBytes(t *testing.T) {
+	for _, a := range kaleyradocs.Answers {
+		t.Run(a.Name, func(t *testing.T) {
+			if !slices.Contains(sandbox.Answers, a.Name) {
+				t.Fatalf("%s is not among the sandbox's answers %v", a.Name, sandbox.Answers)
+			}
+			s := start(t, sandbox.Config{})
+			if err := s.Script(to, a.Name); err != nil {
+				t.Fatal(err)
+			}
+			status, h, body := post(t, s, call{body: msg(okFields)})
+			if status != a.Status || string(body) != a.Body || h.Get("Content-Type") != "application/json" {
+				t.Errorf("got %d %q %s, want %d application/json %s", status, h.Get("Content-Type"), body, a.Status, a.Body)
+			}
+		})
+	}
+}
+
+// exact checks that the body is Kaleyra's documented body of name, byte for byte.
 func exact(name string) func(*testing.T, http.Header, []byte) {
 	return func(t *testing.T, _ http.Header, body []byte) {
-		if string(body) != sandbox.Bodies[name] {
+		if string(body) != documented(t, name).Body {
 			t.Errorf("body %s", body)
 		}
 	}
+}
+
+// documented is Kaleyra's documented answer called name.
+func documented(t *testing.T, name string) kaleyradocs.Answer {
+	t.Helper()
+	a, ok := kaleyradocs.Lookup(name)
+	if !ok {
+		t.Fatalf("Kaleyra documents no answer %s", name)
+	}
+	return a
 }
 
 func retryAfter1(t *testing.T, h http.Header, body []byte) {
