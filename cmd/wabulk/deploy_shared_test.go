@@ -1,0 +1,159 @@
+package main
+
+// Helpers shared by the tests of what ships in deploy/ and docker-compose.yml
+// (deploy_k8s_test.go, deploy_compose_test.go, deploy_dockerfile_test.go). No Docker engine or
+// cluster runs where these tests run, so each file is decoded strictly (an unknown or misspelt
+// field fails) and checked against the program itself: config.Vars and config.Load, the
+// subcommands of newRootCmd, the ports and probe paths the program serves.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wabulk/wabulk/internal/config"
+)
+
+// repoRoot is where deploy/ and docker-compose.yml live, seen from this package's directory.
+const repoRoot = "../.."
+
+// The paths `wabulk worker` (on WABULK_METRICS_ADDR) and `wabulk serve` (on WABULK_ADDR) serve:
+// liveness, readiness and Prometheus metrics.
+const (
+	livenessPath  = "/healthz"
+	readinessPath = "/readyz"
+	metricsPath   = "/metrics"
+)
+
+// requiredEnv lists, per subcommand, the variables a deployment must set; each entry is a set of
+// alternatives, one of which must be present.
+var requiredEnv = map[string][][]string{
+	"worker": {{config.EnvSID}, {config.EnvAPIKey, config.EnvAPIKeyFile}, {config.EnvFrom}, {config.EnvRedisURL}},
+	"serve":  {{config.EnvAPITokens}, {config.EnvRedisURL}},
+}
+
+// readFunc reads a file by its slash path relative to the repository root; tests swap it to feed
+// the checkers a modified file.
+type readFunc func(name string) ([]byte, error)
+
+func readRepo(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(name)))
+}
+
+// mutate returns a readFunc that serves file with old replaced by new (which must be there).
+func mutate(t *testing.T, file, old, new string) readFunc {
+	t.Helper()
+	b, err := readRepo(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(old)) {
+		t.Fatalf("%s does not contain %q: update the test", file, old)
+	}
+	changed := bytes.Replace(b, []byte(old), []byte(new), 1)
+	return func(name string) ([]byte, error) {
+		if name == file {
+			return changed, nil
+		}
+		return readRepo(name)
+	}
+}
+
+// problems collects what a checker finds, so that one run reports every mistake, not the first.
+type problems []error
+
+func (p *problems) addf(format string, a ...any) { *p = append(*p, fmt.Errorf(format, a...)) }
+
+func (p *problems) add(errs ...error) {
+	for _, err := range errs {
+		if err != nil {
+			*p = append(*p, err)
+		}
+	}
+}
+
+func (p problems) err() error { return errors.Join(p...) }
+
+func knownVar(name string) bool { return slices.Contains(config.Vars, name) }
+
+// subcommandOf returns the subcommand that args (a container's args, or a compose command) run,
+// checking it is one newRootCmd has and, where that subcommand defines flags, that they parse.
+func subcommandOf(root *cobra.Command, args []string) (string, error) {
+	if len(args) == 0 {
+		return "", errors.New("no subcommand given (the image's CMD would be used; name it explicitly)")
+	}
+	sub, rest, err := root.Find(args)
+	if err != nil || sub == root {
+		return "", fmt.Errorf("%q is not a wabulk subcommand", args[0])
+	}
+	if sub.Flags().HasFlags() {
+		if err := sub.ParseFlags(rest); err != nil {
+			return "", fmt.Errorf("wabulk %s: %v", sub.Name(), err)
+		}
+	}
+	return sub.Name(), nil
+}
+
+// checkRequired reports required variables of subcommand that env lacks.
+func checkRequired(subcommand string, env map[string]string) []error {
+	var errs []error
+	for _, alts := range requiredEnv[subcommand] {
+		if !slices.ContainsFunc(alts, func(v string) bool { _, ok := env[v]; return ok }) {
+			errs = append(errs, fmt.Errorf("wabulk %s needs %s set", subcommand, strings.Join(alts, " or ")))
+		}
+	}
+	return errs
+}
+
+// loadConfig runs config.Load over env, leaving out the variables that name files which exist
+// only inside the container (they are checked against the mounts instead).
+func loadConfig(env map[string]string) (config.Config, error) {
+	return config.Load(func(k string) (string, bool) {
+		v, ok := env[k]
+		if k == config.EnvAPIKeyFile || (k == config.EnvAPITokens && strings.HasPrefix(v, "@")) {
+			return "", false
+		}
+		return v, ok
+	})
+}
+
+// listenPort is the port of a Go listen address such as ":9090" or "0.0.0.0:8089".
+func listenPort(addr string) (int, error) {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(p)
+}
+
+// servedPort returns the variable that sets the address the subcommand serves its probes and
+// metrics on, and that address's port.
+func servedPort(subcommand string, cfg config.Config) (string, int, error) {
+	name, addr := config.EnvMetricsAddr, cfg.MetricsAddr
+	if subcommand == "serve" {
+		name, addr = config.EnvAddr, cfg.Addr
+	}
+	p, err := listenPort(addr)
+	if err != nil {
+		return name, 0, fmt.Errorf("%s=%q: %v", name, addr, err)
+	}
+	return name, p, nil
+}
+
+// wantError fails t unless err mentions want: the CheckerCatchesMistakes tests use it to prove a
+// checker rejects a deliberate mistake.
+func wantError(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got error %v, want one mentioning %q", err, want)
+	}
+}
