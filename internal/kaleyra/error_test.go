@@ -71,7 +71,7 @@ const (
         "phone_number": "The phone number you're using is associated with different Version of our WA API. Please use the appropriate endpoint."
     }
 }`
-	// WAV2101 is named by the README's answer table but not shown in the reference; same shape.
+	// WAV2101 is named by docs/guarantees.md's answer table but not shown in the reference; same shape.
 	bodyWAV2101 = `{"code":"WAV2101","message":"Daily limit reached","data":{},"error":{"limit":"Daily limit reached"}}`
 
 	htmlBadGateway = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
