@@ -26,7 +26,7 @@ import (
 // The lanes phase: every (campaign, sender) pair is its own asynq queue (internal/store's
 // package comment), served by one asynq server per sender in each worker (worker/lanes.go). It
 // measures, with one `wabulk worker` process of the built binary against a zero-latency
-// sandbox, what the redesign promises: senders no longer wait for each other, a small campaign
+// sandbox, what lanes promise: senders do not wait for each other, a small campaign
 // is not stuck behind a big one on the same sender, and a lane with nothing due costs Redis
 // about one call a second.
 

@@ -51,7 +51,7 @@ var Sources = []string{"api", "clevertap", "zoho", "webengage", "shopify", "lead
 type Payload struct {
 	V         int    `json:"v"`
 	Campaign  string `json:"campaign"`
-	From      string `json:"from,omitempty"` // E.164 sender; the producer always sets it (empty, from earlier versions: the worker's KALEYRA_FROM)
+	From      string `json:"from,omitempty"` // E.164 sender; the producer always sets it (empty: the worker's KALEYRA_FROM sends it)
 	To        string `json:"to"`             // E.164 recipient
 	Type      string `json:"type"`
 	MediaID   string `json:"media_id,omitempty"`
@@ -393,8 +393,8 @@ func checkLink(link string) error {
 
 // TaskID is the asynq TaskID of a payload: campaign, sender and recipient, so the same campaign
 // enqueued twice yields the same ids and asynq refuses the second copy. A payload without a
-// sender ("default") comes only from earlier versions: the producer refuses a row whose sender
-// it cannot resolve, since "default" would name a different sender on each KALEYRA_FROM.
+// sender gets "default"; the producer never writes one: it refuses a row whose sender it
+// cannot resolve, since "default" would name a different sender on each KALEYRA_FROM.
 func TaskID(p Payload) string {
 	from := strings.TrimPrefix(p.From, "+")
 	if from == "" {
@@ -422,7 +422,7 @@ func Encode(p Payload) ([]byte, error) {
 }
 
 // Decode reads a payload back from Redis and validates it again: what is in Redis is input too
-// (written by an older version, by hand, or damaged). Unknown fields are refused, and numbers
+// (written by another program, by hand, or damaged). Unknown fields are refused, and numbers
 // must be in the stored form (storedNumber).
 func Decode(b []byte) (Payload, error) {
 	if len(b) > MaxPayload {

@@ -221,7 +221,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 }
 
 // TestEncodeRefusesWhatDecodeWould: a payload within every field limit can still pass
-// MaxPayload once JSON escapes it (issue 18 item 1); Encode must refuse it, since the worker's
+// MaxPayload once JSON escapes it; Encode must refuse it, since the worker's
 // Decode would, and everything Encode accepts must decode.
 func TestEncodeRefusesWhatDecodeWould(t *testing.T) {
 	p, err := New("c", with(func(f *Fields) {

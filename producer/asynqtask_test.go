@@ -191,7 +191,7 @@ func TestOneBatchGivesEachRecipientItsOwnOutcome(t *testing.T) {
 	// flag; only a lane that is not live yet costs a registration call after it (the registry
 	// lives in the namespace's hash slot, not the lane's). The warm-up, on the same lane, loads
 	// the scripts, declares and registers the lane (a producer declares a lane once a minute,
-	// before its tasks are written) and finds the single queue of earlier versions empty, so
+	// before its tasks are written) and finds the single queue (the namespace's) empty, so
 	// there is no look for TaskIDs held there from then on.
 	if _, err := b.p.Send(ctx, "mix", job.Fields{To: number(9), Type: "image", MediaID: "m"}); err != nil {
 		t.Fatal(err)
@@ -239,8 +239,8 @@ func TestCampaignMixGivesExactOutcomesAndSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	// number(2) is held in the single queue of earlier versions: enqueuing it into its lane
-	// would send it twice across the upgrade, so it is a duplicate.
+	// number(2) is held in the single queue (the namespace's): enqueuing it into its lane
+	// would send it twice, so it is a duplicate.
 	held := asynqEnqueue(t, srv, "mix", job.Fields{To: number(2), From: sender, Type: "image", MediaID: "m"}, asynq.Queue(queue))
 	in := "to,type,media_id\n" +
 		number(1) + ",image,m\n" +

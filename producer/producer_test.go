@@ -76,7 +76,7 @@ func run(t *testing.T, p *producer.Producer, campaign string, rows iter.Seq[prod
 // lane is the asynq queue the producer puts campaign's jobs from sender in.
 func lane(campaign, sender string) string { return store.New(nil, queue, 0).LaneName(campaign, sender) }
 
-// queued returns the TaskIDs pending in the namespace: in the single queue of earlier versions
+// queued returns the TaskIDs pending in the namespace: in the single queue named after it
 // and in every lane (each listed in asynq:queues before its first task is written).
 func queued(t *testing.T, insp *asynq.Inspector) map[string]*asynq.TaskInfo {
 	t.Helper()
@@ -503,15 +503,15 @@ func TestNewRefusesAnInvalidDefaultSender(t *testing.T) {
 	}
 }
 
-// An earlier version put every job in one asynq queue, the namespace's. A job it enqueued and
-// that is still held there (pending, retrying, or completed within the retention) must not be
-// enqueued again into its lane when the campaign is re-run after the upgrade: the worker serves
-// the old queue too, and the recipient would get the message twice.
+// A job in the single asynq queue named after the namespace (put there by another producer,
+// such as asynq.Client) that is still held there (pending, retrying, or completed within the
+// retention) must not be enqueued again into its lane when the campaign is run: the worker
+// serves the single queue too, and the recipient would get the message twice.
 func TestJobHeldInTheOldSingleQueueIsADuplicateAfterTheUpgrade(t *testing.T) {
 	b := setup(t, redistest.Options{})
 	ctx := context.Background()
-	// What an earlier version left: a job of campaign "mig" in the single queue, counted in the
-	// campaign's ledger apart from the enqueue.
+	// A job of campaign "mig" in the single queue, counted in the campaign's ledger apart from
+	// the enqueue.
 	held := asynqEnqueue(t, b.srv, "mig", job.Fields{To: number(1), From: sender, Type: "image", MediaID: "m"}, asynq.Queue(queue))
 	if err := b.led.AddEnqueued(ctx, "mig", 1); err != nil {
 		t.Fatal(err)

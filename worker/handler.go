@@ -63,7 +63,7 @@ type handler struct {
 var _ asynq.Handler = (*handler)(nil)
 
 // ProcessTask decodes the job, waits for the sender's turn, calls Kaleyra and acts on the
-// answer per the README's table of Kaleyra's answers. Its error decides what asynq does: nil completes, an error
+// answer per the table of Kaleyra's answers (docs/guarantees.md). Its error decides what asynq does: nil completes, an error
 // wrapping asynq.SkipRetry archives (dead letter), errNotFailure requeues without using a
 // retry, any other error retries with backoff.
 func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
@@ -180,8 +180,8 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queu
 	// The message is out: record it even if the job's context is ending, and try hard, because a
 	// job whose sent marker is lost could be sent again after a crash.
 	rctx := context.WithoutCancel(ctx)
-	// Keep trying through a Redis restart (the soak lost 12 markers to a 2.7 s outage when this
-	// gave up after 1.5 s), but stop well inside asynq's 30 s lease.
+	// Keep trying through a Redis restart (an outage of a few seconds is common; giving up after
+	// one or two would lose markers), but stop well inside asynq's 30 s lease.
 	// The task result (Kaleyra's answer, shown in asynqmon) goes in the same round trip as the
 	// marker: asynq's ResultWriter is one HSET on the task's hash, written here beside the
 	// marker's script instead of in a round trip of its own.

@@ -17,7 +17,7 @@ import (
 
 // A worker serves lanes (see package store): one asynq server per sender, serving that sender's
 // live lanes with weights from their campaigns' priorities, plus one server for the single queue
-// of earlier versions. A job waiting for its sender's rate holds a slot of its own sender's
+// named after the namespace. A job waiting for its sender's rate holds a slot of its own sender's
 // server only, so senders never wait for each other; within a sender, asynq's weighted random
 // choice of the queue to dequeue from gives each campaign its share of the rate.
 //

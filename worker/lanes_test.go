@@ -226,7 +226,7 @@ func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
 
 func TestJobsOfTheSingleQueueAreStillServedBesideLanes(t *testing.T) {
 	b, p := lanes(t)
-	old := b.enqueue("legacy", "+919811111111", 3) // as an earlier version enqueued it
+	old := b.enqueue("legacy", "+919811111111", 3) // into the single queue, with asynq.Client
 	campaign(t, p, "legacy", testSender, "", 0, 3)
 	cfg := b.config()
 	cfg.LaneInterval = 100 * time.Millisecond

@@ -1,6 +1,6 @@
 // Package worker runs wabulk's workers: an asynq server on the campaign queue whose handler
 // waits for the sender's turn under the rate limit all workers share, calls Kaleyra, and
-// completes, retries or dead-letters the job per the README's table of Kaleyra's answers, logging one line per attempt.
+// completes, retries or dead-letters the job per the table of Kaleyra's answers (docs/guarantees.md), logging one line per attempt.
 //
 // Other Go programs can run a worker in process with Run; `wabulk worker` is Run with the
 // configuration read from the environment.

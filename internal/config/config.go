@@ -1,4 +1,4 @@
-// Package config reads wabulk's settings from the environment (the README's Configuration table).
+// Package config reads wabulk's settings from the environment (docs/configuration.md).
 //
 // It is the one place that knows the variable names, their defaults and how each is checked.
 // Commands build a Config with Load, let flags override fields, then call the Require… method

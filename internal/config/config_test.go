@@ -367,7 +367,7 @@ func TestRequireKaleyra(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Real Redis behind TLS and behind Sentinel: the URLs the README documents, end to end through
+// Real Redis behind TLS and behind Sentinel: the URLs docs/configuration.md documents, end to end through
 // Load, RedisConnOpt and asynq.
 
 func freePort(t *testing.T) int {

@@ -1,6 +1,6 @@
 // Package faults proves wabulk's guarantees against real processes: `wabulk worker` and
 // `wabulk enqueue` binaries, real redis-servers that the tests kill and restart, and the
-// sandbox standing in for Kaleyra. Each test is one fault from the README's Guarantees.
+// sandbox standing in for Kaleyra. Each test is one fault of docs/guarantees.md.
 package faults
 
 import (
@@ -121,8 +121,8 @@ func (w *world) waitFor(what string, d time.Duration, cond func() bool) time.Dur
 
 // queues are the asynq queues a campaign's jobs can be in: its lanes, as the namespace's lane
 // registry lists them (producer.Producer enqueues into the lane of each (campaign, sender)),
-// and last the single queue of earlier versions (testQueue), which tests may fill with
-// asynq.Client as a pre-upgrade producer did.
+// and last the single queue named after the namespace (testQueue), which tests may fill
+// with asynq.Client.
 func (w *world) queues(campaign string) ([]string, error) {
 	lanes, err := w.ledger.CampaignLanes(context.Background(), campaign)
 	if err != nil {

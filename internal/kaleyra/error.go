@@ -82,7 +82,7 @@ func (e *Error) Label() string {
 	}
 }
 
-// Retryable reports whether sending again later can succeed (the README's table of Kaleyra's answers): WA500, other
+// Retryable reports whether sending again later can succeed (the table of Kaleyra's answers in docs/guarantees.md): WA500, other
 // 5xx, 429, no answer → yes; WAV2101 and every other 4xx → no.
 func (e *Error) Retryable() bool {
 	if e.permanent || e.Code == CodeDailyLimit {

@@ -193,8 +193,8 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d store.DeadLette
 	if sent {
 		// A record beside a sent marker is stale: the job was sent after it was written (a
 		// redrive that stopped before removing it, or an archive that never reached asynq).
-		// store.Sent removes such records itself; this one was left by an older version,
-		// keeps the counts off (the job counts as sent and dead), and goes.
+		// store.Sent removes such a record when it writes the marker; one found here all the
+		// same keeps the counts off (the job counts as sent and dead), and goes.
 		rep.AlreadySent++
 		if !dryRun {
 			_, err = o.ledger.Undead(ctx, d)

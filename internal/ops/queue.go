@@ -54,7 +54,7 @@ func (o *Ops) setPaused(queue string, pause bool) error {
 
 // setOnePaused pauses or resumes one queue whose state was just read. A repeat is not an
 // error, nor is losing the race to another pause or resume (a worker's WABULK_PAUSE_ON, a
-// second operator). The single queue of earlier versions is paused even before it exists
+// second operator). The single queue named after the namespace is paused even before it exists
 // (asynq keeps the flag), so a task put there later waits too.
 func (o *Ops) setOnePaused(q QueueCounts, pause bool) error {
 	if q.Exists && q.Paused == pause {

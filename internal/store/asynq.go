@@ -70,7 +70,7 @@ type Task struct {
 // queues in asynq's own layout. It is safe for concurrent use.
 type Enqueuer struct {
 	rdb       redis.UniversalClient
-	legacy    string // the single queue of earlier versions
+	legacy    string // the single queue named after the namespace
 	taskType  string
 	maxRetry  int
 	retention time.Duration
@@ -100,10 +100,10 @@ return redis.call("LLEN", KEYS[1]) + redis.call("LLEN", KEYS[2]) + redis.call("Z
   redis.call("ZCARD", KEYS[4]) + redis.call("ZCARD", KEYS[5]) + redis.call("ZCARD", KEYS[6])
 `)
 
-// legacyHeld reports which tasks the single queue of earlier versions still holds under their
-// TaskID (pending, retrying, archived or completed within its retention): enqueuing them into
-// their lane would send a job twice across an upgrade. Nothing enqueues into the single queue
-// any more, so once it is found empty it stays so, and the check costs nothing from then on.
+// legacyHeld reports which tasks the single queue still holds under their TaskID (pending,
+// retrying, archived or completed within its retention): enqueuing them into their lane would
+// send a job twice. wabulk's producer never enqueues into the single queue, so once it is
+// found empty it stays so, and the check costs nothing from then on.
 func (q *Enqueuer) legacyHeld(ctx context.Context, tasks []Task) ([]bool, error) {
 	q.mu.Lock()
 	empty, at := q.legacyEmpty, q.legacyAt

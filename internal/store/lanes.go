@@ -69,7 +69,7 @@ type Lane struct {
 const DefaultSender = "default"
 
 // Namespace is the ledger's namespace (WABULK_QUEUE): the prefix of every lane, and the name of
-// the single queue of earlier versions, which workers still serve.
+// the single queue, which workers serve beside the lanes.
 func (l *Ledger) Namespace() string { return l.queue }
 
 // SenderPart is how sender (E.164, "+" optional; empty: the worker's default) appears in lane
@@ -95,11 +95,11 @@ func (l *Ledger) LaneOfTask(taskID string) (string, bool) {
 	return l.queue + ":" + taskID[:i], true
 }
 
-// LegacyScope is the ledger scope of campaign's jobs in the single queue of earlier versions.
+// LegacyScope is the ledger scope of campaign's jobs in the single queue named after the namespace.
 func (l *Ledger) LegacyScope(campaign string) string { return l.queue + ":" + campaign }
 
 // Scope is the ledger scope of a job of campaign taken from queue: the lane itself, or for the
-// single queue of earlier versions the campaign's scope there.
+// single queue the campaign's scope there.
 func (l *Ledger) Scope(queue, campaign string) string {
 	if queue == l.queue {
 		return l.LegacyScope(campaign)
@@ -475,7 +475,7 @@ func (l *Ledger) QueueOf(scope string) string {
 }
 
 // ReconcileMark is the key where the reconciler keeps the archive time it has read queue up to.
-// The single queue's mark predates lanes and keeps its name.
+// The single queue's mark is a key of the namespace's slot.
 func (l *Ledger) ReconcileMark(queue string) string {
 	if queue == l.queue {
 		return l.nsKey("reconcile:since")
@@ -483,9 +483,9 @@ func (l *Ledger) ReconcileMark(queue string) string {
 	return key(queue, "reconcile:since")
 }
 
-// AddEnqueued counts n jobs of campaign enqueued into the single queue of earlier versions,
-// which counted apart from the enqueue; workers still serve that queue. Lanes count in the
-// enqueue script instead (Enqueuer.Enqueue).
+// AddEnqueued counts n jobs of campaign enqueued into the single queue, which is counted apart
+// from the enqueue (wabulk's producer writes only lanes; workers serve that queue too). Lanes
+// count in the enqueue script instead (Enqueuer.Enqueue).
 func (l *Ledger) AddEnqueued(ctx context.Context, campaign string, n int64) error {
 	pipe := l.rdb.Pipeline()
 	pipe.HIncrBy(ctx, key(l.LegacyScope(campaign), "counts"), "enqueued", n)

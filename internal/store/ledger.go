@@ -79,7 +79,7 @@ type DeadLetter struct {
 
 // key is one of a scope's ledger keys. A scope is a lane (its asynq queue name, so the ledger
 // keys share the lane's hash slot with asynq's keys of that queue) or, for jobs of the single
-// queue of earlier versions, "<namespace>:<campaign>".
+// queue named after the namespace, "<namespace>:<campaign>".
 func key(scope, what string) string { return "wabulk:{" + scope + "}:" + what }
 
 // keys returns the scope's keys in the order the scripts read them.
@@ -183,7 +183,7 @@ func (l *Ledger) IsDead(ctx context.Context, scope, taskID string) (bool, error)
 }
 
 // WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention), in
-// its lane or, for a job of the single queue of earlier versions, in its campaign's scope.
+// its lane or, for a job of the single queue, in its campaign's scope.
 func (l *Ledger) WasSent(ctx context.Context, campaign, taskID string) (bool, error) {
 	pipe := l.rdb.Pipeline()
 	var cmds []*redis.BoolCmd
