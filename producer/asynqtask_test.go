@@ -3,6 +3,7 @@ package producer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
 )
@@ -160,19 +162,13 @@ func TestAsynqServerProcessesProducerTasks(t *testing.T) {
 	if s.err != nil || s.id != id || s.maxRetry != 5 || s.payload != wantP {
 		t.Fatalf("handler saw id %q max retry %d payload %+v (%v); want %q, 5, %+v", s.id, s.maxRetry, s.payload, s.err, id, wantP)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ti, err := b.insp.GetTaskInfo(lane("served", sender), id)
-		if err == nil && ti.State == asynq.TaskStateCompleted {
-			if ti.Retention != time.Hour || ti.CompletedAt.IsZero() {
-				t.Fatalf("completed task retention %v completed at %v, want 1h and a time", ti.Retention, ti.CompletedAt)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task not completed 10s after its handler returned: %+v %v", ti, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var ti *asynq.TaskInfo
+	testkit.Eventually(t, 10*time.Second, "the task to be completed after its handler returned", func() bool {
+		ti, err = b.insp.GetTaskInfo(lane("served", sender), id)
+		return err == nil && ti.State == asynq.TaskStateCompleted
+	}, func() string { return fmt.Sprintf("task %+v, %v", ti, err) })
+	if ti.Retention != time.Hour || ti.CompletedAt.IsZero() {
+		t.Fatalf("completed task retention %v completed at %v, want 1h and a time", ti.Retention, ti.CompletedAt)
 	}
 	// Within the retention the completed task still holds its TaskID.
 	if out, err := b.p.Send(context.Background(), "served", job.Fields{To: number(7), Type: "image", MediaID: "m1", Ref: "r7"}); err != nil || out[0].Status != producer.StatusDuplicate {

@@ -574,23 +574,8 @@ func (p *Producer) Requeue(ctx context.Context, pl job.Payload) (Status, error) 
 	return StatusDuplicate, nil
 }
 
-// Counts are one campaign's jobs by state, summed over its lanes. A campaign is finished when
-// Completed + Dead == Enqueued.
-type Counts struct {
-	Campaign  string           `json:"campaign"`
-	Enqueued  int64            `json:"enqueued"`
-	Pending   int64            `json:"pending"` // waiting in the queue (pending or scheduled)
-	Active    int64            `json:"active"`
-	Retry     int64            `json:"retry"`
-	Completed int64            `json:"completed"` // sent: Kaleyra accepted the message
-	Dead      int64            `json:"dead"`
-	Retries   int64            `json:"retries"`  // failed attempts that were retried
-	Redriven  int64            `json:"redriven"` // dead letters put back in the queue
-	DeadCodes map[string]int64 `json:"dead_by_code,omitempty"`
-}
-
-// Counts reads the campaign's counts (one round trip per lane of the campaign).
-func (p *Producer) Counts(ctx context.Context, campaign string) (Counts, error) {
-	c, err := p.ledger.Counts(ctx, campaign)
-	return Counts(c), err
+// Counts reads the campaign's counts (one round trip per lane of the campaign). The campaign is
+// finished when Completed + Dead == Enqueued.
+func (p *Producer) Counts(ctx context.Context, campaign string) (job.Counts, error) {
+	return p.ledger.Counts(ctx, campaign)
 }

@@ -9,17 +9,16 @@ import (
 
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
 )
-
-const secondSender = "+919000000002"
 
 // lanes is a bundle whose sandbox knows two senders, with a producer on its Redis.
 func lanes(t *testing.T) (*bundle, *producer.Producer) {
 	t.Helper()
 	b := setup(t)
-	sb, err := sandbox.Start(sandbox.Config{SID: testSID, APIKey: testKey, Senders: []string{testSender, secondSender}, Balance: -1})
+	sb, err := sandbox.Start(sandbox.Config{SID: testkit.SID, APIKey: testkit.APIKey, Senders: []string{testkit.Sender, testkit.Sender2}, Balance: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,15 +79,15 @@ func TestSendersReachTheirRatesAtTheSameTime(t *testing.T) {
 	b.run(cfg)
 	// The first sender's campaign fills the worker's slots before the second one is enqueued:
 	// with one FIFO queue the second sender sent nothing until the first one's backlog drained.
-	campaign(t, p, "first", testSender, "", 0, n)
+	campaign(t, p, "first", testkit.Sender, "", 0, n)
 	b.waitFor("the first campaign to start", 10*time.Second, func() bool { return b.counts("first").Completed > 20 })
-	campaign(t, p, "second", secondSender, "", 10_000, n)
+	campaign(t, p, "second", testkit.Sender2, "", 10_000, n)
 	b.waitFor("both campaigns", 40*time.Second, func() bool {
 		return b.counts("first").Completed == n && b.counts("second").Completed == n
 	})
 	calls := b.sb.Calls()
-	a := sends(calls, func(c sandbox.Call) bool { return "+"+c.From == testSender })
-	c := sends(calls, func(c sandbox.Call) bool { return "+"+c.From == secondSender })
+	a := sends(calls, func(c sandbox.Call) bool { return "+"+c.From == testkit.Sender })
+	c := sends(calls, func(c sandbox.Call) bool { return "+"+c.From == testkit.Sender2 })
 	// The window where both are busy: from the second's first send to the first's last.
 	from, to := c[0].Add(time.Second), a[len(a)-1]
 	if to.Sub(from) < 3*time.Second {
@@ -109,9 +108,9 @@ func TestSmallCampaignAfterABigOneFinishesFirst(t *testing.T) {
 	cfg := b.config()
 	cfg.Rate, cfg.Concurrency, cfg.LaneInterval = rate, 10, 200*time.Millisecond
 	b.run(cfg)
-	campaign(t, p, "big", testSender, "", 0, big)
+	campaign(t, p, "big", testkit.Sender, "", 0, big)
 	b.waitFor("the big campaign to start", 10*time.Second, func() bool { return b.counts("big").Completed > 50 })
-	campaign(t, p, "small", testSender, "", 10_000, small)
+	campaign(t, p, "small", testkit.Sender, "", 10_000, small)
 	b.waitFor("the small campaign", 20*time.Second, func() bool { return b.counts("small").Completed == small })
 	bigDone := b.counts("big").Completed
 	t.Logf("when the small campaign finished, the big one had sent %d of %d", bigDone, big)
@@ -126,9 +125,9 @@ func TestHighPriorityOvertakesABusySender(t *testing.T) {
 	cfg := b.config()
 	cfg.Rate, cfg.Concurrency, cfg.LaneInterval = rate, 10, 200*time.Millisecond
 	b.run(cfg)
-	campaign(t, p, "marketing", testSender, "normal", 0, big)
+	campaign(t, p, "marketing", testkit.Sender, "normal", 0, big)
 	b.waitFor("marketing to start", 10*time.Second, func() bool { return b.counts("marketing").Completed > 50 })
-	campaign(t, p, "orders", testSender, "high", 10_000, urgent)
+	campaign(t, p, "orders", testkit.Sender, "high", 10_000, urgent)
 	b.waitFor("the orders", 20*time.Second, func() bool { return b.counts("orders").Completed == urgent })
 	calls := b.sb.Calls()
 	hi := sends(calls, func(c sandbox.Call) bool { return strings.HasPrefix(c.To, "+919800010") })
@@ -190,8 +189,8 @@ func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
 	cfg := b.config()
 	cfg.Retention, cfg.LaneInterval = time.Second, 100*time.Millisecond
 	b.run(cfg)
-	campaign(t, p, "brief", testSender, "", 0, 5)
-	lane := b.ledger.LaneName("brief", testSender)
+	campaign(t, p, "brief", testkit.Sender, "", 0, 5)
+	lane := b.ledger.LaneName("brief", testkit.Sender)
 	b.waitFor("the campaign to be sent", 10*time.Second, func() bool { return b.counts("brief").Completed == 5 })
 	b.waitFor("the lane to be cleaned up", 15*time.Second, func() bool {
 		qs, _ := b.insp.Queues()
@@ -227,7 +226,7 @@ func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
 func TestJobsOfTheSingleQueueAreStillServedBesideLanes(t *testing.T) {
 	b, p := lanes(t)
 	old := b.enqueue("legacy", "+919811111111", 3) // into the single queue, with asynq.Client
-	campaign(t, p, "legacy", testSender, "", 0, 3)
+	campaign(t, p, "legacy", testkit.Sender, "", 0, 3)
 	cfg := b.config()
 	cfg.LaneInterval = 100 * time.Millisecond
 	b.run(cfg)
@@ -248,10 +247,10 @@ func TestASenderRateChangedAtRunTimeIsFollowedWithinFiveSeconds(t *testing.T) {
 	cfg := b.config()
 	cfg.Rate, cfg.Concurrency, cfg.LaneInterval = before, 20, 200*time.Millisecond
 	b.run(cfg)
-	campaign(t, p, "tier", testSender, "", 0, n)
+	campaign(t, p, "tier", testkit.Sender, "", 0, n)
 	b.waitFor("the campaign to start", 10*time.Second, func() bool { return b.counts("tier").Completed > 10 })
 	changed := time.Now()
-	if err := b.ledger.SetSenderRate(context.Background(), testSender, after, 0); err != nil {
+	if err := b.ledger.SetSenderRate(context.Background(), testkit.Sender, after, 0); err != nil {
 		t.Fatal(err)
 	}
 	b.waitFor("the campaign", 40*time.Second, func() bool { return b.counts("tier").Completed == n })

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 // TestConcurrentPauseOnCodesLogNoError: several jobs of one campaign meet a WABULK_PAUSE_ON code
@@ -16,7 +17,7 @@ import (
 func TestConcurrentPauseOnCodesLogNoError(t *testing.T) {
 	b := setup(t)
 	// The answers are held back so that every job is in flight before the first E110 comes.
-	sb, err := sandbox.Start(sandbox.Config{SID: testSID, APIKey: testKey, Senders: []string{testSender},
+	sb, err := sandbox.Start(sandbox.Config{SID: testkit.SID, APIKey: testkit.APIKey, Senders: []string{testkit.Sender},
 		Balance: 0, Latency: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

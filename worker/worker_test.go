@@ -20,14 +20,12 @@ import (
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/job"
 )
 
 const (
-	testSID    = "HXAP16TEST97IN"
-	testKey    = "A0123456789abcdef0123456789abcd3"
-	testSender = "+919000000001"
-	testQueue  = "whatsapp"
+	testQueue = "whatsapp"
 )
 
 // bundle is one test's world: a real redis-server, the sandbox, and a way to run workers.
@@ -46,7 +44,7 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	rs := redistest.Start(t)
-	sb, err := sandbox.Start(sandbox.Config{SID: testSID, APIKey: testKey, Senders: []string{testSender}, Balance: -1})
+	sb, err := sandbox.Start(sandbox.Config{SID: testkit.SID, APIKey: testkit.APIKey, Senders: []string{testkit.Sender}, Balance: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +67,9 @@ func (b *bundle) config() Config {
 		RetryBase:       50 * time.Millisecond,
 		RetryMax:        200 * time.Millisecond,
 		ShutdownTimeout: 3 * time.Second,
-		From:            testSender,
+		From:            testkit.Sender,
 		PollInterval:    20 * time.Millisecond,
-		Kaleyra:         KaleyraConfig{SID: testSID, APIKey: testKey, BaseURL: b.sb.URL, Timeout: 500 * time.Millisecond},
+		Kaleyra:         KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: b.sb.URL, Timeout: 500 * time.Millisecond},
 	}
 }
 
@@ -116,14 +114,10 @@ func (b *bundle) enqueue(campaign, to string, maxRetry int) string {
 // waitFor polls cond until it holds or the deadline passes.
 func (b *bundle) waitFor(what string, d time.Duration, cond func() bool) {
 	b.t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			qi, err := b.insp.GetQueueInfo(testQueue)
-			b.t.Fatalf("timed out after %v waiting for %s; the single queue: %+v (%v)", d, what, qi, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(b.t, d, what, cond, func() string {
+		qi, err := b.insp.GetQueueInfo(testQueue)
+		return fmt.Sprintf("the single queue: %+v (%v)", qi, err)
+	})
 }
 
 func (b *bundle) counts(campaign string) store.Counts {
@@ -299,7 +293,7 @@ func TestLogsCarryRefsAndMaskedNumberButNeverTheKey(t *testing.T) {
 	b.run(b.config())
 	b.waitFor("the send", 10*time.Second, b.done("c6", 1))
 	all := b.logs.String()
-	if strings.Contains(all, testKey) {
+	if strings.Contains(all, testkit.APIKey) {
 		t.Fatal("the API key appears in the logs")
 	}
 	if strings.Contains(all, to[1:]) {
@@ -417,7 +411,7 @@ func TestPauseOnAccountCodePausesQueueWithoutDeadLetters(t *testing.T) {
 }
 
 func TestRedisUnreachableAtStartIsAClearError(t *testing.T) {
-	cfg := Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Kaleyra: KaleyraConfig{SID: testSID, APIKey: testKey, BaseURL: "http://127.0.0.1:1"}}
+	cfg := Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Kaleyra: KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: "http://127.0.0.1:1"}}
 	err := Run(context.Background(), cfg, zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "Redis is unreachable") {
 		t.Fatalf("err = %v", err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/httpapi"
 	"github.com/wabulk/wabulk/internal/logging"
@@ -61,12 +63,17 @@ func workerConfig(c config.Config) (worker.Config, error) {
 	}, nil
 }
 
+// redisOpt checks the configuration every command shares and returns its Redis connection.
+func redisOpt(c config.Config) (asynq.RedisConnOpt, error) {
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	return c.RedisConnOpt()
+}
+
 // opsConfig is the operator commands' configuration.
 func opsConfig(c config.Config) (ops.Config, error) {
-	if err := c.Check(); err != nil {
-		return ops.Config{}, err
-	}
-	opt, err := c.RedisConnOpt()
+	opt, err := redisOpt(c)
 	if err != nil {
 		return ops.Config{}, err
 	}
@@ -77,10 +84,7 @@ func opsConfig(c config.Config) (ops.Config, error) {
 
 // apiConfig is `wabulk serve`'s configuration.
 func apiConfig(c config.Config) (httpapi.Config, error) {
-	if err := c.Check(); err != nil {
-		return httpapi.Config{}, err
-	}
-	opt, err := c.RedisConnOpt()
+	opt, err := redisOpt(c)
 	if err != nil {
 		return httpapi.Config{}, err
 	}

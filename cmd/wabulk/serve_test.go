@@ -14,6 +14,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 const serveToken = "dev-token-change-me-0123456789"
@@ -23,17 +24,17 @@ func startServe(t *testing.T, env []string, args ...string) (*proctest.Proc, str
 	t.Helper()
 	addr := proctest.FreeAddr(t)
 	p := proctest.Start(t, env, append([]string{"serve", "--addr", addr}, args...)...)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if r, err := http.Get("http://" + addr + "/healthz"); err == nil {
+	testkit.Eventually(t, 20*time.Second, "serve to answer /healthz", func() bool {
+		if p.Exited() {
+			t.Fatalf("serve exited; stderr:\n%s", p.Stderr())
+		}
+		r, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
 			r.Body.Close()
-			return p, addr
 		}
-		if p.Exited() || time.Now().After(deadline) {
-			t.Fatalf("serve did not come up; stderr:\n%s", p.Stderr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	}, func() string { return "stderr:\n" + p.Stderr() })
+	return p, addr
 }
 
 // readmeCurl returns the URL and -d body of the README's first `curl … /v1/campaigns` example.

@@ -93,7 +93,7 @@ func run(redisAddr, kaleyraURL, sid, key, from, queue string) error {
 }
 
 // waitFinished polls the campaign's counts until every job is sent or dead.
-func waitFinished(ctx context.Context, p *producer.Producer, campaign string, worker <-chan error) (producer.Counts, error) {
+func waitFinished(ctx context.Context, p *producer.Producer, campaign string, worker <-chan error) (job.Counts, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,23 @@ func TestExampleModuleRuns(t *testing.T) {
 	st := sb.Stats()
 	if st.Accepted != 4 || len(st.Duplicates()) != 0 {
 		t.Errorf("sandbox accepted %d (duplicates %v), want 4 distinct", st.Accepted, st.Duplicates())
+	}
+}
+
+// TestServeDoesNotLinkTestWorlds: the HTTP API (`wabulk serve`) links neither the embedded Redis
+// (miniredis) nor the fake Kaleyra: those belong to `wabulk send`, the demo and the tests.
+func TestServeDoesNotLinkTestWorlds(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", module+"/internal/httpapi").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, module+"/producer") {
+		t.Fatalf("go list -deps lists no producer: %v", deps)
+	}
+	for _, bad := range []string{"github.com/alicebob/miniredis/v2", module + "/internal/sandbox", module + "/internal/embedded", module + "/internal/inprocess"} {
+		if slices.Contains(deps, bad) {
+			t.Errorf("internal/httpapi links %s", bad)
+		}
 	}
 }

@@ -11,19 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestAsynqRunsOnEmbeddedRedis checks what wabulk needs of asynq on miniredis: enqueue with a
 // TaskID, a retry that comes back after its delay, completion and the janitor's removal after
@@ -67,14 +56,14 @@ func TestAsynqRunsOnEmbeddedRedis(t *testing.T) {
 	if _, err := client.Enqueue(asynq.NewTask("t", []byte("x")), asynq.Queue("q"), asynq.TaskID("one")); !errors.Is(err, asynq.ErrTaskIDConflict) {
 		t.Fatalf("second enqueue with the same TaskID: got %v, want ErrTaskIDConflict", err)
 	}
-	waitFor(t, 5*time.Second, "the task to complete after one retry", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the task to complete after one retry", func() bool {
 		info, err := insp.GetQueueInfo("q")
 		return err == nil && info.Completed == 1
 	})
 	if got := calls.Load(); got != 2 {
 		t.Errorf("handler calls = %d, want 2 (one failure, one success)", got)
 	}
-	waitFor(t, 5*time.Second, "the completed task to expire after its retention", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the completed task to expire after its retention", func() bool {
 		_, err := insp.GetTaskInfo("q", "one")
 		return errors.Is(err, asynq.ErrTaskNotFound)
 	})
@@ -95,7 +84,7 @@ func TestAsynqRunsOnEmbeddedRedis(t *testing.T) {
 	if err := rdb.Set(ctx, "ttl", "v", 200*time.Millisecond).Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "a key's TTL to run out in real time", func() bool {
+	testkit.Eventually(t, 5*time.Second, "a key's TTL to run out in real time", func() bool {
 		return rdb.Exists(ctx, "ttl").Val() == 0
 	})
 	l := store.New(rdb, "q", time.Hour)

@@ -19,6 +19,7 @@ import (
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 // WABULK_REDIS_CLUSTER: the real binaries (`wabulk enqueue`, `worker`, `status`, `dead list`,
@@ -40,7 +41,7 @@ func TestClusterCampaignsOnTwoSendersSpreadOverMastersAndRedrive(t *testing.T) {
 	// something: lane whatsapp:spring:919000000001 is slot 2055 (first master), lane
 	// whatsapp:notice:919000000002 slot 15303 (third), the lane registry {whatsapp} slot 6823
 	// (second). The test checks it on the running cluster below.
-	senders := [2]string{testSender, "+919000000002"}
+	senders := [2]string{testkit.Sender, "+919000000002"}
 	campaigns := [2]string{"spring", "notice"}
 	ledger := store.New(cc, testQueue, time.Hour)
 	lanes := [2]string{ledger.LaneName(campaigns[0], senders[0]), ledger.LaneName(campaigns[1], senders[1])}
@@ -56,7 +57,7 @@ func TestClusterCampaignsOnTwoSendersSpreadOverMastersAndRedrive(t *testing.T) {
 			c.Slot(t, lanes[0]), c.Slot(t, lanes[1]))
 	}
 
-	sb, err := sandbox.Start(sandbox.Config{SID: testSID, APIKey: testKey, Senders: senders[:], Balance: -1})
+	sb, err := sandbox.Start(sandbox.Config{SID: testkit.SID, APIKey: testkit.APIKey, Senders: senders[:], Balance: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +72,8 @@ func TestClusterCampaignsOnTwoSendersSpreadOverMastersAndRedrive(t *testing.T) {
 	env := []string{
 		"WABULK_REDIS_CLUSTER=" + c.Addrs(),
 		"WABULK_QUEUE=" + testQueue,
-		"KALEYRA_SID=" + testSID,
-		"KALEYRA_API_KEY=" + testKey,
+		"KALEYRA_SID=" + testkit.SID,
+		"KALEYRA_API_KEY=" + testkit.APIKey,
 		"KALEYRA_BASE_URL=" + sb.URL,
 		"KALEYRA_FROM=" + senders[0],
 		"WABULK_METRICS_ADDR=",

@@ -12,6 +12,7 @@ import (
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 // Redis (AOF on) crashes mid-campaign and comes back: the workers keep running, report not
@@ -81,8 +82,8 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	// The URL carries a password: it must not show in the error either.
 	const redisPassword = "R3dis-Pa55word"
 	url := strings.Replace(rs.URL, "redis://", "redis://:"+redisPassword+"@", 1)
-	env := []string{"WABULK_REDIS_URL=" + url, "WABULK_QUEUE=" + testQueue, "KALEYRA_SID=" + testSID,
-		"KALEYRA_API_KEY=" + testKey, "KALEYRA_BASE_URL=http://127.0.0.1:1", "KALEYRA_FROM=" + testSender,
+	env := []string{"WABULK_REDIS_URL=" + url, "WABULK_QUEUE=" + testQueue, "KALEYRA_SID=" + testkit.SID,
+		"KALEYRA_API_KEY=" + testkit.APIKey, "KALEYRA_BASE_URL=http://127.0.0.1:1", "KALEYRA_FROM=" + testkit.Sender,
 		"WABULK_METRICS_ADDR="}
 
 	start := time.Now()
@@ -90,7 +91,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "Redis is unreachable") || !strings.Contains(stderr, rs.Addr) {
 		t.Errorf("worker: exit %d, stderr %q; want non-zero and a message naming Redis and its address", code, stderr)
 	}
-	if strings.Contains(stderr, testKey) || strings.Contains(stderr, redisPassword) {
+	if strings.Contains(stderr, testkit.APIKey) || strings.Contains(stderr, redisPassword) {
 		t.Error("worker's error output holds the API key or the Redis password")
 	}
 	t.Logf("worker gave up after %v: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(lastLine(stderr)))
@@ -101,7 +102,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	if code != 2 || !strings.Contains(strings.ToLower(stderr+stdout), "redis") {
 		t.Errorf("enqueue: exit %d, stdout %q, stderr %q; want 2 and a message about Redis", code, stdout, stderr)
 	}
-	if strings.Contains(stdout+stderr, testKey) || strings.Contains(stdout+stderr, redisPassword) {
+	if strings.Contains(stdout+stderr, testkit.APIKey) || strings.Contains(stdout+stderr, redisPassword) {
 		t.Error("enqueue's output holds the API key or the Redis password")
 	}
 	t.Logf("enqueue: exit %d: %s", code, strings.TrimSpace(lastLine(stderr)))

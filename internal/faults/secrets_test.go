@@ -14,6 +14,7 @@ import (
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/job"
 )
 
@@ -30,7 +31,7 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	}
 	client := asynq.NewClient(w.redis.ConnOpt(t))
 	defer client.Close()
-	for i, body := range []string{`not json ` + testKey[:6], `{"v":99}`} {
+	for i, body := range []string{`not json ` + testkit.APIKey[:6], `{"v":99}`} {
 		client.Enqueue(asynq.NewTask(job.TaskType, []byte(body)), asynq.Queue(testQueue), asynq.TaskID(fmt.Sprintf("poison-%d", i)))
 	}
 	addr := proctest.FreeAddr(t)
@@ -100,7 +101,7 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 		t.Fatal("the run did not go through the error paths")
 	}
 	for where, text := range places {
-		if strings.Contains(text, testKey) {
+		if strings.Contains(text, testkit.APIKey) {
 			t.Errorf("the API key appears in %s", where)
 		}
 	}

@@ -22,15 +22,13 @@ import (
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
 )
 
 const (
-	testSID    = "HXFAULTS0001IN"
-	testKey    = "Kf4u1tS-5ecret-0123456789abcdef"
-	testSender = "+919000000001"
-	testQueue  = "whatsapp"
+	testQueue = "whatsapp"
 )
 
 // world is one test's system: a redis-server, the sandbox, and what the test reads them with.
@@ -46,7 +44,7 @@ type world struct {
 func newWorld(t *testing.T, sb sandbox.Config, ro redistest.Options) *world {
 	t.Helper()
 	rs := redistest.StartWith(t, ro)
-	sb.SID, sb.APIKey, sb.Senders, sb.Balance = testSID, testKey, []string{testSender}, -1
+	sb.SID, sb.APIKey, sb.Senders, sb.Balance = testkit.SID, testkit.APIKey, []string{testkit.Sender}, -1
 	s, err := sandbox.Start(sb)
 	if err != nil {
 		t.Fatal(err)
@@ -64,10 +62,10 @@ func (w *world) env(extra ...string) []string {
 	return append([]string{
 		"WABULK_REDIS_URL=" + w.redis.URL,
 		"WABULK_QUEUE=" + testQueue,
-		"KALEYRA_SID=" + testSID,
-		"KALEYRA_API_KEY=" + testKey,
+		"KALEYRA_SID=" + testkit.SID,
+		"KALEYRA_API_KEY=" + testkit.APIKey,
 		"KALEYRA_BASE_URL=" + w.sb.URL,
-		"KALEYRA_FROM=" + testSender,
+		"KALEYRA_FROM=" + testkit.Sender,
 		"WABULK_METRICS_ADDR=",
 		"WABULK_RATE=100000",
 		"WABULK_RETRY_BASE=100ms",
@@ -83,7 +81,7 @@ func phone(series, i int) string { return fmt.Sprintf("+9198%02d%06d", series, i
 // producer (the Go API `wabulk enqueue` and `wabulk serve` share) and returns their TaskIDs.
 func (w *world) enqueue(campaign string, series, n, maxRetry int) []string {
 	w.t.Helper()
-	p, err := producer.New(w.redis.ConnOpt(w.t), producer.Config{Queue: testQueue, DefaultFrom: testSender, MaxRetry: maxRetry, Concurrency: 32})
+	p, err := producer.New(w.redis.ConnOpt(w.t), producer.Config{Queue: testQueue, DefaultFrom: testkit.Sender, MaxRetry: maxRetry, Concurrency: 32})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -109,14 +107,7 @@ func (w *world) enqueue(campaign string, series, n, maxRetry int) []string {
 // waitFor polls cond every 20ms until it holds; the test fails when d passes first.
 func (w *world) waitFor(what string, d time.Duration, cond func() bool) time.Duration {
 	w.t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			w.t.Fatalf("timed out after %v waiting for %s; queues: %s", d, what, w.describeQueues())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testkit.Eventually(w.t, d, what, cond, func() string { return "queues: " + w.describeQueues() })
 }
 
 // queues are the asynq queues a campaign's jobs can be in: its lanes, as the namespace's lane

@@ -24,15 +24,15 @@ import (
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
 )
 
 const (
-	testToken  = "test-token-0123456789abcdef"
-	testSender = "+919000000001"
-	testQueue  = "whatsapp"
-	link       = "https://example.com/a.png"
+	testToken = "test-token-0123456789abcdef"
+	testQueue = "whatsapp"
+	link      = "https://example.com/a.png"
 )
 
 // seen records every (method, route pattern, status) the handler tests produced, for the check
@@ -64,7 +64,7 @@ type env struct {
 func setup(t *testing.T, change ...func(*Config)) *env {
 	t.Helper()
 	rs := redistest.Start(t)
-	cfg := Config{Redis: rs.ConnOpt(t), Producer: producer.Config{Queue: testQueue, Retention: time.Hour, DefaultFrom: testSender},
+	cfg := Config{Redis: rs.ConnOpt(t), Producer: producer.Config{Queue: testQueue, Retention: time.Hour, DefaultFrom: testkit.Sender},
 		Tokens: []config.Secret{testToken}, MaxBodyBytes: 64 << 10, MaxRecipients: 50}
 	for _, c := range change {
 		c(&cfg)
@@ -87,7 +87,7 @@ func setup(t *testing.T, change ...func(*Config)) *env {
 // lane is the asynq queue the API puts campaign's jobs from the default sender in: its lane in
 // the namespace testQueue.
 func lane(campaign string) string {
-	return store.New(nil, testQueue, time.Hour).LaneName(campaign, testSender)
+	return store.New(nil, testQueue, time.Hour).LaneName(campaign, testkit.Sender)
 }
 
 type resp struct {
@@ -182,7 +182,7 @@ func TestPostCampaignEnqueuesValidRecipientsAndRejectsTheRest(t *testing.T) {
 		t.Fatalf("task of recipient 2: %v", err)
 	}
 	p, err := job.Decode(ti.Payload)
-	if err != nil || p.Ref != "two" || p.Ref1 != "mkt" || p.From != testSender {
+	if err != nil || p.Ref != "two" || p.Ref1 != "mkt" || p.From != testkit.Sender {
 		t.Errorf("payload = %+v (%v): want the row's ref over the defaults and the default sender", p, err)
 	}
 
@@ -325,9 +325,9 @@ func TestCampaignStatusAndDeadLetters(t *testing.T) {
 	e.postJSON("/v1/campaigns", CampaignRequest{Campaign: "st", Defaults: job.Fields{Type: "image", MediaLink: link},
 		Recipients: []job.Fields{{To: "+919812345601"}, {To: "+919812345602"}}}).accepted(t)
 	// A dead letter as the worker records it (the worker's own tests cover how it gets there).
-	p, _ := job.New("st", job.Fields{To: "+919812345602", Type: "image", MediaLink: link, From: testSender})
+	p, _ := job.New("st", job.Fields{To: "+919812345602", Type: "image", MediaLink: link, From: testkit.Sender})
 	l := store.New(e.rs.Client(t), testQueue, time.Hour)
-	if err := l.Dead(context.Background(), l.LaneName("st", testSender), store.DeadLetter{TaskID: job.TaskID(p), Code: "E110", Status: 400,
+	if err := l.Dead(context.Background(), l.LaneName("st", testkit.Sender), store.DeadLetter{TaskID: job.TaskID(p), Code: "E110", Status: 400,
 		Message: "low balance", Time: time.Now(), Attempt: 1, Payload: p}); err != nil {
 		t.Fatal(err)
 	}
@@ -442,17 +442,10 @@ func TestRedisDyingMidStreamReportsWhatWasEnqueued(t *testing.T) {
 		done <- e.do("POST", "/v1/campaigns?campaign=mid&type=image&media_link="+link, "text/csv", pr)
 	}()
 	fmt.Fprint(pw, "to\n+919812345601\n+919812345602\n+919812345603\n")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "the first three rows to be enqueued", func() bool {
 		q, _ := e.insp.GetQueueInfo(lane("mid"))
-		if q != nil && q.Pending == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first three rows were not enqueued within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return q != nil && q.Pending == 3
+	})
 	e.rs.Stop()
 	fmt.Fprint(pw, "+919812345604\n+919812345605\n")
 	pw.Close()
@@ -481,13 +474,24 @@ func TestServeRefusesAnOpenAPIOffLoopback(t *testing.T) {
 			t.Errorf("ListenAndServe(%q) without tokens: %v, want a refusal naming loopback", addr, err)
 		}
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe(ctx, "127.0.0.1:0") }()
-	time.Sleep(100 * time.Millisecond)
+	go func() { errc <- srv.Serve(ctx, ln) }()
+	testkit.Eventually(t, 5*time.Second, "the API to answer on loopback without tokens", func() bool {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	cancel()
 	if err := <-errc; err != nil {
-		t.Errorf("ListenAndServe on loopback with --insecure-no-auth: %v", err)
+		t.Errorf("Serve on loopback with --insecure-no-auth: %v", err)
 	}
 	for addr, want := range map[string]bool{"127.0.0.1:1": true, "[::1]:1": true, "localhost:1": true, ":1": false, "10.0.0.1:1": false, "junk": false} {
 		if IsLoopback(addr) != want {
@@ -598,7 +602,7 @@ func (quiet) Printf(context.Context, string, ...any) {}
 func TestProducerConfigReachesTheJobs(t *testing.T) {
 	rs := redistest.Start(t)
 	cfg := Config{Redis: rs.ConnOpt(t), Tokens: []config.Secret{testToken},
-		Producer: producer.Config{Queue: "other", MaxRetry: -1, DefaultFrom: testSender}}
+		Producer: producer.Config{Queue: "other", MaxRetry: -1, DefaultFrom: testkit.Sender}}
 	srv, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -21,13 +21,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/worker"
-)
-
-const (
-	browserSID = "HXAP16TEST97IN"
-	browserKey = "A0123456789abcdef0123456789abcd3"
 )
 
 // chromium finds Debian's chromium (installed by scripts/ensure-deps) or another Chrome.
@@ -85,7 +81,7 @@ func TestMonitorInChromium(t *testing.T) {
 	ts := httptest.NewServer(e.h)
 	t.Cleanup(ts.Close)
 
-	sb, err := sandbox.Start(sandbox.Config{SID: browserSID, APIKey: browserKey, Senders: []string{testSender}, Balance: -1})
+	sb, err := sandbox.Start(sandbox.Config{SID: testkit.SID, APIKey: testkit.APIKey, Senders: []string{testkit.Sender}, Balance: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,22 +99,16 @@ func TestMonitorInChromium(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- worker.Run(ctx, worker.Config{Redis: e.rs.ConnOpt(t), Queue: testQueue, From: testSender, Rate: 1000,
+		done <- worker.Run(ctx, worker.Config{Redis: e.rs.ConnOpt(t), Queue: testQueue, From: testkit.Sender, Rate: 1000,
 			Concurrency: 4, PollInterval: 20 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
-			Kaleyra: worker.KaleyraConfig{SID: browserSID, APIKey: browserKey, BaseURL: sb.URL, Timeout: 2 * time.Second}}, zap.NewNop())
+			Kaleyra: worker.KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: sb.URL, Timeout: 2 * time.Second}}, zap.NewNop())
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var r resp
+	testkit.Eventually(t, 20*time.Second, "campaign e2e to finish (1 sent, 1 dead and archived)", func() bool {
 		var st CampaignStatus
-		r := e.do("GET", "/v1/campaigns/e2e", "", nil)
-		if r.code == 200 && json.Unmarshal(r.body, &st) == nil && st.Campaign.Completed == 1 && st.Campaign.Dead == 1 && st.Queue.Archived == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign e2e not done within 20s: %s", r.body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		r = e.do("GET", "/v1/campaigns/e2e", "", nil)
+		return r.code == 200 && json.Unmarshal(r.body, &st) == nil && st.Campaign.Completed == 1 && st.Campaign.Dead == 1 && st.Queue.Archived == 1
+	}, func() string { return string(r.body) })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("worker.Run: %v", err)

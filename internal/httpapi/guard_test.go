@@ -11,6 +11,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/job"
 )
 
@@ -120,16 +121,10 @@ func TestLargeRequestsInFlightAreCapped(t *testing.T) {
 		done <- e.do("POST", "/v1/campaigns?campaign=held&type=image&media_link="+link, "text/csv", pr)
 	}()
 	fmt.Fprint(pw, "to\n+919812345601\n")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if q, _ := e.insp.GetQueueInfo(lane("held")); q != nil && q.Pending == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the streamed campaign's first row was not enqueued within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the streamed campaign's first row to be enqueued", func() bool {
+		q, _ := e.insp.GetQueueInfo(lane("held"))
+		return q != nil && q.Pending == 1
+	})
 	pad := strings.Repeat("x", 2<<10)
 	big := `{"campaign":"big","defaults":{"type":"image","media_link":"` + link + `","ref":"` + pad + `"},"recipients":[{"to":"+919812345602"}]}`
 	bigMsg := `{"campaign":"big","to":"+919812345602","type":"image","media_link":"` + link + `","caption":"` + pad[:1000] + `","ref":"` + pad[:100] + `"}`

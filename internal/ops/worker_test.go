@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/testkit"
 	"github.com/wabulk/wabulk/producer"
 	"github.com/wabulk/wabulk/worker"
 )
@@ -24,19 +26,15 @@ type live struct {
 func startLive(t *testing.T, sbc sandbox.Config, pauseOn ...string) *live {
 	t.Helper()
 	b := setup(t)
-	sb, err := sandbox.Start(sbc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
+	sb := testkit.Sandbox(t, sbc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- worker.Run(ctx, worker.Config{
 			Redis: b.conn, Queue: testQueue, Concurrency: 4, Rate: 1000, RetryBase: 20 * time.Millisecond,
 			RetryMax: 100 * time.Millisecond, ShutdownTimeout: 5 * time.Second, PauseOn: pauseOn,
-			From:    "+" + sandbox.DefaultSender,
-			Kaleyra: worker.KaleyraConfig{SID: sandbox.DefaultSID, APIKey: sandbox.DefaultAPIKey, BaseURL: sb.URL, Timeout: 5 * time.Second},
+			From:    testkit.Sender,
+			Kaleyra: worker.KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: sb.URL, Timeout: 5 * time.Second},
 		}, zap.NewNop())
 	}()
 	t.Cleanup(func() {
@@ -51,7 +49,7 @@ func startLive(t *testing.T, sbc sandbox.Config, pauseOn ...string) *live {
 // produce enqueues a campaign through the producer, as `wabulk enqueue` does.
 func (l *live) produce(t *testing.T, campaign string, to ...string) {
 	t.Helper()
-	p, err := producer.New(l.conn, producer.Config{Queue: testQueue, MaxRetry: 3, DefaultFrom: "+" + sandbox.DefaultSender})
+	p, err := producer.New(l.conn, producer.Config{Queue: testQueue, MaxRetry: 3, DefaultFrom: testkit.Sender})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,18 +67,16 @@ func (l *live) produce(t *testing.T, campaign string, to ...string) {
 // waitCounts polls the campaign's counts until cond holds, failing after 20s.
 func (l *live) waitCounts(t *testing.T, campaign, what string, cond func(store.Counts) bool) store.Counts {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := l.ops.Campaign(context.Background(), campaign)
-		if err == nil && cond(c) {
-			return c
-		}
-		if time.Now().After(deadline) {
-			q, _ := l.ops.QueueCounts("")
-			t.Fatalf("timed out waiting for %s; counts %+v, err %v; queue %+v; sandbox %+v", what, c, err, q, l.sb.Stats())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var c store.Counts
+	var err error
+	testkit.Eventually(t, 20*time.Second, what, func() bool {
+		c, err = l.ops.Campaign(context.Background(), campaign)
+		return err == nil && cond(c)
+	}, func() string {
+		q, _ := l.ops.QueueCounts("")
+		return fmt.Sprintf("counts %+v, err %v; queue %+v; sandbox %+v", c, err, q, l.sb.Stats())
+	})
+	return c
 }
 
 func TestRedriveOfLowBalanceAfterTopUpEndsInSent(t *testing.T) {
@@ -134,18 +130,13 @@ func TestPauseOnLowBalanceThenResumeSendsTheRest(t *testing.T) {
 	l := startLive(t, sandbox.Config{Balance: 0}, "E110")
 	l.produce(t, "paused", numbers[:3]...)
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// Paused, and no job in flight: one that got its E110 after a resume would pause again.
-		q, err := l.ops.QueueCounts("")
-		if err == nil && q.Paused && q.Active == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker did not pause the queue on E110: %+v, %v", q, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Paused, and no job in flight: one that got its E110 after a resume would pause again.
+	var q QueueCounts
+	var err error
+	testkit.Eventually(t, 20*time.Second, "the worker to pause the queue on E110", func() bool {
+		q, err = l.ops.QueueCounts("")
+		return err == nil && q.Paused && q.Active == 0
+	}, func() string { return fmt.Sprintf("queue %+v, %v", q, err) })
 	if c, _ := l.ops.Campaign(context.Background(), "paused"); c.Dead != 0 || c.Completed != 0 {
 		t.Errorf("paused on E110 yet %+v: nothing should be dead or sent", c)
 	}

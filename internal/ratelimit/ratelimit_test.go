@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -185,7 +186,7 @@ func TestCancelledWaitReturnsPromptlyAndPassesItsSlotOn(t *testing.T) {
 	ctx, cancel := context.WithCancel(bg)
 	done := make(chan error, 1)
 	go func() { _, err := l.Wait(ctx, "1"); done <- err }()
-	waitFor(t, "the waiter to hold a slot", func() bool { return l.Stats().Reserved == 2 })
+	testkit.Eventually(t, 10*time.Second, "the waiter to hold a slot", func() bool { return l.Stats().Reserved == 2 })
 	cancel()
 	cancelled := time.Now()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -225,13 +226,13 @@ func TestRedisDownGrantsNothingNewAndGrantsResumeAfterRestart(t *testing.T) {
 	defer wait()
 	defer cancel()
 
-	waitFor(t, "20 grants", func() bool { return g.count() >= 20 })
+	testkit.Eventually(t, 10*time.Second, "20 grants", func() bool { return g.count() >= 20 })
 	s.Stop()
 	stopped := time.Now()
 	before := l.Stats()
 
 	// Slots Redis granted before it died may still be used, within the horizon; then nothing.
-	waitFor(t, "failed round trips", func() bool {
+	testkit.Eventually(t, 10*time.Second, "failed round trips", func() bool {
 		return l.Stats().Errors >= 1 && time.Since(stopped) > l.horizon+200*time.Millisecond
 	})
 	quiet := stopped.Add(l.horizon + l.grace + 50*time.Millisecond)
@@ -254,7 +255,7 @@ func TestRedisDownGrantsNothingNewAndGrantsResumeAfterRestart(t *testing.T) {
 
 	s.Restart(t)
 	n := g.count()
-	waitFor(t, "grants after restart", func() bool { return g.count() >= n+20 })
+	testkit.Eventually(t, 10*time.Second, "grants after restart", func() bool { return g.count() >= n+20 })
 	cancel()
 	wait()
 	t.Logf("down %v: %d failed round trips; stats %+v", downFor.Round(time.Millisecond), down.Errors-before.Errors, l.Stats())
@@ -324,18 +325,6 @@ func TestBurstIsGrantedAtOnceThenTheRate(t *testing.T) {
 		if d < want-5*time.Millisecond || d > want+60*time.Millisecond {
 			t.Errorf("grant %d at %v, want ~%v", i, d, want)
 		}
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -444,7 +433,7 @@ func TestWaveAfterAFlowKeepsTheWindowBound(t *testing.T) {
 		for range 14 { // ~700 messages/s: below the rate, pooled slots in use
 			wg.Go(func() { caller(20 * time.Millisecond) })
 		}
-		waitFor(t, "pooled slots in use", func() bool {
+		testkit.Eventually(t, 10*time.Second, "pooled slots in use", func() bool {
 			st := l.Stats()
 			return st.Tokens > 200 && st.Reserved > st.RoundTrips*3
 		})

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 const ratesKey = "test:rates"
@@ -343,11 +344,11 @@ func TestARaisedRateWakesAFetcherPausedOnTheOldSchedule(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "the first grant", func() bool { return g.count() >= 1 })
+	testkit.Eventually(t, 10*time.Second, "the first grant", func() bool { return g.count() >= 1 })
 	time.Sleep(300 * time.Millisecond) // the others now wait for a slot ~20 s away
 	changed := time.Now()
 	s.Client(t).HSet(context.Background(), ratesKey, "+919800000005", "10")
-	waitFor(t, "grants at the new rate", func() bool { return g.count() >= 11 })
+	testkit.Eventually(t, 10*time.Second, "grants at the new rate", func() bool { return g.count() >= 11 })
 	cancel()
 	wg.Wait()
 	ts := g.sorted()

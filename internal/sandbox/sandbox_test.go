@@ -17,6 +17,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -493,18 +494,6 @@ func TestResetAnswerDropsTheConnection(t *testing.T) {
 	}
 }
 
-// eventually polls cond until it holds or 5 seconds pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestCloseEndsStalledAnswersPromptly(t *testing.T) {
 	for _, answer := range []string{"hang", "slowloris"} {
 		t.Run(answer, func(t *testing.T) {
@@ -523,7 +512,7 @@ func TestCloseEndsStalledAnswersPromptly(t *testing.T) {
 				}
 				errc <- err
 			}()
-			eventually(t, "the stalled answer to begin", func() bool { return s.Stats().Answered[answer] == 1 })
+			testkit.Eventually(t, 5*time.Second, "the stalled answer to begin", func() bool { return s.Stats().Answered[answer] == 1 })
 			begin := time.Now()
 			s.Close()
 			if d := time.Since(begin); d > 2*time.Second {

@@ -48,19 +48,8 @@ func New(rdb redis.UniversalClient, queue string, retention time.Duration) *Ledg
 	return &Ledger{rdb: rdb, queue: queue, retention: retention}
 }
 
-// Counts are one campaign's jobs by state.
-type Counts struct {
-	Campaign  string           `json:"campaign"`
-	Enqueued  int64            `json:"enqueued"`
-	Pending   int64            `json:"pending"` // waiting in the queue (pending or scheduled)
-	Active    int64            `json:"active"`
-	Retry     int64            `json:"retry"`
-	Completed int64            `json:"completed"`
-	Dead      int64            `json:"dead"`
-	Retries   int64            `json:"retries"`  // failed attempts that were retried
-	Redriven  int64            `json:"redriven"` // dead letters put back in the queue
-	DeadCodes map[string]int64 `json:"dead_by_code,omitempty"`
-}
+// Counts are one campaign's jobs by state; the type is the public job.Counts.
+type Counts = job.Counts
 
 // DeadLetter is the durable record of one dead-lettered job.
 type DeadLetter struct {

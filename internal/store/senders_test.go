@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/ratelimit"
 	"github.com/wabulk/wabulk/internal/redistest"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 func TestSenderRatesSetClearList(t *testing.T) {
@@ -186,17 +188,12 @@ func TestSendCounterRunFlushesEverySecondAndOnStop(t *testing.T) {
 	go func() { c.Run(ctx); close(done) }()
 	c.Add("+919876543210")
 	c.Add("+919876543210")
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		got, err := l.SentLastMinute(context.Background())
-		if err == nil && got["919876543210"] == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SentLastMinute = %v, %v 3 s after two sends, want 2", got, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var got map[string]int64
+	var err error
+	testkit.Eventually(t, 3*time.Second, "SentLastMinute to count two sends", func() bool {
+		got, err = l.SentLastMinute(context.Background())
+		return err == nil && got["919876543210"] == 2
+	}, func() string { return fmt.Sprintf("SentLastMinute = %v, %v", got, err) })
 	c.Add("+919876543211")
 	cancel()
 	<-done

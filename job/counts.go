@@ -1,0 +1,17 @@
+package job
+
+// Counts are one campaign's jobs by state, summed over the campaign's lanes (one per sender). A
+// campaign is finished when Completed + Dead == Enqueued.
+type Counts struct {
+	Campaign  string `json:"campaign"`
+	Enqueued  int64  `json:"enqueued"`
+	Pending   int64  `json:"pending"` // waiting in the queue (pending or scheduled)
+	Active    int64  `json:"active"`
+	Retry     int64  `json:"retry"`
+	Completed int64  `json:"completed"` // sent: Kaleyra accepted the message
+	Dead      int64  `json:"dead"`
+	Retries   int64  `json:"retries"`  // failed attempts that were retried
+	Redriven  int64  `json:"redriven"` // dead letters put back in the queue
+	// DeadCodes counts the dead letters by code (Kaleyra's, or wabulk's own such as INVALID_PAYLOAD).
+	DeadCodes map[string]int64 `json:"dead_by_code,omitempty"`
+}
