@@ -34,7 +34,7 @@ func TestMisbehavingKaleyraEndsAsRetryOrDeadLetter(t *testing.T) {
 		ids := map[string]string{}
 		for i, f := range faults {
 			to := fmt.Sprintf("+91984%07d", i)
-			b.sb.Script(to, f.answer, f.answer) // first try + 1 retry, both fail
+			b.Sandbox.Script(to, f.answer, f.answer) // first try + 1 retry, both fail
 			ids[f.answer] = b.enqueue("mis", to, 1)
 		}
 		cfg := b.config()
@@ -66,7 +66,7 @@ func TestMisbehavingKaleyraEndsAsRetryOrDeadLetter(t *testing.T) {
 		cases := []struct{ answer, to string }{{"garbage200", "+919850000001"}, {"slowloris", "+919850000002"}}
 		ids := map[string]string{}
 		for _, c := range cases {
-			b.sb.Script(c.to, c.answer)
+			b.Sandbox.Script(c.to, c.answer)
 			ids[c.answer] = b.enqueue("odd2xx", c.to, 3)
 		}
 		b.run(b.config())
@@ -77,7 +77,7 @@ func TestMisbehavingKaleyraEndsAsRetryOrDeadLetter(t *testing.T) {
 		if c := b.counts("odd2xx"); c.Completed != 2 || c.Retries != 0 {
 			t.Errorf("counts = %+v, want 2 completed without retries", c)
 		}
-		if got := b.sb.Stats().Received; got != 2 {
+		if got := b.Sandbox.Stats().Received; got != 2 {
 			t.Errorf("sandbox received %d calls, want 2 (no re-send of an accepted message)", got)
 		}
 	})
@@ -90,7 +90,7 @@ func TestHugeAnswersAreReadInBoundedMemory(t *testing.T) {
 	const jobs, answerBytes = 10, 10 << 20
 	for i := range jobs {
 		to := fmt.Sprintf("+91986%07d", i)
-		b.sb.Script(to, "big")
+		b.Sandbox.Script(to, "big")
 		b.enqueue("huge", to, 0)
 	}
 	var before, after runtime.MemStats
@@ -129,7 +129,7 @@ func TestUnknownTaskTypeIsDeadLetteredOnceAndTheWorkerKeepsRunning(t *testing.T)
 	}
 	b.run(b.config())
 	b.waitFor("2 archived", 10*time.Second, func() bool {
-		qi, err := b.insp.GetQueueInfo(testQueue)
+		qi, err := b.Insp.GetQueueInfo(testQueue)
 		return err == nil && qi.Archived == 2
 	})
 	good := b.enqueue("after", "+919870000002", 3)
@@ -156,7 +156,7 @@ func TestUnknownTaskTypeIsDeadLetteredOnceAndTheWorkerKeepsRunning(t *testing.T)
 			t.Errorf("raw bytes = %q", d.Raw)
 		}
 	}
-	if got := b.sb.Stats().Received; got != 1 {
+	if got := b.Sandbox.Stats().Received; got != 1 {
 		t.Errorf("sandbox received %d calls, want 1 (only the good job)", got)
 	}
 }

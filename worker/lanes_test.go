@@ -23,8 +23,8 @@ func lanes(t *testing.T) (*bundle, *producer.Producer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	b.sb = sb
-	p, err := producer.New(b.redis.ConnOpt(t), producer.Config{Queue: testQueue, MaxRetry: 3, Retention: time.Hour})
+	b.Sandbox = sb
+	p, err := producer.New(b.Redis.ConnOpt(t), producer.Config{Queue: testQueue, MaxRetry: 3, Retention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestSendersReachTheirRatesAtTheSameTime(t *testing.T) {
 	b.waitFor("both campaigns", 40*time.Second, func() bool {
 		return b.counts("first").Completed == n && b.counts("second").Completed == n
 	})
-	calls := b.sb.Calls()
+	calls := b.Sandbox.Calls()
 	a := sends(calls, func(c sandbox.Call) bool { return "+"+c.From == testkit.Sender })
 	c := sends(calls, func(c sandbox.Call) bool { return "+"+c.From == testkit.Sender2 })
 	// The window where both are busy: from the second's first send to the first's last.
@@ -129,7 +129,7 @@ func TestHighPriorityOvertakesABusySender(t *testing.T) {
 	b.waitFor("marketing to start", 10*time.Second, func() bool { return b.counts("marketing").Completed > 50 })
 	campaign(t, p, "orders", testkit.Sender, "high", 10_000, urgent)
 	b.waitFor("the orders", 20*time.Second, func() bool { return b.counts("orders").Completed == urgent })
-	calls := b.sb.Calls()
+	calls := b.Sandbox.Calls()
 	hi := sends(calls, func(c sandbox.Call) bool { return strings.HasPrefix(c.To, "+919800010") })
 	lo := sends(calls, func(c sandbox.Call) bool { return strings.HasPrefix(c.To, "+919800000") })
 	// From the second high send (the lane is being served) to the last one.
@@ -176,13 +176,13 @@ func TestWeightsGiveHighAtLeastItsShare(t *testing.T) {
 
 func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
 	b, _ := lanes(t)
-	p, err := producer.New(b.redis.ConnOpt(t), producer.Config{Queue: testQueue, MaxRetry: 3, Retention: time.Second})
+	p, err := producer.New(b.Redis.ConnOpt(t), producer.Config{Queue: testQueue, MaxRetry: 3, Retention: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
 	ctx := context.Background()
-	before, err := b.rdb.Keys(ctx, "*").Result()
+	before, err := b.RDB.Keys(ctx, "*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
 	lane := b.ledger.LaneName("brief", testkit.Sender)
 	b.waitFor("the campaign to be sent", 10*time.Second, func() bool { return b.counts("brief").Completed == 5 })
 	b.waitFor("the lane to be cleaned up", 15*time.Second, func() bool {
-		qs, _ := b.insp.Queues()
+		qs, _ := b.Insp.Queues()
 		for _, q := range qs {
 			if q == lane {
 				return false
@@ -202,7 +202,7 @@ func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
 		return true
 	})
 	b.waitFor("the lane's keys to go", 5*time.Second, func() bool {
-		left, _ := b.rdb.Keys(ctx, "*{"+lane+"}*").Result()
+		left, _ := b.RDB.Keys(ctx, "*{"+lane+"}*").Result()
 		return len(left) == 0
 	})
 	live, err := b.ledger.LiveLanes(ctx)
@@ -215,7 +215,7 @@ func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
 	}
 	// Nothing of the lane anywhere: every key now is one the worker keeps for itself (asynq's
 	// servers and workers, wabulk's locks and lane registry), none names the campaign.
-	after, _ := b.rdb.Keys(ctx, "*").Result()
+	after, _ := b.RDB.Keys(ctx, "*").Result()
 	for _, k := range after {
 		if strings.Contains(k, "brief") {
 			t.Errorf("key %q left behind (before the campaign: %d keys)", k, len(before))
@@ -254,7 +254,7 @@ func TestASenderRateChangedAtRunTimeIsFollowedWithinFiveSeconds(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitFor("the campaign", 40*time.Second, func() bool { return b.counts("tier").Completed == n })
-	ts := sends(b.sb.Calls(), func(sandbox.Call) bool { return true })
+	ts := sends(b.Sandbox.Calls(), func(sandbox.Call) bool { return true })
 	from, to := changed.Add(5*time.Second), ts[len(ts)-1]
 	if to.Sub(from) < time.Second {
 		t.Fatalf("only %v of sends after the 5 s allowance: make the campaign bigger", to.Sub(from))

@@ -15,7 +15,7 @@ import (
 func TestFirstAttemptDeadLetterIsNoAsynqWarning(t *testing.T) {
 	b := setup(t)
 	to := "+919812345688"
-	b.sb.Script(to, "E110")
+	b.Sandbox.Script(to, "E110")
 	id := b.enqueue("noise", to, 5)
 	b.run(b.config())
 	b.waitFor("the dead letter", 10*time.Second, b.done("noise", 1))

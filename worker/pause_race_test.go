@@ -34,12 +34,12 @@ func TestConcurrentPauseOnCodesLogNoError(t *testing.T) {
 	stop := b.run(cfg)
 	b.waitFor("every job to meet E110", 10*time.Second, func() bool { return len(sb.Calls()) >= jobs })
 	b.waitFor("the queue to pause", 10*time.Second, func() bool {
-		qi, err := b.insp.GetQueueInfo(testQueue)
+		qi, err := b.Insp.GetQueueInfo(testQueue)
 		return err == nil && qi.Paused
 	})
 	// Let the last answers be handled before reading the log.
 	b.waitFor("every job back in the queue", 10*time.Second, func() bool {
-		qi, err := b.insp.GetQueueInfo(testQueue)
+		qi, err := b.Insp.GetQueueInfo(testQueue)
 		return err == nil && qi.Active == 0
 	})
 	stop()

@@ -19,11 +19,11 @@ func TestReconcilerCountsOnlyTheDeadLettersItAdds(t *testing.T) {
 	var ids []string
 	for i := range 5 {
 		to := fmt.Sprintf("+91981234%04d", 5700+i)
-		b.sb.Script(to, "WA400")
+		b.Sandbox.Script(to, "WA400")
 		ids = append(ids, b.enqueue("rc", to, 3))
 	}
 	opID := b.enqueue("rc", "+919812345799", 3)
-	if err := b.insp.ArchiveTask(testQueue, opID); err != nil {
+	if err := b.Insp.ArchiveTask(testQueue, opID); err != nil {
 		t.Fatal(err)
 	}
 	cfg := b.config()

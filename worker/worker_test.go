@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -30,12 +29,9 @@ const (
 
 // bundle is one test's world: a real redis-server, the sandbox, and a way to run workers.
 type bundle struct {
+	*testkit.World
 	t      *testing.T
-	redis  *redistest.Server
-	rdb    *redis.Client
-	sb     *sandbox.Server
 	client *asynq.Client
-	insp   *asynq.Inspector
 	ledger *store.Ledger
 	logs   *proctest.SyncBuffer
 	maxTry int
@@ -43,24 +39,17 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	rs := redistest.Start(t)
-	sb, err := sandbox.Start(sandbox.Config{SID: testkit.SID, APIKey: testkit.APIKey, Senders: []string{testkit.Sender}, Balance: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	b := &bundle{t: t, redis: rs, rdb: rs.Client(t), sb: sb, logs: &proctest.SyncBuffer{}, maxTry: 3}
-	b.client = asynq.NewClient(rs.ConnOpt(t))
+	w := testkit.NewWorld(t, redistest.Options{}, sandbox.Config{Senders: []string{testkit.Sender}, Balance: -1})
+	b := &bundle{World: w, t: t, logs: &proctest.SyncBuffer{}, maxTry: 3}
+	b.client = asynq.NewClient(w.Redis.ConnOpt(t))
 	t.Cleanup(func() { b.client.Close() })
-	b.insp = asynq.NewInspector(rs.ConnOpt(t))
-	t.Cleanup(func() { b.insp.Close() })
-	b.ledger = store.New(b.rdb, testQueue, time.Hour)
+	b.ledger = store.New(b.RDB, testQueue, time.Hour)
 	return b
 }
 
 func (b *bundle) config() Config {
 	return Config{
-		Redis:           b.redis.ConnOpt(b.t),
+		Redis:           b.Redis.ConnOpt(b.t),
 		Queue:           testQueue,
 		Concurrency:     8,
 		Rate:            1000,
@@ -69,7 +58,7 @@ func (b *bundle) config() Config {
 		ShutdownTimeout: 3 * time.Second,
 		From:            testkit.Sender,
 		PollInterval:    20 * time.Millisecond,
-		Kaleyra:         KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: b.sb.URL, Timeout: 500 * time.Millisecond},
+		Kaleyra:         KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: b.Sandbox.URL, Timeout: 500 * time.Millisecond},
 	}
 }
 
@@ -115,7 +104,7 @@ func (b *bundle) enqueue(campaign, to string, maxRetry int) string {
 func (b *bundle) waitFor(what string, d time.Duration, cond func() bool) {
 	b.t.Helper()
 	testkit.Eventually(b.t, d, what, cond, func() string {
-		qi, err := b.insp.GetQueueInfo(testQueue)
+		qi, err := b.Insp.GetQueueInfo(testQueue)
 		return fmt.Sprintf("the single queue: %+v (%v)", qi, err)
 	})
 }
@@ -134,7 +123,7 @@ func (b *bundle) done(campaign string, n int64) func() bool {
 
 func (b *bundle) taskInfo(id string) *asynq.TaskInfo {
 	b.t.Helper()
-	ti, err := b.insp.GetTaskInfo(testQueue, id)
+	ti, err := b.Insp.GetTaskInfo(testQueue, id)
 	if err != nil {
 		b.t.Fatalf("GetTaskInfo(%s): %v", id, err)
 	}
@@ -155,7 +144,7 @@ func (b *bundle) logLines() []map[string]any {
 
 func TestWA500TwiceThenSuccessIsSentOnceOnAttemptThree(t *testing.T) {
 	b := setup(t)
-	b.sb.Script("+919812345601", "WA500", "WA500", "ok")
+	b.Sandbox.Script("+919812345601", "WA500", "WA500", "ok")
 	id := b.enqueue("c1", "+919812345601", 5)
 	b.run(b.config())
 	b.waitFor("the job to complete", 10*time.Second, b.done("c1", 1))
@@ -168,7 +157,7 @@ func TestWA500TwiceThenSuccessIsSentOnceOnAttemptThree(t *testing.T) {
 	if !bytes.Contains(ti.Result, []byte("wamid.")) {
 		t.Errorf("result = %q, want Kaleyra's answer with the message id", ti.Result)
 	}
-	if got := b.sb.Stats().AcceptedTo["+919812345601"]; got != 1 {
+	if got := b.Sandbox.Stats().AcceptedTo["+919812345601"]; got != 1 {
 		t.Errorf("accepted %d times, want 1", got)
 	}
 	c := b.counts("c1")
@@ -178,7 +167,7 @@ func TestWA500TwiceThenSuccessIsSentOnceOnAttemptThree(t *testing.T) {
 	// The schedule the backoff allows: retry n waits at most min(max, base·2ⁿ) (full jitter),
 	// plus asynq's own granularity: retry times are stored in whole seconds and moved back to
 	// the queue by the forwarder every DelayedTaskCheckInterval (100 ms here).
-	calls := b.sb.Calls()
+	calls := b.Sandbox.Calls()
 	if len(calls) != 3 {
 		t.Fatalf("calls = %d, want 3", len(calls))
 	}
@@ -207,7 +196,7 @@ func TestPermanentAnswersAreDeadLetteredAfterOneCall(t *testing.T) {
 		t.Run(tc.answer, func(t *testing.T) {
 			b := setup(t)
 			to := "+919812345602"
-			b.sb.Script(to, tc.answer)
+			b.Sandbox.Script(to, tc.answer)
 			id := b.enqueue("c2", to, 5)
 			b.run(b.config())
 			b.waitFor("the dead letter", 10*time.Second, b.done("c2", 1))
@@ -219,7 +208,7 @@ func TestPermanentAnswersAreDeadLetteredAfterOneCall(t *testing.T) {
 			if !strings.HasPrefix(ti.LastErr, tc.code+":") {
 				t.Errorf("last error %q does not start with %s", ti.LastErr, tc.code)
 			}
-			if got := b.sb.Stats().Received; got != 1 {
+			if got := b.Sandbox.Stats().Received; got != 1 {
 				t.Errorf("sandbox received %d calls, want exactly 1", got)
 			}
 			var dl []store.DeadLetter
@@ -236,7 +225,7 @@ func TestTransientAnswersAreRetriedAndExhaustionDeadLetters(t *testing.T) {
 		t.Run(answer+" is retried", func(t *testing.T) {
 			b := setup(t)
 			to := "+919812345603"
-			b.sb.Script(to, answer, "ok")
+			b.Sandbox.Script(to, answer, "ok")
 			b.enqueue("c3", to, 3)
 			b.run(b.config())
 			b.waitFor("the send", 15*time.Second, b.done("c3", 1))
@@ -248,7 +237,7 @@ func TestTransientAnswersAreRetriedAndExhaustionDeadLetters(t *testing.T) {
 	t.Run("retries exhausted is archived", func(t *testing.T) {
 		b := setup(t)
 		to := "+919812345604"
-		b.sb.Script(to, "WA500", "WA500", "WA500", "WA500", "ok")
+		b.Sandbox.Script(to, "WA500", "WA500", "WA500", "WA500", "ok")
 		id := b.enqueue("c4", to, 2)
 		b.run(b.config())
 		b.waitFor("the dead letter", 10*time.Second, b.done("c4", 1))
@@ -257,7 +246,7 @@ func TestTransientAnswersAreRetriedAndExhaustionDeadLetters(t *testing.T) {
 		if ti.State != asynq.TaskStateArchived || !strings.HasPrefix(ti.LastErr, "WA500:") {
 			t.Fatalf("state %v, last error %q; want archived with WA500", ti.State, ti.LastErr)
 		}
-		if got := b.sb.Stats().Received; got != 3 {
+		if got := b.Sandbox.Stats().Received; got != 3 {
 			t.Errorf("calls = %d, want 3 (first try + 2 retries)", got)
 		}
 	})
@@ -273,10 +262,10 @@ func TestPoisonPayloadIsDeadLetteredOnce(t *testing.T) {
 	}
 	b.run(b.config())
 	b.waitFor("3 archived", 10*time.Second, func() bool {
-		qi, err := b.insp.GetQueueInfo(testQueue)
+		qi, err := b.Insp.GetQueueInfo(testQueue)
 		return err == nil && qi.Archived == 3
 	})
-	if got := b.sb.Stats().Received; got != 0 {
+	if got := b.Sandbox.Stats().Received; got != 0 {
 		t.Errorf("sandbox received %d calls for poison payloads", got)
 	}
 	ti := b.taskInfo("poison-1")
@@ -288,7 +277,7 @@ func TestPoisonPayloadIsDeadLetteredOnce(t *testing.T) {
 func TestLogsCarryRefsAndMaskedNumberButNeverTheKey(t *testing.T) {
 	b := setup(t)
 	to := "+919812345606"
-	b.sb.Script(to, "WA500", "ok")
+	b.Sandbox.Script(to, "WA500", "ok")
 	b.enqueue("c6", to, 3)
 	b.run(b.config())
 	b.waitFor("the send", 10*time.Second, b.done("c6", 1))
@@ -320,7 +309,7 @@ func TestMoreThanTenThousandDeadLettersAreAllInTheRecord(t *testing.T) {
 		t.Skip("-short")
 	}
 	b := setup(t)
-	b.sb.SetBalance(0) // every send answers E110
+	b.Sandbox.SetBalance(0) // every send answers E110
 	const n = 10_050
 	ctx := context.Background()
 	for i := range n {
@@ -344,7 +333,7 @@ func TestMoreThanTenThousandDeadLettersAreAllInTheRecord(t *testing.T) {
 	if c := b.counts("big"); c.DeadCodes["E110"] != n {
 		t.Errorf("dead by code = %v", c.DeadCodes)
 	}
-	qi, _ := b.insp.GetQueueInfo(testQueue)
+	qi, _ := b.Insp.GetQueueInfo(testQueue)
 	t.Logf("asynq archive holds %d of %d (it trims at 10,000)", qi.Archived, n)
 }
 
@@ -359,7 +348,7 @@ func TestTwoWorkersShareTheRate(t *testing.T) {
 	b.run(cfg)
 	b.run(cfg)
 	b.waitFor("all sent", 30*time.Second, b.done("rate", jobs))
-	calls := b.sb.Calls()
+	calls := b.Sandbox.Calls()
 	if len(calls) != jobs {
 		t.Fatalf("calls = %d, want %d", len(calls), jobs)
 	}
@@ -384,7 +373,7 @@ func TestTwoWorkersShareTheRate(t *testing.T) {
 
 func TestPauseOnAccountCodePausesQueueWithoutDeadLetters(t *testing.T) {
 	b := setup(t)
-	b.sb.SetBalance(0)
+	b.Sandbox.SetBalance(0)
 	for i := range 5 {
 		b.enqueue("pause", fmt.Sprintf("+91983%07d", i), 3)
 	}
@@ -394,14 +383,14 @@ func TestPauseOnAccountCodePausesQueueWithoutDeadLetters(t *testing.T) {
 	// Paused, and no call in flight: an E110 answer still on its way would pause the queue
 	// again after the resume below, as it should (the balance was low when it was sent).
 	b.waitFor("the queue to pause with no job active", 10*time.Second, func() bool {
-		qi, err := b.insp.GetQueueInfo(testQueue)
+		qi, err := b.Insp.GetQueueInfo(testQueue)
 		return err == nil && qi.Paused && qi.Active == 0
 	})
 	if c := b.counts("pause"); c.Dead != 0 {
 		t.Errorf("dead = %d, want 0 while paused", c.Dead)
 	}
-	b.sb.SetBalance(-1)
-	if err := b.insp.UnpauseQueue(testQueue); err != nil {
+	b.Sandbox.SetBalance(-1)
+	if err := b.Insp.UnpauseQueue(testQueue); err != nil {
 		t.Fatal(err)
 	}
 	b.waitFor("all sent after resume", 15*time.Second, b.done("pause", 5))
@@ -424,7 +413,7 @@ func TestTasksArchivedOutsideTheHandlerGetADeadLetterRecord(t *testing.T) {
 	b := setup(t)
 	id := b.enqueue("arch", "+919812345607", 3)
 	// A task archived by an operator in asynqmon never reaches the handler.
-	if err := b.insp.ArchiveTask(testQueue, id); err != nil {
+	if err := b.Insp.ArchiveTask(testQueue, id); err != nil {
 		t.Fatal(err)
 	}
 	cfg := b.config()
@@ -436,14 +425,14 @@ func TestTasksArchivedOutsideTheHandlerGetADeadLetterRecord(t *testing.T) {
 	if len(got) != 1 || got[0].Code != CodeArchived || got[0].Payload.To != "+919812345607" {
 		t.Fatalf("dead letters = %+v, want one ARCHIVED record with the payload", got)
 	}
-	if got := b.sb.Stats().Received; got != 0 {
+	if got := b.Sandbox.Stats().Received; got != 0 {
 		t.Errorf("sandbox received %d calls for an archived task", got)
 	}
 }
 
 func TestPauseOnLastAttemptDeadLettersInsteadOfLosingTrack(t *testing.T) {
 	b := setup(t)
-	b.sb.SetBalance(0)
+	b.Sandbox.SetBalance(0)
 	id := b.enqueue("pauselast", "+919830000001", 0) // no retries: the first attempt is the last
 	cfg := b.config()
 	cfg.PauseOn = []string{"E110"}
@@ -453,7 +442,7 @@ func TestPauseOnLastAttemptDeadLettersInsteadOfLosingTrack(t *testing.T) {
 	if c := b.counts("pauselast"); c.Dead != 1 || c.DeadCodes["E110"] != 1 || c.Active != 0 {
 		t.Errorf("counts = %+v, want one E110 dead letter and nothing active", c)
 	}
-	qi, err := b.insp.GetQueueInfo(testQueue)
+	qi, err := b.Insp.GetQueueInfo(testQueue)
 	if err != nil || !qi.Paused {
 		t.Errorf("queue paused = %v (%v), want paused for the rest of the campaign", qi != nil && qi.Paused, err)
 	}

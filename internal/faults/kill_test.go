@@ -49,7 +49,7 @@ func ageOrphanedLeases(t *testing.T, w *world, campaign string, killedAt time.Ti
 		// asynq server of the process must have beaten so.
 		var skeys []string
 		w.waitFor("a heartbeat of every server of the surviving worker after the kill", 15*time.Second, func() bool {
-			zs, _ := w.rdb.ZRangeWithScores(ctx, serversKey, 0, -1).Result()
+			zs, _ := w.RDB.ZRangeWithScores(ctx, serversKey, 0, -1).Result()
 			skeys = skeys[:0]
 			for _, z := range zs {
 				m := z.Member.(string)
@@ -67,10 +67,10 @@ func ageOrphanedLeases(t *testing.T, w *world, campaign string, killedAt time.Ti
 		// extension is a few milliseconds behind.
 		w.waitFor("the survivor's leases extended", 5*time.Second, func() bool {
 			for _, skey := range skeys {
-				mine, _ := w.rdb.HKeys(ctx, strings.Replace(skey, "asynq:servers:", "asynq:workers:", 1)).Result()
+				mine, _ := w.RDB.HKeys(ctx, strings.Replace(skey, "asynq:servers:", "asynq:workers:", 1)).Result()
 				for _, id := range mine {
 					for _, q := range queues {
-						if s, err := w.rdb.ZScore(ctx, leaseKey(q), id).Result(); err == nil && int64(s) <= killedAt.Unix()+leaseTTL {
+						if s, err := w.RDB.ZScore(ctx, leaseKey(q), id).Result(); err == nil && int64(s) <= killedAt.Unix()+leaseTTL {
 							return false
 						}
 					}
@@ -82,12 +82,12 @@ func ageOrphanedLeases(t *testing.T, w *world, campaign string, killedAt time.Ti
 	var orphans []string
 	past := float64(time.Now().Add(-2 * time.Minute).Unix())
 	for _, q := range queues {
-		ids, err := w.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: leaseKey(q), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(killedAt.Unix()+leaseTTL, 10)}).Result()
+		ids, err := w.RDB.ZRangeArgs(ctx, redis.ZRangeArgs{Key: leaseKey(q), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(killedAt.Unix()+leaseTTL, 10)}).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, id := range ids {
-			w.rdb.ZAddXX(ctx, leaseKey(q), redis.Z{Member: id, Score: past})
+			w.RDB.ZAddXX(ctx, leaseKey(q), redis.Z{Member: id, Score: past})
 		}
 		orphans = append(orphans, ids...)
 	}
@@ -146,7 +146,7 @@ func kill9MidCampaign(t *testing.T, realLease bool) {
 	if c := w.counts("kill9"); c.Completed != jobs {
 		t.Errorf("completed %d, want %d (no faults injected)", c.Completed, jobs)
 	}
-	if st := w.sb.Stats(); int64(len(st.AcceptedTo)) != jobs {
+	if st := w.Sandbox.Stats(); int64(len(st.AcceptedTo)) != jobs {
 		t.Errorf("sandbox accepted %d distinct recipients, want %d", len(st.AcceptedTo), jobs)
 	}
 	for _, p := range []*proctest.Proc{b, restarted} {

@@ -34,12 +34,12 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 	w.waitFor("a fifth of the campaign", 30*time.Second, func() bool { return w.counts("rr").Completed >= jobs/5 })
 
 	down := time.Now()
-	w.redis.Stop() // SIGKILL: what was fsynced survives (appendfsync always)
+	w.Redis.Stop() // SIGKILL: what was fsynced survives (appendfsync always)
 	for _, u := range readyz {
 		w.waitFor("/readyz 503 while Redis is down", 10*time.Second, func() bool { c, _ := get(u); return c == 503 })
 	}
 	notReady := time.Since(down)
-	w.redis.Restart(t)
+	w.Redis.Restart(t)
 	up := time.Now()
 	for _, u := range readyz {
 		w.waitFor("/readyz 200 after the restart", 15*time.Second, func() bool { c, _ := get(u); return c == 200 })
@@ -56,7 +56,7 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 	if c := w.counts("rr"); c.Completed != jobs {
 		t.Errorf("completed %d, want %d", c.Completed, jobs)
 	}
-	if st := w.sb.Stats(); int64(len(st.AcceptedTo)) != jobs {
+	if st := w.Sandbox.Stats(); int64(len(st.AcceptedTo)) != jobs {
 		t.Errorf("sandbox accepted %d distinct recipients, want %d: a job was lost", len(st.AcceptedTo), jobs)
 	}
 	recipients, extra := w.duplicates()

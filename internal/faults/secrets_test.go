@@ -27,9 +27,9 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	n := len(sandbox.Answers)
 	ids := w.enqueue("leak", 7, n, 1)
 	for i, a := range sandbox.Answers {
-		w.sb.Script(phone(7, i), a, a)
+		w.Sandbox.Script(phone(7, i), a, a)
 	}
-	client := asynq.NewClient(w.redis.ConnOpt(t))
+	client := asynq.NewClient(w.Redis.ConnOpt(t))
 	defer client.Close()
 	for i, body := range []string{`not json ` + testkit.APIKey[:6], `{"v":99}`} {
 		client.Enqueue(asynq.NewTask(job.TaskType, []byte(body)), asynq.Queue(testQueue), asynq.TaskID(fmt.Sprintf("poison-%d", i)))
@@ -55,21 +55,21 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	// the ledger's markers and dead-letter records.
 	ctx := context.Background()
 	var all strings.Builder
-	keys, _ := w.rdb.Keys(ctx, "*").Result()
+	keys, _ := w.RDB.Keys(ctx, "*").Result()
 	for _, k := range keys {
-		switch w.rdb.Type(ctx, k).Val() {
+		switch w.RDB.Type(ctx, k).Val() {
 		case "string":
-			all.WriteString(w.rdb.Get(ctx, k).Val())
+			all.WriteString(w.RDB.Get(ctx, k).Val())
 		case "hash":
-			for f, v := range w.rdb.HGetAll(ctx, k).Val() {
+			for f, v := range w.RDB.HGetAll(ctx, k).Val() {
 				all.WriteString(f + "=" + v + "\n")
 			}
 		case "list":
-			all.WriteString(strings.Join(w.rdb.LRange(ctx, k, 0, -1).Val(), "\n"))
+			all.WriteString(strings.Join(w.RDB.LRange(ctx, k, 0, -1).Val(), "\n"))
 		case "set":
-			all.WriteString(strings.Join(w.rdb.SMembers(ctx, k).Val(), "\n"))
+			all.WriteString(strings.Join(w.RDB.SMembers(ctx, k).Val(), "\n"))
 		case "zset":
-			all.WriteString(strings.Join(w.rdb.ZRange(ctx, k, 0, -1).Val(), "\n"))
+			all.WriteString(strings.Join(w.RDB.ZRange(ctx, k, 0, -1).Val(), "\n"))
 		}
 		all.WriteString(k + "\n")
 	}
@@ -80,7 +80,7 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range queues {
-		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){w.insp.ListCompletedTasks, w.insp.ListArchivedTasks} {
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){w.Insp.ListCompletedTasks, w.Insp.ListArchivedTasks} {
 			infos, _ := list(q, asynq.PageSize(1000))
 			for _, ti := range infos {
 				fmt.Fprintf(&tasks, "%s %s %s\n", ti.Payload, ti.Result, ti.LastErr)

@@ -37,14 +37,14 @@ func TestSentTwiceWindow(t *testing.T) {
 		}
 		p := startWorker(t, w.env())
 		w.waitFor("the job to complete", 15*time.Second, w.finished("window", 1))
-		ti, err := w.insp.GetTaskInfo(lane, ids[0])
+		ti, err := w.Insp.GetTaskInfo(lane, ids[0])
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ti.State != asynq.TaskStateCompleted || string(ti.Result) != string(answer) {
 			t.Errorf("task %v with result %q; want completed with the first answer", ti.State, ti.Result)
 		}
-		if got := w.sb.Stats().Received; got != 0 {
+		if got := w.Sandbox.Stats().Received; got != 0 {
 			t.Errorf("sandbox received %d calls, want 0", got)
 		}
 		if c := w.counts("window"); c.Completed != 1 {
@@ -61,7 +61,7 @@ func TestSentTwiceWindow(t *testing.T) {
 		a := startWorker(t, w.env())
 		// The sandbox accepts (and counts) a message when the call arrives, then answers a
 		// second later: kill the worker inside that second.
-		w.waitFor("the call to be accepted", 15*time.Second, func() bool { return w.sb.Stats().Accepted == 1 })
+		w.waitFor("the call to be accepted", 15*time.Second, func() bool { return w.Sandbox.Stats().Accepted == 1 })
 		killedAt := time.Now()
 		a.Signal(t, syscall.SIGKILL)
 		a.Wait(t, 5*time.Second)
@@ -73,7 +73,7 @@ func TestSentTwiceWindow(t *testing.T) {
 		}
 		startWorker(t, w.env())
 		w.waitFor("the job to complete", 15*time.Second, w.finished("window", 1))
-		if got := w.sb.Stats().AcceptedTo[phone(6, 0)]; got != 2 {
+		if got := w.Sandbox.Stats().AcceptedTo[phone(6, 0)]; got != 2 {
 			t.Errorf("accepted %d times, want 2: this window is open and the README says so", got)
 		}
 		if c := w.counts("window"); c.Completed != 1 {

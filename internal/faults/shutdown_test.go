@@ -29,7 +29,7 @@ func stopWorker(t *testing.T, w *world, p interface {
 // checkExactlyOnce: every recipient of the campaign was accepted exactly once.
 func checkExactlyOnce(t *testing.T, w *world, series, n int) {
 	t.Helper()
-	st := w.sb.Stats()
+	st := w.Sandbox.Stats()
 	for i := range n {
 		if got := st.AcceptedTo[phone(series, i)]; got != 1 {
 			t.Errorf("%s accepted %d times, want exactly 1", phone(series, i), got)
@@ -44,7 +44,7 @@ func TestSIGTERMDuringRateLimitWait(t *testing.T) {
 	w := newWorld(t, sandbox.Config{}, redistestOptions())
 	ids := w.enqueue("rlwait", 3, jobs, 8)
 	p := startWorker(t, w.env("WABULK_RATE=1", "WABULK_BURST=1", "WABULK_CONCURRENCY=10", "WABULK_SHUTDOWN_TIMEOUT=5s"))
-	w.waitFor("two sends at 1/s", 15*time.Second, func() bool { return w.sb.Stats().Accepted >= 2 })
+	w.waitFor("two sends at 1/s", 15*time.Second, func() bool { return w.Sandbox.Stats().Accepted >= 2 })
 	took := stopWorker(t, w, p, 5*time.Second)
 	sentBefore := w.counts("rlwait").Completed
 	qi, err := w.queueInfo("rlwait")
@@ -73,13 +73,13 @@ func TestSIGTERMDuringSlowKaleyraCall(t *testing.T) {
 	w := newWorld(t, sandbox.Config{Latency: 2 * time.Second}, redistestOptions())
 	ids := w.enqueue("slow", 4, jobs, 8)
 	p := startWorker(t, w.env("WABULK_CONCURRENCY=5", "WABULK_SHUTDOWN_TIMEOUT=10s"))
-	w.waitFor("5 calls in flight", 15*time.Second, func() bool { return w.sb.Stats().Received == concurrency })
+	w.waitFor("5 calls in flight", 15*time.Second, func() bool { return w.Sandbox.Stats().Received == concurrency })
 	took := stopWorker(t, w, p, 10*time.Second)
 	c := w.counts("slow")
 	if c.Completed != concurrency || c.Active != 0 {
 		t.Errorf("after the stop: %+v; want the %d calls in flight completed and none active", c, concurrency)
 	}
-	if got := w.sb.Stats().Received; got != concurrency {
+	if got := w.Sandbox.Stats().Received; got != concurrency {
 		t.Errorf("sandbox received %d calls, want %d: the stopping worker took new jobs", got, concurrency)
 	}
 	t.Logf("SIGTERM with %d 2 s calls in flight: exit 0 in %v, %d completed", concurrency, took.Round(time.Millisecond), c.Completed)

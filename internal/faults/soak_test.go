@@ -35,9 +35,9 @@ func TestSoak200kWithRedisRestartAndWorkerKill(t *testing.T) {
 	}
 	w.waitFor("a quarter", 30*time.Minute, progress(0.25))
 	down := time.Now()
-	w.redis.Stop()
+	w.Redis.Stop()
 	time.Sleep(2 * time.Second) // a deliberate 2 s outage, not a wait for a condition
-	w.redis.Restart(t)
+	w.Redis.Restart(t)
 	t.Logf("Redis restarted at %v (down %v)", time.Since(start).Round(time.Second), time.Since(down).Round(time.Millisecond))
 
 	w.waitFor("half", 30*time.Minute, progress(0.5))
@@ -49,7 +49,7 @@ func TestSoak200kWithRedisRestartAndWorkerKill(t *testing.T) {
 
 	w.waitFor("every job to end", 40*time.Minute, w.finished("soak", jobs))
 	c := w.counts("soak")
-	st := w.sb.Stats()
+	st := w.Sandbox.Stats()
 	recipients, extra := w.duplicates()
 	t.Logf("done in %v (%v after the kill): sent %d + dead %d = %d of %d; dead by code %v; retries %d; sandbox calls %d; duplicates: %d recipients, %d extra sends",
 		time.Since(start).Round(time.Second), time.Since(killedAt).Round(time.Second), c.Completed, c.Dead, c.Completed+c.Dead, jobs,

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
@@ -33,38 +32,27 @@ const (
 
 // world is one test's system: a redis-server, the sandbox, and what the test reads them with.
 type world struct {
+	*testkit.World
 	t      *testing.T
-	redis  *redistest.Server
-	rdb    *redis.Client
-	sb     *sandbox.Server
-	insp   *asynq.Inspector
 	ledger *store.Ledger
 }
 
 func newWorld(t *testing.T, sb sandbox.Config, ro redistest.Options) *world {
 	t.Helper()
-	rs := redistest.StartWith(t, ro)
-	sb.SID, sb.APIKey, sb.Senders, sb.Balance = testkit.SID, testkit.APIKey, []string{testkit.Sender}, -1
-	s, err := sandbox.Start(sb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	w := &world{t: t, redis: rs, rdb: rs.Client(t), sb: s}
-	w.insp = asynq.NewInspector(rs.ConnOpt(t))
-	t.Cleanup(func() { w.insp.Close() })
-	w.ledger = store.New(w.rdb, testQueue, time.Hour)
+	sb.Senders, sb.Balance = []string{testkit.Sender}, -1
+	w := &world{World: testkit.NewWorld(t, ro, sb), t: t}
+	w.ledger = store.New(w.RDB, testQueue, time.Hour)
 	return w
 }
 
 // env is a worker's environment; later entries override earlier ones.
 func (w *world) env(extra ...string) []string {
 	return append([]string{
-		"WABULK_REDIS_URL=" + w.redis.URL,
+		"WABULK_REDIS_URL=" + w.Redis.URL,
 		"WABULK_QUEUE=" + testQueue,
 		"KALEYRA_SID=" + testkit.SID,
 		"KALEYRA_API_KEY=" + testkit.APIKey,
-		"KALEYRA_BASE_URL=" + w.sb.URL,
+		"KALEYRA_BASE_URL=" + w.Sandbox.URL,
 		"KALEYRA_FROM=" + testkit.Sender,
 		"WABULK_METRICS_ADDR=",
 		"WABULK_RATE=100000",
@@ -81,7 +69,7 @@ func phone(series, i int) string { return fmt.Sprintf("+9198%02d%06d", series, i
 // producer (the Go API `wabulk enqueue` and `wabulk serve` share) and returns their TaskIDs.
 func (w *world) enqueue(campaign string, series, n, maxRetry int) []string {
 	w.t.Helper()
-	p, err := producer.New(w.redis.ConnOpt(w.t), producer.Config{Queue: testQueue, DefaultFrom: testkit.Sender, MaxRetry: maxRetry, Concurrency: 32})
+	p, err := producer.New(w.Redis.ConnOpt(w.t), producer.Config{Queue: testQueue, DefaultFrom: testkit.Sender, MaxRetry: maxRetry, Concurrency: 32})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -138,7 +126,7 @@ func (w *world) queueInfo(campaign string) (asynq.QueueInfo, error) {
 	if err != nil {
 		return asynq.QueueInfo{}, err
 	}
-	known, err := w.insp.Queues()
+	known, err := w.Insp.Queues()
 	if err != nil {
 		return asynq.QueueInfo{}, err
 	}
@@ -147,7 +135,7 @@ func (w *world) queueInfo(campaign string) (asynq.QueueInfo, error) {
 		if !slices.Contains(known, n) {
 			continue
 		}
-		qi, err := w.insp.GetQueueInfo(n)
+		qi, err := w.Insp.GetQueueInfo(n)
 		if err != nil {
 			return asynq.QueueInfo{}, err
 		}
@@ -168,7 +156,7 @@ func (w *world) queueInfo(campaign string) (asynq.QueueInfo, error) {
 // describeQueues lists every queue of the namespace (the single queue and the lanes) with its
 // counts, for a failure message.
 func (w *world) describeQueues() string {
-	known, err := w.insp.Queues()
+	known, err := w.Insp.Queues()
 	if err != nil {
 		return err.Error()
 	}
@@ -178,7 +166,7 @@ func (w *world) describeQueues() string {
 		if n != testQueue && !strings.HasPrefix(n, testQueue+":") {
 			continue
 		}
-		qi, err := w.insp.GetQueueInfo(n)
+		qi, err := w.Insp.GetQueueInfo(n)
 		if err != nil {
 			fmt.Fprintf(&b, "\n  %s: %v", n, err)
 			continue
@@ -220,7 +208,7 @@ func (w *world) checkEveryJobEnded(campaign string, ids []string) {
 		w.t.Errorf("ledger counts %+v: want completed+dead = %d and nothing else", c, len(ids))
 	}
 	for _, id := range ids {
-		ti, err := w.insp.GetTaskInfo(w.taskQueue(id), id)
+		ti, err := w.Insp.GetTaskInfo(w.taskQueue(id), id)
 		if err != nil {
 			w.t.Errorf("task %s: %v", id, err)
 			continue
@@ -233,7 +221,7 @@ func (w *world) checkEveryJobEnded(campaign string, ids []string) {
 
 // duplicates returns how many recipients the sandbox accepted more than once, and the extra sends.
 func (w *world) duplicates() (recipients int, extra int64) {
-	st := w.sb.Stats()
+	st := w.Sandbox.Stats()
 	for _, to := range st.Duplicates() {
 		recipients++
 		extra += st.AcceptedTo[to] - 1

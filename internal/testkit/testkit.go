@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/sandbox"
 )
 
@@ -61,4 +65,22 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		time.Sleep(pollEvery)
 	}
 	return time.Since(start)
+}
+
+// World is a test's running system: a real redis-server, clients of it, and the sandbox.
+type World struct {
+	Redis   *redistest.Server
+	RDB     *redis.Client
+	Sandbox *sandbox.Server
+	Insp    *asynq.Inspector
+}
+
+// NewWorld starts a redis-server (with ro) and the sandbox for the test account (with sc, see
+// Sandbox), all stopped when the test ends.
+func NewWorld(t testing.TB, ro redistest.Options, sc sandbox.Config) *World {
+	t.Helper()
+	rs := redistest.StartWith(t, ro)
+	w := &World{Redis: rs, RDB: rs.Client(t), Sandbox: Sandbox(t, sc), Insp: asynq.NewInspector(rs.ConnOpt(t))}
+	t.Cleanup(func() { w.Insp.Close() })
+	return w
 }
