@@ -38,8 +38,8 @@ func (b *bench) notes(w *strings.Builder, section string) {
 			p("- **In-process work** (profile, µs of worker CPU per message): %s.", pr.ownSummary())
 		}
 		p("")
-		p("Done already: the task result rides in the sent marker's round trip; the ledger writes of concurrent jobs share round " +
-			"trips; the limiter pools slots below the rate (≈ 0.85 → 0.004 calls per message); `job.Decode` checks numbers in their " +
+		p("In place: the task result rides in the sent marker's round trip; the ledger writes of concurrent jobs share round " +
+			"trips; the limiter pools slots when the rate does not bind (its script calls per message: first point above); `job.Decode` checks numbers in their " +
 			"stored E.164 form instead of re-running libphonenumber (checked at enqueue); the request body is written without " +
 			"reflection and the message id read without decoding Meta's compact answer; Redis clients speak RESP2 (go-redis checks " +
 			"every RESP3 reply for push notifications).")
@@ -81,8 +81,8 @@ func (b *bench) notes(w *strings.Builder, section string) {
 				"dropped slot is rate lost for good: late wake-ups lower the achieved rate. The 1 s windows are counted on the sandbox's "+
 				"arrival times, which include the HTTP hop and the sandbox's own scheduling on the same starved cores: a stall on the "+
 				"receiving side bunches arrivals that left on schedule. *What would close it:* first, to tell the two causes apart, "+
-				"the worker could export the limiter's Stats (Unused = slots dropped for late wake-ups) on /metrics, which it does not "+
-				"today; then re-run on an otherwise idle machine.", b.res.phaseLA["2. rate accuracy"], b.machine.cores)
+				"the worker could export the limiter's Stats (Unused = slots dropped for late wake-ups) on /metrics (its metrics do not "+
+				"include them); then re-run on an otherwise idle machine.", b.res.phaseLA["2. rate accuracy"], b.machine.cores)
 		}
 	case "enqueue":
 		e := b.res.enq
@@ -95,9 +95,9 @@ func (b *bench) notes(w *strings.Builder, section string) {
 			p("")
 			p("**Missed: ratio %.3f against ≥ 0.9** (`wabulk enqueue` would need %.0f%% more rows/s). *Why:* the bare loop only enqueues "+
 				"prepared bytes; per row `wabulk enqueue` also reads and splits the CSV, validates the number with libphonenumber "+
-				"(`job.NormalizeNumber`, the largest CPU cost per row in the producer's own profile, see README § Enqueue), encodes the "+
+				"(`job.NormalizeNumber`, the largest CPU cost per row in the producer's own profile, see docs/performance.md, Enqueue), encodes the "+
 				"payload and counts the ledger every 500 rows, on the same 2 cores as redis-server (load average during the phase: %s). "+
-				"Numbers are already built from their digits (not `phonenumbers.Parse`) and senders checked once per process; what "+
+				"Numbers of plain digits are built from their digits (not `phonenumbers.Parse`) and senders checked once per process; what "+
 				"is left is libphonenumber's plan check (`IsValidNumber`, ≈ 6 µs), which more cores spread over the 16 enqueue goroutines.",
 				e.ratio, (0.9/e.ratio-1)*100, b.res.phaseLA["3. enqueue"])
 		}
@@ -129,7 +129,7 @@ func (b *bench) notes(w *strings.Builder, section string) {
 		}
 		if len(slow) == 0 {
 			p("Three senders: target met — each sender kept ≥ 0.97 of its rate while the others were busy, so one "+
-				"sender's backlog no longer holds the slots the others need (aggregate %.4f of 3r).", l.aggregate/(3*l.rate))
+				"sender's backlog does not hold the slots the others need (aggregate %.4f of 3r).", l.aggregate/(3*l.rate))
 		} else {
 			p("**Three senders: missed for %s** (of the configured rate, ≥ 0.97 wanted). Load average during the phase: %s on %d cores; "+
 				"a sender below its rate with jobs pending means its server's slots or its limiter stalled: see the lowest 5 s average "+
@@ -156,26 +156,30 @@ func (b *bench) notes(w *strings.Builder, section string) {
 			"with those inside scripts). The calls by role are in the list above; where each comes from:", cl, idleBound, tot)
 		p("")
 		p("- asynq's processor runs its dequeue script on every queue of its server on each poll; worker/lanes.go stretches the " +
-			"poll with the lane count but caps it at 1 s (`min(max(poll, n·poll), 1s)`), so the dequeues alone come to about one " +
-			"call per lane per second — the whole budget.")
+			"poll with the lane count n of a sender's server but caps it at 1 s (`min(max(poll, n·poll), 1s)`), so the dequeues " +
+			"alone come to about one call per lane per second — the whole budget.")
 		p("- asynq's forwarder runs one script per queue for scheduled and one for retry tasks every DelayedTaskCheckInterval, " +
-			"stretched to n·250 ms but capped at 5 s: 0.4 per lane per second.")
-		p("- asynq's janitor runs one script per queue every 8 s (asynq's default JanitorInterval; the worker does not set it): " +
-			"0.125 per lane per second.")
-		p("- wabulk's lane upkeep (maintain, every 5 s, one worker at a time) runs the backlog script of every live lane: " +
-			"0.2 per lane per second; the reconciler reads each live lane's mark and archive every 30 s (GET + ZRANGEBYSCORE).")
+			"which worker/lanes.go stretches to n·250 ms when that is longer and caps at 10 s: two calls per lane per interval, " +
+			"0.2 per lane per second from 40 lanes per server up (the price: with many lanes a retry may come up to 10 s after " +
+			"its time).")
+		p("- asynq's janitor runs one script per queue every JanitorInterval, which worker/lanes.go sets to the longer of " +
+			"asynq's default 8 s and n·200 ms, at most 1 min: 0.125 per lane per second up to 40 lanes per server, 0.1 at 50, " +
+			"1/60 from 300 up.")
+		p("- wabulk's lane upkeep (maintain, every 5 s, one worker at a time) runs the backlog script of each live lane that " +
+			"is due: a lane holding work is looked at again after twice its previous gap, from 5 s up to 30 s (0.2 per lane per " +
+			"second at first, about 1/30 once settled); the reconciler reads each live lane's mark and archive every 30 s " +
+			"(GET + ZRANGEBYSCORE).")
 		p("")
-		p("*What would close it:* the chores other than the dequeue should scale with the lane count as the poll does: " +
-			"DelayedTaskCheckInterval and JanitorInterval stretched further for many lanes (a retry's delay is minutes at its " +
-			"later attempts; a scheduled lane is by definition not due), and the upkeep reading all live lanes' backlogs in one " +
-			"script call, or only the lanes whose dequeue found nothing. The dequeue itself stays at one call per lane per poll " +
-			"as long as asynq polls each queue separately; under one call per lane per second it needs a poll above 1 s for " +
-			"large lane sets (more enqueue-to-send latency for a new campaign) or a server that skips lanes with nothing pending.")
+		p("*What would close it:* the dequeue is the whole budget by itself: it stays at one call per lane per poll as long " +
+			"as asynq polls each queue separately, so getting under one call per lane per second needs a poll above 1 s for large " +
+			"lane sets (more enqueue-to-send latency for a new campaign) or a server that skips lanes with nothing pending, " +
+			"which asynq's processor cannot do. The forwarder's share falls only with a longer cap (retries later than their " +
+			"time), the janitor's and the upkeep's are small beside it.")
 	case "profile":
 		if pr := b.res.prof; pr != nil {
 			p("")
-			p("wabulk's own hot spots, µs of worker CPU per message (cumulative): %s. §1 explains them and lists what was done "+
-				"about each. The ledger's writes run on the group-commit goroutine, outside the handler: `ledger.(*Ledger).Batch.func1` "+
+			p("wabulk's own hot spots, µs of worker CPU per message (cumulative): %s. §1 explains them and what is in place "+
+				"against each. The ledger's writes run on the group-commit goroutine, outside the handler: `store.(*Ledger).Batch.func1` "+
 				"in the tables.", pr.ownSummary())
 		}
 	}
@@ -214,10 +218,10 @@ func (pr *profileResult) ownSummary() string {
 		{"worker.(*handler).ProcessTask", "the whole handler"},
 		{"internal/kaleyra.(*Client).Send", "Kaleyra call (HTTP client)"},
 		{"worker.(*handler).sent", "`sent`: waiting for ledger.Sent + log line"},
-		{"internal/ledger.(*Ledger).Begin", "waiting for ledger.Begin"},
-		{"internal/ledger.(*Ledger).Batch.func1", "ledger writes (group commit, its own goroutine)"},
+		{"internal/store.(*Ledger).Begin", "waiting for ledger.Begin"},
+		{"internal/store.(*Ledger).Batch.func1", "ledger writes (group commit, its own goroutine)"},
 		{"internal/ratelimit.(*bucket).fetch", "limiter fetch"},
-		{"internal/job.Decode", "job.Decode"},
+		{"wabulk/job.Decode", "job.Decode"},
 		{"internal/kaleyra.ParseAnswer", "ParseAnswer (2xx decode)"},
 		{"internal/kaleyra.messageID", "messageID"},
 	} {

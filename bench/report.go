@@ -184,7 +184,7 @@ func (b *bench) report() string {
 			"same payload bytes, TaskIDs and options, made beforehand (checked identical to what `wabulk enqueue` stored: %v); half the rows "+
 			"before `wabulk enqueue` and half after, each run starting on an empty Redis. `wabulk enqueue` printed `%s`. "+
 			"The baseline makes one Redis call per row, as asynq's client does; `wabulk enqueue`'s %d goroutines each validate up "+
-			"to 64 rows and enqueue them with one script call in asynq's own task layout (producer/asynqtask.go), so Redis does "+
+			"to 64 rows and enqueue them with one script call in asynq's own task layout (internal/store/asynq.go), so Redis does "+
 			"less per row and the validation it adds runs on the core Redis leaves free.",
 			e.rows, e.conc, e.sameBytes, e.summary, e.conc)
 		p("")
@@ -309,9 +309,9 @@ func (b *bench) lanesReport(w *strings.Builder) {
 		"campaigns enqueued through the real producer while the worker runs. Figures from the sandbox's call log (arrival "+
 		"times) and the worker's JSON log. Run alone with `%s`.", l.rate, l.conc, cmd)
 	p("")
-	p("**Three senders at once.** Three campaigns on three senders, enqueued one after another, the biggest first: under the "+
-		"single FIFO queue of earlier versions its jobs, all waiting for sender 1's rate, held every slot and the other two "+
-		"waited behind it. Each sender's rate is (k−1)/(last−first) over its calls in the window where all three are busy "+
+	p("**Three senders at once.** Three campaigns on three senders, enqueued one after another, the biggest first: under a "+
+		"single FIFO queue its jobs, all waiting for sender 1's rate, would hold every slot and the other two would wait "+
+		"behind it. Each sender's rate is (k−1)/(last−first) over its calls in the window where all three are busy "+
 		"(from the latest first call to the earliest last call, less 1 s at each end): %.1f s.", l.window.Seconds())
 	p("")
 	p("| sender | campaign | jobs | enqueued at | first call | last call | rate while all busy | / r | lowest 5 s average |")
