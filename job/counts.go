@@ -1,7 +1,7 @@
 package job
 
 // Counts are one campaign's jobs by state, summed over the campaign's lanes (one per sender). A
-// campaign is finished when Completed + Dead == Enqueued.
+// campaign is finished when Completed + Dead + Cancelled == Enqueued.
 type Counts struct {
 	Campaign  string `json:"campaign"`
 	Enqueued  int64  `json:"enqueued"`
@@ -10,6 +10,9 @@ type Counts struct {
 	Retry     int64  `json:"retry"`
 	Completed int64  `json:"completed"` // sent: Kaleyra accepted the message
 	Dead      int64  `json:"dead"`
+	// Cancelled counts jobs that left the queues without being sent or dead-lettered: removed by
+	// a cancel, refused after it, or deleted in asynqmon. They are never sent.
+	Cancelled int64 `json:"cancelled"`
 	Retries   int64  `json:"retries"`  // failed attempts that were retried
 	Redriven  int64  `json:"redriven"` // dead letters put back in the queue
 	// DeadCodes counts the dead letters by code (Kaleyra's, or wabulk's own such as INVALID_PAYLOAD).

@@ -177,6 +177,9 @@ type Options struct {
 	// campaigns: "high" (transactional: at least 3/4 of a busy sender's rate), "normal" or
 	// "low". Empty keeps the priority the campaign already has, normal for a new one.
 	Priority string
+	// SendAt holds the campaign until that time: nothing of it is sent before, and workers start
+	// it within about a second after. Zero (or a time past) sends as soon as workers can.
+	SendAt time.Time
 }
 
 // Summary counts a campaign's outcomes. Enqueued + Duplicates + Rejected + Valid + NotAttempted
@@ -208,6 +211,10 @@ func (s *Summary) Add(o Outcome) {
 	}
 }
 
+// ErrCampaignCancelled is what Campaign and Send return (wrapped, with the time) for a campaign
+// that was cancelled: nothing is enqueued into it.
+var ErrCampaignCancelled = store.ErrCampaignCancelled
+
 // ErrRedisUnreachable is what Campaign returns (wrapped, with the cause) when Redis does not
 // answer before any row is read: nothing was enqueued.
 var ErrRedisUnreachable = errors.New("redis unreachable")
@@ -227,6 +234,9 @@ func (p *Producer) Send(ctx context.Context, campaign string, f job.Fields) ([]O
 	tos := job.Recipients(f.To)
 	if len(tos) == 0 {
 		return []Outcome{{Status: StatusRejected, Reason: "to is required: give at least one phone number", Fields: f}}, nil
+	}
+	if err := p.ledger.CheckEnqueue(ctx, campaign); err != nil {
+		return nil, err
 	}
 	ws := make([]work, len(tos))
 	for i, to := range tos {
@@ -276,6 +286,12 @@ func (p *Producer) Campaign(ctx context.Context, campaign string, rows iter.Seq[
 	}
 	if err := p.rdb.Ping(ctx).Err(); err != nil {
 		return Summary{}, fmt.Errorf("%w: %w", ErrRedisUnreachable, err)
+	}
+	if err := p.ledger.CheckEnqueue(ctx, campaign); err != nil {
+		return Summary{}, err
+	}
+	if err := p.ledger.ScheduleCampaign(ctx, campaign, opt.SendAt); err != nil {
+		return Summary{}, err
 	}
 	total := -1
 	if opt.Strict {

@@ -35,6 +35,8 @@ const (
 	// outcomeRequeued: the job went back to the queue without an attempt (stop during a wait,
 	// paused queue, ledger unreachable).
 	outcomeRequeued = "requeued"
+	// outcomeCancelled: the job's campaign was cancelled; it is completed without a send.
+	outcomeCancelled = "cancelled"
 )
 
 // Codes wabulk gives dead letters that Kaleyra never saw.
@@ -98,6 +100,13 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 
 	prior, alreadySent, err := h.ledger.Begin(ctx, scope, id)
+	if errors.Is(err, store.ErrCancelled) {
+		// The campaign was cancelled after this job was taken: complete it unsent. The campaign's
+		// counts see it as cancelled (it left the queues neither sent nor dead).
+		h.metrics.sends.WithLabelValues(outcomeCancelled, "cancelled").Inc()
+		log.Info("send", zap.String("outcome", outcomeCancelled), zap.Duration("duration", time.Since(start)))
+		return nil
+	}
 	if err != nil {
 		return h.requeue(log, fmt.Errorf("ledger unreachable: %w", err), start)
 	}

@@ -147,8 +147,16 @@ func (s *supervisor) retire(ls *laneServer, now bool) {
 	})
 }
 
-// sync reads the live lanes and brings the servers in step with them.
+// sync starts the scheduled campaigns whose time has come, reads the live lanes and brings the
+// servers in step with them.
 func (s *supervisor) sync(ctx context.Context) error {
+	started, err := s.ledger.StartDue(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range started {
+		s.log.Info("scheduled campaign started", zap.String("campaign", c))
+	}
 	lanes, err := s.ledger.LiveLanes(ctx)
 	if err != nil {
 		return err

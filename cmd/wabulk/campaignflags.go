@@ -6,6 +6,7 @@ import (
 	"iter"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -18,6 +19,8 @@ import (
 type campaignFlags struct {
 	campaign, format string
 	priority         string
+	at               string
+	sendAt           time.Time // --at, parsed by open
 	defaults         job.Fields
 	strict, dryRun   bool
 }
@@ -38,6 +41,7 @@ func (fl *campaignFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&fl.dryRun, "dry-run", false, "validate only, enqueue nothing")
 	f.StringVar(&fl.priority, "priority", "", "the campaign's share of each sender's rate: high (transactional, overtakes), normal or low (default: kept, normal for a new campaign)")
 	f.StringVar(&fl.format, "format", "", "csv or jsonl (default: by the file's extension; csv for stdin)")
+	f.StringVar(&fl.at, "at", "", "send nothing of the campaign before this RFC 3339 time (e.g. 2026-12-01T09:00:00+05:30); it starts within 2 s after")
 }
 
 // open resolves the campaign id (the file's name when --campaign is not given) and the format,
@@ -46,6 +50,11 @@ func (fl *campaignFlags) register(f *pflag.FlagSet) {
 func (fl *campaignFlags) open(path string) (campaign string, in io.Reader, size int64, closeFn func(), err error) {
 	if fl.format, err = enqueueFormat(path, fl.format); err != nil {
 		return "", nil, 0, nil, err
+	}
+	if fl.at != "" {
+		if fl.sendAt, err = time.Parse(time.RFC3339, fl.at); err != nil {
+			return "", nil, 0, nil, fmt.Errorf("--at %q: want an RFC 3339 time such as 2026-12-01T09:00:00Z", fl.at)
+		}
 	}
 	campaign = fl.campaign
 	if campaign == "" {
@@ -70,5 +79,5 @@ func (fl *campaignFlags) rows(in io.Reader) iter.Seq[producer.Row] {
 }
 
 func (fl *campaignFlags) options() producer.Options {
-	return producer.Options{Defaults: fl.defaults, Strict: fl.strict, DryRun: fl.dryRun, Priority: fl.priority}
+	return producer.Options{Defaults: fl.defaults, Strict: fl.strict, DryRun: fl.dryRun, Priority: fl.priority, SendAt: fl.sendAt}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -11,14 +12,41 @@ import (
 
 func newDeadCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "dead list|redrive",
+		Use:   "dead list|redrive|purge",
 		Short: "Inspect dead letters and put them back in the queue",
 		Long: `Dead letters are jobs Kaleyra refused for good (E110 low balance, WA400 bad payload, …) or
 that ran out of retries. wabulk keeps a durable record of each (recipient, code, message, refs,
-payload) that nothing trims, beside asynq's archive (which keeps at most 10,000 per queue).`,
+payload) that nothing trims, beside asynq's archive (which keeps at most 10,000 per queue). A
+campaign that holds dead letters keeps its record until they are redriven or purged.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newDeadListCmd(), newDeadRedriveCmd())
+	cmd.AddCommand(newDeadListCmd(), newDeadRedriveCmd(), newDeadPurgeCmd())
+	return cmd
+}
+
+func newDeadPurgeCmd() *cobra.Command {
+	var campaign string
+	cmd := &cobra.Command{
+		Use:   "purge --campaign ID",
+		Short: "Delete a campaign's dead letters for good (they can no longer be redriven)",
+		Long: `purge deletes the campaign's dead-letter records and asynq's archived tasks of them. The
+campaign's dead count stays; once nothing else of it is left, its record expires after
+WABULK_RETENTION like any finished campaign's.`,
+		Example: "  wabulk dead purge --campaign spring-sale",
+		Args:    cobra.NoArgs,
+	}
+	withOps(cmd, func(cmd *cobra.Command, _ []string, o *ops.Ops) error {
+		if campaign == "" {
+			return errors.New("purge needs --campaign: dead letters are purged one campaign at a time, on purpose")
+		}
+		n, err := o.PurgeDead(cmd.Context(), campaign)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "campaign %s: %d dead letters purged\n", printable(campaign), n)
+		return err
+	})
+	cmd.Flags().StringVar(&campaign, "campaign", "", "the campaign whose dead letters to delete (required)")
 	return cmd
 }
 

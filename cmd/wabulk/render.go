@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -33,10 +34,11 @@ func writeStatus(w io.Writer, st ops.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	writeQueues(tw, []ops.QueueCounts{st.Queue})
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "CAMPAIGN\tENQUEUED\tPENDING\tACTIVE\tRETRY\tCOMPLETED\tDEAD\tRETRIES\tREDRIVEN\tDEAD BY CODE")
+	fmt.Fprintln(tw, "CAMPAIGN\tSTATE\tENQUEUED\tPENDING\tACTIVE\tRETRY\tCOMPLETED\tDEAD\tCANCELLED\tRETRIES\tREDRIVEN\tRATE/S\tETA\tDEAD BY CODE")
 	for _, c := range st.Campaigns {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", printable(c.Campaign), c.Enqueued, c.Pending, c.Active,
-			c.Retry, c.Completed, c.Dead, c.Retries, c.Redriven, codesText(c.DeadCodes))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", printable(c.Campaign), printable(c.State),
+			c.Enqueued, c.Pending, c.Active, c.Retry, c.Completed, c.Dead, c.Cancelled, c.Retries, c.Redriven, c.Rate,
+			etaText(c.ETASeconds), codesText(c.DeadCodes))
 	}
 	if len(st.Campaigns) == 0 {
 		fmt.Fprintln(tw, "(no campaigns)")
@@ -267,25 +269,43 @@ func showStatus(ctx context.Context, o *ops.Ops, w io.Writer, v statusView) erro
 		return writeStatus(w, st)
 	}
 	tty := termline.IsTerminal(w)
-	return o.Watch(ctx, v.Campaign, v.Interval, func(st ops.Status, err error) error {
-		if v.JSON {
-			if err != nil {
-				return json.NewEncoder(w).Encode(map[string]string{"time": time.Now().UTC().Format(time.RFC3339), "error": err.Error()})
-			}
-			return json.NewEncoder(w).Encode(st)
-		}
-		if tty {
-			fmt.Fprint(w, clearScreen)
-		}
-		fmt.Fprintf(w, "%s  (every %v; Ctrl-C stops)\n", time.Now().Format("15:04:05"), v.Interval)
-		if err != nil {
-			_, werr := fmt.Fprintf(w, "error: %v\n\n", err)
+	err := o.Watch(ctx, v.Campaign, v.Interval, func(st ops.Status, err error) error {
+		if werr := drawStatus(w, st, err, v, tty); werr != nil {
 			return werr
 		}
-		if err := writeStatus(w, st); err != nil {
-			return err
+		if err == nil && len(st.Campaigns) > 0 && st.Finished() {
+			return errWatchDone
 		}
-		_, werr := fmt.Fprintln(w)
-		return werr
+		return nil
 	})
+	if errors.Is(err, errWatchDone) {
+		return nil
+	}
+	return err
+}
+
+// errWatchDone ends a watch whose campaigns are all finished.
+var errWatchDone = errors.New("every campaign watched is finished")
+
+// drawStatus writes one snapshot of a watch (or the error reading it).
+func drawStatus(w io.Writer, st ops.Status, err error, v statusView, tty bool) error {
+	if v.JSON {
+		if err != nil {
+			return json.NewEncoder(w).Encode(map[string]string{"time": time.Now().UTC().Format(time.RFC3339), "error": err.Error()})
+		}
+		return json.NewEncoder(w).Encode(st)
+	}
+	if tty {
+		fmt.Fprint(w, clearScreen)
+	}
+	fmt.Fprintf(w, "%s  (every %v; ends when the campaigns are finished, or Ctrl-C)\n", time.Now().Format("15:04:05"), v.Interval)
+	if err != nil {
+		_, werr := fmt.Fprintf(w, "error: %v\n\n", err)
+		return werr
+	}
+	if err := writeStatus(w, st); err != nil {
+		return err
+	}
+	_, werr := fmt.Fprintln(w)
+	return werr
 }

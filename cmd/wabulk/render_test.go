@@ -32,8 +32,8 @@ func TestEveryTableEscapesControlCharacters(t *testing.T) {
 	var b bytes.Buffer
 	writeDead(&b, []ops.DeadEntry{{Campaign: "c" + evil, To: "+91" + evil, Code: "E1" + evil, Message: "bad " + evil,
 		Ref: evil, Ref1: evil, Ref2: evil, Time: time.Unix(0, 0)}})
-	writeStatus(&b, ops.Status{Queue: ops.QueueCounts{Queue: "q" + evil}, Campaigns: []store.Counts{{Campaign: "c" + evil,
-		DeadCodes: map[string]int64{"E" + evil: 1}}}})
+	writeStatus(&b, ops.Status{Queue: ops.QueueCounts{Queue: "q" + evil}, Campaigns: []store.CampaignInfo{{Counts: store.Counts{Campaign: "c" + evil,
+		DeadCodes: map[string]int64{"E" + evil: 1}}, State: "running" + evil}}})
 	writeSendResult(&b, inprocess.SendResult{Campaign: "c" + evil, DeadByCode: map[string]int64{"X" + evil: 1},
 		Examples: map[string][]ops.DeadEntry{"X" + evil: {{To: "+91" + evil, Ref: evil}}}})
 	writeSenders(&b, []ops.SenderInfo{{Number: "+91" + evil}})

@@ -28,7 +28,7 @@ jobs or ten million.`,
 	})
 	f := cmd.Flags()
 	f.StringVar(&v.Campaign, "campaign", "", "show this campaign only")
-	f.BoolVar(&v.Watch, "watch", false, "redraw every --interval until Ctrl-C")
+	f.BoolVar(&v.Watch, "watch", false, "redraw every --interval until every campaign shown is finished (exit 0) or Ctrl-C")
 	f.DurationVar(&v.Interval, "interval", 2*time.Second, "time between redraws with --watch")
 	f.BoolVar(&v.JSON, "json", false, "print JSON (one object per line with --watch)")
 	return cmd

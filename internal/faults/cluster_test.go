@@ -133,7 +133,7 @@ func TestClusterCampaignsOnTwoSendersSpreadOverMastersAndRedrive(t *testing.T) {
 			cs := status(camp).Campaigns[0]
 			if cs.Enqueued == perCampaign && cs.Completed+cs.Dead == cs.Enqueued && cs.Dead == wantDead &&
 				cs.Active == 0 && cs.Retry == 0 && cs.Pending == 0 {
-				return cs
+				return cs.Counts
 			}
 			if time.Now().After(deadline) || worker.Exited() {
 				t.Fatalf("campaign %s did not end (want %d dead): %+v\nworker stderr:\n%s", camp, wantDead, cs, worker.Stderr())

@@ -16,9 +16,9 @@ import (
 // CampaignStatus is the answer of GET /v1/campaigns/{id}: the counts `wabulk status --campaign`
 // shows, the queue's and the campaign's.
 type CampaignStatus struct {
-	Time     time.Time       `json:"time"`
-	Queue    ops.QueueCounts `json:"queue"`
-	Campaign store.Counts    `json:"campaign"`
+	Time     time.Time          `json:"time"`
+	Queue    ops.QueueCounts    `json:"queue"`
+	Campaign store.CampaignInfo `json:"campaign"`
 }
 
 // DeadList is the answer of GET /v1/campaigns/{id}/dead: dead letters, newest first.

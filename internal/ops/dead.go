@@ -45,15 +45,19 @@ type DeadEntry struct {
 // campaigns returns the campaign named, or all the ledger knows. A campaign the ledger does not
 // know is ErrUnknownCampaign, as in Status: a typo must not read as "no dead letters".
 func (o *Ops) campaigns(ctx context.Context, campaign string) ([]string, error) {
-	names, err := o.ledger.Campaigns(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if campaign != "" {
-		if !slices.Contains(names, campaign) {
+		ok, err := o.ledger.CampaignExists(ctx, campaign)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			return nil, fmt.Errorf("%w %q in queue %s", ErrUnknownCampaign, campaign, o.cfg.Queue)
 		}
 		return []string{campaign}, nil
+	}
+	names, err := o.ledger.Campaigns(ctx)
+	if err != nil {
+		return nil, err
 	}
 	slices.Sort(names)
 	return names, nil

@@ -101,7 +101,7 @@ func (b *bundle) counts(t *testing.T, campaign string) store.Counts {
 	if len(st.Campaigns) != 1 {
 		t.Fatalf("status of %s: %d campaigns", campaign, len(st.Campaigns))
 	}
-	return st.Campaigns[0]
+	return st.Campaigns[0].Counts
 }
 
 var numbers = []string{"+919876543210", "+919876543211", "+919876543212", "+14155550123", "+447911123456"}

@@ -11,8 +11,8 @@ import (
 	"github.com/wabulk/wabulk/internal/store"
 )
 
-// ErrUnknownCampaign is returned for a campaign the queue's ledger has never seen.
-var ErrUnknownCampaign = errors.New("unknown campaign")
+// ErrUnknownCampaign is returned for a campaign the queue's ledger has no record of.
+var ErrUnknownCampaign = store.ErrUnknownCampaign
 
 // QueueCounts are one asynq queue's tasks by state, as asynq counts them.
 type QueueCounts struct {
@@ -33,11 +33,22 @@ type QueueCounts struct {
 	Latency time.Duration `json:"latency_ns"`
 }
 
-// Status is a queue's counts and its campaigns' counts at one moment.
+// Status is a queue's counts and its campaigns' counts and states at one moment. For one
+// campaign, Queue sums that campaign's lanes only.
 type Status struct {
-	Time      time.Time      `json:"time"`
-	Queue     QueueCounts    `json:"queue"`
-	Campaigns []store.Counts `json:"campaigns"`
+	Time      time.Time            `json:"time"`
+	Queue     QueueCounts          `json:"queue"`
+	Campaigns []store.CampaignInfo `json:"campaigns"`
+}
+
+// Finished reports whether every campaign shown is finished (nothing left to send).
+func (s Status) Finished() bool {
+	for _, c := range s.Campaigns {
+		if !c.Finished() {
+			return false
+		}
+	}
+	return true
 }
 
 // QueueCounts returns the counts of queue, one Lua call per queue. Empty or the namespace
@@ -51,7 +62,12 @@ func (o *Ops) QueueCounts(queue string) (QueueCounts, error) {
 	if err != nil {
 		return QueueCounts{}, err
 	}
-	sum := QueueCounts{Queue: o.cfg.Queue}
+	return o.sumQueues(o.cfg.Queue, names)
+}
+
+// sumQueues sums the counts of queues under name, paused when every one of them that exists is.
+func (o *Ops) sumQueues(name string, names []string) (QueueCounts, error) {
+	sum := QueueCounts{Queue: name}
 	paused, exist := 0, 0
 	for _, n := range names {
 		q, err := o.queueCounts(n)
@@ -120,34 +136,66 @@ func (o *Ops) Campaign(ctx context.Context, campaign string) (store.Counts, erro
 	return o.ledger.Counts(ctx, campaign)
 }
 
-// Status returns the queue's counts and those of campaign, or of every campaign when campaign is
-// empty (sorted by name). A campaign the ledger does not know is ErrUnknownCampaign.
+// CampaignInfo returns one campaign's counts, state and timing; ErrUnknownCampaign when the
+// ledger has no record of it. It never reads the list of all campaigns.
+func (o *Ops) CampaignInfo(ctx context.Context, campaign string) (store.CampaignInfo, error) {
+	return o.ledger.Campaign(ctx, campaign)
+}
+
+// Campaigns calls fn with each campaign's counts, state and timing, in no particular order,
+// reading the campaign list in batches (it may hold many thousands), until fn returns false.
+func (o *Ops) Campaigns(ctx context.Context, fn func(store.CampaignInfo) bool) error {
+	return o.ledger.EachCampaign(ctx, func(id string) (bool, error) {
+		c, err := o.ledger.Campaign(ctx, id)
+		if errors.Is(err, store.ErrUnknownCampaign) {
+			return true, nil // expired while listed
+		}
+		if err != nil {
+			return false, err
+		}
+		return fn(c), nil
+	})
+}
+
+// Status returns the counts of campaign, with its lanes' queue counts, or of every campaign and
+// the whole namespace when campaign is empty (sorted by name). A campaign the ledger does not
+// know is ErrUnknownCampaign.
 func (o *Ops) Status(ctx context.Context, campaign string) (Status, error) {
+	st := Status{Time: time.Now().UTC()}
+	if campaign != "" {
+		c, err := o.ledger.Campaign(ctx, campaign)
+		if err != nil {
+			return Status{}, err
+		}
+		lanes, err := o.ledger.CampaignLanes(ctx, campaign)
+		if err != nil {
+			return Status{}, err
+		}
+		st.Queue, err = o.sumQueues(o.cfg.Queue+":"+campaign, lanes)
+		if err != nil {
+			return Status{}, err
+		}
+		st.Campaigns = []store.CampaignInfo{c}
+		return st, nil
+	}
 	q, err := o.QueueCounts("")
 	if err != nil {
 		return Status{}, err
 	}
-	known, err := o.ledger.Campaigns(ctx)
-	if err != nil {
-		return Status{}, err
-	}
-	names := known
-	if campaign != "" {
-		if !slices.Contains(known, campaign) {
-			return Status{}, fmt.Errorf("%w %q in queue %s", ErrUnknownCampaign, campaign, o.cfg.Queue)
-		}
-		names = []string{campaign}
-	}
-	slices.Sort(names)
-	st := Status{Time: time.Now().UTC(), Queue: q, Campaigns: make([]store.Counts, 0, len(names))}
-	for _, n := range names {
-		c, err := o.ledger.Counts(ctx, n)
-		if err != nil {
-			return Status{}, err
-		}
-		st.Campaigns = append(st.Campaigns, c)
-	}
-	return st, nil
+	st.Queue = q
+	st.Campaigns, err = o.ListCampaigns(ctx)
+	return st, err
+}
+
+// ListCampaigns returns every campaign's counts, state and timing, sorted by id.
+func (o *Ops) ListCampaigns(ctx context.Context) ([]store.CampaignInfo, error) {
+	cs := []store.CampaignInfo{}
+	err := o.Campaigns(ctx, func(c store.CampaignInfo) bool {
+		cs = append(cs, c)
+		return true
+	})
+	slices.SortFunc(cs, func(a, b store.CampaignInfo) int { return strings.Compare(a.Campaign, b.Campaign) })
+	return cs, err
 }
 
 // Watch calls render with a fresh Status every interval until ctx ends (then it returns nil).

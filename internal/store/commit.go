@@ -39,9 +39,11 @@ type op struct {
 	done        chan struct{} // closed when set, in Batch mode
 }
 
-// KEYS: active retry sent. ARGV: taskIDs. For each task returns 0, or the sent marker's value
-// when it was sent already.
+// KEYS: active retry sent cancelled. ARGV: taskIDs. For each task returns 0, or the sent
+// marker's value when it was sent already; -1 when the lane is cancelled (no task of it may be
+// sent).
 var beginScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 local out = {}
 for i, id in ipairs(ARGV) do
   local sent = redis.call('HGET', KEYS[3], id)
@@ -57,11 +59,18 @@ end
 return out
 `)
 
+// ErrCancelled is Begin's answer for a job of a cancelled campaign: it must not be sent.
+var ErrCancelled = errors.New("the campaign is cancelled")
+
 // Begin marks the job active. When the job was already sent (a crash between Kaleyra's answer
 // and asynq's ack made it run again) it returns the stored answer and true: do not send again.
+// A job of a cancelled campaign is ErrCancelled.
 func (l *Ledger) Begin(ctx context.Context, scope, taskID string) (prior string, alreadySent bool, err error) {
 	o := &op{kind: opBegin, scope: scope, taskID: taskID}
 	l.do(ctx, o)
+	if errors.Is(o.err, ErrCancelled) {
+		return "", false, ErrCancelled
+	}
 	if o.err != nil {
 		return "", false, fmt.Errorf("ledger: begin: %w", o.err)
 	}
@@ -206,7 +215,8 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 	}
 	pipe := l.rdb.Pipeline()
 	for _, g := range groups {
-		script, keys := beginScript, []string{key(g.scope, "active"), key(g.scope, "retry"), key(g.scope, "sent")}
+		script, keys := beginScript, []string{key(g.scope, "active"), key(g.scope, "retry"), key(g.scope, "sent"),
+			key(g.scope, "cancelled")}
 		args := make([]any, 0, 1+2*len(g.ops))
 		if g.kind == opSent {
 			script, keys = sentScript, []string{key(g.scope, "counts"), keys[0], keys[2], key(g.scope, "dead"),
@@ -248,6 +258,12 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 			continue
 		}
 		if g.kind != opBegin {
+			continue
+		}
+		if n, ok := g.cmd.Val().(int64); ok && n == -1 {
+			for _, o := range g.ops {
+				o.err = ErrCancelled
+			}
 			continue
 		}
 		vals, _ := g.cmd.Val().([]any)

@@ -111,9 +111,10 @@ func (l *Ledger) nsKey(what string) string     { return "wabulk:{" + l.queue + "
 func (l *Ledger) campaignsKey() string         { return l.nsKey("campaigns") }
 func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id) }
 
-// KEYS: info campaigns campaign live done. ARGV: lane, JSON Lane, campaign id, 1 to keep a
+// KEYS: info campaigns campaign live done state. ARGV: lane, JSON Lane, campaign id, 1 to keep a
 // registered lane's priority (a redrive) or 0 to set it, 1 to make the lane live or 0 only to
-// declare it in its campaign, the channel to announce a newly live lane on.
+// declare it in its campaign, the channel to announce a newly live lane on. Returns the
+// campaign's paused, cancelled_at and send_at, for the lane to take its campaign's state.
 var registerScript = redis.NewScript(`
 if ARGV[4] == "1" then
   redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
@@ -128,7 +129,7 @@ if ARGV[5] == "1" then
     redis.call('PUBLISH', ARGV[6], ARGV[1])
   end
 end
-return 1
+return redis.call('HMGET', KEYS[6], 'paused', 'cancelled_at', 'send_at')
 `)
 
 // RegisterLane makes the lane live, so workers serve it within their discovery interval. Call
@@ -169,12 +170,13 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 	if live {
 		makeLive = 1
 	}
-	err = registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
-		l.nsKey("lanes:live"), l.nsKey("lanes:done")}, ln.Name, info, ln.Campaign, keep, makeLive, l.lanesChannel()).Err()
+	state, err := registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
+		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign)}, ln.Name, info, ln.Campaign, keep, makeLive,
+		l.lanesChannel()).Slice()
 	if err != nil {
 		return "", fmt.Errorf("register lane %s: %w", ln.Name, err)
 	}
-	return ln.Name, nil
+	return ln.Name, l.flagDeclaredLane(ctx, ln.Campaign, ln.Name, live, state)
 }
 
 // DeclareLane records the lane in its campaign before its first tasks are written, so the
@@ -242,11 +244,12 @@ func (l *Ledger) SubscribeLanes(ctx context.Context) *redis.PubSub {
 	return l.rdb.Subscribe(ctx, l.lanesChannel())
 }
 
-// KEYS: live info. Returns each live lane's name and registry entry (false when it has none).
-// Only the live lanes' entries: the registry also holds every drained lane until its cleanup
-// after the retention, and workers read the live ones every second.
+// KEYS: live info paused. Returns each live lane's name and registry entry (false when it has
+// none), leaving out the lanes of paused and scheduled campaigns. Only the live lanes' entries:
+// the registry also holds every drained lane until its cleanup after the retention, and workers
+// read the live ones every second.
 var liveLanesScript = redis.NewScript(`
-local names = redis.call('SMEMBERS', KEYS[1])
+local names = redis.call('SDIFF', KEYS[1], KEYS[3])
 local out = {}
 if #names == 0 then return out end
 local infos = redis.call('HMGET', KEYS[2], unpack(names))
@@ -257,9 +260,10 @@ end
 return out
 `)
 
-// LiveLanes returns the lanes workers serve, sorted by name, in one Redis call.
+// LiveLanes returns the lanes workers serve (live, and not held by a paused or scheduled
+// campaign), sorted by name, in one Redis call.
 func (l *Ledger) LiveLanes(ctx context.Context) ([]Lane, error) {
-	vals, err := liveLanesScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:live"), l.nsKey("lanes:info")}).Slice()
+	vals, err := liveLanesScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:live"), l.nsKey("lanes:info"), l.pausedLanesKey()}).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("live lanes: %w", err)
 	}
@@ -457,7 +461,11 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 	if err != nil || legacy > 0 {
 		return err
 	}
-	return l.rdb.SRem(ctx, l.campaignsKey(), campaign).Err()
+	pipe = l.rdb.TxPipeline()
+	pipe.SRem(ctx, l.campaignsKey(), campaign)
+	pipe.Del(ctx, l.stateKey(campaign))
+	_, err = pipe.Exec(ctx)
+	return err
 }
 
 // Lock takes the namespace's lock name for ttl and reports whether it got it: for work one

@@ -202,17 +202,28 @@ func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
 	return c, err
 }
 
-// counts sums the counts of scopes.
+// counts sums the counts of scopes. A lane's waiting, active and retrying jobs are read from
+// asynq's own lists, so a task removed there (a cancel, a delete in asynqmon) is seen: the jobs
+// neither in a list nor sent nor dead are cancelled. The single queue is shared by campaigns,
+// so there the waiting jobs are what the ledger has not seen finish.
 func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 	type read struct {
-		h, codes      *redis.MapStringStringCmd
-		active, retry *redis.IntCmd
+		h, codes                          *redis.MapStringStringCmd
+		active, retry, pending, scheduled *redis.IntCmd
+		lane                              bool
 	}
 	pipe := l.rdb.Pipeline()
 	reads := make([]read, len(scopes))
 	for i, s := range scopes {
-		reads[i] = read{h: pipe.HGetAll(ctx, key(s, "counts")), active: pipe.SCard(ctx, key(s, "active")),
-			retry: pipe.SCard(ctx, key(s, "retry")), codes: pipe.HGetAll(ctx, key(s, "deadcodes"))}
+		r := read{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")), lane: l.QueueOf(s) == s}
+		if r.lane {
+			p := asynqPrefix(s)
+			r.pending, r.scheduled = pipe.LLen(ctx, p+"pending"), pipe.ZCard(ctx, p+"scheduled")
+			r.active, r.retry = pipe.LLen(ctx, p+"active"), pipe.ZCard(ctx, p+"retry")
+		} else {
+			r.active, r.retry = pipe.SCard(ctx, key(s, "active")), pipe.SCard(ctx, key(s, "retry"))
+		}
+		reads[i] = r
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
@@ -220,13 +231,23 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 	var c Counts
 	for _, r := range reads {
 		n := func(f string) int64 { v, _ := strconv.ParseInt(r.h.Val()[f], 10, 64); return v }
-		c.Enqueued += n("enqueued")
-		c.Completed += n("completed")
-		c.Dead += n("dead")
+		enq, done, dead := n("enqueued"), n("completed"), n("dead")
+		c.Enqueued += enq
+		c.Completed += done
+		c.Dead += dead
 		c.Retries += n("retries")
 		c.Redriven += n("redriven")
 		c.Active += r.active.Val()
 		c.Retry += r.retry.Val()
+		if r.lane {
+			waiting := r.pending.Val() + r.scheduled.Val()
+			c.Pending += waiting
+			// A job being sent is counted completed just before asynq moves it out of active:
+			// never below zero.
+			c.Cancelled += max(0, enq-done-dead-waiting-r.active.Val()-r.retry.Val())
+		} else {
+			c.Pending += max(0, enq-done-dead-r.active.Val()-r.retry.Val())
+		}
 		for code, v := range r.codes.Val() {
 			if k, _ := strconv.ParseInt(v, 10, 64); k > 0 {
 				if c.DeadCodes == nil {
@@ -236,7 +257,6 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 			}
 		}
 	}
-	c.Pending = max(0, c.Enqueued-c.Completed-c.Dead-c.Active-c.Retry)
 	return c, nil
 }
 
