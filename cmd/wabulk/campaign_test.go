@@ -3,11 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/redistest"
@@ -21,6 +24,7 @@ import (
 type controlWorld struct {
 	t   *testing.T
 	env []string
+	rs  *redistest.Server
 	sb  *sandbox.Server
 }
 
@@ -33,7 +37,7 @@ func newControlWorld(t *testing.T, rate string) *controlWorld {
 		"KALEYRA_BASE_URL="+sb.URL, "WABULK_RATE="+rate, "WABULK_CONCURRENCY=4", "WABULK_METRICS_ADDR=",
 		"WABULK_SHUTDOWN_TIMEOUT=5s"), "worker")
 	t.Cleanup(func() { w.Signal(t, syscall.SIGTERM); w.Wait(t, 15*time.Second) })
-	return &controlWorld{t: t, env: env, sb: sb}
+	return &controlWorld{t: t, env: env, rs: rs, sb: sb}
 }
 
 // numbers returns n recipients of a series, one per line after a header, as a campaign file.
@@ -68,6 +72,16 @@ func (w *controlWorld) enqueue(campaign string, series, n int, extra ...string) 
 	return w.cli(append([]string{"enqueue", "--campaign", campaign}, append(extra, writeFile(w.t, campaign+".csv", seriesCSV(series, n)))...)...)
 }
 
+// settle waits for the campaign's in-flight round to end: no job of it active any more.
+func (w *controlWorld) settle(id string) {
+	w.t.Helper()
+	var c store.CampaignInfo
+	testkit.Eventually(w.t, 15*time.Second, "the in-flight round of "+id+" to end", func() bool {
+		c = w.campaign(id)
+		return c.Active == 0
+	}, func() string { return fmt.Sprintf("%+v", c) })
+}
+
 func (w *controlWorld) campaign(id string) store.CampaignInfo {
 	w.t.Helper()
 	r := w.cli("status", "--campaign", id, "--json")
@@ -90,7 +104,7 @@ func TestCampaignPauseHoldsThenResumeSendsEachOnce(t *testing.T) {
 	if r := w.cli("campaign", "pause", "spring"); r.code != 0 || !strings.Contains(r.stdout, "paused") {
 		t.Fatalf("campaign pause: %+v", r)
 	}
-	time.Sleep(time.Second) // the in-flight round: calls already made finish
+	w.settle("spring") // the in-flight round: calls already made finish
 	held := w.received(11)
 	if c := w.campaign("spring"); c.State != store.StatePaused {
 		t.Errorf("state %q while paused, want paused", c.State)
@@ -134,7 +148,7 @@ func TestCampaignCancelSendsNothingMore(t *testing.T) {
 	if r := w.cli("campaign", "cancel", "wrong-image"); r.code != 0 || !strings.Contains(r.stdout, "cancelled") {
 		t.Fatalf("campaign cancel: %+v", r)
 	}
-	time.Sleep(time.Second)
+	w.settle("wrong-image")
 	held := w.received(12)
 	time.Sleep(3 * time.Second)
 	if got := w.received(12); got != held || held >= n {
@@ -208,5 +222,84 @@ func TestCampaignCancelBeforeItsTime(t *testing.T) {
 	}
 	if c := w.campaign("never"); c.State != store.StateCancelled || c.Cancelled != 10 || !c.Finished() {
 		t.Errorf("cancelled scheduled campaign: %+v", c)
+	}
+}
+
+// monitor calls asynqmon's API through `wabulk serve`'s /monitor (Basic auth, the token as the
+// password) and fails the test unless the answer is 2xx.
+func monitor(t *testing.T, addr, method, path string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+"/monitor/api/"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("ops", serveToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s /monitor/api/%s: %d %s", method, path, resp.StatusCode, body)
+	}
+}
+
+// TestAsynqmonActionsKeepCampaignCountsRight drives asynqmon through serve's /monitor as an
+// operator would: pausing the campaign's lane pauses the campaign; deleting a pending task and
+// archiving another leave counts that add up and a campaign that finishes; running the archived
+// task sends it; resuming the lane resumes the campaign.
+func TestAsynqmonActionsKeepCampaignCountsRight(t *testing.T) {
+	w := newControlWorld(t, "2")
+	_, addr := startServe(t, append(w.env, "WABULK_API_TOKENS="+serveToken), "--monitor-write")
+	const n = 10
+	if r := w.enqueue("mon", 15, n); r.code != 0 {
+		t.Fatalf("enqueue: %+v", r)
+	}
+	lane := "whatsapp:mon:" + strings.TrimPrefix(testkit.Sender, "+")
+	// The worker takes a round of jobs before the pause lands: the test acts on pending ones.
+	monitor(t, addr, "POST", "queues/"+lane+":pause")
+	w.settle("mon")
+	if c := w.campaign("mon"); c.State != store.StatePaused {
+		t.Fatalf("after pausing its lane in asynqmon the campaign is %q, want paused (%+v)", c.State, c)
+	}
+	held := w.received(15)
+	if held >= n-2 {
+		t.Fatalf("%d of %d sent before the lane's pause: nothing left to act on", held, n)
+	}
+	insp := asynq.NewInspector(w.rs.ConnOpt(t))
+	defer insp.Close()
+	pending, err := insp.ListPendingTasks(lane)
+	if err != nil || len(pending) < 2 {
+		t.Fatalf("pending tasks of %s: %d, %v", lane, len(pending), err)
+	}
+	deleted, archived := pending[0].ID, pending[1].ID
+	monitor(t, addr, "DELETE", "queues/"+lane+"/pending_tasks/"+deleted)
+	monitor(t, addr, "POST", "queues/"+lane+"/pending_tasks/"+archived+":archive")
+	time.Sleep(time.Second)
+	if got := w.received(15); got != held {
+		t.Fatalf("%d sends while the lane was paused in asynqmon", got-held)
+	}
+	monitor(t, addr, "POST", "queues/"+lane+":resume")
+	var c store.CampaignInfo
+	testkit.Eventually(t, 15*time.Second, "the campaign to finish after the lane's resume", func() bool {
+		c = w.campaign("mon")
+		return c.Finished()
+	}, func() string { return fmt.Sprintf("%+v", c) })
+	// The deleted task is cancelled; the archived one is cancelled until the reconciler
+	// records its dead letter (ARCHIVED), then dead: either way the counts add up.
+	if c.State != store.StateDone || c.Completed != n-2 || c.Dead+c.Cancelled != 2 || c.Completed+c.Dead+c.Cancelled != c.Enqueued {
+		t.Errorf("after delete and archive in asynqmon: %+v", c)
+	}
+	monitor(t, addr, "POST", "queues/"+lane+"/archived_tasks/"+archived+":run")
+	testkit.Eventually(t, 15*time.Second, "the task run from the archive to be sent", func() bool {
+		c = w.campaign("mon")
+		return c.Completed == n-1 && c.Finished()
+	}, func() string { return fmt.Sprintf("%+v", c) })
+	if c.Completed+c.Dead+c.Cancelled != c.Enqueued || c.Cancelled != 1 {
+		t.Errorf("after running the archived task: %+v", c)
+	}
+	if st := w.sb.Stats(); len(st.Duplicates()) != 0 || w.received(15) != n-1 {
+		t.Errorf("sandbox received %d (want %d), duplicates %v", w.received(15), n-1, st.Duplicates())
 	}
 }
