@@ -70,7 +70,7 @@ func (b *bench) logf(format string, args ...any) { fmt.Printf(format+"\n", args.
 func main() {
 	scale := flag.Float64("scale", 1, "multiply job counts and durations (quick trials only: figures are comparable at 1)")
 	out := flag.String("out", "", "results file (default bench/RESULTS.md of the module)")
-	only := flag.String("only", "", "comma-separated phase numbers or names to run, e.g. 1,6 or lanes (quick trials; the README quotes full runs)")
+	only := flag.String("only", "", "comma-separated phase numbers or names to run, e.g. 1,6 or lanes (quick trials; docs/performance.md quotes full runs)")
 	keep := flag.Bool("keep", false, "keep the work directory (CPU profile, logs) and print its path")
 	flag.Parse()
 	if err := run(*scale, *out, *only, *keep); err != nil {

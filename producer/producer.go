@@ -1,7 +1,7 @@
 // Package producer is how jobs get into wabulk: the Go API other Go systems import, and the one
 // path that `wabulk enqueue`, `wabulk send` and the HTTP API all call. It validates each
 // recipient with package job, enqueues one asynq task per recipient (many per Redis call, in
-// asynq's own layout: see asynqtask.go) with a TaskID that makes a re-run a no-op, counts what
+// asynq's own layout: see internal/store/asynq.go) with a TaskID that makes a re-run a no-op, counts what
 // it enqueued in the ledger, and reads campaign files (CSV, JSONL) as streams so memory stays
 // flat whatever their size.
 package producer

@@ -110,7 +110,7 @@ func TestHugeAnswersAreReadInBoundedMemory(t *testing.T) {
 	}
 }
 
-// A task of another type (a producer of another system on the same queue, an old version) is
+// A task of another type (a producer of another system on the same queue) is
 // dead-lettered once, without a call to Kaleyra, and the worker goes on with the next job.
 func TestUnknownTaskTypeIsDeadLetteredOnceAndTheWorkerKeepsRunning(t *testing.T) {
 	b := setup(t)

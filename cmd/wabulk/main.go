@@ -31,7 +31,7 @@ func newRootCmd() *cobra.Command {
 		Long: `wabulk turns each recipient of a campaign into a job in Redis (asynq); worker processes send
 them at the rate WhatsApp allows, retry what is transient, dead-letter what is not, and log every
 outcome with the campaign's ref fields. Configuration comes from WABULK_* and KALEYRA_* environment
-variables (see the README); flags of the same meaning override them.`,
+variables (docs/configuration.md); flags of the same meaning override them.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// go-redis logs every failed dial on stderr in its own format (~8 "pool.go" lines before

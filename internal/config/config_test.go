@@ -57,7 +57,7 @@ func TestLoadDefaults(t *testing.T) {
 		got.HTTPTimeout != 15*time.Second || got.Retention != 24*time.Hour || got.MetricsAddr != ":9090" ||
 		got.LogLevel != "info" || got.LogPII != "masked" || got.Addr != ":8080" || got.Region != "in" ||
 		got.ShutdownTimeout != 30*time.Second {
-		t.Errorf("defaults differ from the README's Configuration table: %+v", got)
+		t.Errorf("defaults differ from docs/configuration.md's table: %+v", got)
 	}
 	if err := got.RequireKaleyra(); err == nil {
 		t.Error("RequireKaleyra passed with no SID and no key")

@@ -74,7 +74,7 @@ func TestSentTwiceWindow(t *testing.T) {
 		startWorker(t, w.env())
 		w.waitFor("the job to complete", 15*time.Second, w.finished("window", 1))
 		if got := w.Sandbox.Stats().AcceptedTo[phone(6, 0)]; got != 2 {
-			t.Errorf("accepted %d times, want 2: this window is open and the README says so", got)
+			t.Errorf("accepted %d times, want 2: this window is open and docs/guarantees.md says so", got)
 		}
 		if c := w.counts("window"); c.Completed != 1 {
 			t.Errorf("completed %d, want 1", c.Completed)

@@ -1,6 +1,6 @@
 // Package ops is the operator's view of a wabulk queue: how far each campaign is (status), what
 // failed and why (dead letters), putting failures right (redrive), holding and releasing the
-// queue (pause, resume), and running a whole campaign in one process (send, demo).
+// queue (pause, resume) and one campaign (pause, resume, cancel), and the senders' rates.
 //
 // Queue counts come from asynq's Inspector (one Lua call per queue); campaign counts come from
 // the ledger's per-campaign counters (one round trip per campaign), so nothing here scans every
