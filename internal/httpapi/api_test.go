@@ -264,6 +264,10 @@ func TestErrorsAreProblemsWithStableCodes(t *testing.T) {
 		{"wrong token", "POST", "/v1/campaigns", "application/json", valid, "Bearer wrong-token-0123456789", 401, CodeUnauthorized},
 		{"token as Basic on the API", "POST", "/v1/messages", "application/json", valid, "Basic eDp0ZXN0LXRva2VuLTAxMjM0NTY3ODlhYmNkZWY=", 401, CodeUnauthorized},
 		{"status without token", "GET", "/v1/campaigns/c", "", "", "-", 401, CodeUnauthorized},
+		{"list without token", "GET", "/v1/campaigns", "", "", "-", 401, CodeUnauthorized},
+		{"pause without token", "POST", "/v1/campaigns/c/pause", "", "", "-", 401, CodeUnauthorized},
+		{"resume without token", "POST", "/v1/campaigns/c/resume", "", "", "-", 401, CodeUnauthorized},
+		{"cancel without token", "POST", "/v1/campaigns/c/cancel", "", "", "-", 401, CodeUnauthorized},
 		{"dead without token", "GET", "/v1/campaigns/c/dead", "", "", "-", 401, CodeUnauthorized},
 		{"openapi without token", "GET", "/v1/openapi.json", "", "", "-", 401, CodeUnauthorized},
 		{"metrics without token", "GET", "/metrics", "", "", "-", 401, CodeUnauthorized},
@@ -337,7 +341,9 @@ func TestCampaignStatusAndDeadLetters(t *testing.T) {
 	if r.code != 200 || json.Unmarshal(r.body, &st) != nil {
 		t.Fatalf("GET status = %d %s", r.code, r.body)
 	}
-	if st.Campaign.Campaign != "st" || st.Campaign.Enqueued != 2 || st.Campaign.Dead != 1 || st.Queue.Queue != testQueue || st.Queue.Pending != 2 {
+	// The queue counts are the campaign's lanes summed, named <namespace>:<campaign>.
+	if st.Campaign.Campaign != "st" || st.Campaign.Enqueued != 2 || st.Campaign.Dead != 1 || st.Queue.Queue != testQueue+":st" || st.Queue.Pending != 2 ||
+		st.Campaign.State != store.StateRunning {
 		t.Errorf("status = %+v", st)
 	}
 
@@ -416,7 +422,12 @@ func TestRedisDownIs503AndServeRecovers(t *testing.T) {
 	if m.code != 503 || m.problem(t).Summary.NotAttempted != 1 {
 		t.Errorf("POST message with Redis down = %d %s, want 503 with not_attempted 1", m.code, m.body)
 	}
-	for _, path := range []string{"/v1/campaigns/down", "/v1/campaigns/down/dead", "/readyz"} {
+	for _, path := range []string{"/v1/campaigns/down/pause", "/v1/campaigns/down/resume", "/v1/campaigns/down/cancel"} {
+		if r := e.do("POST", path, "", nil); r.code != 503 || r.problem(t).Code != CodeRedisUnavailable {
+			t.Errorf("POST %s with Redis down = %d, want 503 redis_unavailable", path, r.code)
+		}
+	}
+	for _, path := range []string{"/v1/campaigns", "/v1/campaigns/down", "/v1/campaigns/down/dead", "/readyz"} {
 		if r := e.do("GET", path, "", nil); r.code != 503 {
 			t.Errorf("GET %s with Redis down = %d, want 503", path, r.code)
 		} else if path != "/readyz" {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -33,6 +34,9 @@ type CampaignRequest struct {
 	// Priority weights the campaign's share of each sender's rate: high, normal or low.
 	// Empty keeps the campaign's priority (normal for a new one).
 	Priority string `json:"priority,omitempty"`
+	// SendAt is an RFC 3339 time before which nothing of the campaign is sent; empty or past
+	// sends as soon as workers can.
+	SendAt string `json:"send_at,omitempty"`
 }
 
 // MessageRequest is the JSON body of POST /v1/messages: one message's fields and an optional
@@ -46,6 +50,10 @@ type MessageRequest struct {
 // recipient (sorted by index).
 type Accepted struct {
 	Campaign string `json:"campaign"`
+	// State is the campaign's state after the request (scheduled, running, paused, …) and SendAt
+	// its start time when it has one; both are absent when they could not be read.
+	State  string     `json:"state,omitempty"`
+	SendAt *time.Time `json:"send_at,omitempty"`
 	producer.Summary
 	Outcomes []producer.Outcome `json:"outcomes"`
 }
@@ -76,6 +84,9 @@ func decodeCampaign(r io.Reader, maxRecipients int) (CampaignRequest, error) {
 	if err := job.ValidCampaign(req.Campaign); err != nil {
 		return CampaignRequest{}, &bodyError{http.StatusBadRequest, CodeInvalidRequest, err.Error()}
 	}
+	if _, err := parseSendAt(req.SendAt); err != nil {
+		return CampaignRequest{}, err
+	}
 	if req.Defaults.To != "" {
 		return CampaignRequest{}, &bodyError{http.StatusBadRequest, CodeInvalidRequest, "defaults cannot hold to: give each number in recipients"}
 	}
@@ -96,6 +107,40 @@ func decodeCampaign(r io.Reader, maxRecipients int) (CampaignRequest, error) {
 // recipientCount is how many jobs a row can become (at least one: an empty `to` is one rejection).
 func recipientCount(defaults, row job.Fields) int {
 	return max(1, len(job.Recipients(defaults.Over(row).To)))
+}
+
+// parseSendAt reads a send_at: empty is the zero time (no schedule).
+func parseSendAt(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, &bodyError{http.StatusBadRequest, CodeInvalidRequest,
+			fmt.Sprintf("send_at=%q is not an RFC 3339 time such as 2025-06-01T09:30:00+05:30", v)}
+	}
+	return t, nil
+}
+
+// sendAt is when a campaign starts: the JSON body's send_at or the send_at query parameter
+// (the only way with a streamed body). Given both ways, they must name the same time.
+func sendAt(body, query string) (time.Time, error) {
+	b, err := parseSendAt(body)
+	if err != nil {
+		return b, err
+	}
+	q, err := parseSendAt(query)
+	if err != nil {
+		return q, err
+	}
+	if body != "" && query != "" && !b.Equal(q) {
+		return b, &bodyError{http.StatusBadRequest, CodeInvalidRequest,
+			fmt.Sprintf("send_at is %q in the body and %q in the query: give it once", body, query)}
+	}
+	if b.IsZero() {
+		return q, nil
+	}
+	return b, nil
 }
 
 // decodeStrict decodes exactly one JSON object with no unknown keys into v, and none given twice
@@ -237,6 +282,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 		campaign string
 		defaults job.Fields
 		priority = r.URL.Query().Get("priority")
+		bodyAt   string // the JSON body's send_at
 		rows     iter.Seq[producer.Row]
 		ctx      = r.Context()
 	)
@@ -246,7 +292,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, err)
 			return
 		}
-		campaign, defaults, priority = req.Campaign, req.Defaults, req.Priority
+		campaign, defaults, priority, bodyAt = req.Campaign, req.Defaults, req.Priority, req.SendAt
 		rows = func(yield func(producer.Row) bool) {
 			for _, f := range req.Recipients {
 				if !yield(producer.Row{Fields: f}) {
@@ -270,15 +316,26 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = limitRows(in, defaults, s.cfg.MaxRecipients)
 	}
+	at, err := sendAt(bodyAt, r.URL.Query().Get("send_at"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	c := &collector{s: s, mode: mode}
-	sum, err := s.prod.Campaign(ctx, campaign, rows, producer.Options{Defaults: defaults, Priority: priority}, c.add)
+	sum, err := s.prod.Campaign(ctx, campaign, rows, producer.Options{Defaults: defaults, Priority: priority, SendAt: at}, c.add)
 	s.answer(w, r, campaign, sum, c, err)
 }
 
 // answer writes 202, or the problem that stopped the run with what was and was not enqueued.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, campaign string, sum producer.Summary, c *collector, err error) {
 	if err == nil {
-		writeJSON(w, http.StatusAccepted, Accepted{Campaign: campaign, Summary: sum, Outcomes: c.sorted()})
+		a := Accepted{Campaign: campaign, Summary: sum, Outcomes: c.sorted()}
+		ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+		defer cancel()
+		if info, err := s.ledger.Campaign(ctx, campaign); err == nil {
+			a.State, a.SendAt = info.State, info.SendAt
+		}
+		writeJSON(w, http.StatusAccepted, a)
 		return
 	}
 	var p *Problem
@@ -293,6 +350,9 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, campaign string,
 			fmt.Sprintf("more than %d recipients in one request; the ones before the limit were handled as the summary says", s.cfg.MaxRecipients))
 	case errors.As(err, &re):
 		p = newProblem(http.StatusBadRequest, CodeInvalidRequest, re.Error())
+	case errors.Is(err, producer.ErrCampaignCancelled):
+		p = newProblem(http.StatusConflict, CodeCampaignCancelled,
+			"nothing was enqueued: "+err.Error()+"; a cancelled campaign takes no more messages, use a new campaign id")
 	case r.Context().Err() != nil:
 		// The client is gone: nobody reads the answer, but the log says what happened.
 		s.log.Warn("campaign request ended by the client", zap.String("campaign", campaign),
@@ -315,7 +375,7 @@ func streamParams(r *http.Request) (string, job.Fields, error) {
 	q := r.URL.Query()
 	for k, v := range q {
 		switch k {
-		case "campaign", "outcomes":
+		case "campaign", "outcomes", "send_at": // send_at is read by sendAt
 			continue
 		case "priority":
 			if _, err := store.ParsePriority(v[0]); err != nil {
@@ -328,7 +388,7 @@ func streamParams(r *http.Request) (string, job.Fields, error) {
 		p := f.Ptr(k)
 		if p == nil {
 			return "", f, &bodyError{http.StatusBadRequest, CodeInvalidRequest,
-				fmt.Sprintf("unknown query parameter %q; known: campaign, outcomes, priority, %s", k, strings.Join(job.Columns[1:], ", "))}
+				fmt.Sprintf("unknown query parameter %q; known: campaign, outcomes, priority, send_at, %s", k, strings.Join(job.Columns[1:], ", "))}
 		}
 		*p = v[0]
 	}

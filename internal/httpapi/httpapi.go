@@ -1,5 +1,6 @@
 // Package httpapi is wabulk's HTTP API (`wabulk serve`): the producer for systems that are not
-// written in Go (POST /v1/messages, POST /v1/campaigns), campaign status and dead letters, the
+// written in Go (POST /v1/messages, POST /v1/campaigns, with an optional send_at), the campaign
+// list, each campaign's status and dead letters, pausing, resuming and cancelling a campaign, the
 // asynqmon UI under /monitor/, and the probes. Every enqueue goes through package producer, the
 // same code path as `wabulk enqueue`, so validation and idempotency cannot drift apart.
 //
@@ -27,6 +28,7 @@ import (
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/ops"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
 )
 
@@ -135,6 +137,7 @@ type Server struct {
 	rdb     redis.UniversalClient
 	prod    *producer.Producer
 	ops     *ops.Ops
+	ledger  *store.Ledger // campaign list and control (pause, resume, cancel), on rdb
 	monitor *asynqmon.HTTPHandler
 	reg     *prometheus.Registry
 	metrics *httpMetrics
@@ -174,7 +177,8 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, rdb: rdb, prod: prod, ops: o, reg: prometheus.NewRegistry(),
-		large: make(chan struct{}, cfg.MaxLargeRequests)}
+		ledger: store.New(rdb, cfg.Producer.Queue, cfg.Producer.Retention),
+		large:  make(chan struct{}, cfg.MaxLargeRequests)}
 	for _, t := range cfg.Tokens {
 		s.tokens = append(s.tokens, hashToken(t.Reveal()))
 	}

@@ -17,6 +17,7 @@ const (
 	CodeHostNotAllowed       = "host_not_allowed"        // 403: without tokens, a Host that is not a loopback name
 	CodeNotFound             = "not_found"               // 404: no such route
 	CodeUnknownCampaign      = "unknown_campaign"        // 404: the queue has never seen the campaign
+	CodeCampaignCancelled    = "campaign_cancelled"      // 409: the campaign was cancelled: no enqueue, pause or resume
 	CodeBodyTooLarge         = "body_too_large"          // 413: the body is over the limit
 	CodeTooManyRecipients    = "too_many_recipients"     // 413: more recipients than one request may carry
 	CodeUnsupportedMediaType = "unsupported_media_type"  // 415: a Content-Type the route does not take

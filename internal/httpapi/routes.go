@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/wabulk/wabulk/internal/probe"
+	"github.com/wabulk/wabulk/internal/store"
 )
 
 // openAPI is the API's OpenAPI 3 document; a test keeps it and the route table in step.
@@ -29,7 +30,11 @@ func (s *Server) routeTable() []route {
 	return []route{
 		{method: "POST", path: "/v1/messages", handler: s.bearer(s.limitLarge(http.HandlerFunc(s.postMessage)))},
 		{method: "POST", path: "/v1/campaigns", handler: s.bearer(s.limitLarge(http.HandlerFunc(s.postCampaign)))},
+		{method: "GET", path: "/v1/campaigns", handler: s.bearer(http.HandlerFunc(s.listCampaigns))},
 		{method: "GET", path: "/v1/campaigns/{id}", handler: s.bearer(http.HandlerFunc(s.getCampaign))},
+		{method: "POST", path: "/v1/campaigns/{id}/pause", handler: s.bearer(s.campaignAction("pause", (*store.Ledger).PauseCampaign))},
+		{method: "POST", path: "/v1/campaigns/{id}/resume", handler: s.bearer(s.campaignAction("resume", (*store.Ledger).ResumeCampaign))},
+		{method: "POST", path: "/v1/campaigns/{id}/cancel", handler: s.bearer(s.campaignAction("cancel", (*store.Ledger).CancelCampaign))},
 		{method: "GET", path: "/v1/campaigns/{id}/dead", handler: s.bearer(http.HandlerFunc(s.getDead))},
 		{method: "GET", path: "/v1/senders", handler: s.bearer(http.HandlerFunc(s.getSenders))},
 		{method: "PUT", path: "/v1/senders/{number}", handler: s.bearer(http.HandlerFunc(s.putSender))},

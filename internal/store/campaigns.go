@@ -135,7 +135,7 @@ func (l *Ledger) PauseCampaign(ctx context.Context, campaign string) (bool, erro
 		return false, err
 	}
 	if !st.cancelledAt.IsZero() {
-		return false, fmt.Errorf("campaign %s was cancelled at %s: there is nothing to pause", campaign, st.cancelledAt.Format(time.RFC3339))
+		return false, fmt.Errorf("%w at %s: %s: there is nothing to pause", ErrCampaignCancelled, st.cancelledAt.Format(time.RFC3339), campaign)
 	}
 	n, err := l.rdb.HSet(ctx, l.stateKey(campaign), "paused", "1").Result()
 	if err != nil {
@@ -161,7 +161,7 @@ func (l *Ledger) ResumeCampaign(ctx context.Context, campaign string) (bool, err
 		return false, err
 	}
 	if !st.cancelledAt.IsZero() {
-		return false, fmt.Errorf("campaign %s was cancelled at %s: it cannot be resumed", campaign, st.cancelledAt.Format(time.RFC3339))
+		return false, fmt.Errorf("%w at %s: %s: it cannot be resumed", ErrCampaignCancelled, st.cancelledAt.Format(time.RFC3339), campaign)
 	}
 	n, err := l.rdb.HDel(ctx, l.stateKey(campaign), "paused").Result()
 	if err != nil {
