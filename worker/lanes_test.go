@@ -19,7 +19,8 @@ const secondSender = "+919000000002"
 func lanes(t *testing.T) (*bundle, *producer.Producer) {
 	t.Helper()
 	b := setup(t)
-	sb, err := sandbox.Start(sandbox.Config{SID: testSID, APIKey: testKey, Senders: []string{testSender, secondSender}, Balance: -1})
+	sb, err := sandbox.Start(sandbox.Config{SID: testSID, APIKey: testKey, Senders: []string{testSender, secondSender}, Balance: -1,
+		MediaIDs: []string{"m1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
