@@ -49,6 +49,7 @@ variables (see the README); flags of the same meaning override them.`,
 	root.AddCommand(
 		newWorkerCmd(),
 		newEnqueueCmd(),
+		newMediaCmd(),
 		newStatusCmd(),
 		newDeadCmd(),
 		newQueueCmd(),

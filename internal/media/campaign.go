@@ -38,6 +38,37 @@ type SenderMedia struct {
 	Uploaded bool `json:"uploaded"`
 }
 
+// String says in one line what became of the file: the senders it was uploaded from, those that
+// reuse a cached id, and in a dry run those it would be uploaded from.
+func (r Report) String() string {
+	var up, reused, pending []string
+	for _, s := range r.Senders {
+		switch {
+		case s.Uploaded:
+			up = append(up, s.Sender)
+		case s.MediaID != "":
+			reused = append(reused, s.Sender)
+		default:
+			pending = append(pending, s.Sender)
+		}
+	}
+	var parts []string
+	if len(up) > 0 {
+		parts = append(parts, "uploaded from "+strings.Join(up, ", "))
+	}
+	if len(reused) > 0 {
+		parts = append(parts, "cached id reused for "+strings.Join(reused, ", "))
+	}
+	if len(pending) > 0 {
+		parts = append(parts, "would be uploaded from "+strings.Join(pending, ", "))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no row sends it")
+	}
+	return fmt.Sprintf("media %s (%s, %d bytes, sha256 %.12s…): %s", r.File.Name, r.File.MIME, r.File.Size,
+		r.File.SHA256, strings.Join(parts, "; "))
+}
+
 // Uploads counts the senders the file was uploaded for in this run.
 func (r Report) Uploads() int {
 	n := 0

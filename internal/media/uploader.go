@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/job"
 )
@@ -37,6 +38,8 @@ type Config struct {
 	Backoff time.Duration
 	// Log receives a line per upload and per id reused. Default none.
 	Log *zap.Logger
+	// PII says how sender numbers appear in Log. Default masked.
+	PII logging.Masker
 }
 
 // Uploader gets the media id of a file for a sender. It is safe for concurrent use.
@@ -75,7 +78,8 @@ func (u *Uploader) ID(ctx context.Context, sender string, f *File) (id string, u
 			return "", false, err
 		}
 		if ok {
-			u.cfg.Log.Info("media id reused", zap.String("file", f.Name), zap.String("sha256", f.SHA256), zap.String("sender", sender))
+			u.cfg.Log.Info("media id reused", zap.String("file", f.Name), zap.String("sha256", f.SHA256),
+				zap.String("sender", u.cfg.PII.Phone(sender)))
 			return id, false, nil
 		}
 	}
@@ -103,7 +107,7 @@ func (u *Uploader) upload(ctx context.Context, sender string, f *File) (string, 
 		start := time.Now()
 		id, err := u.once(ctx, sender, f)
 		log := u.cfg.Log.With(zap.String("file", f.Name), zap.String("mime", f.MIME), zap.Int64("size", f.Size),
-			zap.String("sender", sender), zap.Int("attempt", attempt), zap.Duration("duration", time.Since(start)))
+			zap.String("sender", u.cfg.PII.Phone(sender)), zap.Int("attempt", attempt), zap.Duration("duration", time.Since(start)))
 		if err == nil {
 			log.Info("media uploaded", zap.String("media_id", id))
 			return id, nil
