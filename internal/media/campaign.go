@@ -84,6 +84,10 @@ func (r Report) Uploads() int {
 // media_id or media_link, or a default type the file cannot be sent as.
 var ErrMediaConflict = errors.New("media conflict")
 
+// ErrTooManySenders is returned (wrapped) when a campaign sends its media file from more than
+// MaxSenders senders.
+var ErrTooManySenders = errors.New("too many senders")
+
 // dryRunID stands for an id not uploaded in a dry run, so the rows validate as they will.
 const dryRunID = "dry-run-not-uploaded"
 
@@ -132,7 +136,7 @@ func (u *Uploader) Prepare(ctx context.Context, f *File, rows iter.Seq[producer.
 		}
 		if _, dup := seen[sender]; !dup {
 			if len(senders) == MaxSenders {
-				return nil, opt, rep, fmt.Errorf("the campaign sends its media file from more than %d senders; it is uploaded once per sender before anything is enqueued: split the campaign", MaxSenders)
+				return nil, opt, rep, fmt.Errorf("%w: the campaign sends its media file from more than %d senders; it is uploaded once per sender before anything is enqueued: split the campaign", ErrTooManySenders, MaxSenders)
 			}
 			seen[sender] = len(senders)
 			senders = append(senders, sender)
