@@ -60,7 +60,9 @@ func form(t *testing.T, parts ...part) (string, []byte) {
 	return mw.FormDataContentType(), b.Bytes()
 }
 
-func jsonCampaign(body string) part { return part{name: "campaign", ctype: "application/json", content: body} }
+func jsonCampaign(body string) part {
+	return part{name: "campaign", ctype: "application/json", content: body}
+}
 func mediaFile(name, content string) part {
 	return part{name: "media_file", filename: name, ctype: "application/octet-stream", content: content}
 }
