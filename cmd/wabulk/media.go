@@ -34,19 +34,21 @@ func newMediaUploadCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "upload FILE [--from NUMBER] [--type MIME]",
 		Short: "Upload a file through Kaleyra's Upload Media Files API and print its media id on stdout",
-		Long: `upload checks FILE against WhatsApp's limits (` + media.Supported + `),
-uploads it through Kaleyra's Upload Media Files API for the business number --from (default
-KALEYRA_FROM), and prints the media id on stdout, for the media_id column or --media-id. The type is
-found from the file's content unless --type gives it. A media id works only from the number that
-uploaded it, for 30 days. Needs KALEYRA_SID and KALEYRA_API_KEY; uploads always, without the cache
-of --media-file (no Redis needed).
+		Long: `upload checks FILE against WhatsApp's limits, uploads it through Kaleyra's Upload Media Files
+API for the business number --from (default KALEYRA_FROM), and prints the media id on stdout, for
+the media_id column or --media-id. The type is found from the file's content unless --type gives
+it. A media id works only from the number that uploaded it, for 30 days. Needs KALEYRA_SID and
+KALEYRA_API_KEY; uploads always, without the cache of --media-file (no Redis needed).
+
+Limits: ` + media.Supported + `.
 Exit status: 0 uploaded, 2 refused or failed.`,
 		Example: `  wabulk media upload brochure.pdf
   id=$(wabulk media upload --from +919000000001 banner.jpg)
   wabulk media upload --type audio/mp4 voice-note.mp4`,
 		Args: cobra.ExactArgs(1),
 	}
-	load := withEnvFlags(cmd, flagHTTPTimeout)
+	// No --http-timeout: an upload has its own, longer bound (kaleyra.Config.UploadTimeout).
+	load := withEnvFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		c, err := load()
 		if err != nil {
