@@ -216,8 +216,8 @@ func (p *Payload) normalize(checkTo, checkFrom func(string) (string, error)) err
 	case p.MediaID != "" && p.MediaLink != "":
 		return errors.New("give media_id or media_link, not both")
 	case p.MediaID != "":
-		if len(p.MediaID) > MaxMediaID || strings.IndexFunc(p.MediaID, notIDRune) >= 0 {
-			return fmt.Errorf("media_id must be up to %d letters, digits, '.', '_' or '-'", MaxMediaID)
+		if err := CheckMediaID(p.MediaID); err != nil {
+			return err
 		}
 	default:
 		if err := checkLink(p.MediaLink); err != nil {
@@ -456,6 +456,15 @@ func storedNumber(s string) (string, error) {
 		return "", fmt.Errorf("%q is not a number in E.164 form (+ and 3 to 20 digits)", clip(s, 32))
 	}
 	return s, nil
+}
+
+// CheckMediaID says why id cannot be a job's media_id, or nil if it can: 1 to MaxMediaID
+// letters, digits, '.', '_' or '-' (Meta's ids are digits).
+func CheckMediaID(id string) error {
+	if id == "" || len(id) > MaxMediaID || strings.IndexFunc(id, notIDRune) >= 0 {
+		return fmt.Errorf("media_id must be up to %d letters, digits, '.', '_' or '-'", MaxMediaID)
+	}
+	return nil
 }
 
 func notIDRune(r rune) bool {

@@ -18,7 +18,8 @@ import (
 func lanes(t *testing.T) (*bundle, *producer.Producer) {
 	t.Helper()
 	b := setup(t)
-	sb, err := sandbox.Start(sandbox.Config{SID: testkit.SID, APIKey: testkit.APIKey, Senders: []string{testkit.Sender, testkit.Sender2}, Balance: -1})
+	sb, err := sandbox.Start(sandbox.Config{SID: testkit.SID, APIKey: testkit.APIKey, Senders: []string{testkit.Sender, testkit.Sender2}, Balance: -1,
+		MediaIDs: []string{"m1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

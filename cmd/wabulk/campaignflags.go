@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -23,6 +24,8 @@ type campaignFlags struct {
 	sendAt           time.Time // --at, parsed by open
 	defaults         job.Fields
 	strict, dryRun   bool
+	// mediaFile is uploaded once per sender and sent by media id to rows without media.
+	mediaFile string
 }
 
 func (fl *campaignFlags) register(f *pflag.FlagSet) {
@@ -30,6 +33,7 @@ func (fl *campaignFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&fl.defaults.Type, "type", "", "media type for rows without one: image, video, audio, document, sticker")
 	f.StringVar(&fl.defaults.MediaID, "media-id", "", "media id for rows without one")
 	f.StringVar(&fl.defaults.MediaLink, "media-link", "", "media link (http/https) for rows without one")
+	f.StringVar(&fl.mediaFile, "media-file", "", "image or document to upload once per sender and send by media id to rows without media (cached in Redis; needs KALEYRA_SID, KALEYRA_API_KEY)")
 	f.StringVar(&fl.defaults.Caption, "caption", "", "caption for rows without one (image, video, document)")
 	f.StringVar(&fl.defaults.Filename, "filename", "", "file name for document rows without one")
 	f.StringVar(&fl.defaults.Ref, "ref", "", "ref for rows without one")
@@ -45,9 +49,12 @@ func (fl *campaignFlags) register(f *pflag.FlagSet) {
 }
 
 // open resolves the campaign id (the file's name when --campaign is not given) and the format,
-// and opens the file (stdin for "-"; spooled to a temporary file when --strict must read it
-// twice). size is the file's size when known, for an ETA.
+// and opens the file (stdin for "-"; spooled to a temporary file when --strict or --media-file
+// must read it twice). size is the file's size when known, for an ETA.
 func (fl *campaignFlags) open(path string) (campaign string, in io.Reader, size int64, closeFn func(), err error) {
+	if fl.mediaFile != "" && (fl.defaults.MediaID != "" || fl.defaults.MediaLink != "") {
+		return "", nil, 0, nil, errors.New("give --media-file, --media-id or --media-link, not two")
+	}
 	if fl.format, err = enqueueFormat(path, fl.format); err != nil {
 		return "", nil, 0, nil, err
 	}
@@ -66,7 +73,8 @@ func (fl *campaignFlags) open(path string) (campaign string, in io.Reader, size 
 	if err := job.ValidCampaign(campaign); err != nil {
 		return "", nil, 0, nil, fmt.Errorf("%w (set it with --campaign)", err)
 	}
-	in, size, closeFn, err = openCampaign(path, fl.strict && !fl.dryRun)
+	// --media-file reads the rows twice too: once for the senders to upload for, then to enqueue.
+	in, size, closeFn, err = openCampaign(path, (fl.strict && !fl.dryRun) || fl.mediaFile != "")
 	return campaign, in, size, closeFn, err
 }
 

@@ -88,6 +88,14 @@ func apiConfig(c config.Config) (httpapi.Config, error) {
 	if err != nil {
 		return httpapi.Config{}, err
 	}
-	return httpapi.Config{Redis: opt, Producer: producerConfig(c),
-		PII: logging.NewMasker(c.LogPII), Tokens: c.APITokens, ShutdownTimeout: c.ShutdownTimeout}, nil
+	cfg := httpapi.Config{Redis: opt, Producer: producerConfig(c),
+		PII: logging.NewMasker(c.LogPII), Tokens: c.APITokens, ShutdownTimeout: c.ShutdownTimeout}
+	// With a Kaleyra account, a campaign may come with a media_file to upload; without one the
+	// API still enqueues, and answers such a campaign 501.
+	if c.SID != "" && c.APIKey != "" {
+		if cfg.Kaleyra, err = kaleyraConfig(c); err != nil {
+			return httpapi.Config{}, err
+		}
+	}
+	return cfg, nil
 }

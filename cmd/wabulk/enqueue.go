@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/media"
+	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/termline"
 	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
@@ -39,6 +41,11 @@ per recipient into the queue. Columns: to (required; several numbers separated b
 media_id, media_link, caption, filename, ref, ref1, ref2, wa_source, from. Flags give campaign-wide
 defaults that a row's own column overrides. Invalid rows are reported on stderr as "line N: reason"
 and do not stop the others. The last stdout line is "enqueued N, duplicates N, rejected N".
+
+--media-file uploads an image or document through Kaleyra's Upload Media Files API once per sender
+the rows name (the file is read first to find them) and sends every row without media of its own
+by that media id; the id is cached in Redis for 25 days per sender and file, so a re-run does not
+upload again. The file's size and type are checked first; if an upload fails, nothing is enqueued.
 Exit status: 0 all enqueued or duplicates, 1 some rows rejected, 2 nothing could be done.`,
 		Args: cobra.ExactArgs(1),
 	}
@@ -82,21 +89,53 @@ func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() 
 		}
 	}
 
+	var file *media.File
+	if fl.mediaFile != "" {
+		// Checked before Redis or Kaleyra is called: a file WhatsApp refuses stops here.
+		if file, err = media.Open(fl.mediaFile, ""); err != nil {
+			return err
+		}
+	}
+
 	opt, err := cfg.RedisConnOpt()
 	if err != nil {
 		return err
 	}
 	// go-redis logs every failed dial; the error this command returns already names the cause.
 	redis.SetLogger(quietLogger{})
-	p, err := producer.New(opt, producerConfig(cfg))
+	rdb, err := config.RedisClient(opt)
 	if err != nil {
 		return err
 	}
-	defer p.Close()
+	defer rdb.Close()
+	pc := producerConfig(cfg)
+	p, err := producer.NewFromClient(rdb, pc)
+	if err != nil {
+		return err
+	}
 
 	fmt.Fprintf(stderr, "campaign %s\n", campaign)
+	options := fl.options()
+	var mediaReport *media.Report
+	if file != nil {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis at %s: %w: %w", redisName(cfg), producer.ErrRedisUnreachable, err)
+		}
+		u, err := mediaUploader(cfg, store.New(rdb, pc.Queue, pc.Retention))
+		if err != nil {
+			return err
+		}
+		var rep media.Report
+		rows, options, rep, err = u.Prepare(ctx, file, rows, options, pc.DefaultFrom)
+		if err != nil {
+			return fmt.Errorf("nothing enqueued: %w", err)
+		}
+		counted.Seek(0, io.SeekStart) // the progress counts the enqueue's read, not the first
+		mediaReport = &rep
+		fmt.Fprintln(stderr, rep.String())
+	}
 	prog := newProgress(stderr, size, counted)
-	s, runErr := p.Campaign(ctx, campaign, rows, fl.options(),
+	s, runErr := p.Campaign(ctx, campaign, rows, options,
 		func(o producer.Outcome) {
 			if o.Status == producer.StatusRejected {
 				prog.line.Print(fmt.Sprintf("line %d: %s", o.Line, o.Reason))
@@ -134,9 +173,10 @@ func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() 
 		out := struct {
 			Campaign string `json:"campaign"`
 			producer.Summary
-			DryRun bool   `json:"dry_run,omitempty"`
-			Error  string `json:"error,omitempty"`
-		}{Campaign: campaign, Summary: s, DryRun: fl.dryRun}
+			DryRun bool          `json:"dry_run,omitempty"`
+			Media  *media.Report `json:"media,omitempty"`
+			Error  string        `json:"error,omitempty"`
+		}{Campaign: campaign, Summary: s, DryRun: fl.dryRun, Media: mediaReport}
 		if runErr != nil {
 			out.Error = runErr.Error()
 		}
@@ -188,7 +228,7 @@ func openCampaign(path string, rereadable bool) (io.Reader, int64, func(), error
 	}
 	tmp, err := os.CreateTemp("", "wabulk-stdin-*")
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("spool stdin for --strict: %w", err)
+		return nil, 0, nil, fmt.Errorf("spool stdin to read it twice: %w", err)
 	}
 	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
 	n, err := io.Copy(tmp, os.Stdin)
@@ -197,7 +237,7 @@ func openCampaign(path string, rereadable bool) (io.Reader, int64, func(), error
 	}
 	if err != nil {
 		cleanup()
-		return nil, 0, nil, fmt.Errorf("spool stdin for --strict: %w", err)
+		return nil, 0, nil, fmt.Errorf("spool stdin to read it twice: %w", err)
 	}
 	return tmp, n, cleanup, nil
 }

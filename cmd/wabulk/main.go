@@ -49,6 +49,7 @@ variables (docs/configuration.md); flags of the same meaning override them.`,
 	root.AddCommand(
 		newWorkerCmd(),
 		newEnqueueCmd(),
+		newMediaCmd(),
 		newStatusCmd(),
 		newDeadCmd(),
 		newQueueCmd(),

@@ -29,6 +29,16 @@ api-key answers 401 RBC001, a sender not on the account 401 WA401, a malformed p
 each with the documented body. Every other send is accepted (200 with a wamid message id), unless a
 fault rate, a script or an empty balance says otherwise. Point wabulk at it with KALEYRA_BASE_URL.
 
+It also serves the Upload Media Files API, POST /v2/<sid>/whatsapp/<from>/media (multipart: file,
+type), with the same account and sender checks, 401 WA-401 for a --prepaid account, and 400 WA400
+for a form without both parts, a MIME type WhatsApp does not take, an empty file or one over its
+type's limit (image 5 MB, video and audio 16 MB, document 100 MB, sticker 100 KB static or 500 KB
+animated). An accepted upload answers {"id":"sbx-…"}. A send by media id is accepted only for an id
+the account (same SID and API key, in this or an earlier sandbox) uploaded from that sender in the
+last 30 days, or one given with --media-id. Any other id is answered at once with 400 WA400 and
+error.media (answer media-unknown): the real API accepts such a send and reports the failure later
+in a status callback, which the sandbox does not have.
+
 Answer names, for --fault and for scripts:
 ` + answerHelp() + `
 Fault choice and jitter are deterministic for a given --seed: the n-th send to a recipient always
@@ -36,10 +46,12 @@ gets the same answer.
 
 Control endpoints (JSON):
   POST /_sandbox/script   {"to":"+91…","answers":["WA500","ok"]}  next answers for that recipient
+  POST /_sandbox/script   {"upload":true,"answers":["WA500"]}      next answers to uploads
   POST /_sandbox/balance  {"balance":N}                            set the balance (-1 unlimited)
   POST /_sandbox/reset                                             clear counters, calls, scripts
   GET  /_sandbox/stats                                             received, answered, accepted…
-  GET  /_sandbox/calls                                             every call: time, from, to, answer`,
+  GET  /_sandbox/calls                                             every call: time, from, to, answer, media
+  GET  /_sandbox/uploads                                           every upload: time, from, type, size, answer, id`,
 		Example: `  wabulk sandbox --fault WA500=0.05 --fault E110=0.01 --latency 50ms --jitter 20ms
   wabulk sandbox --balance 100 --dump
   wabulk sandbox --fault hang=0.1 --hang-for 30s --seed 7`,
@@ -82,6 +94,8 @@ Control endpoints (JSON):
 	f.Int64Var(&cfg.Balance, "balance", -1, "messages the account can pay for; at 0 every send answers E110 (-1 unlimited)")
 	f.DurationVar(&cfg.HangFor, "hang-for", sandbox.DefaultHangFor, "how long a hang stalls (and a slowloris trickles) before answering")
 	f.BoolVar(&dump, "dump", false, "print the stats as JSON on exit")
+	f.StringArrayVar(&cfg.MediaIDs, "media-id", nil, "a media id the account holds already, accepted from every sender (repeatable)")
+	f.BoolVar(&cfg.Prepaid, "prepaid", false, "a prepaid account: every upload answers 401 WA-401 (uploads are for postpaid accounts)")
 	cmd.PreRun = func(*cobra.Command, []string) {
 		// The key's default comes from the environment but must not show in --help.
 		if cfg.APIKey == "" {

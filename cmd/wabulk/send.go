@@ -12,6 +12,7 @@ import (
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/inprocess"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/internal/media"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/termline"
 )
@@ -48,6 +49,7 @@ progress line they are cut to warnings unless WABULK_LOG_LEVEL or --log-level sa
 Exit status: 0 the campaign finished (dead letters included), 1 some rows were rejected,
 2 nothing could be done, 130 interrupted.`,
 		Example: `  wabulk send --campaign spring-sale --type image --media-link https://cdn.example.com/a.jpg list.csv
+  wabulk send --campaign catalogue --media-file catalogue.pdf --caption "Our spring catalogue" list.csv
   wabulk send --embedded-redis --sandbox --fault WA500=0.1 --fault E110=0.02 --seed 7 list.csv`,
 		Args: cobra.ExactArgs(1),
 	}
@@ -158,6 +160,14 @@ func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campa
 	if err != nil {
 		return nil, err
 	}
+	var file *media.File
+	if cf.mediaFile != "" {
+		// Checked before anything starts: a file WhatsApp refuses stops here.
+		if file, err = media.Open(cf.mediaFile, ""); err != nil {
+			run.close()
+			return nil, err
+		}
+	}
 	campaign, in, _, closeFile, err := cf.open(path)
 	if err != nil {
 		run.close()
@@ -169,6 +179,7 @@ func sendConfig(cmd *cobra.Command, load func() (config.Config, error), cf campa
 		Campaign:      campaign,
 		Rows:          cf.rows(in),
 		Options:       cf.options(),
+		MediaFile:     file,
 		Producer:      producerConfig(c),
 		Worker:        wc,
 		EmbeddedRedis: sf.embedded,

@@ -11,7 +11,7 @@ import (
 func newServeCmd() *cobra.Command {
 	var (
 		insecure, monitorWrite bool
-		maxBody                int64
+		maxBody, maxMedia      int64
 		maxRecipients, maxHdr  int
 		maxLarge               int
 		cfg                    httpapi.Config
@@ -21,7 +21,9 @@ func newServeCmd() *cobra.Command {
 		Short: "HTTP producer API (/v1/...), asynqmon at /monitor/, /metrics, /healthz, /readyz; stops gracefully on SIGTERM",
 		Long: `serve answers POST /v1/messages and POST /v1/campaigns (JSON, or a streamed text/csv or
 application/x-ndjson body with ?campaign=ID), GET /v1/campaigns/{id} and /v1/campaigns/{id}/dead,
-with the validation and idempotency of wabulk enqueue. Every route but /healthz and /readyz needs
+with the validation and idempotency of wabulk enqueue. POST /v1/campaigns also takes
+multipart/form-data with a campaign part and a media_file part: the file is uploaded once per sender
+(KALEYRA_SID and KALEYRA_API_KEY must be set) and sent by media id, as --media-file does. Every route but /healthz and /readyz needs
 Authorization: Bearer <token> with one of WABULK_API_TOKENS; /monitor/ (asynqmon) takes any user
 name and a token as the password. GET /v1/openapi.json describes the API.`,
 		Example: `  WABULK_API_TOKENS=$(openssl rand -hex 24) wabulk serve --addr :8080
@@ -40,6 +42,7 @@ name and a token as the password. GET /v1/openapi.json describes the API.`,
 		}
 		base.InsecureNoAuth, base.MonitorWrite = insecure, monitorWrite
 		base.MaxBodyBytes, base.MaxRecipients, base.MaxHeaderBytes = maxBody, maxRecipients, maxHdr
+		base.MaxMediaBytes = maxMedia
 		base.MaxLargeRequests = maxLarge
 		base.ReadTimeout, base.WriteTimeout, base.IdleTimeout = cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout
 		log, err := logging.New(c.LogLevel, cmd.ErrOrStderr())
@@ -59,7 +62,8 @@ name and a token as the password. GET /v1/openapi.json describes the API.`,
 	f := cmd.Flags()
 	f.BoolVar(&insecure, "insecure-no-auth", false, "serve without WABULK_API_TOKENS (refused unless --addr is a loopback address; then only loopback Host names are served)")
 	f.BoolVar(&monitorWrite, "monitor-write", false, "let /monitor/ change the queue (delete, run, archive, pause); read-only otherwise")
-	f.Int64Var(&maxBody, "max-body", httpapi.DefaultMaxBodyBytes, "largest request body in bytes")
+	f.Int64Var(&maxBody, "max-body", httpapi.DefaultMaxBodyBytes, "largest request body in bytes (a multipart body's campaign part)")
+	f.Int64Var(&maxMedia, "max-media", httpapi.DefaultMaxMediaBytes, "largest media_file part in bytes (WhatsApp's limit for the file's type applies too)")
 	f.IntVar(&maxLarge, "max-large-requests", httpapi.DefaultMaxLargeRequests, "most requests with a large body (over 1 MiB, or streamed) in flight; more are answered 429 with Retry-After (each may take ~13× its body in memory)")
 	f.IntVar(&maxRecipients, "max-recipients", httpapi.DefaultMaxRecipients, "most recipients in one request")
 	f.IntVar(&maxHdr, "max-header", httpapi.DefaultMaxHeaderBytes, "largest request header in bytes")

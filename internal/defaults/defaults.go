@@ -31,6 +31,12 @@ const (
 	// KaleyraMaxConns is the idle connections the Kaleyra client keeps per host when the worker's
 	// concurrency does not say.
 	KaleyraMaxConns = 64
+	// KaleyraUploadTimeout bounds one media upload, file and answer included (100 MB at 3 Mbit/s).
+	KaleyraUploadTimeout = 5 * time.Minute
+	// MediaCacheTTL is how long an uploaded media id is reused for the same file and sender:
+	// below the 30 days Meta keeps uploaded media, so a cached id never outlives its media, with
+	// five days for the campaign that takes it (and its retries) to finish.
+	MediaCacheTTL = 25 * 24 * time.Hour
 	// PollInterval is how often an idle worker looks for new jobs.
 	PollInterval = 200 * time.Millisecond
 	// LaneInterval is how often a worker reads the live lanes.

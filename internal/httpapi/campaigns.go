@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wabulk/wabulk/internal/media"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/job"
 	"github.com/wabulk/wabulk/producer"
@@ -56,6 +57,9 @@ type Accepted struct {
 	SendAt *time.Time `json:"send_at,omitempty"`
 	producer.Summary
 	Outcomes []producer.Outcome `json:"outcomes"`
+	// Media is what became of a media_file: the media id each sender sends, uploaded now or
+	// reused from the cache.
+	Media *media.Report `json:"media,omitempty"`
 }
 
 // bodyError is a request body the API cannot take, with the problem to answer.
@@ -203,10 +207,13 @@ func bodyKind(r *http.Request) (string, error) {
 			return "csv", nil
 		case "application/x-ndjson", "application/jsonl", "application/x-jsonlines":
 			return "jsonl", nil
+		case "multipart/form-data":
+			return "multipart", nil
 		}
 	}
 	return "", &bodyError{http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
-		fmt.Sprintf("Content-Type %q is not taken here: send application/json, text/csv or application/x-ndjson", ct)}
+		fmt.Sprintf("Content-Type %q is not taken here: send application/json, text/csv, application/x-ndjson, "+
+			"or multipart/form-data with a campaign part and a media_file part", ct)}
 }
 
 func requireJSON(r *http.Request) error {
@@ -275,6 +282,10 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 	mode, err := outcomeMode(r)
 	if err != nil {
 		s.fail(w, err)
+		return
+	}
+	if kind == "multipart" {
+		s.postCampaignMedia(w, r, mode)
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)

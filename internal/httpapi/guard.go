@@ -47,8 +47,8 @@ func (s *Server) isLarge(r *http.Request) bool {
 
 // limitLarge lets at most MaxLargeRequests large requests run at once and answers 429 with
 // Retry-After to the others before reading their bodies: each holds up to MaxBodyBytes of JSON
-// and its decoded recipients and outcomes (about 13 times the body at the peak), so their number
-// in flight is what bounds the process's memory.
+// and its decoded recipients and outcomes (about 13 times the body at the peak; a media_file part
+// goes to disk), so their number in flight is what bounds the process's memory.
 func (s *Server) limitLarge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.isLarge(r) {

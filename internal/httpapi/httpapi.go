@@ -26,7 +26,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/kaleyra"
+	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/internal/media"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
@@ -50,8 +53,18 @@ type Config struct {
 	// MonitorWrite lets /monitor/ change the queue (delete, run, archive, pause). Defaults to
 	// read-only: a write there answers 403.
 	MonitorWrite bool
-	// MaxBodyBytes caps a request body. Defaults to 16 MiB.
+	// MaxBodyBytes caps a request body (a multipart body's campaign part). Defaults to 16 MiB.
 	MaxBodyBytes int64
+	// Kaleyra, when it names an account (SID and API key), lets POST /v1/campaigns take a
+	// media_file part: the file is uploaded there once per sender and sent by media id.
+	// Default unset: such a request is answered 501 media_unavailable.
+	Kaleyra kaleyra.Config
+	// MaxMediaBytes caps a media_file part, besides WhatsApp's limit for its type. Defaults to
+	// 100 MB, the largest file WhatsApp takes (a document).
+	MaxMediaBytes int64
+	// TempDir is where a media_file part is spooled while it is checked and uploaded. Defaults
+	// to os.TempDir().
+	TempDir string
 	// MaxLargeRequests caps the large requests (body over LargeBodyBytes, or streamed) in
 	// flight; the others are answered 429 with Retry-After. Defaults to 2.
 	MaxLargeRequests int
@@ -86,6 +99,8 @@ const (
 	DefaultMaxHeaderBytes   = 16 << 10
 	DefaultReadTimeout      = 5 * time.Minute
 	DefaultIdleTimeout      = 2 * time.Minute
+	// DefaultMaxMediaBytes is WhatsApp's largest limit, a document's.
+	DefaultMaxMediaBytes = kaleyradocs.MaxMediaBytes
 )
 
 func (c *Config) withDefaults() {
@@ -95,6 +110,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxMediaBytes <= 0 {
+		c.MaxMediaBytes = DefaultMaxMediaBytes
 	}
 	if c.MaxLargeRequests <= 0 {
 		c.MaxLargeRequests = DefaultMaxLargeRequests
@@ -137,7 +155,8 @@ type Server struct {
 	rdb     redis.UniversalClient
 	prod    *producer.Producer
 	ops     *ops.Ops
-	ledger  *store.Ledger // campaign list and control (pause, resume, cancel), on rdb
+	ledger  *store.Ledger   // campaign list and control (pause, resume, cancel), on rdb
+	media   *media.Uploader // nil without Config.Kaleyra
 	monitor *asynqmon.HTTPHandler
 	reg     *prometheus.Registry
 	metrics *httpMetrics
@@ -179,6 +198,17 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, rdb: rdb, prod: prod, ops: o, reg: prometheus.NewRegistry(),
 		ledger: store.New(rdb, cfg.Producer.Queue, cfg.Producer.Retention),
 		large:  make(chan struct{}, cfg.MaxLargeRequests)}
+	if cfg.Kaleyra.SID != "" || cfg.Kaleyra.APIKey != "" {
+		client, err := kaleyra.New(cfg.Kaleyra)
+		if err == nil {
+			s.media, err = media.NewUploader(media.Config{Kaleyra: client, Log: log, PII: cfg.PII, Cache: s.ledger})
+		}
+		if err != nil {
+			o.Close()
+			rdb.Close()
+			return nil, fmt.Errorf("httpapi: media uploads: %w", err)
+		}
+	}
 	for _, t := range cfg.Tokens {
 		s.tokens = append(s.tokens, hashToken(t.Reveal()))
 	}

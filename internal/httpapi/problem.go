@@ -20,7 +20,12 @@ const (
 	CodeCampaignCancelled    = "campaign_cancelled"      // 409: the campaign was cancelled: no enqueue, pause or resume
 	CodeBodyTooLarge         = "body_too_large"          // 413: the body is over the limit
 	CodeTooManyRecipients    = "too_many_recipients"     // 413: more recipients than one request may carry
+	CodeBadMultipart         = "bad_multipart"           // 400: a multipart body that is malformed, lacks or repeats a part, or has an unknown one
+	CodeMediaTooLarge        = "media_too_large"         // 413: the media_file is over WhatsApp's limit for its type (or the server's)
 	CodeUnsupportedMediaType = "unsupported_media_type"  // 415: a Content-Type the route does not take
+	CodeUnsupportedMediaFile = "unsupported_media_file"  // 415: the media_file is of a type WhatsApp does not take
+	CodeMediaUnavailable     = "media_unavailable"       // 501: the server has no Kaleyra account to upload a media_file to
+	CodeMediaUploadFailed    = "media_upload_failed"     // 502: Kaleyra did not take the media_file; nothing was enqueued
 	CodeTooManyLargeRequests = "too_many_large_requests" // 429: --max-large-requests large bodies are in flight; see Retry-After
 	CodeRedisUnavailable     = "redis_unavailable"       // 503: Redis failed; the body says what was enqueued
 	CodeInternal             = "internal"                // 500: a bug; the log has the details, the client does not

@@ -29,6 +29,9 @@ var CampaignCSV []byte
 // DemoCampaign is the sample campaign's id.
 const DemoCampaign = "demo-spring-sale"
 
+// DemoMediaID is the media id the sample campaign's rows with a media_id send.
+const DemoMediaID = "1234567890123456"
+
 // DemoSandbox is the fake Kaleyra of the demo: some latency, about one send in eight answered 500
 // WA500 (retried until it goes through), and a few permanent answers — E110 (low balance) and
 // WA400 (bad payload) — that become dead letters. The seed makes every run the same.
@@ -39,6 +42,8 @@ func DemoSandbox() sandbox.Config {
 		Jitter:  25 * time.Millisecond,
 		Rates:   map[string]float64{sandbox.AnswerInternal: 0.12, sandbox.AnswerLowBalance: 0.03, sandbox.AnswerBadPayload: 0.025},
 		Balance: -1,
+		// The media id some rows of the sample campaign send, uploaded before the demo.
+		MediaIDs: []string{DemoMediaID},
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/defaults"
 	"github.com/wabulk/wabulk/internal/embedded"
+	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/internal/media"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/sandbox"
 	"github.com/wabulk/wabulk/internal/store"
@@ -30,6 +32,11 @@ type SendConfig struct {
 	Rows iter.Seq[producer.Row]
 	// Options are the campaign-wide defaults and the strict / dry-run switches.
 	Options producer.Options
+	// MediaFile, when set, is uploaded through the worker's Kaleyra account once per sender the
+	// rows name, before anything is enqueued, and sent by media id to every row without media
+	// of its own (media.Uploader.Prepare); the ids are cached in Redis. Rows must then be
+	// iterable twice. Default none.
+	MediaFile *media.File
 	// Producer says how jobs are enqueued (MaxRetry, Retention). Its Queue and DefaultFrom are
 	// taken from Worker so producer and worker always agree.
 	Producer producer.Config
@@ -80,6 +87,8 @@ type SendResult struct {
 	Embedded bool `json:"embedded,omitempty"`
 	// Sandbox is what the in-process fake Kaleyra received and answered, when there was one.
 	Sandbox *sandbox.Stats `json:"sandbox,omitempty"`
+	// Media is what became of MediaFile: the media id of each sender, uploaded or reused.
+	Media *media.Report `json:"media,omitempty"`
 }
 
 // Left is how many of the campaign's jobs are neither sent nor dead.
@@ -177,6 +186,13 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", cfg.RedisName, err)
 	}
+	if cfg.MediaFile != nil {
+		// Before the worker starts and before any job is written: a failed upload leaves nothing.
+		if res.Media, err = prepareMedia(ctx, &cfg, led); err != nil {
+			return res, fmt.Errorf("nothing enqueued: %w", err)
+		}
+		fmt.Fprintln(cfg.Out, res.Media)
+	}
 
 	// The worker starts first so sending overlaps reading a large file. It stops when we say
 	// (drained, or ctx ended), not when ctx ends on its own, so that we can wait for it.
@@ -261,6 +277,27 @@ wait:
 		return res, errors.Join(werrEarly, err)
 	}
 	return res, werrEarly
+}
+
+// prepareMedia uploads cfg.MediaFile once per sender of cfg.Rows (or reuses the cached ids in
+// led) and points cfg.Rows and cfg.Options at the rows that carry the ids.
+func prepareMedia(ctx context.Context, cfg *SendConfig, led *store.Ledger) (*media.Report, error) {
+	k := cfg.Worker.Kaleyra
+	client, err := kaleyra.New(kaleyra.Config{SID: k.SID, APIKey: k.APIKey, Region: k.Region, BaseURL: k.BaseURL, Timeout: k.Timeout})
+	if err != nil {
+		return nil, err
+	}
+	u, err := media.NewUploader(media.Config{Kaleyra: client, Cache: led, Log: cfg.Log,
+		PII: logging.Masker{Full: cfg.Worker.LogPhoneNumbers}})
+	if err != nil {
+		return nil, err
+	}
+	rows, opt, rep, err := u.Prepare(ctx, cfg.MediaFile, cfg.Rows, cfg.Options, cfg.Producer.DefaultFrom)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Rows, cfg.Options = rows, opt
+	return &rep, nil
 }
 
 // deadExamples returns up to n dead letters per code of campaign, the recipient masked by pii

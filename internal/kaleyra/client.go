@@ -1,8 +1,10 @@
-// Package kaleyra is the HTTP client for Kaleyra's WhatsApp Send Media Messages API (v2).
+// Package kaleyra is the HTTP client for Kaleyra's WhatsApp Send Media Messages API (v2) and its
+// Upload Media Files API.
 //
-// It builds the documented request (POST /v2/<sid>/whatsapp/<from>/messages with the api-key
-// header and a messaging_object + extra_info body) and turns every answer into either a Result
-// or one typed *Error that says whether retrying can help. The API key is held in an unexported
+// It builds the documented requests (POST /v2/<sid>/whatsapp/<from>/messages with the api-key
+// header and a messaging_object + extra_info body; POST /v2/<sid>/whatsapp/<from>/media with a
+// multipart file and type) and turns every answer into either a result or one typed *Error that
+// says whether retrying can help. The API key is held in an unexported
 // field of a type that never prints, so it appears in no error, log field or %v of the client.
 package kaleyra
 
@@ -45,18 +47,22 @@ type Config struct {
 	BaseURL string
 	// Timeout bounds one call, answer included. Default 15s.
 	Timeout time.Duration
+	// UploadTimeout bounds one upload, the file and the answer included: a 100 MB document
+	// takes minutes on a slow link. Default 5m.
+	UploadTimeout time.Duration
 	// MaxConns is the idle connections kept per host; set it to the worker's concurrency. Default 64.
 	MaxConns int
 	// HTTPClient replaces the tuned client the package builds. Default nil.
 	HTTPClient *http.Client
 }
 
-// Client sends media messages. It is safe for concurrent use.
+// Client sends media messages and uploads media. It is safe for concurrent use.
 type Client struct {
-	base string // scheme://host[/prefix], no trailing slash
-	sid  string
-	key  secret
-	http *http.Client
+	base   string // scheme://host[/prefix], no trailing slash
+	sid    string
+	key    secret
+	http   *http.Client
+	upload *http.Client // the same, with the longer UploadTimeout
 }
 
 // secret keeps the API key out of every print of the client.
@@ -105,18 +111,27 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = defaults.KaleyraMaxConns
 	}
-	hc := cfg.HTTPClient
+	if cfg.UploadTimeout <= 0 {
+		cfg.UploadTimeout = defaults.KaleyraUploadTimeout
+	}
+	hc, uc := cfg.HTTPClient, cfg.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns = cfg.MaxConns * 2
 		tr.MaxIdleConnsPerHost = cfg.MaxConns
 		tr.ResponseHeaderTimeout = cfg.Timeout
-		hc = &http.Client{Transport: tr, Timeout: cfg.Timeout,
-			// Kaleyra does not redirect; following one could send the key elsewhere.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		hc = &http.Client{Transport: tr, Timeout: cfg.Timeout, CheckRedirect: noRedirect}
+		// Kaleyra may answer an upload only once the file has reached Meta.
+		utr := http.DefaultTransport.(*http.Transport).Clone()
+		utr.ResponseHeaderTimeout = cfg.UploadTimeout
+		uc = &http.Client{Transport: utr, Timeout: cfg.UploadTimeout, CheckRedirect: noRedirect}
 	}
-	return &Client{base: strings.TrimRight(base, "/"), sid: cfg.SID, key: secret(cfg.APIKey), http: hc}, nil
+	return &Client{base: strings.TrimRight(base, "/"), sid: cfg.SID, key: secret(cfg.APIKey), http: hc, upload: uc}, nil
 }
+
+// noRedirect stops at a redirect: Kaleyra does not redirect, and following one could send the
+// key elsewhere.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // CheckKey says why key cannot be sent in the api-key header, or nil if it can. The rule is
 // net/http's own for header values (no control character but tab: DEL, NUL, CR, LF, …): a key

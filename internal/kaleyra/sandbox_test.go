@@ -19,6 +19,8 @@ const sandboxSender = "919000000001"
 func startSandbox(t *testing.T, cfg sandbox.Config) *sandbox.Server {
 	t.Helper()
 	cfg.SID, cfg.APIKey, cfg.Senders = testSID, testKey, []string{"+" + sandboxSender}
+	// The ids the send tests name, as media the account uploaded before.
+	cfg.MediaIDs = []string{"1", "2", "3"}
 	s, err := sandbox.Start(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -52,35 +52,50 @@ const (
 	AnswerSlowloris = "slowloris"
 	// AnswerEmpty500 is 500 with an empty body.
 	AnswerEmpty500 = "empty500"
+	// AnswerUnknownMedia is 400 WA400 with error.media: a send whose media id this account never
+	// uploaded from that sender (or uploaded more than 30 days ago). The real API accepts such a
+	// send and reports the failure later in a status callback; the sandbox has no callbacks, so
+	// it answers at once, in the shape of Kaleyra's payload error. Every well-formed send with
+	// such an id gets it where it would have been accepted.
+	AnswerUnknownMedia = "media-unknown"
+	// AnswerNoID200 is 200 with a JSON body that names no id: an upload without a media id, a
+	// send without a message id.
+	AnswerNoID200 = "noid200"
+	// AnswerBig200 is 200 with a 10 MB body that starts like an id answer and never ends within
+	// any sane read cap.
+	AnswerBig200 = "big200"
 )
 
 // Answers lists every answer name, in the order the help text shows them.
 var Answers = []string{AnswerOK, AnswerInternal, AnswerLowBalance, AnswerBadPayload, AnswerAuth,
 	AnswerSender, AnswerAccount, AnswerVersion, AnswerDailyLimit, AnswerTooMany, AnswerUnavailable,
 	AnswerHTML502, AnswerHang, AnswerReset, AnswerTruncated, AnswerGarbage200, AnswerBig,
-	AnswerSlowloris, AnswerEmpty500}
+	AnswerSlowloris, AnswerEmpty500, AnswerUnknownMedia, AnswerNoID200, AnswerBig200}
 
 // AnswerHelp describes each answer name in one line, for `wabulk sandbox --help`.
 var AnswerHelp = map[string]string{
-	AnswerOK:          "200, message accepted with a wamid id (costs 1 of the balance)",
-	AnswerInternal:    "500 WA500 internal error (transient)",
-	AnswerLowBalance:  "400 E110 low balance",
-	AnswerBadPayload:  "400 WA400 incorrect payload",
-	AnswerAuth:        "401 RBC001 incorrect SID or API key",
-	AnswerSender:      "401 WA401 sender number not on the account",
-	AnswerAccount:     "401 WA-401 API not available for the account",
-	AnswerVersion:     "401 WA-401 sender uses another WhatsApp API version",
-	AnswerDailyLimit:  "400 WAV2101 daily limit of the account reached",
-	AnswerTooMany:     "429 with Retry-After: 1",
-	AnswerUnavailable: "503 with Retry-After: 1, no code",
-	AnswerHTML502:     "502 text/html page from a proxy",
-	AnswerHang:        "no answer for --hang-for, then 504 (outlasts the client timeout)",
-	AnswerReset:       "connection closed without an answer",
-	AnswerTruncated:   "500 with a cut JSON body",
-	AnswerGarbage200:  "200 with a non-JSON body (no message id)",
-	AnswerBig:         "500 with a 10 MB body",
-	AnswerSlowloris:   "200 headers, then the body one byte per 100ms for about --hang-for",
-	AnswerEmpty500:    "500 with an empty body",
+	AnswerOK:           "200, message accepted with a wamid id (costs 1 of the balance)",
+	AnswerInternal:     "500 WA500 internal error (transient)",
+	AnswerLowBalance:   "400 E110 low balance",
+	AnswerBadPayload:   "400 WA400 incorrect payload",
+	AnswerAuth:         "401 RBC001 incorrect SID or API key",
+	AnswerSender:       "401 WA401 sender number not on the account",
+	AnswerAccount:      "401 WA-401 API not available for the account",
+	AnswerVersion:      "401 WA-401 sender uses another WhatsApp API version",
+	AnswerDailyLimit:   "400 WAV2101 daily limit of the account reached",
+	AnswerTooMany:      "429 with Retry-After: 1",
+	AnswerUnavailable:  "503 with Retry-After: 1, no code",
+	AnswerHTML502:      "502 text/html page from a proxy",
+	AnswerHang:         "no answer for --hang-for, then 504 (outlasts the client timeout)",
+	AnswerReset:        "connection closed without an answer",
+	AnswerTruncated:    "500 with a cut JSON body",
+	AnswerGarbage200:   "200 with a non-JSON body (no message id)",
+	AnswerBig:          "500 with a 10 MB body",
+	AnswerSlowloris:    "200 headers, then the body one byte per 100ms for about --hang-for",
+	AnswerEmpty500:     "500 with an empty body",
+	AnswerUnknownMedia: "400 WA400 error.media: media id not uploaded by this account for that sender (the real API fails it later, by callback)",
+	AnswerNoID200:      "200 with JSON that names no id (upload: no media id; send: no message id)",
+	AnswerBig200:       "200 with a 10 MB body",
 }
 
 // answer is how one name is sent: a fixed status, headers and body, or a special behaviour.
@@ -123,6 +138,10 @@ var fixed = map[string]answer{
 	AnswerTruncated:   {status: 500, ctype: ctJSON, body: truncated(documented(AnswerInternal).body)},
 	AnswerGarbage200:  {status: 200, ctype: ctJSON, body: []byte("\x00\xffOK<<not json>>\x1b[0m")},
 	AnswerEmpty500:    {status: 500, ctype: ctJSON},
+	AnswerNoID200:     {status: 200, ctype: ctJSON, body: []byte(`{"messaging_product":"whatsapp","status":"uploaded"}`)},
+	// Not a documented body: Kaleyra documents no synchronous answer for this (see AnswerUnknownMedia).
+	AnswerUnknownMedia: {status: 400, ctype: ctJSON, body: []byte(`{"code":"WA400","message":"Refer to correct payload format","data":{},` +
+		`"error":{"media":"Media id is not valid for this business number"}}`)},
 }
 
 // documented is the answer Kaleyra documents under name, with the status and the exact body of
@@ -144,7 +163,7 @@ func knownAnswer(name string) bool {
 		return true
 	}
 	switch name {
-	case AnswerOK, AnswerHang, AnswerReset, AnswerBig, AnswerSlowloris:
+	case AnswerOK, AnswerHang, AnswerReset, AnswerBig, AnswerBig200, AnswerSlowloris:
 		return true
 	}
 	return false
@@ -174,15 +193,19 @@ var bigChunk = func() []byte {
 
 const bigSize = 10 << 20
 
-// writeBig sends a 500 whose 10 MB body starts like WA500's JSON but never closes within any
-// sane read cap, so a client can only classify it by status.
-func writeBig(w http.ResponseWriter, r *http.Request) {
-	head := []byte(`{"code":"WA500","message":"`)
+// writeBig sends a 500 whose 10 MB body starts like WA500's JSON (or, for big200, a 200 whose
+// body starts like an id answer) but never closes within any sane read cap, so a client can
+// only classify it by status.
+func writeBig(w http.ResponseWriter, r *http.Request, name string) {
+	head, status := []byte(`{"code":"WA500","message":"`), 500
+	if name == AnswerBig200 {
+		head, status = []byte(`{"id":"`), 200
+	}
 	tail := []byte(`"}`)
 	h := w.Header()
 	h["Content-Type"] = ctJSON
 	h["Content-Length"] = []string{strconv.Itoa(bigSize)}
-	w.WriteHeader(500)
+	w.WriteHeader(status)
 	if _, err := w.Write(head); err != nil {
 		return
 	}

@@ -10,7 +10,8 @@ import (
 
 // A test scripts the answers one recipient gets, sends, and reads the counters.
 func ExampleServer_Script() {
-	s, err := sandbox.Start(sandbox.Config{SID: "SID1", APIKey: "key", Senders: []string{"919000000001"}, Balance: -1})
+	s, err := sandbox.Start(sandbox.Config{SID: "SID1", APIKey: "key", Senders: []string{"919000000001"}, Balance: -1,
+		MediaIDs: []string{"1"}})
 	if err != nil {
 		panic(err)
 	}

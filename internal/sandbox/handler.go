@@ -34,27 +34,28 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		writeFixed(w, fixed[AnswerSender])
 		return
 	}
-	to, ok := s.readSend(r)
+	m, ok := s.readSend(r)
 	if !ok {
 		s.record(at, from, "", AnswerBadPayload)
 		writeFixed(w, fixed[AnswerBadPayload])
 		return
 	}
-	name, draw := s.choose(at, from, to)
+	mediaOK := m.id == "" || s.knownMedia(from, m.id, at)
+	name, draw := s.choose(at, from, m, mediaOK)
 	if !s.delay(r, draw) {
 		panic(http.ErrAbortHandler) // see writeHang
 	}
 	switch name {
 	case AnswerOK:
-		writeOK(w, s.acceptBody(to))
+		writeOK(w, s.acceptBody(m.to))
 	case AnswerSlowloris:
-		writeSlow(w, r, s.acceptBody(to), s.cfg.HangFor, s.done)
+		writeSlow(w, r, s.acceptBody(m.to), s.cfg.HangFor, s.done)
 	case AnswerHang:
 		writeHang(w, r, s.cfg.HangFor, s.done)
 	case AnswerReset:
 		writeReset(w)
-	case AnswerBig:
-		writeBig(w, r)
+	case AnswerBig, AnswerBig200:
+		writeBig(w, r, name)
 	default:
 		writeFixed(w, fixed[name])
 	}
@@ -142,10 +143,17 @@ type mediaObject struct {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// readSend reads and checks the body; it returns the recipient as "+digits".
-func (s *Server) readSend(r *http.Request) (to string, ok bool) {
+// sendInfo is what the sandbox keeps of a well-formed send: the recipient as "+digits", the
+// media type, and the media id or whether a link was given instead.
+type sendInfo struct {
+	to, typ, id string
+	link        bool
+}
+
+// readSend reads and checks the body.
+func (s *Server) readSend(r *http.Request) (sendInfo, bool) {
 	if !isJSON(r.Header["Content-Type"]) || r.ContentLength > MaxBodyBytes {
-		return "", false
+		return sendInfo{}, false
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -157,11 +165,11 @@ func (s *Server) readSend(r *http.Request) (to string, ok bool) {
 	}()
 	// The cap is enforced while reading: Content-Length may be absent (chunked) or wrong.
 	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1)); err != nil || buf.Len() > MaxBodyBytes {
-		return "", false
+		return sendInfo{}, false
 	}
 	var b sendBody
 	if json.Unmarshal(buf.Bytes(), &b) != nil {
-		return "", false
+		return sendInfo{}, false
 	}
 	return checkSend(&b)
 }
@@ -170,44 +178,45 @@ func (s *Server) readSend(r *http.Request) (to string, ok bool) {
 // individual recipient in E.164, a known media type whose object sits under the key named by
 // type, exactly one of id and link, a link that is an absolute http(s) URL, and caption and
 // filename only where WhatsApp allows them.
-func checkSend(b *sendBody) (string, bool) {
+func checkSend(b *sendBody) (sendInfo, bool) {
 	mo := b.MessagingObject
 	if mo == nil || mo.MessagingProduct != "whatsapp" {
-		return "", false
+		return sendInfo{}, false
 	}
 	if mo.RecipientType != nil && *mo.RecipientType != "individual" {
-		return "", false
+		return sendInfo{}, false
 	}
 	to, ok := normalizeTo(mo.To)
 	if !ok {
-		return "", false
+		return sendInfo{}, false
 	}
+	var typ string // a constant, so Calls share it
 	var m *mediaObject
 	captions := true
 	switch mo.Type {
 	case "image":
-		m = mo.Image
+		m, typ = mo.Image, "image"
 	case "video":
-		m = mo.Video
+		m, typ = mo.Video, "video"
 	case "document":
-		m = mo.Document
+		m, typ = mo.Document, "document"
 	case "audio":
-		m, captions = mo.Audio, false
+		m, typ, captions = mo.Audio, "audio", false
 	case "sticker":
-		m, captions = mo.Sticker, false
+		m, typ, captions = mo.Sticker, "sticker", false
 	default:
-		return "", false
+		return sendInfo{}, false
 	}
 	if m == nil || (m.ID == "") == (m.Link == "") {
-		return "", false
+		return sendInfo{}, false
 	}
 	if m.Link != "" && !httpURL(m.Link) {
-		return "", false
+		return sendInfo{}, false
 	}
 	if (m.Caption != "" && !captions) || (m.Filename != "" && mo.Type != "document") {
-		return "", false
+		return sendInfo{}, false
 	}
-	return to, true
+	return sendInfo{to: to, typ: typ, id: m.ID, link: m.Link != ""}, true
 }
 
 // isJSON accepts application/json with optional parameters (charset), in any case.
@@ -264,12 +273,19 @@ func scriptKey(s string) (string, bool) {
 func (s *Server) handleScript(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		To      string   `json:"to"`
+		Upload  bool     `json:"upload"`
 		Answers []string `json:"answers"`
 	}
 	if !decodeControl(w, r, &req) {
 		return
 	}
-	if err := s.Script(req.To, req.Answers...); err != nil {
+	var err error
+	if req.Upload {
+		err = s.ScriptUploads(req.Answers...)
+	} else {
+		err = s.Script(req.To, req.Answers...)
+	}
+	if err != nil {
 		controlError(w, err.Error())
 		return
 	}

@@ -1,12 +1,16 @@
 // Package sandbox is a fake Kaleyra: an http.Handler that implements the Send Media Messages
-// endpoint (POST /v2/{sid}/whatsapp/{from}/messages) with the checks the real API makes and its
-// documented error answers, plus fault injection for everything else that goes wrong in practice:
+// endpoint (POST /v2/{sid}/whatsapp/{from}/messages) and the Upload Media Files endpoint (POST
+// /v2/{sid}/whatsapp/{from}/media) with the checks the real API makes and its documented error
+// answers, plus fault injection for everything else that goes wrong in practice:
 // error rates per code, latency with jitter, hangs, resets, HTML pages from proxies, truncated,
 // empty, huge and trickling bodies, and a balance that runs out into E110.
 //
 // Tests start it in-process with Start; `wabulk sandbox` serves it for laptops and compose. It
 // counts what it received and answered (Stats, Calls, GET /_sandbox/stats) so tests and the
-// demo can check outcomes, such as a recipient accepted twice. Fault choice is a pure function of
+// demo can check outcomes, such as a recipient accepted twice. A send by media id is accepted only
+// for an id the account uploaded from that sender (or one of Config.MediaIDs); any other id is
+// answered 400 WA400 at once (AnswerUnknownMedia), where the real API accepts the send and
+// reports the failure in a status callback, which the sandbox does not have. Fault choice is a pure function of
 // Seed, the recipient and how many sends that recipient has had, so a run is deterministic even
 // when calls arrive concurrently in a different order.
 package sandbox
@@ -14,6 +18,7 @@ package sandbox
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +61,13 @@ type Config struct {
 	// "slowloris" answer trickles. Both end early when the client leaves or the server closes.
 	// Default 1 minute.
 	HangFor time.Duration
+	// MediaIDs are media ids the account holds already (uploaded before this sandbox started):
+	// every sender may send them, besides the ids the media endpoint issues. Default none.
+	MediaIDs []string
+	// Prepaid makes the account a prepaid one: the Upload Media Files API is for postpaid
+	// accounts only, so every upload answers 401 WA-401 ("API is not available for given
+	// customer", the documented body closest to the undocumented one). Default false.
+	Prepaid bool
 }
 
 // Defaults of Config.
@@ -118,14 +130,16 @@ type Server struct {
 	// URL is http://host:port once Start or Listen has bound: the KALEYRA_BASE_URL to use.
 	URL string
 
-	cfg     Config
-	key     []byte
-	senders map[string]string // digits → the same string, so Calls share one copy per sender
-	rates   []rateStep
-	seed    uint64
-	idBase  [8]byte
-	idSeq   atomic.Uint64
-	mux     *http.ServeMux
+	cfg      Config
+	key      []byte
+	mediaKey []byte              // the MAC key of media ids: the account's SID and API key
+	mediaIDs map[string]struct{} // Config.MediaIDs
+	senders  map[string]string   // digits → the same string, so Calls share one copy per sender
+	rates    []rateStep
+	seed     uint64
+	idBase   [8]byte
+	idSeq    atomic.Uint64
+	mux      *http.ServeMux
 
 	mu         sync.Mutex
 	balance    int64
@@ -136,6 +150,10 @@ type Server struct {
 	accepted   int64
 	acceptedTo map[string]int64
 	calls      []Call
+
+	uploadScript []string
+	uploads      []Upload
+	uploaded     int64
 
 	// done is closed by Close: every stalled answer (latency, hang, slowloris) watches it.
 	done      chan struct{}
@@ -172,7 +190,13 @@ func New(cfg Config) (*Server, error) {
 		scripts:    map[string][]string{},
 		answered:   map[string]int64{},
 		acceptedTo: map[string]int64{},
+		mediaIDs:   make(map[string]struct{}, len(cfg.MediaIDs)),
 		done:       make(chan struct{}),
+	}
+	mk := sha256.Sum256([]byte("wabulk-sandbox-media\x00" + cfg.SID + "\x00" + cfg.APIKey))
+	s.mediaKey = mk[:]
+	for _, id := range cfg.MediaIDs {
+		s.mediaIDs[id] = struct{}{}
 	}
 	for _, snd := range cfg.Senders {
 		d := digits(snd)
@@ -196,11 +220,13 @@ func New(cfg Config) (*Server, error) {
 
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /v2/{sid}/whatsapp/{from}/messages", s.send)
+	s.mux.HandleFunc("POST /v2/{sid}/whatsapp/{from}/media", s.upload)
 	s.mux.HandleFunc("POST /_sandbox/script", s.handleScript)
 	s.mux.HandleFunc("POST /_sandbox/balance", s.handleBalance)
 	s.mux.HandleFunc("POST /_sandbox/reset", s.handleReset)
 	s.mux.HandleFunc("GET /_sandbox/stats", s.handleStats)
 	s.mux.HandleFunc("GET /_sandbox/calls", s.handleCalls)
+	s.mux.HandleFunc("GET /_sandbox/uploads", s.handleUploads)
 	return s, nil
 }
 
@@ -307,14 +333,21 @@ func (s *Server) Script(to string, answers ...string) error {
 	if !ok {
 		return fmt.Errorf("sandbox: script recipient %q is not an E.164 number", to)
 	}
+	if err := checkAnswers(answers); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.scripts[key] = append(s.scripts[key], answers...)
+	s.mu.Unlock()
+	return nil
+}
+
+func checkAnswers(answers []string) error {
 	for _, a := range answers {
 		if !knownAnswer(a) {
 			return fmt.Errorf("sandbox: unknown answer %q (known: %s)", a, strings.Join(Answers, ", "))
 		}
 	}
-	s.mu.Lock()
-	s.scripts[key] = append(s.scripts[key], answers...)
-	s.mu.Unlock()
 	return nil
 }
 
@@ -332,8 +365,9 @@ func (s *Server) Balance() int64 {
 	return s.balance
 }
 
-// Reset clears the counters, the call log, pending scripts and each recipient's sequence
-// number (so fault choice starts over as for a fresh server). The balance stays.
+// Reset clears the counters, the call and upload logs, pending scripts and each recipient's
+// sequence number (so fault choice starts over as for a fresh server). The balance stays, and
+// so do the media ids issued: the account keeps its media.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -343,6 +377,7 @@ func (s *Server) Reset() {
 	s.seen = map[string]uint64{}
 	s.scripts = map[string][]string{}
 	s.calls = nil
+	s.uploadScript, s.uploads, s.uploaded = nil, nil, 0
 }
 
 // Stats counts what the sandbox received and how it answered.
@@ -357,6 +392,8 @@ type Stats struct {
 	AcceptedTo map[string]int64 `json:"accepted_to"`
 	// Balance is what is left; negative means unlimited.
 	Balance int64 `json:"balance"`
+	// Uploaded counts accepted uploads: media ids issued.
+	Uploaded int64 `json:"uploaded"`
 }
 
 // Duplicates returns the recipients accepted more than once, sorted.
@@ -375,7 +412,7 @@ func (st Stats) Duplicates() []string {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Received: s.received, Accepted: s.accepted, Balance: s.balance,
+	st := Stats{Received: s.received, Accepted: s.accepted, Balance: s.balance, Uploaded: s.uploaded,
 		Answered: make(map[string]int64, len(s.answered)), AcceptedTo: make(map[string]int64, len(s.acceptedTo))}
 	for k, v := range s.answered {
 		st.Answered[k] = v
@@ -396,6 +433,11 @@ type Call struct {
 	To   string `json:"to"`
 	// Answer is the answer's name (see Answers).
 	Answer string `json:"answer"`
+	// Type is the message's media type, MediaID its media id and Link whether it named a link
+	// instead; empty when the call was rejected before its payload was read.
+	Type    string `json:"type,omitempty"`
+	MediaID string `json:"media_id,omitempty"`
+	Link    bool   `json:"link,omitempty"`
 }
 
 // Calls returns every call so far, in the order their answers were chosen (arrival order up to
@@ -416,8 +458,11 @@ func (s *Server) record(at time.Time, from, to, name string) {
 }
 
 // choose picks the answer for a well-formed send and counts it, all under one lock so the
-// sequence number, the script, the balance and the counters agree.
-func (s *Server) choose(at time.Time, from, to string) (name string, draw uint64) {
+// sequence number, the script, the balance and the counters agree. A send that would be
+// accepted but names a media id the sender may not send gets AnswerUnknownMedia instead (E110
+// first when the balance is empty), and costs nothing.
+func (s *Server) choose(at time.Time, from string, m sendInfo, mediaOK bool) (name string, draw uint64) {
+	to := m.to
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.seen[to]
@@ -441,9 +486,12 @@ func (s *Server) choose(at time.Time, from, to string) (name string, draw uint64
 		}
 	}
 	if name == AnswerOK || name == AnswerSlowloris {
+		// The balance is checked when the send arrives; the media only when WhatsApp fetches it.
 		switch {
 		case s.balance == 0:
 			name = AnswerLowBalance
+		case !mediaOK:
+			name = AnswerUnknownMedia
 		default:
 			if s.balance > 0 {
 				s.balance--
@@ -454,7 +502,7 @@ func (s *Server) choose(at time.Time, from, to string) (name string, draw uint64
 	}
 	s.received++
 	s.answered[name]++
-	s.calls = append(s.calls, Call{Time: at, From: from, To: to, Answer: name})
+	s.calls = append(s.calls, Call{Time: at, From: from, To: to, Answer: name, Type: m.typ, MediaID: m.id, Link: m.link})
 	return name, draw
 }
 

@@ -38,6 +38,8 @@ func start(t *testing.T, cfg sandbox.Config) *sandbox.Server {
 	if cfg.Balance == 0 {
 		cfg.Balance = -1
 	}
+	// The ids the payload tests send, as media the account uploaded before.
+	cfg.MediaIDs = append(cfg.MediaIDs, "10xx91", "1")
 	s, err := sandbox.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -568,7 +570,7 @@ func TestConfigIsChecked(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	s, err := sandbox.Start(sandbox.Config{Balance: -1})
+	s, err := sandbox.Start(sandbox.Config{Balance: -1, MediaIDs: []string{"10xx91"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,7 +604,7 @@ func TestListenAndServeStopsWithTheContext(t *testing.T) {
 
 // BenchmarkAccept measures the sandbox's cost per accepted message over real HTTP.
 func BenchmarkAccept(b *testing.B) {
-	s, err := sandbox.Start(sandbox.Config{SID: sid, APIKey: apiKey, Senders: []string{sender}, Balance: -1})
+	s, err := sandbox.Start(sandbox.Config{SID: sid, APIKey: apiKey, Senders: []string{sender}, Balance: -1, MediaIDs: []string{"10xx91"}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,5 +1,7 @@
 // Package kaleyradocs holds Kaleyra's documented failure answers to a send, one file each in
-// answers/, so that the client's tests and the sandbox use the same bytes. It is data only and
+// answers/, so that the client's tests and the sandbox use the same bytes, and the media types
+// and sizes the Upload Media Files API takes (media.go), so that wabulk's checks before an
+// upload and the sandbox's checks of one use the same table. It is data only and
 // imports nothing of wabulk: the sandbox, a fake of Kaleyra, depends on what Kaleyra documents,
 // not on the client it is there to test.
 //

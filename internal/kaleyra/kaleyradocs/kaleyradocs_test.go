@@ -43,3 +43,32 @@ func TestEveryAnswerHasTheDocumentedShape(t *testing.T) {
 		t.Error("Lookup found an undocumented answer")
 	}
 }
+
+func TestMediaTypesAreTheDocumentedOnes(t *testing.T) {
+	kinds := map[string]int64{}
+	for _, m := range kaleyradocs.MediaTypes {
+		if got, ok := kaleyradocs.LookupMedia(m.MIME); !ok || got != m {
+			t.Errorf("LookupMedia(%q) = %+v, %v", m.MIME, got, ok)
+		}
+		if kinds[m.Kind] != 0 && kinds[m.Kind] != m.MaxBytes {
+			t.Errorf("%s: %s limits differ within one kind", m.MIME, m.Kind)
+		}
+		kinds[m.Kind] = m.MaxBytes
+		if m.MaxBytes > kaleyradocs.MaxMediaBytes {
+			t.Errorf("%s: %d bytes is above MaxMediaBytes", m.MIME, m.MaxBytes)
+		}
+	}
+	want := map[string]int64{"image": 5_000_000, "video": 16_000_000, "audio": 16_000_000,
+		"document": 100_000_000, "sticker": 100_000}
+	for k, v := range want {
+		if kinds[k] != v {
+			t.Errorf("%s limit %d, want %d", k, kinds[k], v)
+		}
+	}
+	if w, _ := kaleyradocs.LookupMedia("image/webp"); w.Limit(true) != 500_000 || w.Limit(false) != 100_000 {
+		t.Errorf("sticker limits %d animated, %d static", w.Limit(true), w.Limit(false))
+	}
+	if _, ok := kaleyradocs.LookupMedia("image/gif"); ok {
+		t.Error("image/gif is not a type WhatsApp takes")
+	}
+}
