@@ -281,6 +281,8 @@ func TestLogsCarryRefsAndMaskedNumberButNeverTheKey(t *testing.T) {
 	b.enqueue("c6", to, 3)
 	b.run(b.config())
 	b.waitFor("the send", 10*time.Second, b.done("c6", 1))
+	// The attempt's log line is written after its ledger record: wait for it too.
+	b.waitFor("both attempts' log lines", 5*time.Second, func() bool { return len(b.logLines()) >= 2 })
 	all := b.logs.String()
 	if strings.Contains(all, testkit.APIKey) {
 		t.Fatal("the API key appears in the logs")
