@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 	"github.com/wabulk/wabulk/internal/sandbox"
 )
 
@@ -140,23 +138,10 @@ func TestUploadAgainstSandbox(t *testing.T) {
 func TestUploadDocumentedAnswers(t *testing.T) {
 	s := startSandbox(t, sandbox.Config{Balance: -1})
 	c := newClient(t, s.URL, time.Second)
-	for _, a := range kaleyradocs.Answers {
-		t.Run(a.Name, func(t *testing.T) {
-			var want *kaleyra.Error
-			if !errors.As(kaleyra.ParseAnswer(a.Status, nil, []byte(a.Body)), &want) {
-				t.Fatalf("the documented body of %s is no *kaleyra.Error", a.Name)
-			}
-			if err := s.ScriptUploads(a.Name); err != nil {
-				t.Fatal(err)
-			}
-			_, err := c.Upload(context.Background(), sandboxSender, jpegMedia())
-			var e *kaleyra.Error
-			if !errors.As(err, &e) || e.Status != want.Status || e.Code != want.Code || e.Message != want.Message ||
-				!maps.Equal(e.Fields, want.Fields) || e.Retryable() != want.Retryable() {
-				t.Errorf("got %v, want %v", err, want)
-			}
-		})
-	}
+	checkDocumentedAnswers(t, func(name string) error { return s.ScriptUploads(name) }, func() error {
+		_, err := c.Upload(context.Background(), sandboxSender, jpegMedia())
+		return err
+	})
 }
 
 func TestUploadFaultsAndChecks(t *testing.T) {

@@ -124,18 +124,24 @@ func (l *Ledger) holdLanes(ctx context.Context, lanes []string, hold bool) error
 	return err
 }
 
+// notCancelled reads the state of a campaign that must exist and not be cancelled: otherwise
+// ErrUnknownCampaign, or ErrCampaignCancelled with why (wrapped).
+func (l *Ledger) notCancelled(ctx context.Context, campaign, why string) (campaignState, error) {
+	if err := l.requireCampaign(ctx, campaign); err != nil {
+		return campaignState{}, err
+	}
+	st, err := l.readState(ctx, campaign)
+	if err == nil && !st.cancelledAt.IsZero() {
+		err = fmt.Errorf("%w at %s: %s: %s", ErrCampaignCancelled, st.cancelledAt.Format(time.RFC3339), campaign, why)
+	}
+	return st, err
+}
+
 // PauseCampaign stops the campaign's sends: no worker takes another of its jobs (the calls
 // already made finish). It reports false when the campaign was paused already.
 func (l *Ledger) PauseCampaign(ctx context.Context, campaign string) (bool, error) {
-	if err := l.requireCampaign(ctx, campaign); err != nil {
+	if _, err := l.notCancelled(ctx, campaign, "there is nothing to pause"); err != nil {
 		return false, err
-	}
-	st, err := l.readState(ctx, campaign)
-	if err != nil {
-		return false, err
-	}
-	if !st.cancelledAt.IsZero() {
-		return false, fmt.Errorf("%w at %s: %s: there is nothing to pause", ErrCampaignCancelled, st.cancelledAt.Format(time.RFC3339), campaign)
 	}
 	n, err := l.rdb.HSet(ctx, l.stateKey(campaign), "paused", "1").Result()
 	if err != nil {
@@ -153,15 +159,9 @@ func (l *Ledger) PauseCampaign(ctx context.Context, campaign string) (bool, erro
 // ResumeCampaign lets a paused campaign send again (or, scheduled, at its time). It reports
 // false when the campaign was not paused.
 func (l *Ledger) ResumeCampaign(ctx context.Context, campaign string) (bool, error) {
-	if err := l.requireCampaign(ctx, campaign); err != nil {
-		return false, err
-	}
-	st, err := l.readState(ctx, campaign)
+	st, err := l.notCancelled(ctx, campaign, "it cannot be resumed")
 	if err != nil {
 		return false, err
-	}
-	if !st.cancelledAt.IsZero() {
-		return false, fmt.Errorf("%w at %s: %s: it cannot be resumed", ErrCampaignCancelled, st.cancelledAt.Format(time.RFC3339), campaign)
 	}
 	n, err := l.rdb.HDel(ctx, l.stateKey(campaign), "paused").Result()
 	if err != nil {
