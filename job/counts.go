@@ -13,8 +13,8 @@ type Counts struct {
 	// Cancelled counts jobs that left the queues without being sent or dead-lettered: removed by
 	// a cancel, refused after it, or deleted in asynqmon. They are never sent.
 	Cancelled int64 `json:"cancelled"`
-	Retries   int64  `json:"retries"`  // failed attempts that were retried
-	Redriven  int64  `json:"redriven"` // dead letters put back in the queue
+	Retries   int64 `json:"retries"`  // failed attempts that were retried
+	Redriven  int64 `json:"redriven"` // dead letters put back in the queue
 	// DeadCodes counts the dead letters by code (Kaleyra's, or wabulk's own such as INVALID_PAYLOAD).
 	DeadCodes map[string]int64 `json:"dead_by_code,omitempty"`
 }
