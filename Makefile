@@ -18,7 +18,7 @@ deps: ## install what the tests need (redis-server, chromium) when missing
 	@scripts/ensure-deps
 
 test: deps lint ## lint, then every test with the race detector against real redis-servers
-	$(GO) test -race -count=1 -timeout 9m ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 lint: ## gofmt, vet and staticcheck; any finding fails
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
