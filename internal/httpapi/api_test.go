@@ -435,6 +435,11 @@ func TestRedisDownIs503AndServeRecovers(t *testing.T) {
 		}
 	}
 	e.rs.Restart(t)
+	// go-redis backs off redialling after a run of failed dials (about a second): serve is back
+	// once its readiness probe says so.
+	testkit.Eventually(t, 10*time.Second, "serve's /readyz after the Redis restart", func() bool {
+		return e.do("GET", "/readyz", "", nil).code == 200
+	})
 	if a := e.postJSON("/v1/campaigns", req).accepted(t); a.Enqueued != 2 {
 		t.Errorf("after restart: %+v", a.Summary)
 	}

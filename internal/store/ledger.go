@@ -237,15 +237,21 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 		c.Dead += dead
 		c.Retries += n("retries")
 		c.Redriven += n("redriven")
-		c.Active += r.active.Val()
-		c.Retry += r.retry.Val()
 		if r.lane {
-			waiting := r.pending.Val() + r.scheduled.Val()
+			// What asynq holds, within what the ledger says is unfinished: a job being sent is
+			// counted completed just before asynq moves it out of active, and a dead letter of
+			// the single queue redriven into a lane is counted unfinished in its old scope.
+			left := max(0, enq-done-dead)
+			active := min(r.active.Val(), left)
+			retry := min(r.retry.Val(), left-active)
+			waiting := min(r.pending.Val()+r.scheduled.Val(), left-active-retry)
+			c.Active += active
+			c.Retry += retry
 			c.Pending += waiting
-			// A job being sent is counted completed just before asynq moves it out of active:
-			// never below zero.
-			c.Cancelled += max(0, enq-done-dead-waiting-r.active.Val()-r.retry.Val())
+			c.Cancelled += left - active - retry - waiting
 		} else {
+			c.Active += r.active.Val()
+			c.Retry += r.retry.Val()
 			c.Pending += max(0, enq-done-dead-r.active.Val()-r.retry.Val())
 		}
 		for code, v := range r.codes.Val() {
