@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"iter"
 	"maps"
 	"net/http"
@@ -104,7 +105,11 @@ type family struct {
 	labels string
 }
 
-// scrape reads addr's /metrics as Prometheus does and adds each family to seen.
+// recipient matches a label value holding one of the test's recipient numbers.
+var recipient = regexp.MustCompile(`="[^"]*919[678][0-9]{8}`)
+
+// scrape reads addr's /metrics as Prometheus does, checks it holds no secret and no recipient,
+// and adds each family to seen.
 func scrape(t *testing.T, addr, bearer string, seen map[string]map[family]bool) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 	if bearer != "" {
@@ -115,8 +120,20 @@ func scrape(t *testing.T, addr, bearer string, seen map[string]map[family]bool) 
 		return // the process is stopping
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return
+	}
+	// No secret and no recipient in any series: the test's recipients are +9196…, +9197…, +9198…;
+	// the senders (+91900…) may appear.
+	if bytes.Contains(body, []byte(testkit.APIKey)) || bytes.Contains(body, []byte(token)) {
+		t.Errorf("%s/metrics holds a secret", addr)
+	}
+	if m := recipient.Find(body); m != nil {
+		t.Errorf("%s/metrics holds a recipient number: %s", addr, m)
+	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		t.Errorf("parse %s/metrics: %v", addr, err)
 		return
