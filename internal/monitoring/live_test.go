@@ -99,6 +99,36 @@ func panelQueries(t *testing.T, namespace string) map[string]string {
 	return out
 }
 
+// docsQueries are the queries of docs/metrics.md's "Questions and queries" table, keyed by
+// question.
+func docsQueries(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "## Questions and queries\n")
+	if !ok {
+		t.Fatal(`docs/metrics.md has no "Questions and queries" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	out := map[string]string{}
+	code := regexp.MustCompile("`([^`]+)`")
+	for _, line := range strings.Split(section, "\n") {
+		cells := regexp.MustCompile(`\s\|\s`).Split(strings.Trim(line, "| "), -1)
+		if len(cells) != 2 || strings.HasPrefix(cells[0], "---") || cells[0] == "question" {
+			continue
+		}
+		for i, m := range code.FindAllStringSubmatch(cells[1], -1) {
+			out[fmt.Sprintf("docs/metrics.md %q %d", cells[0], i)] = strings.ReplaceAll(m[1], `\|`, "|")
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("read %d queries from docs/metrics.md's table; the test's reading of it is out of date", len(out))
+	}
+	return out
+}
+
 // family is what a test saw of one exported metric: its type and label names.
 type family struct {
 	kind   string
@@ -202,7 +232,7 @@ func rows(series, n int, from string) iter.Seq[producer.Row] {
 // TestEveryPanelAlertAndTheKEDAQueryAgainstRealProcesses runs a real Prometheus that scrapes a
 // real worker and a real `wabulk serve` every second during a sandbox campaign with retries and
 // dead letters, a paused lane and a campaign scheduled for later. Every query of the dashboard
-// must parse and return data, every alert rule must evaluate, and the processes must export
+// and of docs/metrics.md must parse and return data, every alert rule must evaluate, and the processes must export
 // exactly the metrics docs/metrics.md lists. Then the worker stops: the KEDA trigger's query,
 // now answered by serve's lane exporter, must be exactly the runnable backlog: the pending tasks
 // of a lane that is not paused and the scheduled tasks due within 2 minutes, without the paused
@@ -299,6 +329,7 @@ func TestEveryPanelAlertAndTheKEDAQueryAgainstRealProcesses(t *testing.T) {
 	// While the campaigns run: every dashboard query returns data at least once, and the
 	// processes' /metrics are read as Prometheus reads them.
 	queries := panelQueries(t, ns)
+	maps.Copy(queries, docsQueries(t))
 	pending := maps.Clone(queries)
 	seen := map[string]map[family]bool{}
 	testkit.Eventually(t, 60*time.Second, "every dashboard query to return data", func() bool {
@@ -320,7 +351,7 @@ func TestEveryPanelAlertAndTheKEDAQueryAgainstRealProcesses(t *testing.T) {
 	}, func() string {
 		return fmt.Sprintf("no data yet for %v", slices.Sorted(maps.Keys(pending)))
 	})
-	t.Logf("%d dashboard queries returned data", len(queries))
+	t.Logf("%d queries of the dashboard and docs/metrics.md returned data", len(queries))
 
 	// Both finish; then every rule has evaluated without error.
 	for _, c := range []string{"spring", "summer"} {
