@@ -6,19 +6,23 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 
-.PHONY: help build test deps lint vuln bench soak fuzz clean
+.PHONY: help build test deps deploy-check lint vuln bench soak fuzz clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 build: ## build bin/wabulk (static, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wabulk ./cmd/wabulk
 
-deps: ## install what the tests need (redis-server, chromium) when missing
+deps: ## install what the tests need (redis-server, chromium, prometheus) when missing
 	@scripts/ensure-deps
 
-test: deps lint ## lint, then every test with the race detector against real redis-servers
+test: deps lint deploy-check ## lint, deploy-check, then every test with the race detector against real redis-servers
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+deploy-check: deps ## build every kustomize overlay and decode it strictly, check compose and the Dockerfile, promtool the alert rules
+	$(GO) test -count=1 -run '^Test(K8s|Compose|Dockerfile)' ./cmd/wabulk
+	$(GO) test -count=1 -run '^Test(AlertRules|ComposePrometheusConfig|Dashboard)' ./internal/monitoring
 
 lint: ## gofmt, vet and staticcheck; any finding fails
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

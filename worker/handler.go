@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/internal/metrics"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/job"
 )
@@ -56,7 +58,7 @@ type handler struct {
 	pauser  store.Pauser // pauses the lanes when an account-level code comes back (WABULK_PAUSE_ON)
 	log     *zap.Logger
 	pii     logging.Masker
-	metrics *metrics
+	metrics *workerMetrics
 	// sendCount counts accepted sends per sender (`wabulk sender ls`); nil counts nothing.
 	sendCount *store.SendCounter
 	stopping  context.Context // cancelled when the job's server starts to stop
@@ -84,9 +86,10 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		// A payload that cannot be decoded will not decode next time either: dead-letter it once.
 		d := store.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(t.Payload(), 4096)}
-		return h.dead(ctx, log, h.ledger.Scope(queue, store.PoisonCampaign), d, 0, start)
+		return h.dead(ctx, log, h.ledger.Scope(queue, store.PoisonCampaign), h.laneSender(queue), d, 0, start)
 	}
 	scope := h.ledger.Scope(queue, p.Campaign)
+	sender := h.metrics.sender(p.From)
 	from := p.From
 	if from == "" {
 		from = h.from
@@ -96,53 +99,56 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		zap.String("wa_source", p.WASource))
 	if from == "" {
 		d := store.DeadLetter{TaskID: id, Code: CodeNoSender, Message: "the job names no sender and KALEYRA_FROM is not set", Attempt: attempt, Payload: p}
-		return h.dead(ctx, log, scope, d, 0, start)
+		return h.dead(ctx, log, scope, sender, d, 0, start)
 	}
 
 	prior, alreadySent, err := h.ledger.Begin(ctx, scope, id)
 	if errors.Is(err, store.ErrCancelled) {
 		// The campaign was cancelled after this job was taken: complete it unsent. The campaign's
 		// counts see it as cancelled (it left the queues neither sent nor dead).
-		h.metrics.sends.WithLabelValues(outcomeCancelled, "cancelled").Inc()
+		h.metrics.send(sender, outcomeCancelled, "cancelled")
 		log.Info("send", zap.String("outcome", outcomeCancelled), zap.Duration("duration", time.Since(start)))
 		return nil
 	}
 	if err != nil {
-		return h.requeue(log, fmt.Errorf("ledger unreachable: %w", err), start)
+		return h.requeue(log, sender, fmt.Errorf("ledger unreachable: %w", err), start)
 	}
 	if alreadySent {
 		// Kaleyra accepted this job before and only the ack was lost: complete it, do not send again.
 		t.ResultWriter().Write([]byte(prior))
-		h.metrics.sends.WithLabelValues(outcomeSent, "resent_avoided").Inc()
+		h.metrics.send(sender, outcomeSent, "resent_avoided")
 		log.Info("send", zap.String("outcome", outcomeSent), zap.String("code", "already_sent"),
 			zap.Int("status", 0), zap.Duration("duration", time.Since(start)))
 		return nil
 	}
 
 	waited, err := h.wait(ctx, from, retried < maxRetry)
-	h.metrics.wait.Observe(waited.Seconds())
+	h.metrics.wait.WithLabelValues(sender).Observe(waited.Seconds())
 	if err != nil {
 		h.ledger.Release(context.WithoutCancel(ctx), scope, id)
-		return h.requeue(log, fmt.Errorf("rate-limit wait ended: %w", err), start)
+		return h.requeue(log, sender, fmt.Errorf("rate-limit wait ended: %w", err), start)
 	}
 
 	callStart := time.Now()
 	res, err := h.sender.Send(ctx, from, message(p))
-	h.metrics.latency.Observe(time.Since(callStart).Seconds())
+	took := time.Since(callStart).Seconds()
 	if err == nil {
+		h.metrics.request(took, res.Status, nil)
 		if h.sendCount != nil {
 			h.sendCount.Add(from)
 		}
-		return h.sent(ctx, log, t, queue, scope, id, res, start)
+		return h.sent(ctx, log, t, queue, scope, sender, id, res, start)
 	}
 	var ke *kaleyra.Error
 	if !errors.As(err, &ke) {
 		ke = &kaleyra.Error{Message: err.Error()}
 	}
+	h.metrics.request(took, 0, ke)
 	if slices.Contains(h.pauseOn, ke.Code) {
 		if perr := h.pauseAll(queue); perr != nil {
 			log.Error("pause queues", zap.String("code", ke.Code), zap.Error(perr))
 		} else {
+			h.metrics.pauses.WithLabelValues(metrics.Code(ke.Code)).Inc()
 			log.Warn("queues paused: account-level error; `wabulk queue resume` continues the campaigns",
 				zap.String("queue", queue), zap.String("code", ke.Code), zap.String("message", ke.Message))
 		}
@@ -150,18 +156,18 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// last attempt cannot wait for the resume: it is dead-lettered (and can be redriven).
 		if retried < maxRetry {
 			h.ledger.Release(context.WithoutCancel(ctx), scope, id)
-			return h.requeue(log.With(zap.String("code", ke.Code), zap.Int("status", ke.Status)),
+			return h.requeue(log.With(zap.String("code", ke.Code), zap.Int("status", ke.Status)), sender,
 				fmt.Errorf("%s: %w", ke.Error(), errNotFailure), start)
 		}
 	}
 	if !ke.Retryable() || retried >= maxRetry {
 		d := store.DeadLetter{TaskID: id, Code: ke.Label(), Status: ke.Status, Message: ke.Message, Attempt: attempt, Payload: p}
-		return h.dead(ctx, log, scope, d, ke.Status, start, ke)
+		return h.dead(ctx, log, scope, sender, d, ke.Status, start, ke)
 	}
 	if lerr := h.ledger.Retry(context.WithoutCancel(ctx), scope, id); lerr != nil {
 		log.Warn("ledger: retry not recorded", zap.Error(lerr))
 	}
-	h.metrics.sends.WithLabelValues(outcomeRetry, ke.Label()).Inc()
+	h.metrics.send(sender, outcomeRetry, ke.Label())
 	log.Info("send", zap.String("outcome", outcomeRetry), zap.String("code", ke.Label()), zap.Int("status", ke.Status),
 		zap.Duration("duration", time.Since(start)), zap.String("error", ke.Message))
 	return ke
@@ -185,7 +191,7 @@ func (h *handler) wait(ctx context.Context, from string, mayRequeue bool) (time.
 // markerPatience is how long a worker keeps trying to write a sent marker while Redis is away.
 const markerPatience = 20 * time.Second
 
-func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queue, scope, id string, res kaleyra.Result, start time.Time) error {
+func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queue, scope, sender, id string, res kaleyra.Result, start time.Time) error {
 	// The message is out: record it even if the job's context is ending, and try hard, because a
 	// job whose sent marker is lost could be sent again after a crash.
 	rctx := context.WithoutCancel(ctx)
@@ -208,7 +214,7 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queu
 			log.Warn("task result not written", zap.Error(werr))
 		}
 	}
-	h.metrics.sends.WithLabelValues(outcomeSent, "").Inc()
+	h.metrics.send(sender, outcomeSent, "")
 	log.Info("send", zap.String("outcome", outcomeSent), zap.String("code", ""), zap.Int("status", res.Status),
 		zap.String("message_id", res.MessageID), zap.Duration("duration", time.Since(start)))
 	return nil
@@ -216,13 +222,13 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queu
 
 // dead records the dead letter durably, then tells asynq to archive the job. The returned
 // error's text starts with the code, so the archived task's last error does too.
-func (h *handler) dead(ctx context.Context, log *zap.Logger, scope string, d store.DeadLetter, status int, start time.Time, cause ...error) error {
+func (h *handler) dead(ctx context.Context, log *zap.Logger, scope, sender string, d store.DeadLetter, status int, start time.Time, cause ...error) error {
 	if err := h.ledger.Dead(context.WithoutCancel(ctx), scope, d); err != nil {
 		// Without the durable record the dead letter could be trimmed from asynq's archive
 		// unseen: try again later instead.
-		return h.requeue(log, fmt.Errorf("ledger: dead letter not recorded: %w", err), start)
+		return h.requeue(log, sender, fmt.Errorf("ledger: dead letter not recorded: %w", err), start)
 	}
-	h.metrics.sends.WithLabelValues(outcomeDead, d.Code).Inc()
+	h.metrics.send(sender, outcomeDead, d.Code)
 	log.Warn("send", zap.String("outcome", outcomeDead), zap.String("code", d.Code), zap.Int("status", status),
 		zap.Duration("duration", time.Since(start)), zap.String("error", d.Message))
 	text := d.Code + ": " + d.Message
@@ -232,13 +238,22 @@ func (h *handler) dead(ctx context.Context, log *zap.Logger, scope string, d sto
 	return fmt.Errorf("%s: %w", text, asynq.SkipRetry)
 }
 
-func (h *handler) requeue(log *zap.Logger, err error, start time.Time) error {
-	h.metrics.sends.WithLabelValues(outcomeRequeued, "").Inc()
+func (h *handler) requeue(log *zap.Logger, sender string, err error, start time.Time) error {
+	h.metrics.send(sender, outcomeRequeued, "")
 	log.Info("send", zap.String("outcome", outcomeRequeued), zap.Duration("duration", time.Since(start)), zap.Error(err))
 	if errors.Is(err, errNotFailure) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", err, errNotFailure)
+}
+
+// laneSender is the sender label of a job whose payload did not decode: the sender part of its
+// lane's name, or "none" for the single queue.
+func (h *handler) laneSender(queue string) string {
+	if queue == h.ledger.Namespace() {
+		return "none"
+	}
+	return h.metrics.senders.Value(queue[strings.LastIndexByte(queue, ':')+1:])
 }
 
 func message(p job.Payload) kaleyra.Message {

@@ -17,13 +17,13 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/logging"
+	"github.com/wabulk/wabulk/internal/metrics"
 	"github.com/wabulk/wabulk/internal/probe"
 	"github.com/wabulk/wabulk/internal/ratelimit"
 	"github.com/wabulk/wabulk/internal/store"
@@ -68,8 +68,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.UniversalClient, sender messageSender, limiter rateLimiter) error {
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	reg := prometheus.NewRegistry()
-	queues := newQueueCollector(inspector, cfg.Queue)
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), queues)
+	metrics.RegisterProcess(reg, metrics.RoleWorker, rdb)
 	stopCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	h := &handler{
@@ -81,7 +80,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		pauser:  inspector,
 		log:     log,
 		pii:     cfg.pii(),
-		metrics: newMetrics(reg),
+		metrics: newMetrics(reg, cfg.PauseOn),
 	}
 	// Sends per sender for `wabulk sender ls`: counted in memory, written once a second.
 	h.sendCount = h.ledger.NewSendCounter()
@@ -95,7 +94,6 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	sup := &supervisor{cfg: cfg, log: log, ledger: h.ledger, rdb: rdb, insp: inspector,
 		handler: func(stopping context.Context) *handler { c := *h; c.stopping = stopping; return &c }}
 	h.lanes = sup.liveLanes
-	queues.lanes = sup.liveLanes
 	supCtx, stopSup := context.WithCancel(context.Background())
 	defer stopSup()
 	served := make(chan error, 1)
@@ -118,6 +116,13 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		}
 		hs = &http.Server{Handler: probe.Handler(reg, rdb), ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(ln)
+		// Only a process whose /metrics can be scraped contends to export the namespace's lanes.
+		exp := metrics.NewExporter(h.ledger)
+		reg.MustRegister(exp)
+		expCtx, stopExp := context.WithCancel(context.Background())
+		exported := make(chan struct{})
+		go func() { exp.Run(expCtx); close(exported) }()
+		defer func() { stopExp(); <-exported }()
 	}
 
 	rc := &reconciler{insp: inspector, ledger: h.ledger, lanes: sup.liveLanes, interval: cfg.ReconcileInterval, log: log}
@@ -146,60 +151,6 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		return fmt.Errorf("worker: start: %w", err)
 	}
 	return nil
-}
-
-// queueCollector exports asynq's queue sizes on each scrape, summed over the single queue and
-// the live lanes (one Redis script call per queue).
-type queueCollector struct {
-	inspector *asynq.Inspector
-	queue     string
-	lanes     func() []store.Lane
-	size      *prometheus.Desc
-	paused    *prometheus.Desc
-}
-
-func newQueueCollector(i *asynq.Inspector, queue string) *queueCollector {
-	return &queueCollector{inspector: i, queue: queue,
-		size:   prometheus.NewDesc("wabulk_queue_tasks", "Tasks in the single queue and every live lane, summed, by state.", []string{"queue", "state"}, nil),
-		paused: prometheus.NewDesc("wabulk_queue_paused", "1 when the single queue and every live lane are paused.", []string{"queue"}, nil)}
-}
-
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.size; ch <- c.paused }
-
-func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	names := []string{c.queue}
-	if c.lanes != nil {
-		for _, ln := range c.lanes() {
-			names = append(names, ln.Name)
-		}
-	}
-	sum := map[string]int{}
-	found, paused := 0, 0
-	for _, n := range names {
-		info, err := c.inspector.GetQueueInfo(n)
-		if err != nil {
-			continue // queue not created yet, or Redis down: no sample rather than a wrong one
-		}
-		found++
-		if info.Paused {
-			paused++
-		}
-		for state, v := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
-			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
-			sum[state] += v
-		}
-	}
-	if found == 0 {
-		return
-	}
-	for state, n := range sum {
-		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n), c.queue, state)
-	}
-	p := 0.0
-	if paused == found {
-		p = 1
-	}
-	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, p, c.queue)
 }
 
 // asynqLogger sends asynq's own messages through zap. asynq names tasks by id ("Retry

@@ -2,14 +2,18 @@ package main
 
 // Tests of docker-compose.yml: decoded strictly into the structs below, then each wabulk service
 // is checked against the program (variables, subcommand, ports, grace period), the workers
-// against the sandbox they talk to, and the Redis and asynqmon services against what the rest
-// expects of them.
+// against the sandbox they talk to, the Redis service against what the rest expects of it, every
+// image and host port for what a laptop needs (pinned, loopback, no clash), and the monitoring
+// profile's Prometheus and Grafana against deploy/monitoring and the wabulk services.
 
 import (
 	"bytes"
 	"fmt"
 	"maps"
 	"net/url"
+	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +36,10 @@ type composeFile struct {
 	WabulkImage composeService            `yaml:"x-wabulk-image"`
 	Services    map[string]composeService `yaml:"services"`
 	Volumes     map[string]*struct{}      `yaml:"volumes"`
+	Configs     map[string]struct {
+		Content string `yaml:"content"`
+		File    string `yaml:"file"`
+	} `yaml:"configs"`
 }
 
 type composeService struct {
@@ -59,6 +67,10 @@ type composeService struct {
 	DependsOn map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
+	Configs []struct {
+		Source string `yaml:"source"`
+		Target string `yaml:"target"`
+	} `yaml:"configs"`
 }
 
 type composeHealthcheck struct {
@@ -151,7 +163,8 @@ func checkCompose(data []byte, root *cobra.Command) error {
 		}
 	}
 	checkComposeRedis(&p, f)
-	checkComposeAsynqmon(&p, f)
+	checkComposeImagesAndPorts(&p, f)
+	checkComposeMonitoring(&p, f, subs)
 	return p.err()
 }
 
@@ -323,21 +336,218 @@ func checkComposeRedis(p *problems, f *composeFile) {
 	if hc := redis.Healthcheck; hc == nil || !slices.Contains(hc.Test, "redis-cli") || !slices.Contains(hc.Test, "ping") {
 		p.addf("redis: want a redis-cli ping healthcheck")
 	}
+	if len(redis.Ports) > 0 {
+		p.addf("redis: publishes %v; a Redis already running on the host would clash, and nothing outside compose needs it (docker compose exec redis redis-cli)", redis.Ports)
+	}
 }
 
-// checkComposeAsynqmon checks the optional asynqmon service: the official image, in the monitor
-// profile, pointed at the redis service.
-func checkComposeAsynqmon(p *problems, f *composeFile) {
-	mon, ok := f.Services["asynqmon"]
-	switch {
-	case !ok:
-		p.addf("no asynqmon service")
-	case !strings.HasPrefix(mon.Image, "hibiken/asynqmon"):
-		p.addf("asynqmon: image %q is not the official hibiken/asynqmon", mon.Image)
-	case !slices.Contains(mon.Profiles, "monitor"):
-		p.addf("asynqmon: want it in the optional profile monitor")
-	case flagValue(mon.Command, "redis-addr") != "redis:6379":
-		p.addf("asynqmon: --redis-addr %q is not the redis service", flagValue(mon.Command, "redis-addr"))
+// checkComposeImagesAndPorts checks that every image is pinned to a version (not latest, not
+// untagged), and that every published port binds 127.0.0.1 on a host port taken from a variable
+// with a default, no two services on the same default.
+func checkComposeImagesAndPorts(p *problems, f *composeFile) {
+	hostPorts := map[string]string{} // default host port → service
+	for _, name := range slices.Sorted(maps.Keys(f.Services)) {
+		s := f.Services[name]
+		if _, tag, ok := strings.Cut(path.Base(s.Image), ":"); !ok || tag == "" || tag == "latest" {
+			p.addf("service %s: image %q is not pinned to a version", name, s.Image)
+		}
+		for _, ps := range s.Ports {
+			rest, ok := strings.CutPrefix(ps, "127.0.0.1:")
+			i := strings.LastIndexByte(rest, ':')
+			if !ok || i < 0 {
+				p.addf("service %s: port %q does not bind 127.0.0.1", name, ps)
+				continue
+			}
+			hostPart := rest[:i]
+			if !strings.HasPrefix(hostPart, "${") {
+				p.addf("service %s: host port %q is fixed; take it from a variable with a default (${…_PORT:-%s}) so a port in use can move", name, hostPart, hostPart)
+			}
+			host, err := interpolate(hostPart)
+			if err != nil {
+				p.addf("service %s: port %q: %v", name, ps, err)
+				continue
+			}
+			if prev, ok := hostPorts[host]; ok {
+				p.addf("services %s and %s both publish host port %s", prev, name, host)
+			}
+			hostPorts[host] = name
+		}
+	}
+}
+
+// The monitoring profile's files, and where compose mounts them.
+const (
+	composePromConfig = "deploy/monitoring/prometheus.yml"
+	composeAlerts     = "deploy/monitoring/alerts.yaml"
+	grafanaDashboard  = "deploy/monitoring/grafana/wabulk.json"
+	grafanaProvision  = "deploy/monitoring/grafana/provisioning"
+)
+
+// promConfig is the part of a Prometheus configuration deploy/monitoring/prometheus.yml uses.
+type promConfig struct {
+	Global        map[string]string `yaml:"global"`
+	RuleFiles     []string          `yaml:"rule_files"`
+	ScrapeConfigs []struct {
+		JobName       string `yaml:"job_name"`
+		Authorization *struct {
+			Type            string `yaml:"type"`
+			CredentialsFile string `yaml:"credentials_file"`
+		} `yaml:"authorization"`
+		DNSSDConfigs []struct {
+			Names           []string `yaml:"names"`
+			Type            string   `yaml:"type"`
+			Port            int      `yaml:"port"`
+			RefreshInterval string   `yaml:"refresh_interval"`
+		} `yaml:"dns_sd_configs"`
+		StaticConfigs []struct {
+			Targets []string `yaml:"targets"`
+		} `yaml:"static_configs"`
+	} `yaml:"scrape_configs"`
+}
+
+// bindMounts maps the container paths a service bind-mounts to their sources.
+func bindMounts(s composeService) map[string]string {
+	out := map[string]string{}
+	for _, v := range s.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && strings.HasPrefix(parts[0], "./") {
+			out[parts[1]] = strings.TrimPrefix(parts[0], "./")
+		}
+	}
+	return out
+}
+
+// checkComposeMonitoring checks the monitoring profile: Prometheus mounts prometheus.yml and the
+// alert rules beside it and scrapes every worker replica and serve, with a token serve accepts,
+// as the jobs the dashboard and rules select; Grafana mounts the provisioning and the dashboard.
+func checkComposeMonitoring(p *problems, f *composeFile, subs map[string]string) {
+	prom, okP := f.Services["prometheus"]
+	graf, okG := f.Services["grafana"]
+	if !okP || !okG || !slices.Contains(prom.Profiles, "monitoring") || !slices.Contains(graf.Profiles, "monitoring") {
+		p.addf("want prometheus and grafana services in the profile monitoring")
+		return
+	}
+	mounts := bindMounts(prom)
+	if mounts["/etc/prometheus/prometheus.yml"] != composePromConfig || mounts["/etc/prometheus/alerts.yaml"] != composeAlerts {
+		p.addf("prometheus: want %s and %s mounted at /etc/prometheus/", composePromConfig, composeAlerts)
+	}
+	for _, src := range mounts {
+		if _, err := os.Stat(filepath.Join(repoRoot, src)); err != nil {
+			p.addf("prometheus mounts %s: %v", src, err)
+		}
+	}
+	b, err := readRepo(composePromConfig)
+	if err != nil {
+		p.add(err)
+		return
+	}
+	var pc promConfig
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&pc); err != nil {
+		p.addf("%s: %v", composePromConfig, err)
+		return
+	}
+	if !slices.Contains(pc.RuleFiles, "alerts.yaml") {
+		p.addf("%s: rule_files lacks alerts.yaml", composePromConfig)
+	}
+	jobs := map[string]bool{}
+	for _, sc := range pc.ScrapeConfigs {
+		jobs[sc.JobName] = true
+		switch sc.JobName {
+		case workerJob:
+			checkComposeWorkerScrape(p, f, subs, sc.DNSSDConfigs)
+		case serveJob:
+			checkComposeServeScrape(p, f, prom, sc.StaticConfigs, sc.Authorization)
+		}
+	}
+	if !jobs[workerJob] || !jobs[serveJob] {
+		p.addf("%s: want jobs %s and %s, the jobs the dashboard and rules select", composePromConfig, workerJob, serveJob)
+	}
+	gm := bindMounts(graf)
+	if gm["/etc/grafana/provisioning"] != grafanaProvision || gm["/etc/grafana/dashboards/wabulk.json"] != grafanaDashboard {
+		p.addf("grafana: want %s at /etc/grafana/provisioning and %s at /etc/grafana/dashboards/", grafanaProvision, grafanaDashboard)
+	}
+	for _, src := range gm {
+		if _, err := os.Stat(filepath.Join(repoRoot, src)); err != nil {
+			p.addf("grafana mounts %s: %v", src, err)
+		}
+	}
+}
+
+// checkComposeWorkerScrape checks that the worker job finds every worker replica by the service
+// name, on the port WABULK_METRICS_ADDR listens on.
+func checkComposeWorkerScrape(p *problems, f *composeFile, subs map[string]string, sds []struct {
+	Names           []string `yaml:"names"`
+	Type            string   `yaml:"type"`
+	Port            int      `yaml:"port"`
+	RefreshInterval string   `yaml:"refresh_interval"`
+}) {
+	for name, sub := range subs {
+		if sub != "worker" {
+			continue
+		}
+		cfg, err := loadConfig(composeEnv(&problems{}, name, f.Services[name]))
+		if err != nil {
+			return
+		}
+		_, port, _ := servedPort("worker", cfg)
+		if !slices.ContainsFunc(sds, func(sd struct {
+			Names           []string `yaml:"names"`
+			Type            string   `yaml:"type"`
+			Port            int      `yaml:"port"`
+			RefreshInterval string   `yaml:"refresh_interval"`
+		}) bool {
+			return slices.Contains(sd.Names, name) && sd.Port == port && sd.Type == "A"
+		}) {
+			p.addf("%s: job %s does not find service %s's replicas by DNS (type A) on port %d", composePromConfig, workerJob, name, port)
+		}
+	}
+}
+
+// checkComposeServeScrape checks that the serve job scrapes serve's port with a bearer token
+// read from a compose config whose content is one of serve's WABULK_API_TOKENS.
+func checkComposeServeScrape(p *problems, f *composeFile, prom composeService, statics []struct {
+	Targets []string `yaml:"targets"`
+}, auth *struct {
+	Type            string `yaml:"type"`
+	CredentialsFile string `yaml:"credentials_file"`
+}) {
+	serve := f.Services["serve"]
+	cfg, err := loadConfig(composeEnv(&problems{}, "serve", serve))
+	if err != nil {
+		return
+	}
+	_, port, _ := servedPort("serve", cfg)
+	if !slices.ContainsFunc(statics, func(sc struct {
+		Targets []string `yaml:"targets"`
+	}) bool {
+		return slices.Contains(sc.Targets, "serve:"+strconv.Itoa(port))
+	}) {
+		p.addf("%s: job %s does not scrape serve:%d", composePromConfig, serveJob, port)
+	}
+	if auth == nil || auth.Type != "Bearer" || auth.CredentialsFile == "" {
+		p.addf("%s: job %s sends no bearer token; serve's /metrics needs one", composePromConfig, serveJob)
+		return
+	}
+	target := path.Join("/etc/prometheus", auth.CredentialsFile)
+	i := slices.IndexFunc(prom.Configs, func(c struct {
+		Source string `yaml:"source"`
+		Target string `yaml:"target"`
+	}) bool {
+		return c.Target == target
+	})
+	if i < 0 {
+		p.addf("prometheus: no config is mounted at %s, the token file of job %s", target, serveJob)
+		return
+	}
+	token, err := interpolate(f.Configs[prom.Configs[i].Source].Content)
+	if err != nil || token == "" {
+		p.addf("config %s: no token (%v)", prom.Configs[i].Source, err)
+		return
+	}
+	if !slices.ContainsFunc(cfg.APITokens, func(s config.Secret) bool { return s.Reveal() == token }) {
+		p.addf("config %s: the token Prometheus sends is not one of serve's %s", prom.Configs[i].Source, config.EnvAPITokens)
 	}
 }
 
@@ -359,11 +569,20 @@ func TestComposeCheckerCatchesMistakes(t *testing.T) {
 		{"grace period within the shutdown timeout", "stop_grace_period: 45s", "stop_grace_period: 20s", "stop_grace_period"},
 		{"worker and sandbox disagree on the SID", "KALEYRA_SID: HXSANDBOX00001", "KALEYRA_SID: HXOTHER", "--sid"},
 		{"sandbox on another port", "KALEYRA_BASE_URL: http://sandbox:8089", "KALEYRA_BASE_URL: http://sandbox:9999", "sandbox listens"},
-		{"serve's port not published", `"127.0.0.1:8080:8080"`, `"127.0.0.1:8080:8000"`, "do not publish"},
+		{"serve's port not published", `"127.0.0.1:${WABULK_PORT:-8080}:8080"`, `"127.0.0.1:${WABULK_PORT:-8080}:8000"`, "do not publish"},
 		{"AOF off", `"--appendonly", "yes"`, `"--appendonly", "no"`, "AOF"},
-		{"serve does not wait for redis", "      WABULK_API_TOKENS: ${WABULK_API_TOKENS:-dev-token-change-me-0123456789}\n    ports:\n      - \"127.0.0.1:8080:8080\"\n    depends_on:\n      redis:\n        condition: service_healthy\n",
-			"      WABULK_API_TOKENS: ${WABULK_API_TOKENS:-dev-token-change-me-0123456789}\n    ports:\n      - \"127.0.0.1:8080:8080\"\n", "wait for redis"},
+		{"serve does not wait for redis", "      - \"127.0.0.1:${WABULK_PORT:-8080}:8080\"\n    depends_on:\n      redis:\n        condition: service_healthy\n",
+			"      - \"127.0.0.1:${WABULK_PORT:-8080}:8080\"\n", "wait for redis"},
 		{"variable without a default", "${WABULK_API_TOKENS:-dev-token-change-me-0123456789}", "${WABULK_API_TOKENS}", "has no default"},
+		{"Redis published on the host", "      - redis-data:/data\n", "      - redis-data:/data\n    ports:\n      - \"127.0.0.1:${WABULK_REDIS_PORT:-6379}:6379\"\n", "redis: publishes"},
+		{"image not pinned", "image: grafana/grafana:12.1.1", "image: grafana/grafana:latest", "not pinned"},
+		{"image without a tag", "image: prom/prometheus:v3.5.0", "image: prom/prometheus", "not pinned"},
+		{"port on every interface", `"127.0.0.1:${WABULK_GRAFANA_PORT:-3000}:3000"`, `"${WABULK_GRAFANA_PORT:-3000}:3000"`, "does not bind 127.0.0.1"},
+		{"fixed host port", `"127.0.0.1:${WABULK_GRAFANA_PORT:-3000}:3000"`, `"127.0.0.1:3000:3000"`, "is fixed"},
+		{"two services on one host port", `"127.0.0.1:${WABULK_GRAFANA_PORT:-3000}:3000"`, `"127.0.0.1:${WABULK_GRAFANA_PORT:-8080}:3000"`, "both publish host port 8080"},
+		{"Prometheus scrapes with a token serve refuses", "${WABULK_METRICS_TOKEN:-metrics-token-change-me-0123456789}\n\nvolumes", "${WABULK_METRICS_TOKEN:-another-token-0123456789}\n\nvolumes", "not one of serve's"},
+		{"Prometheus without the rules", "      - ./deploy/monitoring/alerts.yaml:/etc/prometheus/alerts.yaml:ro\n", "", "mounted at /etc/prometheus/"},
+		{"Grafana without the dashboard", "./deploy/monitoring/grafana/wabulk.json:", "./deploy/monitoring/grafana/dashboard.json:", "grafana"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := mutate(t, composeFileName, tc.old, tc.new)(composeFileName)

@@ -4,14 +4,17 @@ package main
 // builds wabulk and the runtime stage for what it runs and as whom.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -236,4 +239,54 @@ func TestDockerfileCheckerCatchesMistakes(t *testing.T) {
 			wantError(t, checkDockerfile(b, newRootCmd()), tc.want)
 		})
 	}
+}
+
+// TestDockerfileImageRunsVersion builds the image as deploy/README.md says and runs
+// `wabulk version` in it, when a Docker daemon answers. The build pulls the base images, so
+// without a daemon, or without access to their registry, it skips and says why.
+func TestDockerfileImageRunsVersion(t *testing.T) {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("SKIPPED: no docker on PATH; the image is checked statically by TestDockerfile")
+	}
+	if out, err := exec.Command(docker, "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		t.Skipf("SKIPPED: docker is installed but no daemon answers (%v: %s); the image is checked statically by TestDockerfile",
+			err, bytes.TrimSpace(out))
+	}
+	if testing.Short() {
+		t.Skip("SKIPPED in -short: building the image takes minutes")
+	}
+	v := fmt.Sprintf("test-%d", time.Now().UnixNano())
+	tag := "wabulk-deploy-test:" + v
+	build := exec.Command(docker, "build", "-f", dockerfileName, "--build-arg", "VERSION="+v, "-t", tag, ".")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		if pullFailed(out) {
+			t.Skipf("SKIPPED: the build could not pull its base images (no registry access here):\n%s", tail(out, 20))
+		}
+		t.Fatalf("docker build: %v\n%s", err, tail(out, 40))
+	}
+	defer exec.Command(docker, "rmi", "-f", tag).Run()
+	out, err := exec.Command(docker, "run", "--rm", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", tag, "version").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "wabulk "+v {
+		t.Fatalf("docker run %s version: %v: %q, want %q", tag, err, out, "wabulk "+v)
+	}
+}
+
+// pullFailed reports whether a docker build failed fetching an image rather than building.
+func pullFailed(out []byte) bool {
+	s := strings.ToLower(string(out))
+	for _, m := range []string{"failed to resolve source metadata", "pull access denied", "failed to do request",
+		"error pulling image", "dial tcp", "no such host", "tls handshake timeout"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// tail returns the last n lines of out.
+func tail(out []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -8,14 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
+	"net/url"
 	"path"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -25,7 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/wabulk/wabulk/internal/config"
-	"github.com/wabulk/wabulk/internal/store"
+	"github.com/wabulk/wabulk/internal/metrics"
 )
 
 // checkManifests checks a complete set of objects, as applied together.
@@ -33,12 +34,15 @@ func checkManifests(m *manifests, root *cobra.Command) error {
 	var p problems
 	checkConfigMapKeys(&p, m)
 	workers := map[string]config.Config{} // Deployment name → config of its worker container
+	serves := map[string]config.Config{}  // the same for serve
 	for _, d := range m.deployments {
-		checkDeployment(&p, m, root, d, workers)
+		checkDeployment(&p, m, root, d, workers, serves)
 	}
 	checkServices(&p, m)
 	checkPDBs(&p, m)
 	checkAutoscalers(&p, m, workers)
+	checkMonitors(&p, m, workers, serves)
+	checkRules(&p, m)
 	return p.err()
 }
 
@@ -56,9 +60,9 @@ func checkConfigMapKeys(p *problems, m *manifests) {
 // ---------------------------------------------------------------------------------------------
 // Deployments and their containers.
 
-// checkDeployment checks a Deployment and each of its containers, recording in workers the
-// configuration of a container that runs `wabulk worker`.
-func checkDeployment(p *problems, m *manifests, root *cobra.Command, d *appsv1.Deployment, workers map[string]config.Config) {
+// checkDeployment checks a Deployment and each of its containers, recording in workers (serves)
+// the configuration of a container that runs `wabulk worker` (`wabulk serve`).
+func checkDeployment(p *problems, m *manifests, root *cobra.Command, d *appsv1.Deployment, workers, serves map[string]config.Config) {
 	dn := "Deployment " + d.Name
 	if !podSelector(d.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
 		p.addf("%s: spec.selector does not select its own pod template", dn)
@@ -70,6 +74,9 @@ func checkDeployment(p *problems, m *manifests, root *cobra.Command, d *appsv1.D
 		sub, cfg, ok := checkContainer(p, m, root, d, &d.Spec.Template.Spec.Containers[i])
 		if ok && sub == "worker" {
 			workers[d.Name] = cfg
+		}
+		if ok && sub == "serve" {
+			serves[d.Name] = cfg
 		}
 	}
 }
@@ -391,19 +398,25 @@ func checkPDBs(p *problems, m *manifests) {
 // ---------------------------------------------------------------------------------------------
 // Autoscalers.
 
-// checkAutoscalers checks the ScaledObjects and HPAs, and that no two scale one Deployment.
+// checkAutoscalers checks the ScaledObjects and HPAs, that no two scale one Deployment, and that
+// a Deployment they scale sets no replicas (an apply would reset their count to it).
 func checkAutoscalers(p *problems, m *manifests, workers map[string]config.Config) {
 	scaled := map[string]string{} // Deployment name → what scales it
 	for _, so := range m.scaledObjects {
 		what := "ScaledObject " + so.Name
 		ref := so.Spec.ScaleTargetRef
 		claimTarget(p, m, scaled, what, ref.Kind, ref.Name)
-		checkScaledObject(p, what, so, workers)
+		checkScaledObject(p, m, what, so, workers)
 	}
 	for _, h := range m.hpas {
 		what := "HorizontalPodAutoscaler " + h.Name
 		claimTarget(p, m, scaled, what, h.Spec.ScaleTargetRef.Kind, h.Spec.ScaleTargetRef.Name)
 		checkHPA(p, m, what, h)
+	}
+	for name, what := range scaled {
+		if d := byName(m.deployments, name); d != nil && d.Spec.Replicas != nil {
+			p.addf("Deployment %s sets replicas %d, but %s owns its count: every apply would reset it", name, *d.Spec.Replicas, what)
+		}
 	}
 }
 
@@ -420,26 +433,30 @@ func claimTarget(p *problems, m *manifests, scaled map[string]string, what, kind
 	scaled[name] = what
 }
 
-// checkScaledObject checks that a ScaledObject scales a worker Deployment on a redis trigger that
-// watches that worker's queue.
-func checkScaledObject(p *problems, what string, so *scaledObject, workers map[string]config.Config) {
+// checkScaledObject checks that a ScaledObject scales a worker Deployment on a prometheus trigger
+// whose query reads that worker's runnable backlog, and that an authenticationRef names a
+// TriggerAuthentication among the manifests.
+func checkScaledObject(p *problems, m *manifests, what string, so *scaledObject, workers map[string]config.Config) {
 	cfg, ok := workers[so.Spec.ScaleTargetRef.Name]
 	if !ok {
 		p.addf("%s: its target runs no wabulk worker", what)
 		return
 	}
-	redisTriggers := 0
+	found := 0
 	for _, tr := range so.Spec.Triggers {
-		if tr.Type != "redis" {
+		if ref := tr.AuthenticationRef; ref != nil && (ref.Kind == "" || ref.Kind == "TriggerAuthentication") && byName(m.triggerAuths, ref.Name) == nil {
+			p.addf("%s: authenticationRef %s is no TriggerAuthentication among the manifests", what, ref.Name)
+		}
+		if tr.Type != "prometheus" {
 			continue
 		}
-		redisTriggers++
-		if err := checkKEDARedis(tr.Metadata, cfg); err != nil {
+		found++
+		if err := checkKEDAPrometheus(tr.Metadata, so.Namespace, cfg); err != nil {
 			p.addf("%s: %v", what, err)
 		}
 	}
-	if redisTriggers == 0 {
-		p.addf("%s: no redis trigger watches the worker's queue", what)
+	if found == 0 {
+		p.addf("%s: no prometheus trigger reads the runnable backlog", what)
 	}
 }
 
@@ -469,46 +486,183 @@ func checkHPA(p *problems, m *manifests, what string, h *autoscalingv2.Horizonta
 	}
 }
 
-// checkKEDARedis checks a KEDA redis trigger against the worker's own configuration: the list it
-// watches is asynq's pending list of WABULK_QUEUE, on the server and database of WABULK_REDIS_URL.
-func checkKEDARedis(md map[string]string, cfg config.Config) error {
+// kedaQuery is the form of the trigger's query: the max over exporting processes of the
+// runnable backlog, selected by label matchers.
+var kedaQuery = regexp.MustCompile(`^max\(` + metrics.Runnable.Name + `\{([^}]*)\}\)$`)
+
+// labelMatcher is one name="value" matcher.
+var labelMatcher = regexp.MustCompile(`^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"([^"]*)"\s*$`)
+
+// checkKEDAPrometheus checks a KEDA prometheus trigger against the worker's configuration: the
+// query reads wabulk_runnable_tasks of WABULK_QUEUE in the ScaledObject's own namespace (when it
+// has one: the base leaves it to the overlay), as max (one process exports it, two during a
+// handover); the threshold is a positive number; the server address a URL.
+func checkKEDAPrometheus(md map[string]string, namespace string, cfg config.Config) error {
 	var errs []error
-	if want := store.PendingKey(cfg.Queue); md["listName"] != want {
-		errs = append(errs, fmt.Errorf("listName %q, but the worker serves %s=%s whose pending list is %s",
-			md["listName"], config.EnvQueue, cfg.Queue, want))
+	q := strings.TrimSpace(md["query"])
+	mm := kedaQuery.FindStringSubmatch(q)
+	if mm == nil {
+		errs = append(errs, fmt.Errorf("query %q: want max(%s{namespace=\"…\", queue=\"…\"})", q, metrics.Runnable.Name))
+	} else {
+		got := map[string]string{}
+		for _, part := range strings.Split(mm[1], ",") {
+			lm := labelMatcher.FindStringSubmatch(part)
+			if lm == nil {
+				errs = append(errs, fmt.Errorf("query %q: matcher %q is not name=\"value\"", q, part))
+				continue
+			}
+			got[lm[1]] = lm[2]
+		}
+		if got["queue"] != cfg.Queue {
+			errs = append(errs, fmt.Errorf("query selects queue %q, but the worker serves %s=%s", got["queue"], config.EnvQueue, cfg.Queue))
+		}
+		if _, ok := got["namespace"]; !ok {
+			errs = append(errs, fmt.Errorf("query %q selects no namespace: another installation's backlog would count", q))
+		} else if namespace != "" && got["namespace"] != namespace {
+			errs = append(errs, fmt.Errorf("query selects namespace %q, but the ScaledObject is in %q", got["namespace"], namespace))
+		}
 	}
-	if n, err := strconv.Atoi(md["listLength"]); err != nil || n < 1 {
-		errs = append(errs, fmt.Errorf("listLength %q must be a positive integer", md["listLength"]))
+	if n, err := strconv.ParseFloat(md["threshold"], 64); err != nil || n <= 0 {
+		errs = append(errs, fmt.Errorf("threshold %q must be a positive number", md["threshold"]))
 	}
-	opt, err := cfg.RedisConnOpt()
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	if ro, ok := opt.(asynq.RedisClientOpt); ok && !strings.HasPrefix(cfg.RedisURL, "redis-socket:") {
-		errs = append(errs, checkKEDAServer(md, ro))
+	if u, err := url.Parse(md["serverAddress"]); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("serverAddress %q is not an http(s) URL", md["serverAddress"]))
 	}
 	return errors.Join(errs...)
 }
 
-// checkKEDAServer checks that a redis trigger's address, databaseIndex and enableTLS name the
-// server, database and scheme of WABULK_REDIS_URL (as ro holds them).
-func checkKEDAServer(md map[string]string, ro asynq.RedisClientOpt) error {
-	var errs []error
-	wantHost, wantPort, _ := net.SplitHostPort(ro.Addr)
-	host, port, err := net.SplitHostPort(md["address"])
-	switch {
-	case err != nil:
-		errs = append(errs, fmt.Errorf("address %q: %v", md["address"], err))
-	// KEDA's operator resolves names from its own namespace, so a short Service name in the
-	// URL may appear fully qualified here.
-	case port != wantPort || (host != wantHost && !strings.HasPrefix(host, wantHost+".")):
-		errs = append(errs, fmt.Errorf("address %q is not the server of %s (%s)", md["address"], config.EnvRedisURL, ro.Addr))
+// ---------------------------------------------------------------------------------------------
+// Monitors and rules.
+
+// The job names the dashboard and the alert rules select (up{job=…}): the monitors set them.
+const (
+	workerJob = "wabulk-worker"
+	serveJob  = "wabulk-serve"
+)
+
+// setsJob reports whether relabelings set the job label to job.
+func setsJob(rs []relabeling, job string) bool {
+	return slices.ContainsFunc(rs, func(r relabeling) bool {
+		return r.TargetLabel == "job" && r.Replacement != nil && *r.Replacement == job && (r.Action == "" || r.Action == "replace")
+	})
+}
+
+// checkMonitors checks that each PodMonitor scrapes worker pods on the port WABULK_METRICS_ADDR
+// listens on, and each ServiceMonitor serve's Service with a bearer token serve accepts; both as
+// the job names the dashboard and rules use.
+func checkMonitors(p *problems, m *manifests, workers, serves map[string]config.Config) {
+	for _, pm := range m.podMonitors {
+		what := "PodMonitor " + pm.Name
+		d := m.selectedDeployment(podSelector(&pm.Spec.Selector))
+		if d == nil {
+			p.addf("%s: selects no Deployment's pods", what)
+			continue
+		}
+		cfg, ok := workers[d.Name]
+		if !ok {
+			p.addf("%s: selects Deployment %s, which runs no wabulk worker", what, d.Name)
+			continue
+		}
+		_, port, _ := servedPort("worker", cfg)
+		for _, ep := range pm.Spec.PodMetricsEndpoints {
+			var ports []corev1.ContainerPort
+			for _, c := range d.Spec.Template.Spec.Containers {
+				ports = append(ports, c.Ports...)
+			}
+			if got, ok := resolvePort(ports, intstr.FromString(ep.Port)); !ok || got != port {
+				p.addf("%s: port %q is not the container port %d, where %s listens", what, ep.Port, port, config.EnvMetricsAddr)
+			}
+			if ep.Path != metricsPath {
+				p.addf("%s: path %q, want %s", what, ep.Path, metricsPath)
+			}
+			if !setsJob(ep.Relabelings, workerJob) {
+				p.addf("%s: relabelings do not set job=%s, the job the dashboard and alerts select", what, workerJob)
+			}
+		}
 	}
-	if db := md["databaseIndex"]; db != strconv.Itoa(ro.DB) && (db != "" || ro.DB != 0) {
-		errs = append(errs, fmt.Errorf("databaseIndex %q, but %s uses database %d", db, config.EnvRedisURL, ro.DB))
+	for _, sm := range m.svcMonitors {
+		what := "ServiceMonitor " + sm.Name
+		sel := podSelector(&sm.Spec.Selector)
+		i := slices.IndexFunc(m.services, func(s *corev1.Service) bool { return sel.Matches(labels.Set(s.Labels)) })
+		if i < 0 {
+			p.addf("%s: selects no Service", what)
+			continue
+		}
+		svc := m.services[i]
+		d := m.selectedDeployment(labels.SelectorFromSet(svc.Spec.Selector))
+		if d == nil || !slices.Contains(slices.Collect(maps.Keys(serves)), d.Name) {
+			p.addf("%s: Service %s does not lead to wabulk serve", what, svc.Name)
+			continue
+		}
+		for _, ep := range sm.Spec.Endpoints {
+			if !slices.ContainsFunc(svc.Spec.Ports, func(sp corev1.ServicePort) bool { return sp.Name == ep.Port }) {
+				p.addf("%s: port %q is no port of Service %s", what, ep.Port, svc.Name)
+			}
+			if ep.Path != metricsPath {
+				p.addf("%s: path %q, want %s", what, ep.Path, metricsPath)
+			}
+			if !setsJob(ep.Relabelings, serveJob) {
+				p.addf("%s: relabelings do not set job=%s, the job the dashboard and alerts select", what, serveJob)
+			}
+			checkScrapeToken(p, m, what, d, ep.Authorization)
+		}
 	}
-	if (ro.TLSConfig != nil) != (md["enableTLS"] == "true") {
-		errs = append(errs, fmt.Errorf("enableTLS %q does not match %s's scheme", md["enableTLS"], config.EnvRedisURL))
+}
+
+// checkScrapeToken checks that a ServiceMonitor of serve sends a bearer token from a Secret key,
+// and, when that Secret is among the manifests, that the token is one serve accepts: a line of
+// the file WABULK_API_TOKENS names.
+func checkScrapeToken(p *problems, m *manifests, what string, d *appsv1.Deployment, auth *struct {
+	Type        string                    `json:"type"`
+	Credentials *corev1.SecretKeySelector `json:"credentials"`
+}) {
+	if auth == nil || !strings.EqualFold(auth.Type, "Bearer") || auth.Credentials == nil {
+		p.addf("%s: serve's /metrics needs a bearer token (authorization type Bearer with credentials)", what)
+		return
 	}
-	return errors.Join(errs...)
+	s := byName(m.secrets, auth.Credentials.Name)
+	if s == nil {
+		return // created out of band
+	}
+	token, ok := s.StringData[auth.Credentials.Key]
+	if !ok {
+		p.addf("%s: Secret %s has no key %s", what, s.Name, auth.Credentials.Key)
+		return
+	}
+	// The key of the same Secret that serve mounts as its tokens file.
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret == nil || v.Secret.SecretName != s.Name {
+			continue
+		}
+		for _, it := range v.Secret.Items {
+			if !slices.Contains(strings.Split(s.StringData[it.Key], "\n"), strings.TrimSpace(token)) {
+				p.addf("%s: the token in Secret %s key %s is not a line of key %s, the tokens serve accepts", what, s.Name, auth.Credentials.Key, it.Key)
+			}
+		}
+	}
+}
+
+// alertsFile is the plain rules file a PrometheusRule must mirror.
+const alertsFile = "deploy/monitoring/alerts.yaml"
+
+// checkRules checks that each PrometheusRule holds exactly the groups of alertsFile.
+func checkRules(p *problems, m *manifests) {
+	if len(m.rules) == 0 {
+		return
+	}
+	b, err := readRepo(alertsFile)
+	if err != nil {
+		p.add(err)
+		return
+	}
+	var want ruleGroups
+	if err := decodeStrict(b, &want); err != nil {
+		p.addf("%s: %v", alertsFile, err)
+		return
+	}
+	for _, r := range m.rules {
+		if !reflect.DeepEqual(r.Spec, want) {
+			p.addf("PrometheusRule %s: its groups differ from %s; keep the two identical", r.Name, alertsFile)
+		}
+	}
 }

@@ -35,9 +35,11 @@ import (
 )
 
 const (
-	k8sDir     = "deploy/k8s"
-	baseDir    = k8sDir + "/base"
-	overlayDir = k8sDir + "/overlays/example"
+	k8sDir        = "deploy/k8s"
+	baseDir       = k8sDir + "/base"
+	overlaysDir   = k8sDir + "/overlays"
+	overlayDir    = overlaysDir + "/example"
+	componentsDir = k8sDir + "/components"
 	// hpaFallback is the documented alternative to the KEDA ScaledObject, kept out of the base's
 	// resources so the two never scale the workers together.
 	hpaFallback = baseDir + "/worker-hpa-cpu.yaml"
@@ -65,7 +67,11 @@ type scaledObject struct {
 		MaxReplicaCount *int32 `json:"maxReplicaCount"`
 		PollingInterval *int32 `json:"pollingInterval"`
 		CooldownPeriod  *int32 `json:"cooldownPeriod"`
-		Triggers        []struct {
+		Fallback        *struct {
+			FailureThreshold int32 `json:"failureThreshold"`
+			Replicas         int32 `json:"replicas"`
+		} `json:"fallback"`
+		Triggers []struct {
 			Type              string            `json:"type"`
 			Metadata          map[string]string `json:"metadata"`
 			AuthenticationRef *struct {
@@ -74,6 +80,86 @@ type scaledObject struct {
 			} `json:"authenticationRef"`
 		} `json:"triggers"`
 	} `json:"spec"`
+}
+
+// triggerAuthentication is KEDA's TriggerAuthentication (keda.sh/v1alpha1), the part the
+// components use.
+type triggerAuthentication struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretTargetRef []struct {
+			Parameter string `json:"parameter"`
+			Name      string `json:"name"`
+			Key       string `json:"key"`
+		} `json:"secretTargetRef"`
+	} `json:"spec"`
+}
+
+// The Prometheus Operator's PodMonitor, ServiceMonitor and PrometheusRule
+// (monitoring.coreos.com/v1), the fields components/monitoring uses: the operator's API package
+// requires controller-runtime and apiextensions-apiserver, the weight KEDA's would bring.
+type relabeling struct {
+	SourceLabels []string `json:"sourceLabels,omitempty"`
+	TargetLabel  string   `json:"targetLabel,omitempty"`
+	Replacement  *string  `json:"replacement,omitempty"`
+	Action       string   `json:"action,omitempty"`
+	Regex        string   `json:"regex,omitempty"`
+}
+
+type podMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector            metav1.LabelSelector `json:"selector"`
+		PodMetricsEndpoints []struct {
+			Port        string       `json:"port"`
+			Path        string       `json:"path"`
+			Interval    string       `json:"interval"`
+			Relabelings []relabeling `json:"relabelings"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
+}
+
+type serviceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port          string `json:"port"`
+			Path          string `json:"path"`
+			Interval      string `json:"interval"`
+			Authorization *struct {
+				Type        string                    `json:"type"`
+				Credentials *corev1.SecretKeySelector `json:"credentials"`
+			} `json:"authorization"`
+			Relabelings []relabeling `json:"relabelings"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+// ruleGroups is the groups of a Prometheus rules file, as both deploy/monitoring/alerts.yaml and
+// a PrometheusRule's spec hold them.
+type ruleGroups struct {
+	Groups []struct {
+		Name     string `json:"name"`
+		Interval string `json:"interval,omitempty"`
+		Rules    []struct {
+			Alert       string            `json:"alert,omitempty"`
+			Record      string            `json:"record,omitempty"`
+			Expr        string            `json:"expr"`
+			For         string            `json:"for,omitempty"`
+			Labels      map[string]string `json:"labels,omitempty"`
+			Annotations map[string]string `json:"annotations,omitempty"`
+		} `json:"rules"`
+	} `json:"groups"`
+}
+
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              ruleGroups `json:"spec"`
 }
 
 // object is what every decoded manifest has: a name, a namespace, an apiVersion and kind.
@@ -94,6 +180,10 @@ type manifests struct {
 	pdbs          []*policyv1.PodDisruptionBudget
 	scaledObjects []*scaledObject
 	hpas          []*autoscalingv2.HorizontalPodAutoscaler
+	triggerAuths  []*triggerAuthentication
+	podMonitors   []*podMonitor
+	svcMonitors   []*serviceMonitor
+	rules         []*prometheusRule
 }
 
 // appendNew appends a new zero object to list and returns it.
@@ -126,6 +216,14 @@ func (m *manifests) newObject(apiVersion, kind string) object {
 		return appendNew(&m.scaledObjects)
 	case "autoscaling/v2 HorizontalPodAutoscaler":
 		return appendNew(&m.hpas)
+	case "keda.sh/v1alpha1 TriggerAuthentication":
+		return appendNew(&m.triggerAuths)
+	case "monitoring.coreos.com/v1 PodMonitor":
+		return appendNew(&m.podMonitors)
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		return appendNew(&m.svcMonitors)
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		return appendNew(&m.rules)
 	}
 	return nil
 }
@@ -297,6 +395,10 @@ func TestK8sBase(t *testing.T) {
 			t.Errorf("no Deployment runs wabulk %s", want)
 		}
 	}
+	// The ConfigMap is generated with a hash suffix, so a change of setting rolls the pods.
+	if len(m.configMaps) != 1 || !strings.HasPrefix(m.configMaps[0].Name, "wabulk-config-") {
+		t.Errorf("want one generated ConfigMap wabulk-config-<hash>, got %d", len(m.configMaps))
+	}
 }
 
 func TestK8sBaseWithHPAFallback(t *testing.T) {
@@ -312,23 +414,49 @@ func TestK8sBaseWithHPAFallback(t *testing.T) {
 	}
 }
 
+// kustomizationDirs lists the directories under deploy/k8s that hold a kustomization.yaml.
+func kustomizationDirs(t *testing.T) []string {
+	t.Helper()
+	files, err := repoFiles(k8sDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, f := range files {
+		if path.Base(f) == "kustomization.yaml" {
+			dirs = append(dirs, path.Dir(f))
+		}
+	}
+	return dirs
+}
+
 // TestK8sEveryFileIsUsed decodes every YAML file under deploy/k8s strictly and checks each is a
-// kustomization, is referenced by one, or is the documented HPA fallback.
+// kustomization, is referenced by one, or is the documented HPA fallback; and that every
+// kustomization is the base, an overlay, or a component under components/ (which
+// TestK8sOverlayWithEachComponent builds).
 func TestK8sEveryFileIsUsed(t *testing.T) {
 	files, err := repoFiles(k8sDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	used := map[string]bool{hpaFallback: true}
-	for _, f := range files {
-		if path.Base(f) != "kustomization.yaml" {
-			continue
-		}
-		dir := path.Dir(f)
+	for _, dir := range kustomizationDirs(t) {
 		k, err := readKustomization(readRepo, dir)
 		if err != nil {
 			t.Error(err)
 			continue
+		}
+		switch {
+		case dir == baseDir, path.Dir(dir) == overlaysDir:
+			if k.Kind != kusttypes.KustomizationKind {
+				t.Errorf("%s: kind %q, want %s", dir, k.Kind, kusttypes.KustomizationKind)
+			}
+		case path.Dir(dir) == componentsDir:
+			if k.Kind != kusttypes.ComponentKind {
+				t.Errorf("%s: kind %q, want %s", dir, k.Kind, kusttypes.ComponentKind)
+			}
+		default:
+			t.Errorf("%s: a kustomization outside base, overlays/* and components/*", dir)
 		}
 		for _, r := range kustomizationFiles(k) {
 			used[path.Clean(dir+"/"+r)] = true
@@ -352,9 +480,10 @@ func TestK8sEveryFileIsUsed(t *testing.T) {
 }
 
 // kustomizationFiles is what k lists, relative to its directory: resources (files or
-// directories) and patch files.
+// directories), components and patch files.
 func kustomizationFiles(k *kusttypes.Kustomization) []string {
 	files := slices.Clone(k.Resources)
+	files = append(files, k.Components...)
 	for _, p := range k.Patches {
 		if p.Path != "" {
 			files = append(files, p.Path)
@@ -363,9 +492,32 @@ func kustomizationFiles(k *kusttypes.Kustomization) []string {
 	return files
 }
 
-// TestK8sOverlay checks the example overlay's own files, then the overlay as kustomize renders it.
-func TestK8sOverlay(t *testing.T) {
-	k, err := readKustomization(readRepo, overlayDir)
+// overlays lists the overlays under deploy/k8s/overlays: every one is built and checked.
+func overlays(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, dir := range kustomizationDirs(t) {
+		if path.Dir(dir) == overlaysDir {
+			out = append(out, dir)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no overlay under %s", overlaysDir)
+	}
+	return out
+}
+
+// TestK8sOverlays checks each overlay's own files, then the overlay as kustomize renders it.
+func TestK8sOverlays(t *testing.T) {
+	for _, dir := range overlays(t) {
+		t.Run(path.Base(dir), func(t *testing.T) { checkOverlay(t, readRepo, dir) })
+	}
+}
+
+// checkOverlay checks the overlay in dir as read gives it and returns it rendered.
+func checkOverlay(t *testing.T, read readFunc, dir string) *manifests {
+	t.Helper()
+	k, err := readKustomization(read, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,16 +526,22 @@ func TestK8sOverlay(t *testing.T) {
 	}
 	for _, r := range kustomizationFiles(k) {
 		if !strings.HasPrefix(r, "..") {
-			checkOverlayFile(t, overlayDir+"/"+r)
+			checkOverlayFile(t, read, dir+"/"+r)
 		}
 	}
-
-	m, err := kustomize(readRepo, overlayDir)
+	for _, g := range k.ConfigMapGenerator {
+		for _, kv := range g.LiteralSources {
+			if key, _, _ := strings.Cut(kv, "="); !knownVar(key) {
+				t.Errorf("%s: configMapGenerator %s: %s is not a variable wabulk reads", dir, g.Name, key)
+			}
+		}
+	}
+	m, err := kustomize(read, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := checkManifests(m, newRootCmd()); err != nil {
-		t.Fatalf("rendered overlay:\n%v", err)
+		t.Fatalf("rendered %s:\n%v", dir, err)
 	}
 	for _, o := range m.all {
 		if o.GroupVersionKind().Kind != "Namespace" && o.GetNamespace() != k.Namespace {
@@ -393,13 +551,64 @@ func TestK8sOverlay(t *testing.T) {
 	if byName(m.secrets, "wabulk-kaleyra") == nil || byName(m.secrets, "wabulk-api-tokens") == nil {
 		t.Errorf("the rendered overlay lacks the placeholder Secrets the base mounts")
 	}
+	return m
+}
+
+// TestK8sOverlayNamespaceAndQueueFollow renders the example overlay with another namespace and
+// another WABULK_QUEUE: every object moves, and the KEDA query selects the new namespace's and
+// queue's backlog (checkManifests checks the query against both).
+func TestK8sOverlayNamespaceAndQueueFollow(t *testing.T) {
+	file := overlayDir + "/kustomization.yaml"
+	read := mutate(t, file, "namespace: wabulk\n", "namespace: marketing\n")
+	b, _ := read(file)
+	changed := strings.Replace(string(b), "      - WABULK_RATE=80\n", "      - WABULK_RATE=80\n      - WABULK_QUEUE=promo\n", 1)
+	read2 := func(name string) ([]byte, error) {
+		if name == file {
+			return []byte(changed), nil
+		}
+		return read(name)
+	}
+	m := checkOverlay(t, read2, overlayDir)
+	q := m.scaledObjects[0].Spec.Triggers[0].Metadata["query"]
+	if !strings.Contains(q, `namespace="marketing"`) || !strings.Contains(q, `queue="promo"`) {
+		t.Fatalf("query %q does not follow the namespace and the queue", q)
+	}
+}
+
+// The optional components an overlay may add, each built onto the example overlay.
+var optionalComponents = []string{"scale-to-zero", "keda-prometheus-auth"}
+
+func TestK8sOverlayWithEachComponent(t *testing.T) {
+	file := overlayDir + "/kustomization.yaml"
+	for _, c := range optionalComponents {
+		t.Run(c, func(t *testing.T) {
+			m := checkOverlay(t, mutate(t, file, "  # - ../../components/"+c+"\n", "  - ../../components/"+c+"\n"), overlayDir)
+			so := m.scaledObjects[0]
+			switch c {
+			case "scale-to-zero":
+				if so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount != 0 {
+					t.Errorf("minReplicaCount %v, want 0", so.Spec.MinReplicaCount)
+				}
+			case "keda-prometheus-auth":
+				if so.Spec.Triggers[0].AuthenticationRef == nil || len(m.triggerAuths) != 1 {
+					t.Errorf("no authenticationRef to a TriggerAuthentication")
+				}
+			}
+		})
+	}
+	// Every component is one of them or listed by an overlay.
+	for _, dir := range kustomizationDirs(t) {
+		if path.Dir(dir) == componentsDir && !slices.Contains(optionalComponents, path.Base(dir)) && path.Base(dir) != "monitoring" {
+			t.Errorf("%s: a component no test builds", dir)
+		}
+	}
 }
 
 // checkOverlayFile checks one of the overlay's own files. Patches are fragments: it checks the
 // variable names they set, not completeness; the rendered overlay is checked as a whole.
-func checkOverlayFile(t *testing.T, name string) {
+func checkOverlayFile(t *testing.T, read readFunc, name string) {
 	t.Helper()
-	b, err := readRepo(name)
+	b, err := read(name)
 	if err != nil {
 		t.Error(err)
 		return
@@ -441,46 +650,63 @@ func checkOverlayFile(t *testing.T, name string) {
 // TestK8sCheckerCatchesMistakes feeds the checker manifests with one deliberate mistake each.
 func TestK8sCheckerCatchesMistakes(t *testing.T) {
 	const (
-		cm     = baseDir + "/configmap.yaml"
-		worker = baseDir + "/worker-deployment.yaml"
-		serve  = baseDir + "/serve-deployment.yaml"
-		svc    = baseDir + "/serve-service.yaml"
-		pdb    = baseDir + "/worker-pdb.yaml"
+		kust    = baseKustomization
+		worker  = baseDir + "/worker-deployment.yaml"
+		serve   = baseDir + "/serve-deployment.yaml"
+		svc     = baseDir + "/serve-service.yaml"
+		pdb     = baseDir + "/worker-pdb.yaml"
+		podMon  = componentsDir + "/monitoring/podmonitor.yaml"
+		svcMon  = componentsDir + "/monitoring/servicemonitor.yaml"
+		promRul = componentsDir + "/monitoring/prometheusrule.yaml"
+		secrets = overlayDir + "/secrets.example.yaml"
 	)
 	for _, tc := range []struct {
 		name, file, old, new string
 		want                 string // the error must mention this
+		overlay              bool   // build the example overlay (with components/monitoring), not the base
 	}{
-		{"misspelt variable in the ConfigMap", cm, "WABULK_RATE:", "WABULK_RATES:", "WABULK_RATES"},
-		{"misspelt variable in a container's env", worker, "name: KALEYRA_API_KEY_FILE", "name: KALEYRA_APIKEY_FILE", "KALEYRA_APIKEY_FILE"},
-		{"required variable missing", cm, "  KALEYRA_FROM: SET-IN-OVERLAY\n", "", config.EnvFrom},
-		{"bad value for a variable", cm, "WABULK_RATE: \"80\"", "WABULK_RATE: \"fast\"", config.EnvRate},
-		{"number where the API wants a string", cm, "WABULK_RATE: \"80\"", "WABULK_RATE: 80", "cannot unmarshal number"},
-		{"misspelt field", worker, "readinessProbe:", "readinesProbe:", "readinesProbe"},
-		{"field in the wrong case", worker, "readinessProbe:", "ReadinessProbe:", "ReadinessProbe"},
-		{"unknown apiVersion for the kind", pdb, "apiVersion: policy/v1", "apiVersion: policy/v1beta1", "policy/v1beta1"},
-		{"unknown subcommand", worker, `args: ["worker"]`, `args: ["wroker"]`, "wroker"},
-		{"probe on a path nobody serves", worker, "path: /readyz", "path: /ready", "/ready"},
-		{"metrics port moved but not the container port", cm, `WABULK_METRICS_ADDR: ":9090"`, `WABULK_METRICS_ADDR: ":9191"`, "9191"},
-		{"grace period within the shutdown timeout", worker, "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds"},
-		{"shutdown timeout beyond the grace period", cm, "WABULK_SHUTDOWN_TIMEOUT: 30s", "WABULK_SHUTDOWN_TIMEOUT: 2m", "terminationGracePeriodSeconds"},
-		{"key file outside the Secret mount", worker, "value: /etc/wabulk/kaleyra/api-key", "value: /etc/kaleyra/api-key", "no volume is mounted at /etc/kaleyra"},
-		{"tokens file not in the Secret", serve, "@/etc/wabulk/api-tokens/tokens", "@/etc/wabulk/api-tokens/token", "no item with path token"},
-		{"Service targets a port the pod lacks", svc, "targetPort: http", "targetPort: web", "targetPort"},
-		{"Service selects no pods", svc, "app.kubernetes.io/component: serve\n  ports:", "app.kubernetes.io/component: web\n  ports:", "matches no Deployment"},
-		{"PDB selects no pods", pdb, "app.kubernetes.io/component: worker", "app.kubernetes.io/component: wrk", "matches no Deployment"},
-		{"KEDA watches the wrong list", kedaFile, "listName: asynq:{whatsapp}:pending", "listName: asynq:whatsapp:pending", "listName"},
-		{"KEDA watches another server", kedaFile, "address: redis.wabulk", "address: cache.wabulk", "address"},
-		{"KEDA watches another database", kedaFile, `databaseIndex: "0"`, `databaseIndex: "1"`, "databaseIndex"},
-		{"KEDA has no redis trigger", kedaFile, "type: redis", "type: redis-streams", "no redis trigger"},
-		{"root filesystem writable", worker, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem"},
-		{"capabilities kept", worker, `drop: ["ALL"]`, `drop: ["NET_RAW"]`, "drop ALL"},
-		{"no memory limit", worker, "              memory: 256Mi\n", "", "memory"},
-		{"request above the limit", worker, "cpu: 100m", "cpu: \"2\"", "exceeds its limit"},
-		{"KEDA and the HPA together", baseKustomization, kedaResource, kedaResource + "\n  " + hpaResource, "fight over replicas"},
+		{"misspelt variable in the ConfigMap", kust, "- WABULK_RATE=", "- WABULK_RATES=", "WABULK_RATES", false},
+		{"misspelt variable in a container's env", worker, "name: KALEYRA_API_KEY_FILE", "name: KALEYRA_APIKEY_FILE", "KALEYRA_APIKEY_FILE", false},
+		{"required variable missing", kust, "      - KALEYRA_FROM=SET-IN-OVERLAY\n", "", config.EnvFrom, false},
+		{"bad value for a variable", kust, "- WABULK_RATE=80", "- WABULK_RATE=fast", config.EnvRate, false},
+		{"misspelt field", worker, "readinessProbe:", "readinesProbe:", "readinesProbe", false},
+		{"field in the wrong case", worker, "readinessProbe:", "ReadinessProbe:", "ReadinessProbe", false},
+		{"unknown apiVersion for the kind", pdb, "apiVersion: policy/v1", "apiVersion: policy/v1beta1", "policy/v1beta1", false},
+		{"unknown subcommand", worker, `args: ["worker"]`, `args: ["wroker"]`, "wroker", false},
+		{"probe on a path nobody serves", worker, "path: /readyz", "path: /ready", "/ready", false},
+		{"metrics port moved but not the container port", kust, "- WABULK_METRICS_ADDR=:9090", "- WABULK_METRICS_ADDR=:9191", "9191", false},
+		{"grace period within the shutdown timeout", worker, "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds", false},
+		{"shutdown timeout beyond the grace period", kust, "- WABULK_SHUTDOWN_TIMEOUT=30s", "- WABULK_SHUTDOWN_TIMEOUT=2m", "terminationGracePeriodSeconds", false},
+		{"key file outside the Secret mount", worker, "value: /etc/wabulk/kaleyra/api-key", "value: /etc/kaleyra/api-key", "no volume is mounted at /etc/kaleyra", false},
+		{"tokens file not in the Secret", serve, "@/etc/wabulk/api-tokens/tokens", "@/etc/wabulk/api-tokens/token", "no item with path token", false},
+		{"Service targets a port the pod lacks", svc, "targetPort: http", "targetPort: web", "targetPort", false},
+		{"Service selects no pods", svc, "app.kubernetes.io/component: serve\n  ports:", "app.kubernetes.io/component: web\n  ports:", "matches no Deployment", false},
+		{"PDB selects no pods", pdb, "app.kubernetes.io/component: worker", "app.kubernetes.io/component: wrk", "matches no Deployment", false},
+		{"replicas beside the autoscaler", worker, "spec:\n  revisionHistoryLimit: 5", "spec:\n  replicas: 2\n  revisionHistoryLimit: 5", "replicas", false},
+		{"KEDA scales on another metric", kedaFile, "max(wabulk_runnable_tasks{", "max(wabulk_queue_tasks{", "wabulk_runnable_tasks", false},
+		{"KEDA sums what one process exports", kedaFile, "query: max(", "query: sum(", "max(", false},
+		{"KEDA watches another queue", kedaFile, `queue="whatsapp"`, `queue="whatsap"`, "WABULK_QUEUE", false},
+		{"KEDA watches another namespace", overlayDir + "/kustomization.yaml", "      fieldPath: metadata.namespace", "      fieldPath: metadata.name", `selects namespace "wabulk-worker"`, true},
+		{"KEDA threshold not a number", kedaFile, `threshold: "500"`, `threshold: "many"`, "threshold", false},
+		{"KEDA has no prometheus trigger", kedaFile, "type: prometheus", "type: redis", "no prometheus trigger", false},
+		{"root filesystem writable", worker, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem", false},
+		{"capabilities kept", worker, `drop: ["ALL"]`, `drop: ["NET_RAW"]`, "drop ALL", false},
+		{"no memory limit", worker, "              memory: 256Mi\n", "", "memory", false},
+		{"request above the limit", worker, "cpu: 100m", "cpu: \"2\"", "exceeds its limit", false},
+		{"KEDA and the HPA together", baseKustomization, kedaResource, kedaResource + "\n  " + hpaResource, "fight over replicas", false},
+		{"PodMonitor on a port the worker lacks", podMon, "- port: metrics", "- port: metric", "port", true},
+		{"PodMonitor selects no pods", podMon, "app.kubernetes.io/component: worker", "app.kubernetes.io/component: wrk", "selects no", true},
+		{"PodMonitor under another job name", podMon, "replacement: wabulk-worker", "replacement: worker", "job", true},
+		{"ServiceMonitor without the token", svcMon, "      authorization:\n        type: Bearer\n        credentials:\n          name: wabulk-api-tokens\n          key: metrics\n", "", "bearer", true},
+		{"ServiceMonitor's token not accepted by serve", secrets, "  metrics: REPLACE-WITH-THE-METRICS-TOKEN", "  metrics: REPLACE-WITH-ANOTHER-TOKEN", "not a line", true},
+		{"PrometheusRule differs from alerts.yaml", promRul, "> 0.05", "> 0.5", "alerts.yaml", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := kustomize(mutate(t, tc.file, tc.old, tc.new), baseDir)
+			dir := baseDir
+			if tc.overlay {
+				dir = overlayDir
+			}
+			m, err := kustomize(mutate(t, tc.file, tc.old, tc.new), dir)
 			if err == nil {
 				err = checkManifests(m, newRootCmd())
 			}

@@ -5,10 +5,15 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wabulk/wabulk/internal/metrics"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
+
+// wabulk_build_info carries the same version.
+func init() { metrics.Version = version }
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{

@@ -21,7 +21,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -30,6 +29,7 @@ import (
 	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/media"
+	"github.com/wabulk/wabulk/internal/metrics"
 	"github.com/wabulk/wabulk/internal/ops"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/producer"
@@ -160,9 +160,12 @@ type Server struct {
 	monitor *asynqmon.HTTPHandler
 	reg     *prometheus.Registry
 	metrics *httpMetrics
-	tokens  [][32]byte // SHA-256 of each token, so comparisons take the same time whatever the length
-	handler http.Handler
-	large   chan struct{} // a slot per large request in flight (limitLarge)
+	// exporter exports the namespace's lanes while this process holds the lease (Serve runs it),
+	// so the backlog stays visible while no worker runs.
+	exporter *metrics.Exporter
+	tokens   [][32]byte // SHA-256 of each token, so comparisons take the same time whatever the length
+	handler  http.Handler
+	large    chan struct{} // a slot per large request in flight (limitLarge)
 
 	// observe, when set (tests), sees each answered request's method, route pattern and status.
 	observe func(method, pattern string, status int)
@@ -212,7 +215,9 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	for _, t := range cfg.Tokens {
 		s.tokens = append(s.tokens, hashToken(t.Reveal()))
 	}
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.RegisterProcess(s.reg, metrics.RoleServe, rdb)
+	s.exporter = metrics.NewExporter(store.New(rdb, cfg.Producer.Queue, cfg.Producer.Retention))
+	s.reg.MustRegister(s.exporter)
 	s.metrics = newHTTPMetrics(s.reg)
 	s.monitor = newMonitor(cfg)
 	s.handler = s.routes()
@@ -258,6 +263,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
+	expCtx, stopExp := context.WithCancel(context.Background())
+	exported := make(chan struct{})
+	go func() { s.exporter.Run(expCtx); close(exported) }()
+	defer func() { stopExp(); <-exported }()
 	s.log.Info("serve started", zap.String("addr", ln.Addr().String()), zap.String("queue", s.cfg.Producer.Queue),
 		zap.Int("tokens", len(s.tokens)), zap.Bool("monitor_write", s.cfg.MonitorWrite),
 		zap.Int64("max_body_bytes", s.cfg.MaxBodyBytes), zap.Int("max_recipients", s.cfg.MaxRecipients),

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/wabulk/wabulk/internal/metrics"
 )
 
 // httpMetrics are the API's request series, labelled by route pattern (not path: an id in the
@@ -20,19 +22,9 @@ type httpMetrics struct {
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	m := &httpMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wabulk_http_requests_total",
-			Help: "HTTP requests answered by wabulk serve, by route pattern, method and status code.",
-		}, []string{"route", "method", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "wabulk_http_request_duration_seconds",
-			Help:    "Time from a request's header to the end of its answer, by route pattern.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
-		}, []string{"route"}),
-		recipients: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wabulk_api_recipients_total",
-			Help: "Recipients posted to the API by outcome (enqueued, duplicate, rejected).",
-		}, []string{"status"}),
+		requests:   metrics.HTTPRequests.CounterVec(),
+		duration:   metrics.HTTPDuration.HistogramVec(prometheus.ExponentialBuckets(0.001, 4, 10)),
+		recipients: metrics.APIRecipients.CounterVec(),
 	}
 	reg.MustRegister(m.requests, m.duration, m.recipients)
 	return m
