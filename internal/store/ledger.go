@@ -208,14 +208,15 @@ func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
 // so there the waiting jobs are what the ledger has not seen finish.
 func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 	type read struct {
-		h, codes                          *redis.MapStringStringCmd
+		h, codes, fcodes                  *redis.MapStringStringCmd
 		active, retry, pending, scheduled *redis.IntCmd
 		lane                              bool
 	}
 	pipe := l.rdb.Pipeline()
 	reads := make([]read, len(scopes))
 	for i, s := range scopes {
-		r := read{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")), lane: l.QueueOf(s) == s}
+		r := read{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")),
+			fcodes: pipe.HGetAll(ctx, key(s, "failcodes")), lane: l.QueueOf(s) == s}
 		if r.lane {
 			p := asynqPrefix(s)
 			r.pending, r.scheduled = pipe.LLen(ctx, p+"pending"), pipe.ZCard(ctx, p+"scheduled")
@@ -228,7 +229,7 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
 	}
-	var c Counts
+	c := Counts{FailedCodes: map[string]int64{}}
 	for _, r := range reads {
 		n := func(f string) int64 { v, _ := strconv.ParseInt(r.h.Val()[f], 10, 64); return v }
 		enq, done, dead := n("enqueued"), n("completed"), n("dead")
@@ -237,6 +238,16 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 		c.Dead += dead
 		c.Retries += n("retries")
 		c.Redriven += n("redriven")
+		c.Delivered += n("delivered")
+		c.Read += n("read")
+		c.Failed += n("failed")
+		c.NotSent += n("not_sent")
+		c.Suppressed += n("suppressed")
+		for code, v := range r.fcodes.Val() {
+			if k, _ := strconv.ParseInt(v, 10, 64); k > 0 {
+				c.FailedCodes[code] += k
+			}
+		}
 		c.Active += r.active.Val()
 		c.Retry += r.retry.Val()
 		if r.lane {
