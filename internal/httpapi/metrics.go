@@ -16,6 +16,7 @@ type httpMetrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	recipients *prometheus.CounterVec
+	callbacks  *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -34,7 +35,11 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Help: "Recipients posted to the API by outcome (enqueued, duplicate, rejected).",
 		}, []string{"status"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.recipients)
+	m.callbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wabulk_callback_statuses_total",
+		Help: "Statuses received in Kaleyra's status callbacks and recorded, by status (sent, delivered, read, failed, not_sent; unmatched for those parked under an unknown message id; malformed for refused bodies) and Meta error code.",
+	}, []string{"status", "code"})
+	reg.MustRegister(m.requests, m.duration, m.recipients, m.callbacks)
 	return m
 }
 

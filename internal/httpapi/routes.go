@@ -39,6 +39,7 @@ func (s *Server) routeTable() []route {
 		{method: "GET", path: "/v1/senders", handler: s.bearer(http.HandlerFunc(s.getSenders))},
 		{method: "PUT", path: "/v1/senders/{number}", handler: s.bearer(http.HandlerFunc(s.putSender))},
 		{method: "DELETE", path: "/v1/senders/{number}", handler: s.bearer(http.HandlerFunc(s.deleteSender))},
+		{method: "POST", path: "/v1/kaleyra/status", handler: s.callbackAuth(http.HandlerFunc(s.postStatus))},
 		{method: "GET", path: "/v1/openapi.json", handler: s.bearer(http.HandlerFunc(serveOpenAPI))},
 		// asynqmon routes every method itself (its UI and its JSON API under /monitor/api/).
 		{method: "GET", path: MonitorPath, pattern: MonitorPath, handler: monitor},
