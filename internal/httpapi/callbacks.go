@@ -187,18 +187,15 @@ func (s *Server) postStatus(w http.ResponseWriter, r *http.Request) {
 // suppressFailed puts the recipients of failed messages whose code is in SuppressOn on the
 // suppression list.
 func (s *Server) suppressFailed(ctx context.Context, failed []store.FailedMessage) error {
-	var numbers []string
 	for _, f := range failed {
 		if !slices.Contains(s.cfg.SuppressOn, f.Code) {
 			continue
 		}
 		if to, ok := store.RecipientOfTask(f.TaskID); ok {
-			numbers = append(numbers, to)
+			if _, err := s.ledger.Suppress(ctx, []string{to}, "failed "+f.Code); err != nil {
+				return err
+			}
 		}
 	}
-	if len(numbers) == 0 {
-		return nil
-	}
-	_, err := s.ledger.Suppress(ctx, numbers, "callback")
-	return err
+	return nil
 }

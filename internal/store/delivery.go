@@ -65,8 +65,8 @@ type StatusUpdate struct {
 type ApplyResult struct {
 	Matched int // updates whose message id a worker had recorded
 	Parked  int // updates kept for a message id not (yet) recorded
-	// Failed lists the failed updates that were matched, with their message's TaskID, for the
-	// suppression list.
+	// Failed lists the matched failed updates of messages that are failed (now or already), with
+	// their TaskID, for the suppression list.
 	Failed []FailedMessage
 }
 
@@ -116,7 +116,8 @@ return redis.call('GET', KEYS[2])
 `)
 
 // KEYS: counts dlv failcodes. ARGV: ttl, then taskID, record for each update. Returns for each
-// update 1 when it moved the message forward, else 0.
+// update 1 when it moved the message forward, 2 when the message is in that state already (a
+// repeat), else 0.
 var applyScript = redis.NewScript(luaRank + `
 local out = {}
 local d, r, f, ns = 0, 0, 0, 0
@@ -137,6 +138,8 @@ for i = 2, #ARGV, 2 do
     end
     if new == 'not_sent' then ns = ns + 1 end
     out[#out+1] = 1
+  elseif old == new then
+    out[#out+1] = 2
   else
     out[#out+1] = 0
   end
@@ -281,7 +284,9 @@ func (l *Ledger) Apply(ctx context.Context, updates []StatusUpdate) (ApplyResult
 			return res, fmt.Errorf("ledger: callback: %w", err)
 		}
 		for i, it := range items {
-			if i < len(out) && out[i] == int64(1) && it.u.Status == StatusFailed {
+			// A repeat is listed too: the caller's follow-up (the suppression list) must happen
+			// on Kaleyra's retry when it failed the first time.
+			if i < len(out) && (out[i] == int64(1) || out[i] == int64(2)) && it.u.Status == StatusFailed {
 				res.Failed = append(res.Failed, FailedMessage{TaskID: it.taskID, Code: it.u.Code})
 			}
 		}

@@ -104,17 +104,33 @@ func (l *Ledger) EachSuppressed(ctx context.Context, fn func(Suppression) error)
 	}
 }
 
-// CountSuppressed adds n to campaign's suppressed count (recipients its enqueue skipped).
-func (l *Ledger) CountSuppressed(ctx context.Context, campaign string, n int64) error {
-	if n == 0 {
+// CountSuppressed records that campaign's enqueue skipped numbers as suppressed: it adds them
+// to the campaign's suppressed count and keeps them, for the retention window, for its report.
+// A number skipped again is counted once.
+func (l *Ledger) CountSuppressed(ctx context.Context, campaign string, numbers []string) error {
+	if len(numbers) == 0 {
 		return nil
+	}
+	members := make([]any, len(numbers))
+	for i, n := range numbers {
+		members[i] = n
+	}
+	k := l.campaignSuppressedKey(campaign)
+	added, err := l.rdb.SAdd(ctx, k, members...).Result()
+	if err != nil {
+		return fmt.Errorf("suppressed: %w", err)
 	}
 	// Two slots: a pipeline, not a transaction, so it runs on a cluster too.
 	pipe := l.rdb.Pipeline()
-	pipe.HIncrBy(ctx, key(l.LegacyScope(campaign), "counts"), "suppressed", n)
+	pipe.Expire(ctx, k, l.retention)
+	if added > 0 {
+		pipe.HIncrBy(ctx, key(l.LegacyScope(campaign), "counts"), "suppressed", added)
+	}
 	pipe.SAdd(ctx, l.campaignsKey(), campaign)
-	_, err := pipe.Exec(ctx)
-	return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("suppressed: %w", err)
+	}
+	return nil
 }
 
 // RecipientOfTask is the recipient of a TaskID (campaign:sender:digits) as E.164.
