@@ -59,7 +59,7 @@ func workerConfig(c config.Config) (worker.Config, error) {
 		MetricsAddr:     c.MetricsAddr,
 		LogPhoneNumbers: logging.NewMasker(c.LogPII).Full,
 		Kaleyra: worker.KaleyraConfig{SID: c.SID, APIKey: c.APIKey.Reveal(), Region: c.Region, BaseURL: c.BaseURL,
-			Timeout: c.HTTPTimeout},
+			Timeout: c.HTTPTimeout, CallbackProfileID: c.CallbackProfileID},
 	}, nil
 }
 
