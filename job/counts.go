@@ -26,7 +26,7 @@ type Counts struct {
 	Read        int64            `json:"read"`
 	Failed      int64            `json:"failed"`
 	NotSent     int64            `json:"not_sent"`
-	FailedCodes map[string]int64 `json:"failed_by_code"`
+	FailedCodes map[string]int64 `json:"failed_by_code,omitempty"`
 	// Suppressed counts recipients the enqueue skipped because they are on the suppression list.
 	Suppressed int64 `json:"suppressed"`
 }

@@ -229,7 +229,7 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
 	}
-	c := Counts{FailedCodes: map[string]int64{}}
+	var c Counts
 	for _, r := range reads {
 		n := func(f string) int64 { v, _ := strconv.ParseInt(r.h.Val()[f], 10, 64); return v }
 		enq, done, dead := n("enqueued"), n("completed"), n("dead")
@@ -245,6 +245,9 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 		c.Suppressed += n("suppressed")
 		for code, v := range r.fcodes.Val() {
 			if k, _ := strconv.ParseInt(v, 10, 64); k > 0 {
+				if c.FailedCodes == nil {
+					c.FailedCodes = map[string]int64{}
+				}
 				c.FailedCodes[code] += k
 			}
 		}
