@@ -141,6 +141,9 @@ const (
 	StatusRejected Status = "rejected"
 	// StatusValid: a dry run found the recipient valid; nothing was enqueued.
 	StatusValid Status = "valid"
+	// StatusSuppressed: the recipient is on the suppression list (`wabulk suppress`); nothing
+	// was enqueued for it, and the campaign counts it as suppressed.
+	StatusSuppressed Status = "suppressed"
 )
 
 // Outcome is the result for one recipient of a row (a row whose `to` names several numbers has
@@ -182,7 +185,7 @@ type Options struct {
 	SendAt time.Time
 }
 
-// Summary counts a campaign's outcomes. Enqueued + Duplicates + Rejected + Valid + NotAttempted
+// Summary counts a campaign's outcomes. Enqueued + Duplicates + Rejected + Valid + NotAttempted + Suppressed
 // is the number of recipients in the rows read.
 type Summary struct {
 	Enqueued   int `json:"enqueued"`
@@ -195,6 +198,8 @@ type Summary struct {
 	// with the connection counts here too although Redis may hold the job; a re-run reports such
 	// a job as a duplicate, so re-running is always safe.
 	NotAttempted int `json:"not_attempted"`
+	// Suppressed counts recipients skipped because they are on the suppression list.
+	Suppressed int `json:"suppressed"`
 }
 
 // Add counts one Outcome under its status.
@@ -204,6 +209,8 @@ func (s *Summary) Add(o Outcome) {
 		s.Enqueued++
 	case StatusDuplicate:
 		s.Duplicates++
+	case StatusSuppressed:
+		s.Suppressed++
 	case StatusRejected:
 		s.Rejected++
 	case StatusValid:
@@ -524,10 +531,16 @@ func (p *Producer) do(stop context.Context, campaign string, prio store.Priority
 	// Not cancelled with stop: an enqueue once started is waited for, so what is reported as
 	// enqueued is exactly what Redis holds.
 	ctx := context.WithoutCancel(stop)
-	var err error
+	err := p.skipSuppressed(ctx, campaign, rs, func(yield func(tasks *[]store.Task, valid *[]int) bool) {
+		for _, ln := range lanes {
+			if !yield(&ln.tasks, &ln.valid) {
+				return
+			}
+		}
+	})
 	for _, ln := range lanes {
 		var added []bool
-		if err == nil {
+		if err == nil && len(ln.tasks) > 0 {
 			added, err = p.enqueue(ctx, campaign, ln.sender, prio, ln.tasks, true)
 		}
 		for k, i := range ln.valid {
@@ -542,6 +555,46 @@ func (p *Producer) do(stop context.Context, campaign string, prio store.Priority
 		}
 	}
 	return rs
+}
+
+// skipSuppressed looks the valid recipients of a batch up on the suppression list (one round
+// trip), marks the listed ones suppressed, takes their tasks out of their lanes and counts them
+// in the campaign.
+func (p *Producer) skipSuppressed(ctx context.Context, campaign string, rs []result, lanes func(func(tasks *[]store.Task, valid *[]int) bool)) error {
+	var numbers []string
+	for tasks, valid := range lanes {
+		for k := range *tasks {
+			numbers = append(numbers, rs[(*valid)[k]].o.To)
+		}
+	}
+	if len(numbers) == 0 {
+		return nil
+	}
+	listed, err := p.ledger.Suppressed(ctx, numbers)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(listed, true) {
+		return nil
+	}
+	var skipped []string
+	n := 0
+	for tasks, valid := range lanes {
+		keep := 0
+		for k := range *tasks {
+			i := (*valid)[k]
+			if listed[n] {
+				rs[i].o.Status = StatusSuppressed
+				skipped = append(skipped, rs[i].o.To)
+			} else {
+				(*tasks)[keep], (*valid)[keep] = (*tasks)[k], i
+				keep++
+			}
+			n++
+		}
+		*tasks, *valid = (*tasks)[:keep], (*valid)[:keep]
+	}
+	return p.ledger.CountSuppressed(ctx, campaign, skipped)
 }
 
 // enqueue writes tasks of campaign from sender into their lane (counting the new ones when

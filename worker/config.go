@@ -71,6 +71,9 @@ type KaleyraConfig struct {
 	BaseURL string
 	// Timeout bounds one call, answer included (KALEYRA_HTTP_TIMEOUT). Default 15s.
 	Timeout time.Duration
+	// CallbackProfileID, when set, goes with every message as callback_profile_id
+	// (KALEYRA_CALLBACK_PROFILE_ID). Default unset.
+	CallbackProfileID string
 }
 
 func (c *Config) withDefaults() {
@@ -112,7 +115,7 @@ func (c *Config) withDefaults() {
 // kaleyra is the client's configuration: one idle connection per job that may run at once.
 func (c *Config) kaleyra() kaleyra.Config {
 	k := c.Kaleyra
-	return kaleyra.Config{SID: k.SID, APIKey: k.APIKey, Region: k.Region, BaseURL: k.BaseURL,
+	return kaleyra.Config{SID: k.SID, APIKey: k.APIKey, Region: k.Region, BaseURL: k.BaseURL, CallbackProfileID: k.CallbackProfileID,
 		Timeout: k.Timeout, MaxConns: c.Concurrency}
 }
 

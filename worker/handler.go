@@ -203,7 +203,7 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queu
 	result := func(pipe redis.Pipeliner) { store.WriteResult(rctx, pipe, queue, id, res.Body) }
 	var err error
 	for i, giveUp := 0, time.Now().Add(markerPatience); ; i++ {
-		if err = h.ledger.Sent(rctx, scope, id, res.Body, result); err == nil || time.Now().After(giveUp) {
+		if err = h.ledger.SentMessage(rctx, scope, id, res.MessageID, res.Body, result); err == nil || time.Now().After(giveUp) {
 			break
 		}
 		time.Sleep(min(time.Duration(100<<min(i, 4))*time.Millisecond, time.Second))

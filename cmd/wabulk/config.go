@@ -59,7 +59,7 @@ func workerConfig(c config.Config) (worker.Config, error) {
 		MetricsAddr:     c.MetricsAddr,
 		LogPhoneNumbers: logging.NewMasker(c.LogPII).Full,
 		Kaleyra: worker.KaleyraConfig{SID: c.SID, APIKey: c.APIKey.Reveal(), Region: c.Region, BaseURL: c.BaseURL,
-			Timeout: c.HTTPTimeout},
+			Timeout: c.HTTPTimeout, CallbackProfileID: c.CallbackProfileID},
 	}, nil
 }
 
@@ -89,7 +89,8 @@ func apiConfig(c config.Config) (httpapi.Config, error) {
 		return httpapi.Config{}, err
 	}
 	cfg := httpapi.Config{Redis: opt, Producer: producerConfig(c),
-		PII: logging.NewMasker(c.LogPII), Tokens: c.APITokens, ShutdownTimeout: c.ShutdownTimeout}
+		PII: logging.NewMasker(c.LogPII), Tokens: c.APITokens, ShutdownTimeout: c.ShutdownTimeout,
+		SuppressOn: c.SuppressOn}
 	// With a Kaleyra account, a campaign may come with a media_file to upload; without one the
 	// API still enqueues, and answers such a campaign 501.
 	if c.SID != "" && c.APIKey != "" {

@@ -40,7 +40,8 @@ func newEnqueueCmd() *cobra.Command {
 per recipient into the queue. Columns: to (required; several numbers separated by commas), type,
 media_id, media_link, caption, filename, ref, ref1, ref2, wa_source, from. Flags give campaign-wide
 defaults that a row's own column overrides. Invalid rows are reported on stderr as "line N: reason"
-and do not stop the others. The last stdout line is "enqueued N, duplicates N, rejected N".
+and do not stop the others. The last stdout line is "enqueued N, duplicates N, rejected N", with ", suppressed N" when
+recipients on the suppression list (wabulk suppress) were skipped.
 
 --media-file uploads an image or document through Kaleyra's Upload Media Files API once per sender
 the rows name (the file is read first to find them) and sends every row without media of its own
@@ -183,7 +184,11 @@ func runEnqueue(ctx context.Context, path string, fl *enqueueFlags, load func() 
 		b, _ := json.Marshal(out)
 		fmt.Fprintln(stdout, string(b))
 	} else {
-		fmt.Fprintf(stdout, "enqueued %d, duplicates %d, rejected %d\n", s.Enqueued, s.Duplicates, s.Rejected)
+		line := fmt.Sprintf("enqueued %d, duplicates %d, rejected %d", s.Enqueued, s.Duplicates, s.Rejected)
+		if s.Suppressed > 0 {
+			line += fmt.Sprintf(", suppressed %d", s.Suppressed)
+		}
+		fmt.Fprintln(stdout, line)
 	}
 	if runErr != nil {
 		return &exitError{code: 2, err: fmt.Errorf("stopped: %w", runErr)}

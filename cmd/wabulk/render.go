@@ -174,7 +174,11 @@ func writeSendResult(w io.Writer, r inprocess.SendResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	e := r.Enqueue
 	fmt.Fprintf(tw, "campaign %s\n", printable(r.Campaign))
-	fmt.Fprintf(tw, "  enqueued\t%d\t(duplicates %d, rejected %d)\n", e.Enqueued, e.Duplicates, e.Rejected)
+	if e.Suppressed > 0 {
+		fmt.Fprintf(tw, "  enqueued\t%d\t(duplicates %d, rejected %d, suppressed %d)\n", e.Enqueued, e.Duplicates, e.Rejected, e.Suppressed)
+	} else {
+		fmt.Fprintf(tw, "  enqueued\t%d\t(duplicates %d, rejected %d)\n", e.Enqueued, e.Duplicates, e.Rejected)
+	}
 	fmt.Fprintf(tw, "  sent\t%d\t\n", r.Sent)
 	fmt.Fprintf(tw, "  retried\t%d\tattempts that failed transiently and were tried again\n", r.Retried)
 	fmt.Fprintf(tw, "  dead\t%d\t%s\n", r.Dead, codesText(r.DeadByCode))

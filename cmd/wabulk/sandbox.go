@@ -37,7 +37,17 @@ animated). An accepted upload answers {"id":"sbx-…"}. A send by media id is ac
 the account (same SID and API key, in this or an earlier sandbox) uploaded from that sender in the
 last 30 days, or one given with --media-id. Any other id is answered at once with 400 WA400 and
 error.media (answer media-unknown): the real API accepts such a send and reports the failure later
-in a status callback, which the sandbox does not have.
+in a status callback.
+
+With --callback-url it posts status callbacks for every accepted message, as Kaleyra does, in the
+documented body (meta_object.value.statuses[], extra_info, status, message_id), with
+"Authorization: Bearer <--callback-token>": "sent", then "delivered" and for --callback-read of
+them "read"; --callback-fail of the messages get "sent" then "failed" with a Meta code drawn from
+--callback-codes; --callback-not-sent get "not-sent" alone. --callback-dup of the messages have
+one callback posted twice, --callback-reorder have their last two swapped, each callback waits a
+random delay up to --callback-max-delay, and a callback not answered 200 is posted again with
+backoff, up to --callback-retries times. The outcomes are counted under "callbacks" in the stats.
+Point it at wabulk serve: --callback-url http://127.0.0.1:8080/v1/kaleyra/status.
 
 Answer names, for --fault and for scripts:
 ` + answerHelp() + `
@@ -49,12 +59,13 @@ Control endpoints (JSON):
   POST /_sandbox/script   {"upload":true,"answers":["WA500"]}      next answers to uploads
   POST /_sandbox/balance  {"balance":N}                            set the balance (-1 unlimited)
   POST /_sandbox/reset                                             clear counters, calls, scripts
-  GET  /_sandbox/stats                                             received, answered, accepted…
+  GET  /_sandbox/stats                                             received, answered, accepted, callbacks…
   GET  /_sandbox/calls                                             every call: time, from, to, answer, media
   GET  /_sandbox/uploads                                           every upload: time, from, type, size, answer, id`,
 		Example: `  wabulk sandbox --fault WA500=0.05 --fault E110=0.01 --latency 50ms --jitter 20ms
   wabulk sandbox --balance 100 --dump
-  wabulk sandbox --fault hang=0.1 --hang-for 30s --seed 7`,
+  wabulk sandbox --fault hang=0.1 --hang-for 30s --seed 7
+  wabulk sandbox --callback-url http://127.0.0.1:8080/v1/kaleyra/status --callback-token "$TOKEN" --callback-fail 0.3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Senders = strings.Split(senders, ",")
@@ -96,6 +107,17 @@ Control endpoints (JSON):
 	f.BoolVar(&dump, "dump", false, "print the stats as JSON on exit")
 	f.StringArrayVar(&cfg.MediaIDs, "media-id", nil, "a media id the account holds already, accepted from every sender (repeatable)")
 	f.BoolVar(&cfg.Prepaid, "prepaid", false, "a prepaid account: every upload answers 401 WA-401 (uploads are for postpaid accounts)")
+	f.StringVar(&cfg.CallbackURL, "callback-url", "", "post status callbacks for accepted messages to this URL (wabulk serve's /v1/kaleyra/status)")
+	f.StringVar(&cfg.CallbackToken, "callback-token", "", "send callbacks with Authorization: Bearer TOKEN (one of serve's WABULK_API_TOKENS)")
+	f.Float64Var(&cfg.CallbackFail, "callback-fail", sandbox.DefaultCallbackFail, "share of accepted messages that fail with a Meta code (-1 for none)")
+	f.Float64Var(&cfg.CallbackNotSent, "callback-not-sent", 0, "share of accepted messages Kaleyra never passes on (not-sent)")
+	f.Float64Var(&cfg.CallbackRead, "callback-read", sandbox.DefaultCallbackRead, "share of delivered messages that are read (-1 for none)")
+	f.Float64Var(&cfg.CallbackDup, "callback-dup", sandbox.DefaultCallbackDup, "share of messages with one callback posted twice (-1 for none)")
+	f.Float64Var(&cfg.CallbackReorder, "callback-reorder", sandbox.DefaultCallbackReorder, "share of messages whose last two callbacks come swapped (-1 for none)")
+	f.StringSliceVar(&cfg.CallbackCodes, "callback-codes", sandbox.DefaultCallbackCodes, "Meta codes of failed messages, drawn evenly")
+	f.DurationVar(&cfg.CallbackMaxDelay, "callback-max-delay", sandbox.DefaultCallbackMaxDelay, "longest random delay before each callback")
+	f.IntVar(&cfg.CallbackConcurrency, "callback-concurrency", sandbox.DefaultCallbackConcurrency, "callbacks posted at once")
+	f.IntVar(&cfg.CallbackRetries, "callback-retries", sandbox.DefaultCallbackRetries, "posts of one callback before it is given up (not answered 200)")
 	cmd.PreRun = func(*cobra.Command, []string) {
 		// The key's default comes from the environment but must not show in --help.
 		if cfg.APIKey == "" {

@@ -26,37 +26,39 @@ import (
 
 // The environment variables wabulk reads. Vars lists them all.
 const (
-	EnvRedisURL     = "WABULK_REDIS_URL"
-	EnvQueue        = "WABULK_QUEUE"
-	EnvSID          = "KALEYRA_SID"
-	EnvAPIKey       = "KALEYRA_API_KEY"
-	EnvAPIKeyFile   = "KALEYRA_API_KEY_FILE"
-	EnvRegion       = "KALEYRA_REGION"
-	EnvBaseURL      = "KALEYRA_BASE_URL"
-	EnvFrom         = "KALEYRA_FROM"
-	EnvConcurrency  = "WABULK_CONCURRENCY"
-	EnvRate         = "WABULK_RATE"
-	EnvBurst        = "WABULK_BURST"
-	EnvMaxRetry     = "WABULK_MAX_RETRY"
-	EnvRetryBase    = "WABULK_RETRY_BASE"
-	EnvRetryMax     = "WABULK_RETRY_MAX"
-	EnvHTTPTimeout  = "WABULK_HTTP_TIMEOUT"
-	EnvRetention    = "WABULK_RETENTION"
-	EnvMetricsAddr  = "WABULK_METRICS_ADDR"
-	EnvLogLevel     = "WABULK_LOG_LEVEL"
-	EnvLogPII       = "WABULK_LOG_PII"
-	EnvPauseOn      = "WABULK_PAUSE_ON"
-	EnvAddr         = "WABULK_ADDR"
-	EnvAPITokens    = "WABULK_API_TOKENS"
-	EnvRedisCluster = "WABULK_REDIS_CLUSTER"
-	EnvShutdown     = "WABULK_SHUTDOWN_TIMEOUT"
+	EnvRedisURL        = "WABULK_REDIS_URL"
+	EnvQueue           = "WABULK_QUEUE"
+	EnvSID             = "KALEYRA_SID"
+	EnvAPIKey          = "KALEYRA_API_KEY"
+	EnvAPIKeyFile      = "KALEYRA_API_KEY_FILE"
+	EnvRegion          = "KALEYRA_REGION"
+	EnvBaseURL         = "KALEYRA_BASE_URL"
+	EnvFrom            = "KALEYRA_FROM"
+	EnvConcurrency     = "WABULK_CONCURRENCY"
+	EnvRate            = "WABULK_RATE"
+	EnvBurst           = "WABULK_BURST"
+	EnvMaxRetry        = "WABULK_MAX_RETRY"
+	EnvRetryBase       = "WABULK_RETRY_BASE"
+	EnvRetryMax        = "WABULK_RETRY_MAX"
+	EnvHTTPTimeout     = "WABULK_HTTP_TIMEOUT"
+	EnvRetention       = "WABULK_RETENTION"
+	EnvMetricsAddr     = "WABULK_METRICS_ADDR"
+	EnvLogLevel        = "WABULK_LOG_LEVEL"
+	EnvLogPII          = "WABULK_LOG_PII"
+	EnvPauseOn         = "WABULK_PAUSE_ON"
+	EnvAddr            = "WABULK_ADDR"
+	EnvAPITokens       = "WABULK_API_TOKENS"
+	EnvRedisCluster    = "WABULK_REDIS_CLUSTER"
+	EnvShutdown        = "WABULK_SHUTDOWN_TIMEOUT"
+	EnvSuppressOn      = "WABULK_SUPPRESS_ON"
+	EnvCallbackProfile = "KALEYRA_CALLBACK_PROFILE_ID"
 )
 
 // Vars is every variable Load reads, for tests that check manifests against it.
 var Vars = []string{EnvRedisURL, EnvQueue, EnvSID, EnvAPIKey, EnvAPIKeyFile, EnvRegion, EnvBaseURL,
 	EnvFrom, EnvConcurrency, EnvRate, EnvBurst, EnvMaxRetry, EnvRetryBase, EnvRetryMax, EnvHTTPTimeout,
 	EnvRetention, EnvMetricsAddr, EnvLogLevel, EnvLogPII, EnvPauseOn, EnvAddr, EnvAPITokens,
-	EnvRedisCluster, EnvShutdown}
+	EnvRedisCluster, EnvShutdown, EnvSuppressOn, EnvCallbackProfile}
 
 // Secret is a string that never prints: %v, %s, %q, %#v and JSON all show "[redacted]".
 type Secret string
@@ -115,6 +117,13 @@ type Config struct {
 	LogPII string
 	// PauseOn lists Kaleyra codes that pause the queue. Default empty.
 	PauseOn []string
+	// SuppressOn lists Meta error codes (digits) whose failed status callback puts the recipient
+	// on the suppression list, e.g. 131026,131050. Default empty: no number is added by itself.
+	SuppressOn []string
+	// CallbackProfileID, when set, is sent with every message as callback_profile_id, naming the
+	// Kaleyra callback profile that reports its status. Default unset: the business number's
+	// profile applies.
+	CallbackProfileID string
 	// Addr is where `wabulk serve` listens. Default ":8080".
 	Addr string
 	// APITokens are the bearer tokens `wabulk serve` accepts. Required for serve.
@@ -213,6 +222,12 @@ func Load(lookup LookupFunc) (Config, error) {
 	if v, ok := lookup(EnvPauseOn); ok {
 		c.PauseOn = splitList(v)
 	}
+	if v, ok := lookup(EnvSuppressOn); ok {
+		c.SuppressOn = splitList(v)
+	}
+	if v, ok := lookup(EnvCallbackProfile); ok {
+		c.CallbackProfileID = strings.TrimSpace(v)
+	}
 	key, keySet := lookup(EnvAPIKey)
 	keyVar := EnvAPIKey
 	if file, ok := lookup(EnvAPIKeyFile); ok && strings.TrimSpace(file) != "" {
@@ -283,6 +298,15 @@ func (c *Config) Check() error {
 	}
 	if c.RetryMax < c.RetryBase {
 		errs = append(errs, fmt.Errorf("%s (%v) must not be below %s (%v)", EnvRetryMax, c.RetryMax, EnvRetryBase, c.RetryBase))
+	}
+	for _, code := range c.SuppressOn {
+		if code == "" || len(code) > 12 || strings.ContainsFunc(code, func(r rune) bool { return r < '0' || r > '9' }) {
+			errs = append(errs, fmt.Errorf("%s must list Meta error codes (digits), e.g. 131026,131050, got %q", EnvSuppressOn, code))
+			break
+		}
+	}
+	if len(c.CallbackProfileID) > 128 || strings.ContainsFunc(c.CallbackProfileID, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		errs = append(errs, fmt.Errorf("%s must be at most 128 printable characters without spaces", EnvCallbackProfile))
 	}
 	switch c.LogPII {
 	case "masked", "full":

@@ -616,3 +616,21 @@ func TestAPIKeyNotAHeaderValueIsRefused(t *testing.T) {
 		t.Errorf("a key net/http sends (tab, UTF-8) refused: %v", err)
 	}
 }
+
+func TestSuppressOnAndCallbackProfile(t *testing.T) {
+	c, err := Load(env{EnvSuppressOn: " 131026, 131050 ", EnvCallbackProfile: "prof-1"}.lookup)
+	if err != nil || len(c.SuppressOn) != 2 || c.SuppressOn[0] != "131026" || c.SuppressOn[1] != "131050" || c.CallbackProfileID != "prof-1" {
+		t.Fatalf("Load = %+v, %v", c, err)
+	}
+	if c, err := Load(env{}.lookup); err != nil || len(c.SuppressOn) != 0 || c.CallbackProfileID != "" {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	for _, bad := range []env{
+		{EnvSuppressOn: "131026,E110"}, {EnvSuppressOn: "1310261310261"}, {EnvSuppressOn: "-1"},
+		{EnvCallbackProfile: "a b"}, {EnvCallbackProfile: strings.Repeat("p", 129)}, {EnvCallbackProfile: "x\x00"},
+	} {
+		if _, err := Load(bad.lookup); err == nil {
+			t.Errorf("Load(%v) took it", bad)
+		}
+	}
+}

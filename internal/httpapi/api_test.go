@@ -63,7 +63,13 @@ type env struct {
 
 func setup(t *testing.T, change ...func(*Config)) *env {
 	t.Helper()
-	rs := redistest.Start(t)
+	return setupWith(t, redistest.Options{}, change...)
+}
+
+// setupWith is setup on a redis-server started with ro.
+func setupWith(t *testing.T, ro redistest.Options, change ...func(*Config)) *env {
+	t.Helper()
+	rs := redistest.StartWith(t, ro)
 	cfg := Config{Redis: rs.ConnOpt(t), Producer: producer.Config{Queue: testQueue, Retention: time.Hour, DefaultFrom: testkit.Sender},
 		Tokens: []config.Secret{testToken}, MaxBodyBytes: 64 << 10, MaxRecipients: 50}
 	for _, c := range change {

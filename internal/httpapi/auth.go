@@ -46,6 +46,18 @@ func (s *Server) bearer(next http.Handler) http.Handler {
 // browser cannot be made to send a bearer token to a UI it loads; a bearer token is taken too,
 // for scripts that call asynqmon's JSON API.
 func (s *Server) basic(next http.Handler) http.Handler {
+	return s.basicOrBearer(next, `Basic realm="wabulk monitor", charset="UTF-8"`,
+		"log in with any user name and one of the tokens of WABULK_API_TOKENS as the password")
+}
+
+// callbackAuth takes `Authorization: Bearer <token>` or Basic with any user name and a token as
+// the password: a Kaleyra callback profile can send either (a fixed header, or Basic auth).
+func (s *Server) callbackAuth(next http.Handler) http.Handler {
+	return s.basicOrBearer(next, `Bearer realm="wabulk"`,
+		"send Authorization: Bearer <token>, or Basic auth with any user name and the token as the password, with one of the tokens of WABULK_API_TOKENS")
+}
+
+func (s *Server) basicOrBearer(next http.Handler, challenge, detail string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(s.tokens) == 0 {
 			next.ServeHTTP(w, r)
@@ -58,9 +70,8 @@ func (s *Server) basic(next http.Handler) http.Handler {
 			}
 		}
 		if !ok || !s.validToken(pass) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="wabulk monitor", charset="UTF-8"`)
-			writeProblem(w, newProblem(http.StatusUnauthorized, CodeUnauthorized,
-				"log in with any user name and one of the tokens of WABULK_API_TOKENS as the password"))
+			w.Header().Set("WWW-Authenticate", challenge)
+			writeProblem(w, newProblem(http.StatusUnauthorized, CodeUnauthorized, detail))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -86,6 +86,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// ShutdownTimeout is how long in-flight requests may finish after a stop. Defaults to 30s.
 	ShutdownTimeout time.Duration
+	// SuppressOn lists Meta error codes whose failed status callback puts the recipient on the
+	// suppression list (WABULK_SUPPRESS_ON). Default empty.
+	SuppressOn []string
 }
 
 // Defaults of the limits, exported for the flags of `wabulk serve`.

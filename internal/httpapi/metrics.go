@@ -18,6 +18,7 @@ type httpMetrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	recipients *prometheus.CounterVec
+	callbacks  *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -25,8 +26,11 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		requests:   metrics.HTTPRequests.CounterVec(),
 		duration:   metrics.HTTPDuration.HistogramVec(prometheus.ExponentialBuckets(0.001, 4, 10)),
 		recipients: metrics.APIRecipients.CounterVec(),
+		callbacks:  metrics.CallbackStatuses.CounterVec(),
 	}
-	reg.MustRegister(m.requests, m.duration, m.recipients)
+	// Exported from the start, so a rate over it is 0 rather than absent before the first callback.
+	m.callbacks.WithLabelValues("unmatched", "")
+	reg.MustRegister(m.requests, m.duration, m.recipients, m.callbacks)
 	return m
 }
 

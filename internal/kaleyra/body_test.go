@@ -2,6 +2,7 @@ package kaleyra_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
@@ -72,4 +73,22 @@ func FuzzBody(f *testing.F) {
 			t.Fatalf("Body(%+v)\n got %s\nwant %s", m, got, want)
 		}
 	})
+}
+
+func TestCallbackProfileIDIsTopLevelAndOffByDefault(t *testing.T) {
+	m := kaleyra.Message{To: "+919812345678", Type: "image", MediaID: "1"}
+	b, _ := kaleyra.Body(m)
+	if strings.Contains(string(b), "callback_profile_id") {
+		t.Fatalf("sent without being set: %s", b)
+	}
+	m.CallbackProfileID = "prof-1"
+	b, _ = kaleyra.Body(m)
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil || v["callback_profile_id"] != "prof-1" {
+		t.Fatalf("body %s: %v", b, err)
+	}
+	want, _ := json.Marshal(map[string]any{"callback_profile_id": "prof-1", "messaging_object": v["messaging_object"]})
+	if string(b) != string(want) {
+		t.Fatalf("body\n%s\nwant what json.Marshal gives\n%s", b, want)
+	}
 }

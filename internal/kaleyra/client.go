@@ -54,6 +54,9 @@ type Config struct {
 	MaxConns int
 	// HTTPClient replaces the tuned client the package builds. Default nil.
 	HTTPClient *http.Client
+	// CallbackProfileID, when set, is sent with every message as callback_profile_id
+	// (KALEYRA_CALLBACK_PROFILE_ID). Default unset.
+	CallbackProfileID string
 }
 
 // Client sends media messages and uploads media. It is safe for concurrent use.
@@ -63,6 +66,8 @@ type Client struct {
 	key    secret
 	http   *http.Client
 	upload *http.Client // the same, with the longer UploadTimeout
+	// profile is Config.CallbackProfileID.
+	profile string
 }
 
 // secret keeps the API key out of every print of the client.
@@ -126,7 +131,7 @@ func New(cfg Config) (*Client, error) {
 		utr.ResponseHeaderTimeout = cfg.UploadTimeout
 		uc = &http.Client{Transport: utr, Timeout: cfg.UploadTimeout, CheckRedirect: noRedirect}
 	}
-	return &Client{base: strings.TrimRight(base, "/"), sid: cfg.SID, key: secret(cfg.APIKey), http: hc, upload: uc}, nil
+	return &Client{base: strings.TrimRight(base, "/"), sid: cfg.SID, key: secret(cfg.APIKey), http: hc, upload: uc, profile: cfg.CallbackProfileID}, nil
 }
 
 // noRedirect stops at a redirect: Kaleyra does not redirect, and following one could send the
@@ -161,6 +166,10 @@ type Message struct {
 	Ref1      string
 	Ref2      string
 	WASource  string
+	// CallbackProfileID names the Kaleyra callback profile that reports the message's status,
+	// sent as the top-level callback_profile_id. The public pages do not show where the field
+	// goes, so it is off unless set. Default empty: the business number's profile applies.
+	CallbackProfileID string
 }
 
 // Result is Kaleyra's answer to an accepted message.
@@ -186,7 +195,11 @@ func Body(m Message) ([]byte, error) {
 		return nil, fmt.Errorf("kaleyra: unknown media type %q", m.Type)
 	}
 	b := make([]byte, 0, 192+len(m.MediaLink)+len(m.Caption)+len(m.Ref)+len(m.Ref1)+len(m.Ref2))
-	b = append(b, `{"messaging_object":{`...)
+	b = append(b, '{')
+	if m.CallbackProfileID != "" {
+		b = append(appendField(b, "callback_profile_id", m.CallbackProfileID), ',')
+	}
+	b = append(b, `"messaging_object":{`...)
 	fixed := [...]string{"messaging_product", "whatsapp", "recipient_type", "individual", "to", m.To, "type", m.Type}
 	placed := false // the media object, placed where its key sorts
 	for i := 0; i < len(fixed); i += 2 {
@@ -259,6 +272,9 @@ func (c *Client) URL(from string) string {
 // Otherwise the error is an *Error (Kaleyra answered) or a transport error wrapped in *Error with
 // Status 0 (no answer: network error, timeout, cancelled context); both say Retryable().
 func (c *Client) Send(ctx context.Context, from string, m Message) (Result, error) {
+	if m.CallbackProfileID == "" {
+		m.CallbackProfileID = c.profile
+	}
 	body, err := Body(m)
 	if err != nil {
 		return Result{}, &Error{Code: "", Message: err.Error(), permanent: true}

@@ -67,13 +67,14 @@ func (c *Client) Upload(ctx context.Context, from string, m Media) (string, erro
 	}
 	// What mw.Close would write after the file: the closing boundary.
 	tail := "\r\n--" + mw.Boundary() + "--\r\n"
-	body := io.MultiReader(&head, io.LimitReader(m.Body, m.Size), strings.NewReader(tail))
+	body := io.MultiReader(&head, &exactly{r: m.Body, left: m.Size}, strings.NewReader(tail))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.MediaURL(from), body)
 	if err != nil {
 		return "", &Error{Message: "kaleyra: build request: " + err.Error(), permanent: true}
 	}
-	// A known length: the upload is not chunked, and a file shorter than Size fails the call
-	// instead of sending a truncated file.
+	// A known length: the upload is not chunked. A file shorter than Size fails the body's read
+	// before the closing boundary is written, so Kaleyra never gets a complete form with a
+	// truncated file.
 	req.ContentLength = int64(head.Len()) + m.Size + int64(len(tail))
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	req.Header.Set("api-key", string(c.key))
@@ -138,4 +139,29 @@ func formName(name string) string {
 		return "file"
 	}
 	return name
+}
+
+// exactly reads left bytes of r: at most that many, and an io.ErrUnexpectedEOF when r ends
+// before them.
+type exactly struct {
+	r    io.Reader
+	left int64
+}
+
+func (e *exactly) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF && e.left > 0 {
+		return n, io.ErrUnexpectedEOF
+	}
+	if e.left == 0 && err == nil {
+		return n, io.EOF
+	}
+	return n, err
 }

@@ -97,7 +97,9 @@ var (
 	HTTPDuration = Def{"wabulk_http_request_duration_seconds", Histogram, []string{"route"}, ByServe,
 		"Time from a request's header to the end of its answer, by route pattern."}
 	APIRecipients = Def{"wabulk_api_recipients_total", Counter, []string{"status"}, ByServe,
-		"Recipients posted to the API by outcome (enqueued, duplicate, rejected)."}
+		"Recipients posted to the API by outcome (enqueued, duplicate, rejected, suppressed)."}
+	CallbackStatuses = Def{"wabulk_callback_statuses_total", Counter, []string{"status", "code"}, ByServe,
+		"Statuses received in Kaleyra's status callbacks and recorded, by status (sent, delivered, read, failed, not_sent; unmatched for those parked under an unknown message id; malformed for refused bodies) and Meta error code (digits; other)."}
 
 	// The lane exporter: read from Redis on each scrape by the one process holding the lease.
 	QueueTasks = Def{"wabulk_queue_tasks", Gauge, []string{"queue", "state"}, ByExporter,
@@ -120,7 +122,7 @@ var (
 func All() []Def {
 	return []Def{BuildInfo, RedisUp, RedisPing, LaneExporter,
 		Sends, KaleyraRequests, KaleyraLatency, RateLimitWait, Pauses,
-		HTTPRequests, HTTPDuration, APIRecipients,
+		HTTPRequests, HTTPDuration, APIRecipients, CallbackStatuses,
 		QueueTasks, QueuePaused, LaneTasks, LanePaused, Runnable, CampaignMessages, SenderRate}
 }
 

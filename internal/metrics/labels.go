@@ -47,7 +47,19 @@ var knownCodes = map[string]bool{
 	kaleyra.CodeLowBalance: true, kaleyra.CodeBadPayload: true, kaleyra.CodeAuth: true,
 	kaleyra.CodeSender: true, kaleyra.CodeAccount: true, kaleyra.CodeInternal: true,
 	kaleyra.CodeDailyLimit: true, "INVALID_PAYLOAD": true, "NO_SENDER": true, "resent_avoided": true,
-	"invalid": true, "timeout": true, "network": true, "": true,
+	"invalid": true, "timeout": true, "network": true, "cancelled": true, "": true,
+}
+
+// MetaCode bounds the code label of a delivery status: Meta's error codes are numbers of up to
+// six digits; anything else is Other.
+func MetaCode(c string) string {
+	if c == "" {
+		return c
+	}
+	if len(c) > 6 || strings.Trim(c, "0123456789") != "" {
+		return Other
+	}
+	return c
 }
 
 // Code bounds a code label: a documented Kaleyra code, one of wabulk's, "HTTP <status>" for a

@@ -47,9 +47,9 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	}
 	switch name {
 	case AnswerOK:
-		writeOK(w, s.acceptBody(m.to))
+		writeOK(w, s.accept(m.to))
 	case AnswerSlowloris:
-		writeSlow(w, r, s.acceptBody(m.to), s.cfg.HangFor, s.done)
+		writeSlow(w, r, s.accept(m.to), s.cfg.HangFor, s.done)
 	case AnswerHang:
 		writeHang(w, r, s.cfg.HangFor, s.done)
 	case AnswerReset:
@@ -83,9 +83,18 @@ func (s *Server) delay(r *http.Request, draw uint64) bool {
 	}
 }
 
+// accept returns the answer to an accepted message and plans its status callbacks.
+func (s *Server) accept(to string) []byte {
+	body, id := s.acceptBody(to)
+	if s.callbacks != nil {
+		s.callbacks.plan(s.seed, id, to)
+	}
+	return body
+}
+
 // acceptBody is Meta's answer shape, which Kaleyra passes on: the recipient as sent and as a
 // WhatsApp id, and a fresh message id.
-func (s *Server) acceptBody(to string) []byte {
+func (s *Server) acceptBody(to string) (body []byte, msgID string) {
 	var id [16]byte
 	copy(id[:8], s.idBase[:])
 	seq := s.idSeq.Add(1)
@@ -97,10 +106,13 @@ func (s *Server) acceptBody(to string) []byte {
 	b = append(b, to...)
 	b = append(b, `","wa_id":"`...)
 	b = append(b, to[1:]...)
-	b = append(b, `"}],"messages":[{"id":"wamid.`...)
+	b = append(b, `"}],"messages":[{"id":"`...)
+	start := len(b)
+	b = append(b, "wamid."...)
 	b = hex.AppendEncode(b, id[:])
+	end := len(b)
 	b = append(b, `"}]}`...)
-	return b
+	return b, string(b[start:end])
 }
 
 func writeOK(w http.ResponseWriter, body []byte) {

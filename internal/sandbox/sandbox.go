@@ -10,7 +10,8 @@
 // demo can check outcomes, such as a recipient accepted twice. A send by media id is accepted only
 // for an id the account uploaded from that sender (or one of Config.MediaIDs); any other id is
 // answered 400 WA400 at once (AnswerUnknownMedia), where the real API accepts the send and
-// reports the failure in a status callback, which the sandbox does not have. Fault choice is a pure function of
+// reports the failure in a status callback. With Config.CallbackURL it posts status callbacks
+// for accepted messages as Kaleyra does (callbacks.go). Fault choice is a pure function of
 // Seed, the recipient and how many sends that recipient has had, so a run is deterministic even
 // when calls arrive concurrently in a different order.
 package sandbox
@@ -68,6 +69,27 @@ type Config struct {
 	// accounts only, so every upload answers 401 WA-401 ("API is not available for given
 	// customer", the documented body closest to the undocumented one). Default false.
 	Prepaid bool
+
+	// CallbackURL, when set, makes the sandbox post status callbacks there for every accepted
+	// message, as Kaleyra does (see callbacks.go). Default unset: no callbacks.
+	CallbackURL string
+	// CallbackToken is sent as "Authorization: Bearer <token>" with each callback. Default unset.
+	CallbackToken string
+	// CallbackFail is the share of accepted messages that fail (a Meta code from CallbackCodes);
+	// CallbackNotSent the share Kaleyra never passes on; the rest are delivered, and of those
+	// CallbackRead are read. Defaults 0.2, 0, 0.5 (a negative value means 0).
+	CallbackFail, CallbackNotSent, CallbackRead float64
+	// CallbackDup is the share of messages with one callback posted twice, CallbackReorder the
+	// share whose last two callbacks are swapped. Defaults 0.1 each (negative: 0).
+	CallbackDup, CallbackReorder float64
+	// CallbackCodes are the Meta codes of failed messages, drawn evenly. Default DefaultCallbackCodes.
+	CallbackCodes []string
+	// CallbackMaxDelay bounds the random delay before each callback. Default 100ms.
+	CallbackMaxDelay time.Duration
+	// CallbackConcurrency is how many callbacks are posted at once. Default 16.
+	CallbackConcurrency int
+	// CallbackRetries is how many times one callback is posted before it is given up. Default 20.
+	CallbackRetries int
 }
 
 // Defaults of Config.
@@ -93,6 +115,30 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HangFor <= 0 {
 		c.HangFor = DefaultHangFor
+	}
+	def := func(v *float64, d float64) {
+		if *v == 0 {
+			*v = d
+		} else if *v < 0 {
+			*v = 0
+		}
+	}
+	def(&c.CallbackFail, DefaultCallbackFail)
+	def(&c.CallbackRead, DefaultCallbackRead)
+	def(&c.CallbackDup, DefaultCallbackDup)
+	def(&c.CallbackReorder, DefaultCallbackReorder)
+	def(&c.CallbackNotSent, 0)
+	if len(c.CallbackCodes) == 0 {
+		c.CallbackCodes = DefaultCallbackCodes
+	}
+	if c.CallbackMaxDelay <= 0 {
+		c.CallbackMaxDelay = DefaultCallbackMaxDelay
+	}
+	if c.CallbackConcurrency <= 0 {
+		c.CallbackConcurrency = DefaultCallbackConcurrency
+	}
+	if c.CallbackRetries <= 0 {
+		c.CallbackRetries = DefaultCallbackRetries
 	}
 	return c
 }
@@ -121,6 +167,23 @@ func (c Config) validate() error {
 	}
 	if sum > 1+1e-9 {
 		return fmt.Errorf("sandbox: rates add up to %v, more than 1", sum)
+	}
+	if c.CallbackURL != "" && !httpURL(c.CallbackURL) {
+		return fmt.Errorf("sandbox: callback URL %q is not an absolute http(s) URL", c.CallbackURL)
+	}
+	for name, p := range map[string]float64{"fail": c.CallbackFail, "not-sent": c.CallbackNotSent, "read": c.CallbackRead,
+		"dup": c.CallbackDup, "reorder": c.CallbackReorder} {
+		if math.IsNaN(p) || p > 1 {
+			return fmt.Errorf("sandbox: callback %s share must be between 0 and 1, got %v", name, p)
+		}
+	}
+	if c.CallbackFail+c.CallbackNotSent > 1+1e-9 {
+		return errors.New("sandbox: callback fail and not-sent shares add up to more than 1")
+	}
+	for _, code := range c.CallbackCodes {
+		if code == "" || len(code) > 12 || strings.ContainsFunc(code, func(r rune) bool { return r < '0' || r > '9' }) {
+			return fmt.Errorf("sandbox: callback code %q is not a numeric Meta code", code)
+		}
 	}
 	return nil
 }
@@ -165,6 +228,8 @@ type Server struct {
 	srv       *http.Server
 	serveDone chan struct{}
 	serveErr  error
+
+	callbacks *callbacker // nil without Config.CallbackURL
 }
 
 // rateStep is one answer of the cumulative distribution built from Config.Rates.
@@ -217,6 +282,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	// Message ids are unique across servers and runs, unlike the fault choice.
 	rand.Read(s.idBase[:])
+	if cfg.CallbackURL != "" {
+		s.callbacks = newCallbacker(cfg, s.done)
+	}
 
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /v2/{sid}/whatsapp/{from}/messages", s.send)
@@ -307,6 +375,9 @@ func (s *Server) Close() error {
 			<-s.serveDone
 		}
 		s.inflight.Wait()
+		if s.callbacks != nil {
+			s.callbacks.wait()
+		}
 	})
 	return nil
 }
@@ -394,6 +465,8 @@ type Stats struct {
 	Balance int64 `json:"balance"`
 	// Uploaded counts accepted uploads: media ids issued.
 	Uploaded int64 `json:"uploaded"`
+	// Callbacks are the status callbacks planned and posted; nil without Config.CallbackURL.
+	Callbacks *CallbackStats `json:"callbacks,omitempty"`
 }
 
 // Duplicates returns the recipients accepted more than once, sorted.
@@ -419,6 +492,10 @@ func (s *Server) Stats() Stats {
 	}
 	for k, v := range s.acceptedTo {
 		st.AcceptedTo[k] = v
+	}
+	if s.callbacks != nil {
+		cs := s.callbacks.snapshot()
+		st.Callbacks = &cs
 	}
 	return st
 }

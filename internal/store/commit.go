@@ -31,10 +31,12 @@ type op struct {
 	scope  string
 	taskID string
 	answer []byte                  // opSent: the sent marker's value
+	msgID  string                  // opSent: Kaleyra's message id, mapped to the job for status callbacks
 	with   []func(redis.Pipeliner) // opSent: commands that ride in the same pipeline
 	// Set by commit.
 	prior       string
 	alreadySent bool
+	parked      string // opSent: a status callback that arrived before the message id was mapped
 	err         error
 	done        chan struct{} // closed when set, in Batch mode
 }
@@ -112,10 +114,25 @@ return n
 // retention window. Commands that with queues go in the same round trip (the worker writes the
 // task result there): every accepted message passes this way.
 func (l *Ledger) Sent(ctx context.Context, scope, taskID string, answer []byte, with ...func(redis.Pipeliner)) error {
-	o := &op{kind: opSent, scope: scope, taskID: taskID, answer: answer, with: with}
+	return l.SentMessage(ctx, scope, taskID, "", answer, with...)
+}
+
+// SentMessage is Sent that also maps Kaleyra's message id msgID (empty: none) to the job in the
+// same round trip, so the status callbacks find it, and applies a callback that came first.
+func (l *Ledger) SentMessage(ctx context.Context, scope, taskID, msgID string, answer []byte, with ...func(redis.Pipeliner)) error {
+	if !ValidMessageID(msgID) {
+		msgID = ""
+	}
+	o := &op{kind: opSent, scope: scope, taskID: taskID, msgID: msgID, answer: answer, with: with}
 	l.do(ctx, o)
 	if o.err != nil {
 		return fmt.Errorf("ledger: sent: %w", o.err)
+	}
+	if o.parked != "" {
+		// Rare: the callback beat the worker's record. Its own round trips, after the marker.
+		if err := l.applyParked(ctx, scope, taskID, msgID, o.parked); err != nil {
+			return fmt.Errorf("ledger: sent: %w", err)
+		}
 	}
 	return nil
 }
@@ -235,6 +252,20 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 			g.cmd = script.Eval(ctx, pipe, keys, args...)
 		}
 	}
+	// Each sent message's id mapping, in its own slot (the message id's).
+	maps := make([]*redis.Cmd, len(ops))
+	ttl := int64(l.retention / time.Second)
+	for i, o := range ops {
+		if o.kind != opSent || o.msgID == "" {
+			continue
+		}
+		mk := []string{l.mapKey(o.msgID), l.parkKey(o.msgID)}
+		if evalsha {
+			maps[i] = mapScript.EvalSha(ctx, pipe, mk, l.mapValue(o.scope, o.taskID), ttl)
+		} else {
+			maps[i] = mapScript.Eval(ctx, pipe, mk, l.mapValue(o.scope, o.taskID), ttl)
+		}
+	}
 	// Each op's own extra commands, by their place in the pipeline.
 	spans := make([][2]int, len(ops))
 	for i, o := range ops {
@@ -249,6 +280,21 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 		if evalsha && redis.HasErrorPrefix(g.cmd.Err(), "NOSCRIPT") {
 			return true
 		}
+	}
+	for _, m := range maps {
+		if m != nil && evalsha && redis.HasErrorPrefix(m.Err(), "NOSCRIPT") {
+			return true
+		}
+	}
+	for i, m := range maps {
+		if m == nil {
+			continue
+		}
+		if err := m.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			ops[i].err = err
+			continue
+		}
+		ops[i].parked, _ = m.Val().(string)
 	}
 	for _, g := range groups {
 		if err := g.cmd.Err(); err != nil {

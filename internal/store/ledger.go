@@ -208,14 +208,15 @@ func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
 // so there the waiting jobs are what the ledger has not seen finish.
 func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 	type read struct {
-		h, codes                          *redis.MapStringStringCmd
+		h, codes, fcodes                  *redis.MapStringStringCmd
 		active, retry, pending, scheduled *redis.IntCmd
 		lane                              bool
 	}
 	pipe := l.rdb.Pipeline()
 	reads := make([]read, len(scopes))
 	for i, s := range scopes {
-		r := read{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")), lane: l.QueueOf(s) == s}
+		r := read{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")),
+			fcodes: pipe.HGetAll(ctx, key(s, "failcodes")), lane: l.QueueOf(s) == s}
 		if r.lane {
 			p := asynqPrefix(s)
 			r.pending, r.scheduled = pipe.LLen(ctx, p+"pending"), pipe.ZCard(ctx, p+"scheduled")
@@ -237,6 +238,19 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 		c.Dead += dead
 		c.Retries += n("retries")
 		c.Redriven += n("redriven")
+		c.Delivered += n("delivered")
+		c.Read += n("read")
+		c.Failed += n("failed")
+		c.NotSent += n("not_sent")
+		c.Suppressed += n("suppressed")
+		for code, v := range r.fcodes.Val() {
+			if k, _ := strconv.ParseInt(v, 10, 64); k > 0 {
+				if c.FailedCodes == nil {
+					c.FailedCodes = map[string]int64{}
+				}
+				c.FailedCodes[code] += k
+			}
+		}
 		if r.lane {
 			// What asynq holds, within what the ledger says is unfinished: a job being sent is
 			// counted completed just before asynq moves it out of active, and a dead letter of

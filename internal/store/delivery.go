@@ -1,0 +1,356 @@
+package store
+
+// Delivery status. Kaleyra's 2xx only says it accepted a message; WhatsApp's verdict comes later
+// in status callbacks that name the message by the id Kaleyra's answer carried. The records:
+//
+//	wabulk:<ns>:m:{<message id>}      STRING the message's scope and TaskID ("<TaskID>" for a lane, "<scope> <TaskID>" for the single queue), retention TTL
+//	wabulk:<ns>:p:{<message id>}      STRING a status that arrived before the mapping (parked), "<state>|<code>|<time>", retention TTL
+//	wabulk:{<scope>}:dlv              HASH   TaskID -> "<state>|<code>|<time>", the furthest status, retention TTL
+//	wabulk:{<scope>}:failcodes        HASH   Meta error code -> failed messages
+//	wabulk:{<scope>}:counts           HASH   gains delivered, read, failed, not_sent
+//	wabulk:{<ns>}:callbacks           HASH   unmatched: callbacks parked for an id no worker recorded (yet)
+//
+// The mapping and the park of one message share a hash tag, the message id, so "map, or park when
+// there is no map yet" (the receiver) and "map, and return what was parked" (the worker) are each
+// one script: whichever comes second sees the other's write, so an early callback is never left
+// parked unseen. Message ids spread over the slots of a cluster.
+//
+// A status only moves forward: sent < delivered < read, and failed and not_sent are final (and
+// apply only before delivered). Applying is one script per scope and batch that compares ranks,
+// so a duplicated, reordered or late callback, or a parked one applied twice, counts once.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The delivery states a callback can set, in the ledger's spelling.
+const (
+	StatusSent      = "sent"
+	StatusDelivered = "delivered"
+	StatusRead      = "read"
+	StatusFailed    = "failed"
+	StatusNotSent   = "not_sent"
+)
+
+// ParseStatus reads a callback's status ("not-sent" is Kaleyra's spelling); false for any other.
+func ParseStatus(s string) (string, bool) {
+	switch s {
+	case StatusSent, StatusDelivered, StatusRead, StatusFailed:
+		return s, true
+	case "not-sent", StatusNotSent:
+		return StatusNotSent, true
+	}
+	return "", false
+}
+
+// MaxMessageID caps the bytes of a message id the ledger keeps.
+const MaxMessageID = 256
+
+// StatusUpdate is one message's status from one callback.
+type StatusUpdate struct {
+	MessageID string
+	Status    string // one of the Status constants
+	Code      string // the Meta error code of a failed message, else empty
+	Time      int64  // Unix seconds of the status, as the callback says
+}
+
+// ApplyResult says what Apply did with a batch.
+type ApplyResult struct {
+	Matched int // updates whose message id a worker had recorded
+	Parked  int // updates kept for a message id not (yet) recorded
+	// Failed lists the matched failed updates of messages that are failed (now or already), with
+	// their TaskID, for the suppression list.
+	Failed []FailedMessage
+}
+
+// FailedMessage is a matched failed update.
+type FailedMessage struct {
+	TaskID, Code string
+}
+
+// luaRank is shared by the scripts: a state's rank, and whether new moves old forward.
+const luaRank = `
+local function rank(s)
+  if s == 'sent' then return 1 elseif s == 'delivered' then return 2 elseif s == 'read' then return 3
+  elseif s == 'failed' or s == 'not_sent' then return 4 end
+  return 0
+end
+local function forward(old, new)
+  local o, n = rank(old), rank(new)
+  if o == 4 then return false end
+  if n == 4 then return o < 2 end
+  return n > o
+end
+local function state(rec)
+  if not rec then return '' end
+  local i = string.find(rec, '|', 1, true)
+  if not i then return rec end
+  return string.sub(rec, 1, i - 1)
+end
+`
+
+// KEYS: map park. ARGV: record, ttl. Returns the map's value, or false after parking the record
+// (kept only when it moves the parked one forward); the second value is 1 when the park is new.
+var lookupScript = redis.NewScript(luaRank + `
+local m = redis.call('GET', KEYS[1])
+if m then return {m, 0} end
+local old = redis.call('GET', KEYS[2])
+if forward(state(old), state(ARGV[1])) then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+end
+if old then return {false, 0} end
+return {false, 1}
+`)
+
+// KEYS: map park. ARGV: value, ttl. Sets the map and returns what was parked, or false.
+var mapScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return redis.call('GET', KEYS[2])
+`)
+
+// KEYS: counts dlv failcodes. ARGV: ttl, then taskID, record for each update. Returns for each
+// update 1 when it moved the message forward, 2 when the message is in that state already (a
+// repeat), else 0.
+var applyScript = redis.NewScript(luaRank + `
+local out = {}
+local d, r, f, ns = 0, 0, 0, 0
+for i = 2, #ARGV, 2 do
+  local id, rec = ARGV[i], ARGV[i+1]
+  local old = state(redis.call('HGET', KEYS[2], id))
+  local new = state(rec)
+  if forward(old, new) then
+    redis.call('HSET', KEYS[2], id, rec)
+    local o = rank(old)
+    if (new == 'delivered' or new == 'read') and o < 2 then d = d + 1 end
+    if new == 'read' then r = r + 1 end
+    if new == 'failed' then
+      f = f + 1
+      local code = string.match(rec, '^[^|]*|([^|]*)|')
+      if not code or code == '' then code = 'unknown' end
+      redis.call('HINCRBY', KEYS[3], code, 1)
+    end
+    if new == 'not_sent' then ns = ns + 1 end
+    out[#out+1] = 1
+  elseif old == new then
+    out[#out+1] = 2
+  else
+    out[#out+1] = 0
+  end
+end
+if d > 0 then redis.call('HINCRBY', KEYS[1], 'delivered', d) end
+if r > 0 then redis.call('HINCRBY', KEYS[1], 'read', r) end
+if f > 0 then redis.call('HINCRBY', KEYS[1], 'failed', f) end
+if ns > 0 then redis.call('HINCRBY', KEYS[1], 'not_sent', ns) end
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return out
+`)
+
+func (l *Ledger) mapKey(msgID string) string  { return "wabulk:" + l.queue + ":m:{" + msgID + "}" }
+func (l *Ledger) parkKey(msgID string) string { return "wabulk:" + l.queue + ":p:{" + msgID + "}" }
+func (l *Ledger) callbacksKey() string        { return l.nsKey("callbacks") }
+
+// record is a status as the ledger stores it.
+func record(u StatusUpdate) string {
+	return u.Status + "|" + u.Code + "|" + strconv.FormatInt(u.Time, 10)
+}
+
+// parseRecord reads a stored status record.
+func parseRecord(rec string) (status, code string, at int64) {
+	parts := strings.SplitN(rec, "|", 3)
+	status = parts[0]
+	if len(parts) > 1 {
+		code = parts[1]
+	}
+	if len(parts) > 2 {
+		at, _ = strconv.ParseInt(parts[2], 10, 64)
+	}
+	return status, code, at
+}
+
+// mapValue and parseMapValue write and read a message's scope and TaskID: a lane's TaskID names
+// its lane, so only the single queue's scope is stored.
+func (l *Ledger) mapValue(scope, taskID string) string {
+	if lane, ok := l.LaneOfTask(taskID); ok && lane == scope {
+		return taskID
+	}
+	return scope + " " + taskID
+}
+
+func (l *Ledger) parseMapValue(v string) (scope, taskID string, ok bool) {
+	if s, t, found := strings.Cut(v, " "); found {
+		return s, t, s != "" && t != ""
+	}
+	lane, ok := l.LaneOfTask(v)
+	return lane, v, ok
+}
+
+// ValidMessageID checks a message id from a callback: 1 to MaxMessageID bytes of printable ASCII
+// without braces or spaces (it becomes part of a Redis key and its hash tag).
+func ValidMessageID(id string) bool {
+	if id == "" || len(id) > MaxMessageID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrBadUpdate is Apply's answer for an update that is not one the ledger can keep.
+var ErrBadUpdate = errors.New("status update is not valid")
+
+// Apply records a batch of status callbacks: each update moves its message forward when it is
+// known, or is parked under its message id until a worker records it (MapMessage). Every step is
+// idempotent, so a batch that failed midway (an error) can be applied again in whole.
+func (l *Ledger) Apply(ctx context.Context, updates []StatusUpdate) (ApplyResult, error) {
+	var res ApplyResult
+	for _, u := range updates {
+		if !ValidMessageID(u.MessageID) || strings.Contains(u.Code, "|") || len(u.Code) > 32 {
+			return res, ErrBadUpdate
+		}
+		if _, ok := ParseStatus(u.Status); !ok {
+			return res, ErrBadUpdate
+		}
+	}
+	ttl := int64(l.retention / time.Second)
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(updates))
+	for i, u := range updates {
+		cmds[i] = lookupScript.Run(ctx, pipe, []string{l.mapKey(u.MessageID), l.parkKey(u.MessageID)}, record(u), ttl)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		// Run falls back from EVALSHA to EVAL only outside a pipeline.
+		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return res, fmt.Errorf("ledger: callback: %w", err)
+		}
+		if err := lookupScript.Load(ctx, l.rdb).Err(); err != nil {
+			return res, fmt.Errorf("ledger: callback: %w", err)
+		}
+		return l.Apply(ctx, updates)
+	}
+	type item struct {
+		taskID string
+		u      StatusUpdate
+	}
+	byScope := map[string][]item{}
+	var order []string
+	newParks := 0
+	for i, c := range cmds {
+		vals, _ := c.Val().([]any)
+		if len(vals) != 2 {
+			return res, fmt.Errorf("ledger: callback: lookup answered %v", c.Val())
+		}
+		m, _ := vals[0].(string)
+		if m == "" {
+			res.Parked++
+			if n, _ := vals[1].(int64); n == 1 {
+				newParks++
+			}
+			continue
+		}
+		scope, taskID, ok := l.parseMapValue(m)
+		if !ok {
+			continue
+		}
+		res.Matched++
+		if _, seen := byScope[scope]; !seen {
+			order = append(order, scope)
+		}
+		byScope[scope] = append(byScope[scope], item{taskID, updates[i]})
+	}
+	if newParks > 0 {
+		if err := l.rdb.HIncrBy(ctx, l.callbacksKey(), "unmatched", int64(newParks)).Err(); err != nil {
+			return res, fmt.Errorf("ledger: callback: %w", err)
+		}
+	}
+	for _, scope := range order {
+		items := byScope[scope]
+		args := make([]any, 0, 1+2*len(items))
+		args = append(args, ttl)
+		for _, it := range items {
+			args = append(args, it.taskID, record(it.u))
+		}
+		out, err := applyScript.Run(ctx, l.rdb, []string{key(scope, "counts"), key(scope, "dlv"), key(scope, "failcodes")}, args...).Slice()
+		if err != nil {
+			return res, fmt.Errorf("ledger: callback: %w", err)
+		}
+		for i, it := range items {
+			// A repeat is listed too: the caller's follow-up (the suppression list) must happen
+			// on Kaleyra's retry when it failed the first time.
+			if i < len(out) && (out[i] == int64(1) || out[i] == int64(2)) && it.u.Status == StatusFailed {
+				res.Failed = append(res.Failed, FailedMessage{TaskID: it.taskID, Code: it.u.Code})
+			}
+		}
+	}
+	return res, nil
+}
+
+// applyParked applies a status parked before the worker recorded the message's id, then drops
+// the park and takes it out of the unmatched count: the park is dropped only after the status
+// is applied, and applying twice is harmless, so a failure midway loses nothing.
+func (l *Ledger) applyParked(ctx context.Context, scope, taskID, msgID, parked string) error {
+	ttl := int64(l.retention / time.Second)
+	if err := applyScript.Run(ctx, l.rdb, []string{key(scope, "counts"), key(scope, "dlv"), key(scope, "failcodes")},
+		ttl, taskID, parked).Err(); err != nil {
+		return fmt.Errorf("ledger: parked status: %w", err)
+	}
+	n, err := l.rdb.Del(ctx, l.parkKey(msgID)).Result()
+	if err != nil {
+		return fmt.Errorf("ledger: parked status: %w", err)
+	}
+	if n == 1 {
+		return l.rdb.HIncrBy(ctx, l.callbacksKey(), "unmatched", -1).Err()
+	}
+	return nil
+}
+
+// MapMessage records which job Kaleyra's message id belongs to, for the status callbacks, and
+// applies a status that arrived first. Sent does this for every message that has an id; it is
+// exported for tests and tools that write a campaign's records directly.
+func (l *Ledger) MapMessage(ctx context.Context, scope, taskID, msgID string) error {
+	if !ValidMessageID(msgID) {
+		return ErrBadUpdate
+	}
+	parked, err := mapScript.Run(ctx, l.rdb, []string{l.mapKey(msgID), l.parkKey(msgID)},
+		l.mapValue(scope, taskID), int64(l.retention/time.Second)).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: map message: %w", err)
+	}
+	return l.applyParked(ctx, scope, taskID, msgID, parked)
+}
+
+// Unmatched returns how many callbacks named a message id no worker recorded: unknown ids, and
+// early ones until their message is recorded.
+func (l *Ledger) Unmatched(ctx context.Context) (int64, error) {
+	n, err := l.rdb.HGet(ctx, l.callbacksKey(), "unmatched").Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// DeliveryStatus returns a message's furthest status in scope ("" when no callback came), its
+// code and time.
+func (l *Ledger) DeliveryStatus(ctx context.Context, scope, taskID string) (status, code string, at int64, err error) {
+	rec, err := l.rdb.HGet(ctx, key(scope, "dlv"), taskID).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", "", 0, nil
+	}
+	if err != nil {
+		return "", "", 0, err
+	}
+	status, code, at = parseRecord(rec)
+	return status, code, at, nil
+}

@@ -1,0 +1,306 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The states of a recipient in a campaign's report.
+const (
+	ReportPending    = "pending"    // waiting, being sent or retrying
+	ReportAccepted   = "accepted"   // Kaleyra accepted it; no verdict from WhatsApp (yet), or only "sent"
+	ReportDelivered  = "delivered"  // on the device
+	ReportRead       = "read"       // opened
+	ReportFailed     = "failed"     // WhatsApp refused it after Kaleyra accepted it; code is Meta's
+	ReportNotSent    = "not_sent"   // Kaleyra never passed it on
+	ReportDead       = "dead"       // dead-lettered: Kaleyra refused it, or it ran out of retries; code is the dead letter's
+	ReportCancelled  = "cancelled"  // removed by a cancel
+	ReportSuppressed = "suppressed" // skipped at enqueue: on the suppression list
+)
+
+// ReportColumns is the report's CSV header.
+var ReportColumns = []string{"to", "state", "code", "message_id", "ref", "ref1", "ref2", "updated_at"}
+
+// ReportRow is one recipient of a campaign.
+type ReportRow struct {
+	To, State, Code, MessageID, Ref, Ref1, Ref2 string
+	UpdatedAt                                   time.Time // zero when not known
+}
+
+// reportBatch is how many records one round trip reads.
+const reportBatch = 1000
+
+// Report calls fn for each recipient of campaign, scope by scope: the sent (with their delivery
+// status), the dead letters, the jobs still waiting in the campaign's lanes, and the recipients
+// its enqueues skipped as suppressed. It reads in batches, so a campaign of millions is reported
+// in flat memory. Jobs a cancel removed, and sent ones whose records passed the retention window,
+// are no longer held and are not listed.
+func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow) error) error {
+	scopes, err := l.scopes(ctx, campaign)
+	if err != nil {
+		return err
+	}
+	for _, scope := range scopes {
+		lane := l.QueueOf(scope) == scope
+		queue := l.QueueOf(scope)
+		if err := l.reportSent(ctx, scope, queue, fn); err != nil {
+			return err
+		}
+		if err := l.reportDead(ctx, scope, fn); err != nil {
+			return err
+		}
+		if lane {
+			if err := l.reportWaiting(ctx, queue, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return l.reportSuppressed(ctx, campaign, fn)
+}
+
+func (l *Ledger) reportSent(ctx context.Context, scope, queue string, fn func(ReportRow) error) error {
+	var cursor uint64
+	for {
+		kv, next, err := l.rdb.HScan(ctx, key(scope, "sent"), cursor, "", reportBatch).Result()
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		ids := make([]string, 0, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			ids = append(ids, kv[i])
+		}
+		if len(ids) > 0 {
+			pipe := l.rdb.Pipeline()
+			dlv := pipe.HMGet(ctx, key(scope, "dlv"), ids...)
+			msgs := l.taskMessages(ctx, pipe, queue, ids)
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("report: %w", err)
+			}
+			for i, id := range ids {
+				row := ReportRow{State: ReportAccepted, MessageID: answerMessageID([]byte(kv[2*i+1]))}
+				row.To, _ = RecipientOfTask(id)
+				if rec, ok := dlv.Val()[i].(string); ok {
+					st, code, at := parseRecord(rec)
+					if st != StatusSent && st != "" {
+						row.State = st
+					}
+					row.Code = code
+					if at > 0 {
+						row.UpdatedAt = time.Unix(at, 0).UTC()
+					}
+				}
+				row.Ref, row.Ref1, row.Ref2 = refsOf(msgs[i])
+				if err := fn(row); err != nil {
+					return err
+				}
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+func (l *Ledger) reportDead(ctx context.Context, scope string, fn func(ReportRow) error) error {
+	var ferr error
+	_, err := l.deadLetters(ctx, scope, "", func(d DeadLetter) bool {
+		row := ReportRow{State: ReportDead, Code: d.Code, Ref: d.Payload.Ref, Ref1: d.Payload.Ref1, Ref2: d.Payload.Ref2, UpdatedAt: d.Time}
+		row.To, _ = RecipientOfTask(d.TaskID)
+		if d.Payload.To != "" {
+			row.To = d.Payload.To
+		}
+		ferr = fn(row)
+		return ferr == nil
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// reportWaiting lists a lane's pending, scheduled, active and retrying jobs.
+func (l *Ledger) reportWaiting(ctx context.Context, queue string, fn func(ReportRow) error) error {
+	p := asynqPrefix(queue)
+	emit := func(ids []string) error {
+		if len(ids) == 0 {
+			return nil
+		}
+		pipe := l.rdb.Pipeline()
+		msgs := l.taskMessages(ctx, pipe, queue, ids)
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("report: %w", err)
+		}
+		for i, id := range ids {
+			row := ReportRow{State: ReportPending}
+			row.To, _ = RecipientOfTask(id)
+			row.Ref, row.Ref1, row.Ref2 = refsOf(msgs[i])
+			if err := fn(row); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, list := range []string{"pending", "active"} {
+		for start := int64(0); ; start += reportBatch {
+			ids, err := l.rdb.LRange(ctx, p+list, start, start+reportBatch-1).Result()
+			if err != nil {
+				return fmt.Errorf("report: %w", err)
+			}
+			if err := emit(ids); err != nil {
+				return err
+			}
+			if len(ids) < reportBatch {
+				break
+			}
+		}
+	}
+	for _, set := range []string{"scheduled", "retry"} {
+		for start := int64(0); ; start += reportBatch {
+			ids, err := l.rdb.ZRange(ctx, p+set, start, start+reportBatch-1).Result()
+			if err != nil {
+				return fmt.Errorf("report: %w", err)
+			}
+			if err := emit(ids); err != nil {
+				return err
+			}
+			if len(ids) < reportBatch {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func (l *Ledger) campaignSuppressedKey(campaign string) string {
+	return key(l.LegacyScope(campaign), "suppressed")
+}
+
+func (l *Ledger) reportSuppressed(ctx context.Context, campaign string, fn func(ReportRow) error) error {
+	var cursor uint64
+	for {
+		nums, next, err := l.rdb.SScan(ctx, l.campaignSuppressedKey(campaign), cursor, "", reportBatch).Result()
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		for _, n := range nums {
+			if err := fn(ReportRow{To: n, State: ReportSuppressed}); err != nil {
+				return err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// taskMessages queues a read of each task's asynq message (which holds its payload).
+func (l *Ledger) taskMessages(ctx context.Context, pipe redis.Pipeliner, queue string, ids []string) []*redis.StringCmd {
+	out := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		out[i] = pipe.HGet(ctx, TaskKey(queue, id), "msg")
+	}
+	return out
+}
+
+// refsOf reads ref, ref1 and ref2 from a task's asynq message: its payload is field 2.
+func refsOf(c *redis.StringCmd) (ref, ref1, ref2 string) {
+	b, err := c.Bytes()
+	if err != nil {
+		return
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		if num == 2 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return
+			}
+			var p struct{ Ref, Ref1, Ref2 string }
+			if json.Unmarshal(v, &p) == nil {
+				return p.Ref, p.Ref1, p.Ref2
+			}
+			return
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return
+		}
+		b = b[m:]
+	}
+	return
+}
+
+// answerMessageID is the first message id in Kaleyra's answer, or "".
+func answerMessageID(answer []byte) string {
+	k := []byte(`"messages":[{"id":"`)
+	i := bytes.Index(answer, k)
+	if i < 0 {
+		return ""
+	}
+	rest := answer[i+len(k):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || j > MaxMessageID {
+		return ""
+	}
+	if id := string(rest[:j]); ValidMessageID(id) {
+		return id
+	}
+	return ""
+}
+
+// WriteReport writes campaign's report as CSV to w (header first), flushing every batch, and
+// returns the rows written. Refs are written so that a spreadsheet never reads one as a formula.
+func (l *Ledger) WriteReport(ctx context.Context, campaign string, w io.Writer) (int64, error) {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(ReportColumns); err != nil {
+		return 0, err
+	}
+	var n int64
+	rec := make([]string, len(ReportColumns))
+	err := l.Report(ctx, campaign, func(r ReportRow) error {
+		rec[0], rec[1], rec[2], rec[3] = r.To, r.State, safeCell(r.Code), safeCell(r.MessageID)
+		rec[4], rec[5], rec[6] = safeCell(r.Ref), safeCell(r.Ref1), safeCell(r.Ref2)
+		rec[7] = ""
+		if !r.UpdatedAt.IsZero() {
+			rec[7] = r.UpdatedAt.Format(time.RFC3339)
+		}
+		n++
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+		if n%reportBatch == 0 {
+			cw.Flush()
+			return cw.Error()
+		}
+		return nil
+	})
+	if err != nil {
+		// Unflushed rows stay unwritten: the caller sees the error, not a report cut mid-row.
+		return n, err
+	}
+	cw.Flush()
+	return n, cw.Error()
+}
+
+// safeCell keeps a spreadsheet from running a cell as a formula: a leading =, +, -, @, tab or
+// carriage return gets a quote in front.
+func safeCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
