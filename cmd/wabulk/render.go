@@ -34,14 +34,17 @@ func writeStatus(w io.Writer, st ops.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	writeQueues(tw, []ops.QueueCounts{st.Queue})
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "CAMPAIGN\tSTATE\tENQUEUED\tPENDING\tACTIVE\tRETRY\tCOMPLETED\tDEAD\tCANCELLED\tRETRIES\tREDRIVEN\tRATE/S\tETA\tDEAD BY CODE")
+	fmt.Fprintln(tw, "CAMPAIGN\tSTATE\tENQUEUED\tPENDING\tACTIVE\tRETRY\tCOMPLETED\tDELIVERED\tREAD\tFAILED\tDEAD\tCANCELLED\tRETRIES\tREDRIVEN\tRATE/S\tETA\tDEAD BY CODE\tFAILED BY CODE")
 	for _, c := range st.Campaigns {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", printable(c.Campaign), printable(c.State),
-			c.Enqueued, c.Pending, c.Active, c.Retry, c.Completed, c.Dead, c.Cancelled, c.Retries, c.Redriven, c.Rate,
-			etaText(c.ETASeconds), codesText(c.DeadCodes))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\n", printable(c.Campaign),
+			printable(c.State), c.Enqueued, c.Pending, c.Active, c.Retry, c.Completed, c.Delivered, c.Read, c.Failed+c.NotSent, c.Dead,
+			c.Cancelled, c.Retries, c.Redriven, c.Rate, etaText(c.ETASeconds), codesText(c.DeadCodes), codesText(c.FailedCodes))
 	}
 	if len(st.Campaigns) == 0 {
 		fmt.Fprintln(tw, "(no campaigns)")
+	}
+	if st.Unmatched > 0 {
+		fmt.Fprintf(tw, "\n%d delivery statuses for message ids this namespace does not know (unmatched)\n", st.Unmatched)
 	}
 	return tw.Flush()
 }

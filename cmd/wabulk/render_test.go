@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +59,25 @@ func TestSendSummarySaysWhatIsLeftAndWhere(t *testing.T) {
 		if !strings.Contains(b.String(), "3 jobs not finished") || !strings.Contains(b.String(), tc.want) {
 			t.Errorf("embedded=%v: summary does not say 3 left and %q:\n%s", tc.embedded, tc.want, b.String())
 		}
+	}
+}
+
+// The status table shows what WhatsApp did with the accepted messages, and the callbacks it
+// could not match.
+func TestStatusTableShowsDeliveryAndUnmatched(t *testing.T) {
+	var b bytes.Buffer
+	st := ops.Status{Unmatched: 4, Campaigns: []store.CampaignInfo{{State: "done", Counts: store.Counts{Campaign: "c",
+		Enqueued: 10, Completed: 9, Delivered: 7, Read: 3, Failed: 1, NotSent: 1, FailedCodes: map[string]int64{"131047": 1}}}}}
+	if err := writeStatus(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"DELIVERED", "READ", "FAILED BY CODE", "131047=1", "4 delivery statuses", "unmatched"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status table lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`c\s+done\s+10\s+0\s+0\s+0\s+9\s+7\s+3\s+2\s`).MatchString(out) {
+		t.Errorf("campaign row does not read enqueued 10, completed 9, delivered 7, read 3, failed 2:\n%s", out)
 	}
 }

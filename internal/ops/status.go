@@ -39,6 +39,8 @@ type Status struct {
 	Time      time.Time            `json:"time"`
 	Queue     QueueCounts          `json:"queue"`
 	Campaigns []store.CampaignInfo `json:"campaigns"`
+	// Unmatched counts the namespace's callback statuses for message ids wabulk does not know.
+	Unmatched int64 `json:"unmatched"`
 }
 
 // Finished reports whether every campaign shown is finished (nothing left to send).
@@ -162,6 +164,10 @@ func (o *Ops) Campaigns(ctx context.Context, fn func(store.CampaignInfo) bool) e
 // know is ErrUnknownCampaign.
 func (o *Ops) Status(ctx context.Context, campaign string) (Status, error) {
 	st := Status{Time: time.Now().UTC()}
+	var err error
+	if st.Unmatched, err = o.Unmatched(ctx); err != nil {
+		return Status{}, err
+	}
 	if campaign != "" {
 		c, err := o.ledger.Campaign(ctx, campaign)
 		if err != nil {
