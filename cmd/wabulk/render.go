@@ -183,6 +183,10 @@ func writeSendResult(w io.Writer, r inprocess.SendResult) error {
 		fmt.Fprintf(tw, "  enqueued\t%d\t(duplicates %d, rejected %d)\n", e.Enqueued, e.Duplicates, e.Rejected)
 	}
 	fmt.Fprintf(tw, "  sent\t%d\t\n", r.Sent)
+	if c := r.Counts; c.Delivered+c.Failed+c.NotSent > 0 {
+		fmt.Fprintf(tw, "  delivered\t%d\tof them, %d read (WhatsApp's status callbacks)\n", c.Delivered, c.Read)
+		fmt.Fprintf(tw, "  failed\t%d\t%s\n", c.Failed+c.NotSent, codesText(c.FailedCodes))
+	}
 	fmt.Fprintf(tw, "  retried\t%d\tattempts that failed transiently and were tried again\n", r.Retried)
 	fmt.Fprintf(tw, "  dead\t%d\t%s\n", r.Dead, codesText(r.DeadByCode))
 	for _, code := range slices.Sorted(maps.Keys(r.Examples)) {

@@ -93,6 +93,7 @@ func Demo(ctx context.Context, o DemoOptions) (SendResult, error) {
 		Worker:        w,
 		EmbeddedRedis: true,
 		Sandbox:       &sb,
+		Callbacks:     true,
 		Out:           o.Out,
 		Progress:      o.Progress,
 		Log:           o.Log,

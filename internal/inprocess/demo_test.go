@@ -3,6 +3,7 @@ package inprocess
 import (
 	"bytes"
 	"context"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,21 @@ func TestDemoSummaryMatchesWhatTheSandboxReceived(t *testing.T) {
 	}
 	if st.Received != res.Sent+res.Retried+res.Dead {
 		t.Errorf("sandbox received %d calls, summary accounts for %d (sent+retried+dead)", st.Received, res.Sent+res.Retried+res.Dead)
+	}
+	// WhatsApp's verdicts, through the fake Kaleyra's callbacks and the in-process receiver: the
+	// counts are what the sandbox drew for the accepted messages, each once.
+	cb := st.Callbacks
+	if cb == nil || cb.Pending != 0 || cb.Abandoned != 0 || cb.Messages != st.Accepted {
+		t.Fatalf("callbacks %+v for %d accepted", cb, st.Accepted)
+	}
+	c := res.Counts
+	var failed int64
+	for _, n := range cb.Failed {
+		failed += n
+	}
+	if c.Delivered != cb.Delivered || c.Read != cb.Read || c.Failed != failed || c.NotSent != cb.NotSent ||
+		!maps.Equal(c.FailedCodes, cb.Failed) || c.Delivered == 0 || failed == 0 {
+		t.Errorf("delivery counts %+v, sandbox drew %+v", c, cb)
 	}
 	if !strings.Contains(out.String(), "nothing survives the process") {
 		t.Errorf("output does not say the Redis is in memory only:\n%s", out.String())

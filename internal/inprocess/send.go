@@ -48,6 +48,10 @@ type SendConfig struct {
 	// Sandbox, when set, runs the in-process fake Kaleyra with this configuration and points the
 	// worker at it. Its Senders default to Worker.From.
 	Sandbox *sandbox.Config
+	// Callbacks, with Sandbox, also runs `wabulk serve`'s status-callback receiver in this process
+	// on a loopback port and has the fake Kaleyra post its delivery callbacks there; the send
+	// then waits for them, so the result carries delivered, read and failed counts.
+	Callbacks bool
 	// RedisName names the Redis in messages (a redacted URL). Default "Redis".
 	RedisName string
 	// Out receives one line per step: where Redis and the sandbox are, what was enqueued, an
@@ -121,6 +125,7 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 		cfg.RedisName = "Redis"
 	}
 	res = SendResult{Campaign: cfg.Campaign, Embedded: cfg.EmbeddedRedis}
+	waitCallbacks := func() {}
 
 	if cfg.EmbeddedRedis {
 		r, err := embedded.Start()
@@ -152,12 +157,21 @@ func Send(ctx context.Context, cfg SendConfig) (res SendResult, err error) {
 		if cfg.Worker.From == "" {
 			cfg.Worker.From = "+" + sc.Senders[0]
 		}
+		if cfg.Callbacks {
+			url, stop, err := startReceiver(cfg)
+			if err != nil {
+				return res, err
+			}
+			defer stop()
+			sc.CallbackURL, sc.CallbackToken = url, receiverToken
+		}
 		sb, err := sandbox.Start(sc)
 		if err != nil {
 			return res, err
 		}
 		defer sb.Close()
 		defer func() { st := sb.Stats(); res.Sandbox = &st }()
+		waitCallbacks = func() { settleCallbacks(ctx, sb) }
 		cfg.Worker.Kaleyra.BaseURL, cfg.Worker.Kaleyra.SID, cfg.Worker.Kaleyra.APIKey = sb.URL, sc.SID, sc.APIKey
 		fmt.Fprintf(cfg.Out, "sandbox (fake Kaleyra) on %s: no real message leaves this machine\n", sb.URL)
 	}
@@ -259,6 +273,9 @@ wait:
 	}
 	if werrEarly == nil {
 		werrEarly = stop()
+	}
+	if !res.Interrupted {
+		waitCallbacks()
 	}
 
 	res.Counts, err = led.Counts(bg, cfg.Campaign)
