@@ -155,15 +155,6 @@ var ErrBadQuery = errors.New("query refused")
 // Query runs an instant query now. A query that does not parse is an ErrBadQuery; a range
 // vector or a scalar answer is an error too (dashboards and triggers use instant vectors).
 func (s *Server) Query(ctx context.Context, expr string) ([]Sample, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Status    string `json:"status"`
 		ErrorType string `json:"errorType"`
@@ -176,7 +167,7 @@ func (s *Server) Query(ctx context.Context, expr string) ([]Sample, error) {
 			} `json:"result"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := s.get(ctx, "/api/v1/query?"+url.Values{"query": {expr}}.Encode(), &body); err != nil {
 		return nil, fmt.Errorf("query %s: %w", expr, err)
 	}
 	if body.Status != "success" {
@@ -221,15 +212,6 @@ type Rule struct {
 
 // Rules returns every loaded rule with its health ("ok" once evaluated without error).
 func (s *Server) Rules(ctx context.Context) ([]Rule, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/api/v1/rules", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Data struct {
 			Groups []struct {
@@ -241,7 +223,7 @@ func (s *Server) Rules(ctx context.Context) ([]Rule, error) {
 			} `json:"groups"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := s.get(ctx, "/api/v1/rules", &body); err != nil {
 		return nil, err
 	}
 	var out []Rule
@@ -251,4 +233,18 @@ func (s *Server) Rules(ctx context.Context) ([]Rule, error) {
 		}
 	}
 	return out, nil
+}
+
+// get decodes the JSON answer of Prometheus's API at path into v.
+func (s *Server) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -150,23 +150,14 @@ func (l *Ledger) reportWaiting(ctx context.Context, queue string, fn func(Report
 		}
 		return nil
 	}
-	for _, list := range []string{"pending", "active"} {
+	lrange := func(k string, a, b int64) *redis.StringSliceCmd { return l.rdb.LRange(ctx, k, a, b) }
+	zrange := func(k string, a, b int64) *redis.StringSliceCmd { return l.rdb.ZRange(ctx, k, a, b) }
+	for _, src := range []struct {
+		key  string
+		read func(string, int64, int64) *redis.StringSliceCmd
+	}{{p + "pending", lrange}, {p + "active", lrange}, {p + "scheduled", zrange}, {p + "retry", zrange}} {
 		for start := int64(0); ; start += reportBatch {
-			ids, err := l.rdb.LRange(ctx, p+list, start, start+reportBatch-1).Result()
-			if err != nil {
-				return fmt.Errorf("report: %w", err)
-			}
-			if err := emit(ids); err != nil {
-				return err
-			}
-			if len(ids) < reportBatch {
-				break
-			}
-		}
-	}
-	for _, set := range []string{"scheduled", "retry"} {
-		for start := int64(0); ; start += reportBatch {
-			ids, err := l.rdb.ZRange(ctx, p+set, start, start+reportBatch-1).Result()
+			ids, err := src.read(src.key, start, start+reportBatch-1).Result()
 			if err != nil {
 				return fmt.Errorf("report: %w", err)
 			}
