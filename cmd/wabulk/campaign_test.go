@@ -303,3 +303,37 @@ func TestAsynqmonActionsKeepCampaignCountsRight(t *testing.T) {
 		t.Errorf("sandbox received %d (want %d), duplicates %v", w.received(15), n-1, st.Duplicates())
 	}
 }
+
+// TestSuppressImport: an import takes numbers one per line or as the first CSV column, skips a
+// header, comments and blank lines, and adds them all; a file with a bad or oversized line adds
+// nothing and names the line.
+func TestSuppressImport(t *testing.T) {
+	rs := redistest.Start(t)
+	env := []string{"WABULK_REDIS_URL=" + rs.URL}
+	good := writeFile(t, "good.csv", "number,reason\n+919812345601,asked\n\n# a comment\n919812345602\n\"+44 7911 123456\",x\n")
+	if r := runCLI(t, env, "suppress", "import", good); r.code != 0 || !strings.Contains(r.stdout, "3 numbers read, 3 added") {
+		t.Fatalf("suppress import: %+v", r)
+	}
+	for name, content := range map[string]string{
+		"bad.csv":  "+919812345603\nnot-a-number\n+919812345604\n",
+		"long.csv": "+919812345605\n" + strings.Repeat("9", 5000) + "\n",
+	} {
+		if r := runCLI(t, env, "suppress", "import", writeFile(t, name, content)); r.code != 2 || !strings.Contains(r.stderr, "line 2") {
+			t.Errorf("suppress import %s: %+v", name, r)
+		}
+	}
+	r := runCLI(t, env, "suppress", "ls")
+	if r.code != 0 {
+		t.Fatalf("suppress ls: %+v", r)
+	}
+	for _, n := range []string{"919812345601", "919812345602", "447911123456"} {
+		if !strings.Contains(strings.ReplaceAll(r.stdout, "+", ""), n) {
+			t.Errorf("suppress ls lacks %s:\n%s", n, r.stdout)
+		}
+	}
+	for _, n := range []string{"919812345603", "919812345604", "919812345605"} {
+		if strings.Contains(r.stdout, n) {
+			t.Errorf("a failed import added %s:\n%s", n, r.stdout)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -143,23 +144,14 @@ serve adds the recipient of a status callback that failed with one of those Meta
 // MaxSuppressLine caps one line of an import file.
 const maxSuppressLine = 4096
 
-// importSuppressions reads numbers from r in batches of 1000: one per line, or the first
-// comma-separated column; blank lines, a "number"/"to" header and '#' comments are skipped. A
-// line that is not a valid number stops the import with its line number (nothing after it is
-// added).
+// importSuppressions reads numbers from r, one per line or the first comma-separated column;
+// blank lines, a "number"/"to" header and '#' comments are skipped. The whole file is read and
+// checked first: a line that is not a valid number (or is over maxSuppressLine bytes) is an error
+// naming it, and nothing is added. Then the numbers are added 1,000 per call.
 func importSuppressions(cmd *cobra.Command, o *ops.Ops, r io.Reader) (added, total int64, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxSuppressLine)
-	var batch []string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		n, err := o.Suppress(cmd.Context(), batch, "import")
-		added += n
-		batch = batch[:0]
-		return err
-	}
+	var numbers []string
 	line := 0
 	for sc.Scan() {
 		line++
@@ -170,23 +162,24 @@ func importSuppressions(cmd *cobra.Command, o *ops.Ops, r io.Reader) (added, tot
 		}
 		n, err := job.NormalizeNumber(cell)
 		if err != nil {
-			return added, total, fmt.Errorf("line %d: %w", line, err)
+			return 0, 0, fmt.Errorf("line %d: %w (nothing imported)", line, err)
 		}
-		batch = append(batch, n)
-		total++
-		if len(batch) == 1000 {
-			if err := flush(); err != nil {
-				return added, total, err
-			}
-		}
+		numbers = append(numbers, n)
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return added, total, fmt.Errorf("line %d is over %d bytes", line+1, maxSuppressLine)
+			return 0, 0, fmt.Errorf("line %d is over %d bytes (nothing imported)", line+1, maxSuppressLine)
 		}
-		return added, total, err
+		return 0, 0, err
 	}
-	return added, total, flush()
+	for batch := range slices.Chunk(numbers, 1000) {
+		n, err := o.Suppress(cmd.Context(), batch, "import")
+		added += n
+		if err != nil {
+			return added, int64(len(numbers)), err
+		}
+	}
+	return added, int64(len(numbers)), nil
 }
 
 func suppressNumbers(args []string) ([]string, error) {
