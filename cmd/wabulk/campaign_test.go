@@ -72,6 +72,22 @@ func (w *controlWorld) enqueue(campaign string, series, n int, extra ...string) 
 	return w.cli(append([]string{"enqueue", "--campaign", campaign}, append(extra, writeFile(w.t, campaign+".csv", seriesCSV(series, n)))...)...)
 }
 
+// actMidway enqueues n recipients of a series as campaign id, runs `wabulk campaign act id` once
+// the first sends arrive (it must print done), waits for the in-flight round to end and returns
+// how many calls the sandbox had received by then.
+func (w *controlWorld) actMidway(id string, series, n int, act, done string) int {
+	w.t.Helper()
+	if r := w.enqueue(id, series, n); r.code != 0 {
+		w.t.Fatalf("enqueue: %+v", r)
+	}
+	testkit.Eventually(w.t, 20*time.Second, "the first sends of the campaign", func() bool { return w.received(series) >= 5 })
+	if r := w.cli("campaign", act, id); r.code != 0 || !strings.Contains(r.stdout, done) {
+		w.t.Fatalf("campaign %s: %+v", act, r)
+	}
+	w.settle(id) // the in-flight round: calls already made finish
+	return w.received(series)
+}
+
 // settle waits for the campaign's in-flight round to end: no job of it active any more.
 func (w *controlWorld) settle(id string) {
 	w.t.Helper()
@@ -97,15 +113,7 @@ func (w *controlWorld) campaign(id string) store.CampaignInfo {
 func TestCampaignPauseHoldsThenResumeSendsEachOnce(t *testing.T) {
 	w := newControlWorld(t, "20")
 	const n = 80
-	if r := w.enqueue("spring", 11, n); r.code != 0 {
-		t.Fatalf("enqueue: %+v", r)
-	}
-	testkit.Eventually(t, 20*time.Second, "the first sends of the campaign", func() bool { return w.received(11) >= 5 })
-	if r := w.cli("campaign", "pause", "spring"); r.code != 0 || !strings.Contains(r.stdout, "paused") {
-		t.Fatalf("campaign pause: %+v", r)
-	}
-	w.settle("spring") // the in-flight round: calls already made finish
-	held := w.received(11)
+	held := w.actMidway("spring", 11, n, "pause", "paused")
 	if c := w.campaign("spring"); c.State != store.StatePaused {
 		t.Errorf("state %q while paused, want paused", c.State)
 	}
@@ -141,15 +149,7 @@ func TestCampaignPauseHoldsThenResumeSendsEachOnce(t *testing.T) {
 func TestCampaignCancelSendsNothingMore(t *testing.T) {
 	w := newControlWorld(t, "20")
 	const n = 80
-	if r := w.enqueue("wrong-image", 12, n); r.code != 0 {
-		t.Fatalf("enqueue: %+v", r)
-	}
-	testkit.Eventually(t, 20*time.Second, "the first sends of the campaign", func() bool { return w.received(12) >= 5 })
-	if r := w.cli("campaign", "cancel", "wrong-image"); r.code != 0 || !strings.Contains(r.stdout, "cancelled") {
-		t.Fatalf("campaign cancel: %+v", r)
-	}
-	w.settle("wrong-image")
-	held := w.received(12)
+	held := w.actMidway("wrong-image", 12, n, "cancel", "cancelled")
 	time.Sleep(3 * time.Second)
 	if got := w.received(12); got != held || held >= n {
 		t.Fatalf("calls after the cancel's in-flight round: %d → %d of %d", held, got, n)

@@ -180,13 +180,12 @@ func TestEnqueueCLIReadsStdin(t *testing.T) {
 	})
 }
 
-func TestEnqueueCLIWritesRejectsFile(t *testing.T) {
+// enqueueRejects enqueues the campaign file in with --rejects, which must exit 1 (rows
+// rejected), and returns the rejects file's records.
+func enqueueRejects(t *testing.T, in string) [][]string {
+	t.Helper()
 	srv := redistest.Start(t)
 	rej := filepath.Join(t.TempDir(), "rejects.csv")
-	in := "to,type,media_link,caption\n" +
-		"+919876543210,image,https://x.test/a.jpg,hi\n" +
-		"\"+919876543211,98x\",audio,https://x.test/a.mp3,\n" +
-		"+919876543212,audio,https://x.test/a.mp3,\"a, caption\"\n"
 	r := enqueueCLI(t, srv.URL, "", "--rejects", rej, writeFile(t, "rj.csv", in))
 	if r.code != 1 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
@@ -200,6 +199,14 @@ func TestEnqueueCLIWritesRejectsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return recs
+}
+
+func TestEnqueueCLIWritesRejectsFile(t *testing.T) {
+	recs := enqueueRejects(t, "to,type,media_link,caption\n"+
+		"+919876543210,image,https://x.test/a.jpg,hi\n"+
+		"\"+919876543211,98x\",audio,https://x.test/a.mp3,\n"+
+		"+919876543212,audio,https://x.test/a.mp3,\"a, caption\"\n")
 	header := []string{"line", "reason", "to", "type", "media_id", "media_link", "caption", "filename", "ref", "ref1", "ref2", "wa_source", "from"}
 	if len(recs) != 3 || !slices.Equal(recs[0], header) {
 		t.Fatalf("rejects file:\n%q", recs)

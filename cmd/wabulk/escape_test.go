@@ -1,9 +1,6 @@
 package main
 
 import (
-	"encoding/csv"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -49,24 +46,9 @@ func TestTablesEscapeControlCharacters(t *testing.T) {
 // Cells of the --rejects CSV that a spreadsheet would run as a formula (= + - @, tab, CR first)
 // are written with a leading quote, so opening the file runs nothing.
 func TestRejectsFileNeutralisesFormulas(t *testing.T) {
-	srv := redistest.Start(t)
-	rej := filepath.Join(t.TempDir(), "rejects.csv")
-	in := "to,type,media_link,ref,ref1,ref2,caption\n" +
-		"\"=HYPERLINK(\"\"http://evil.test\"\")\",image,https://x.test/a.jpg,+1+2,-2+3+cmd|' /C calc'!A0,@SUM(A1),\"\tx\"\n" +
-		"+919876543210,audio,https://x.test/a.mp3,\"\rcr\",-3,,caption\n"
-	r := enqueueCLI(t, srv.URL, "", "--rejects", rej, writeFile(t, "f.csv", in))
-	if r.code != 1 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
-	f, err := os.Open(rej)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := enqueueRejects(t, "to,type,media_link,ref,ref1,ref2,caption\n"+
+		"\"=HYPERLINK(\"\"http://evil.test\"\")\",image,https://x.test/a.jpg,+1+2,-2+3+cmd|' /C calc'!A0,@SUM(A1),\"\tx\"\n"+
+		"+919876543210,audio,https://x.test/a.mp3,\"\rcr\",-3,,caption\n")
 	if len(recs) != 3 {
 		t.Fatalf("rejects file:\n%q", recs)
 	}
