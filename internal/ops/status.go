@@ -173,11 +173,7 @@ func (o *Ops) Status(ctx context.Context, campaign string) (Status, error) {
 		if err != nil {
 			return Status{}, err
 		}
-		lanes, err := o.ledger.CampaignLanes(ctx, campaign)
-		if err != nil {
-			return Status{}, err
-		}
-		st.Queue, err = o.sumQueues(o.cfg.Queue+":"+campaign, lanes)
+		st.Queue, err = o.sumQueues(o.cfg.Queue+":"+campaign, c.Lanes)
 		if err != nil {
 			return Status{}, err
 		}

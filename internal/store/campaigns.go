@@ -353,6 +353,8 @@ type CampaignInfo struct {
 	Rate float64 `json:"rate"`
 	// ETASeconds is how long the jobs left take at Rate; absent when it cannot be told.
 	ETASeconds *float64 `json:"eta_seconds,omitempty"`
+	// Lanes are the campaign's lanes (asynq queues), sorted by name.
+	Lanes []string `json:"-"`
 }
 
 // Finished reports whether nothing of the campaign is left to send.
@@ -375,19 +377,20 @@ func (l *Ledger) Campaign(ctx context.Context, campaign string) (CampaignInfo, e
 	if err := l.requireCampaign(ctx, campaign); err != nil {
 		return CampaignInfo{}, err
 	}
-	c, err := l.Counts(ctx, campaign)
-	if err != nil {
-		return CampaignInfo{}, err
-	}
-	st, err := l.readState(ctx, campaign)
-	if err != nil {
-		return CampaignInfo{}, err
-	}
 	lanes, err := l.CampaignLanes(ctx, campaign)
 	if err != nil {
 		return CampaignInfo{}, err
 	}
-	info := CampaignInfo{Counts: c, SendAt: timePtr(st.sendAt), StartedAt: timePtr(st.started), CancelledAt: timePtr(st.cancelledAt)}
+	c, err := l.counts(ctx, append(slices.Clone(lanes), l.LegacyScope(campaign)))
+	if err != nil {
+		return CampaignInfo{}, err
+	}
+	c.Campaign = campaign
+	st, err := l.readState(ctx, campaign)
+	if err != nil {
+		return CampaignInfo{}, err
+	}
+	info := CampaignInfo{Counts: c, Lanes: lanes, SendAt: timePtr(st.sendAt), StartedAt: timePtr(st.started), CancelledAt: timePtr(st.cancelledAt)}
 	var held int
 	var doneAt time.Time
 	allDone := len(lanes) > 0
