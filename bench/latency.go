@@ -69,7 +69,7 @@ func (b *bench) latency(ctx context.Context, side string, capacity float64, d ti
 			}
 			return err
 		}
-		s, err := startBare(b.redis, sb, 50)
+		s, err := startBare(b.redis, sb, 50, false)
 		if err != nil {
 			return res, err
 		}

@@ -13,7 +13,8 @@
 //  5. rate accuracy: three `wabulk worker` processes sharing one sender at 500/s and 80/s;
 //  6. enqueue: a 1,000,000-row CSV through `wabulk enqueue` vs. a bare asynq Enqueue loop;
 //  7. lanes (one `wabulk worker` at 50/s per sender): three senders' campaigns at once, a small
-//     campaign behind a big one on one sender, and the Redis cost of 200 idle lanes.
+//     campaign behind a big one on one sender, and the Redis cost of 200 idle lanes;
+//  9. Redis memory per job, pending and finished, wabulk vs. bare asynq.
 //
 // Every figure is printed as it is measured; RESULTS.md is written at the end. -scale shrinks
 // the job counts and durations for a quick trial (its figures are not the benchmark's).
@@ -44,6 +45,7 @@ type bench struct {
 	memJobs            int
 	memDur             time.Duration
 	enqRows            int
+	redisMemJobs       int
 	scale              float64
 	started            time.Time
 	machine            machine
@@ -60,6 +62,7 @@ type results struct {
 	rate     []rateResult
 	enq      *enqueueResult
 	lanes    *lanesResult
+	redisMem *redisMemResult
 	total    time.Duration
 	phaseDur map[string]time.Duration
 	phaseLA  map[string]string // load average at the start and end of each phase
@@ -83,7 +86,8 @@ func run(scale float64, out, only string, keep bool) error {
 	b := &bench{scale: scale, only: only, started: time.Now(), machine: readMachine(),
 		tputJobs: sc(20000, scale), profJobs: sc(15000, scale), latDur: time.Duration(float64(10*time.Second) * scale),
 		rateJobs500: sc(10000, scale), rateJobs80: sc(2400, scale), memJobs: sc(30000, scale),
-		memDur: time.Duration(float64(8*time.Second) * scale), enqRows: sc(1000000, scale)}
+		memDur: time.Duration(float64(8*time.Second) * scale), enqRows: sc(1000000, scale),
+		redisMemJobs: sc(100000, scale)}
 	b.res.phaseDur = map[string]time.Duration{}
 	b.res.phaseLA = map[string]string{}
 	var err error
@@ -202,6 +206,18 @@ func run(scale float64, out, only string, keep bool) error {
 			b.res.enq = &r
 			b.logf("  %d rows: wabulk enqueue %.0f rows/s (%v), bare loop %.0f rows/s (%v), ratio %.3f, peak RSS %s, payload bytes identical: %v",
 				r.rows, r.ours, r.elapsed.Round(time.Millisecond), r.bare, r.bareElapsed.Round(time.Millisecond), r.ratio, mib(r.peakKiB), r.sameBytes)
+		}
+		return err
+	})
+	b.phase("9. redis memory", func() error {
+		r, err := b.redisMemory(ctx, b.redisMemJobs)
+		if err == nil {
+			b.res.redisMem = &r
+			b.logf("  %d jobs, bytes per job: pending wabulk %.0f, bare %.0f; finished wabulk %.0f, bare %.0f",
+				r.jobs, r.pending, r.pendingBare, r.done, r.doneBare)
+			for _, pt := range r.parts {
+				b.logf("    %-45s %7.1f B/job (%d keys)", pt.kind, pt.bytes, pt.keys)
+			}
 		}
 		return err
 	})

@@ -109,7 +109,7 @@ func (b *bench) tputOnce(ctx context.Context, sb *fakeKaleyra, side, campaign st
 		}
 		stop = w.stop
 	} else {
-		s, err := startBare(b.redis, sb, conc)
+		s, err := startBare(b.redis, sb, conc, false)
 		if err != nil {
 			return run, err
 		}

@@ -77,9 +77,10 @@ func (w *inProcessWorker) stop() error {
 // bareServer is the baseline: asynq alone, with the worker's concurrency and poll settings,
 // and a handler that POSTs the task's payload (the exact bytes the worker's client sends) to
 // the same sandbox with the same headers through a net/http client tuned like the worker's.
+// With keepResult the handler writes Kaleyra's answer as the task result.
 type bareServer struct{ srv *asynq.Server }
 
-func startBare(r *redisServer, sb *fakeKaleyra, conc int) (*bareServer, error) {
+func startBare(r *redisServer, sb *fakeKaleyra, conc int, keepResult bool) (*bareServer, error) {
 	kc, err := kaleyra.New(kaleyra.Config{SID: sid, APIKey: apiKey, BaseURL: sb.URL})
 	if err != nil {
 		return nil, err
@@ -101,12 +102,20 @@ func startBare(r *redisServer, sb *fakeKaleyra, conc int) (*bareServer, error) {
 		if err != nil {
 			return err
 		}
-		io.Copy(io.Discard, resp.Body)
+		var answer bytes.Buffer
+		var into io.Writer = io.Discard
+		if keepResult {
+			into = &answer
+		}
+		io.Copy(into, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode/100 != 2 {
 			return fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
-		return nil
+		if keepResult {
+			_, err = t.ResultWriter().Write(answer.Bytes())
+		}
+		return err
 	})
 	srv := asynq.NewServer(r.connOpt(), asynq.Config{Concurrency: conc, Queues: map[string]int{queue: 1},
 		TaskCheckInterval: pollInterval, DelayedTaskCheckInterval: delayedCheck, LogLevel: asynq.WarnLevel})

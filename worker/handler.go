@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/kaleyra"
@@ -137,7 +136,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if h.sendCount != nil {
 			h.sendCount.Add(from)
 		}
-		return h.sent(ctx, log, t, queue, scope, sender, id, res, start)
+		return h.sent(ctx, log, t, scope, sender, id, res, start)
 	}
 	var ke *kaleyra.Error
 	if !errors.As(err, &ke) {
@@ -191,19 +190,16 @@ func (h *handler) wait(ctx context.Context, from string, mayRequeue bool) (time.
 // markerPatience is how long a worker keeps trying to write a sent marker while Redis is away.
 const markerPatience = 20 * time.Second
 
-func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, queue, scope, sender, id string, res kaleyra.Result, start time.Time) error {
+func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, scope, sender, id string, res kaleyra.Result, start time.Time) error {
 	// The message is out: record it even if the job's context is ending, and try hard, because a
 	// job whose sent marker is lost could be sent again after a crash.
 	rctx := context.WithoutCancel(ctx)
 	// Keep trying through a Redis restart (an outage of a few seconds is common; giving up after
 	// one or two would lose markers), but stop well inside asynq's 30 s lease.
-	// The task result (Kaleyra's answer, shown in asynqmon) goes in the same round trip as the
-	// marker: asynq's ResultWriter is one HSET on the task's hash, written here beside the
-	// marker's script instead of in a round trip of its own.
-	result := func(pipe redis.Pipeliner) { store.WriteResult(rctx, pipe, queue, id, res.Body) }
+	// The ledger writes Kaleyra's answer as the task result (what asynqmon shows) with the marker.
 	var err error
 	for i, giveUp := 0, time.Now().Add(markerPatience); ; i++ {
-		if err = h.ledger.SentMessage(rctx, scope, id, res.MessageID, res.Body, result); err == nil || time.Now().After(giveUp) {
+		if err = h.ledger.SentMessage(rctx, scope, id, res.MessageID, res.Body); err == nil || time.Now().After(giveUp) {
 			break
 		}
 		time.Sleep(min(time.Duration(100<<min(i, 4))*time.Millisecond, time.Second))

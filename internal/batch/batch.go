@@ -4,28 +4,64 @@
 // commit both take their work this way.
 package batch
 
-import "iter"
+import (
+	"iter"
+	"time"
+)
 
 // Of yields batches of up to max values from ch until ch is closed: it blocks for the first value
 // of each batch, then adds the values already waiting. The slice is reused: a caller that keeps a
 // batch after its loop body returns must copy it.
-func Of[T any](ch <-chan T, max int) iter.Seq[[]T] {
+func Of[T any](ch <-chan T, max int) iter.Seq[[]T] { return Lingering(ch, max, 0) }
+
+// Lingering is Of, except that after a batch of more than one value the next batch waits up to
+// linger, from its first value, for more values to fill it. Under load, where batches form
+// anyway, fewer and fuller batches cost the consumer less per value; a lone value (the batch
+// before it held one) is never held back.
+func Lingering[T any](ch <-chan T, max int, linger time.Duration) iter.Seq[[]T] {
 	return func(yield func([]T) bool) {
 		buf := make([]T, 0, max)
+		busy := false
+		var timer *time.Timer
 		for v := range ch {
 			buf = append(buf[:0], v)
+			var wait <-chan time.Time
+			if busy && linger > 0 {
+				if timer == nil {
+					timer = time.NewTimer(linger)
+				} else {
+					timer.Reset(linger)
+				}
+				wait = timer.C
+			}
 		more:
 			for len(buf) < max {
+				if wait == nil {
+					select {
+					case v, ok := <-ch:
+						if !ok {
+							break more
+						}
+						buf = append(buf, v)
+					default:
+						break more
+					}
+					continue
+				}
 				select {
 				case v, ok := <-ch:
 					if !ok {
 						break more
 					}
 					buf = append(buf, v)
-				default:
-					break more
+				case <-wait:
+					wait = nil // what is waiting now still joins
 				}
 			}
+			if timer != nil {
+				timer.Stop()
+			}
+			busy = len(buf) > 1
 			if !yield(buf) {
 				return
 			}

@@ -3,6 +3,7 @@ package batch
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestOfTakesWhatWaitsUpToMaxAndEndsWhenClosed(t *testing.T) {
@@ -52,5 +53,47 @@ func TestOfStopsWhenTheLoopBreaks(t *testing.T) {
 	}
 	if v := <-ch; v != 2 {
 		t.Fatalf("the value after the break was taken: got %d", v)
+	}
+}
+
+func TestLingeringWaitsOnlyAfterABusyBatch(t *testing.T) {
+	ch := make(chan int, 10)
+	ch <- 0
+	ch <- 1
+	got := make(chan []int)
+	go func() {
+		for b := range Lingering(ch, 3, 500*time.Millisecond) {
+			got <- slices.Clone(b)
+		}
+		close(got)
+	}()
+	if b := <-got; !slices.Equal(b, []int{0, 1}) {
+		t.Fatalf("first batch %v, want what was waiting", b)
+	}
+	// After a batch of two the next one waits for more: 2 and 3 go together even though 3
+	// comes later.
+	ch <- 2
+	time.Sleep(50 * time.Millisecond)
+	ch <- 3
+	if b := <-got; !slices.Equal(b, []int{2, 3}) {
+		t.Fatalf("second batch %v, want [2 3]", b)
+	}
+	// A lone value after a busy batch waits out the linger and goes alone; the next lone value
+	// (after a batch of one) is not held.
+	ch <- 4
+	if b := <-got; !slices.Equal(b, []int{4}) {
+		t.Fatalf("third batch %v", b)
+	}
+	start := time.Now()
+	ch <- 5
+	if b := <-got; !slices.Equal(b, []int{5}) {
+		t.Fatalf("fourth batch %v", b)
+	}
+	if d := time.Since(start); d >= 500*time.Millisecond {
+		t.Errorf("a lone value after a batch of one waited %v", d)
+	}
+	close(ch)
+	if _, ok := <-got; ok {
+		t.Fatal("batches after close")
 	}
 }

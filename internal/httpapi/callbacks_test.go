@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/internal/testkit"
@@ -37,6 +39,10 @@ func (e *env) sentOne(c, to, mid string) (scope, taskID string) {
 		e.t.Fatal(err)
 	}
 	if err := l.SentMessage(ctx, scope, taskID, mid, []byte(`{"messages":[{"id":"`+mid+`"}]}`)); err != nil {
+		e.t.Fatal(err)
+	}
+	// What asynq's ack does next: the task joins the lane's completed set.
+	if err := e.rs.Client(e.t).ZAdd(ctx, store.CompletedKey(scope), redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: taskID}).Err(); err != nil {
 		e.t.Fatal(err)
 	}
 	return scope, taskID

@@ -237,6 +237,10 @@ func WriteResult(ctx context.Context, pipe redis.Pipeliner, queue, id string, re
 	pipe.HSet(ctx, TaskKey(queue, id), "result", result)
 }
 
+// CompletedKey is asynq's sorted set of a queue's completed task ids, scored by the Unix second
+// they expire (base.CompletedKey).
+func CompletedKey(queue string) string { return asynqPrefix(queue) + "completed" }
+
 // ArchivedKey is asynq's sorted set of a queue's archived task ids, scored by archive time in
 // Unix seconds (base.ArchivedKey).
 func ArchivedKey(queue string) string { return asynqPrefix(queue) + "archived" }

@@ -15,7 +15,8 @@ import (
 // Begin and Sent are the two ledger writes on every message's path. Each call is an op; a
 // Ledger in Batch mode writes the ops of concurrent callers together ("group commit"): while
 // one pipeline is in flight the next calls queue, and the next pipeline carries all of them,
-// with one script call per campaign and kind. Under load, N jobs in flight cost one round trip
+// with one script call per scope and kind (a lane's Begin: one EXISTS and a read per job, no
+// script). Under load, N jobs in flight cost one round trip
 // instead of N; a lone call goes out at once. Outside Batch mode a call's op is written alone,
 // on the caller's goroutine. Every op is idempotent, so a pipeline may be written twice.
 
@@ -30,9 +31,8 @@ type op struct {
 	kind   opKind
 	scope  string
 	taskID string
-	answer []byte                  // opSent: the sent marker's value
-	msgID  string                  // opSent: Kaleyra's message id, mapped to the job for status callbacks
-	with   []func(redis.Pipeliner) // opSent: commands that ride in the same pipeline
+	answer []byte // opSent: Kaleyra's answer, the task's result
+	msgID  string // opSent: Kaleyra's message id, mapped to the job for status callbacks
 	// Set by commit.
 	prior       string
 	alreadySent bool
@@ -41,9 +41,20 @@ type op struct {
 	done        chan struct{} // closed when set, in Batch mode
 }
 
-// KEYS: active retry sent cancelled. ARGV: taskIDs. For each task returns 0, or the sent
-// marker's value when it was sent already; -1 when the lane is cancelled (no task of it may be
-// sent).
+// The sent marker. In a lane it is the task's result in asynq's own task hash (TaskKey), which
+// shares the lane's slot: the first write of a result counts the job sent (HSETNX), and Begin
+// reads it back. The task hash lives as long as asynq keeps the completed task
+// (WABULK_RETENTION), so one copy of Kaleyra's answer is both what asynqmon shows and what stops
+// a second send. Lane counts read asynq's own lists for waiting, active and retrying jobs, so a
+// lane's Begin writes nothing: it is one HGET per job and one EXISTS (the cancelled flag) per
+// batch, plain commands in the batch's pipeline.
+//
+// The single queue's task hashes live in the namespace's slot, apart from each campaign's ledger
+// scope, so there the marker is the scope's "sent" hash (value: the answer) beside the result,
+// and the scope's "active" and "retry" sets count what asynq's shared lists cannot tell apart.
+
+// KEYS: active retry sent cancelled (a single-queue scope). ARGV: taskIDs. For each task returns
+// 0, or the sent marker's value when it was sent already; -1 when the scope is cancelled.
 var beginScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 local out = {}
@@ -79,51 +90,72 @@ func (l *Ledger) Begin(ctx context.Context, scope, taskID string) (prior string,
 	return o.prior, o.alreadySent, nil
 }
 
-// KEYS: counts active sent dead deadcodes. ARGV: ttl seconds, then taskID, answer for each
-// task. The retry set is not touched: the attempt's Begin took the job out of it, and only a
-// failed attempt (Retry, not followed by Sent) puts it back. A job that has a dead-letter
-// record and is then sent was dead-lettered by an attempt whose archive never reached asynq
-// (Redis went away first, so asynq ran the job again), or redriven before its record was
-// removed: it counts as sent, and the stale record goes.
-var sentScript = redis.NewScript(`
-local n, undead = 0, 0
+// A job that has a dead-letter record and is then sent was dead-lettered by an attempt whose
+// archive never reached asynq (Redis went away first, so asynq ran the job again), or redriven
+// before its record was removed: it counts as sent, and the stale record goes. Both sent scripts
+// share that step.
+const luaUndead = `
+local function undead(deadkey, codeskey, id)
+  local old = redis.call('HGET', deadkey, id)
+  if not old then return 0 end
+  redis.call('HDEL', deadkey, id)
+  redis.call('HINCRBY', codeskey, cjson.decode(old)['code'], -1)
+  return 1
+end
+local function counted(countskey, n, undeadn)
+  if n > 0 then redis.call('HINCRBY', countskey, 'completed', n) end
+  if undeadn > 0 then redis.call('HINCRBY', countskey, 'dead', -undeadn) end
+end
+`
+
+// KEYS: counts dead deadcodes, then the task hash of each job (a lane's). ARGV: taskID for each
+// job, then its answer. A job's first result counts it sent; the dead-letter hash is read only
+// when the lane has one.
+var laneSentScript = redis.NewScript(luaUndead + `
+local m = #KEYS - 3
+local anydead = redis.call('EXISTS', KEYS[2]) == 1
+local n, un = 0, 0
+for i = 1, m do
+  if redis.call('HSETNX', KEYS[3+i], 'result', ARGV[m+i]) == 1 then
+    n = n + 1
+    if anydead then un = un + undead(KEYS[2], KEYS[3], ARGV[i]) end
+  end
+end
+counted(KEYS[1], n, un)
+return n
+`)
+
+// KEYS: counts active sent dead deadcodes (a single-queue scope). ARGV: ttl seconds, then
+// taskID, answer for each task. The retry set is not touched: the attempt's Begin took the job
+// out of it, and only a failed attempt (Retry, not followed by Sent) puts it back.
+var sentScript = redis.NewScript(luaUndead + `
+local n, un = 0, 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   redis.call('SREM', KEYS[2], id)
   if redis.call('HSETNX', KEYS[3], id, ARGV[i+1]) == 1 then
     n = n + 1
-    local old = redis.call('HGET', KEYS[4], id)
-    if old then
-      redis.call('HDEL', KEYS[4], id)
-      redis.call('HINCRBY', KEYS[5], cjson.decode(old)['code'], -1)
-      undead = undead + 1
-    end
+    un = un + undead(KEYS[4], KEYS[5], id)
   end
 end
-if n > 0 then
-  redis.call('HINCRBY', KEYS[1], 'completed', n)
-end
-if undead > 0 then
-  redis.call('HINCRBY', KEYS[1], 'dead', -undead)
-end
+counted(KEYS[1], n, un)
 redis.call('EXPIRE', KEYS[3], ARGV[1])
 return n
 `)
 
-// Sent records that Kaleyra accepted the job; answer is kept as the sent marker for the
-// retention window. Commands that with queues go in the same round trip (the worker writes the
-// task result there): every accepted message passes this way.
-func (l *Ledger) Sent(ctx context.Context, scope, taskID string, answer []byte, with ...func(redis.Pipeliner)) error {
-	return l.SentMessage(ctx, scope, taskID, "", answer, with...)
+// Sent records that Kaleyra accepted the job: answer becomes the task's result (what asynqmon
+// shows) and the sent marker for the retention window. Every accepted message passes this way.
+func (l *Ledger) Sent(ctx context.Context, scope, taskID string, answer []byte) error {
+	return l.SentMessage(ctx, scope, taskID, "", answer)
 }
 
 // SentMessage is Sent that also maps Kaleyra's message id msgID (empty: none) to the job in the
 // same round trip, so the status callbacks find it, and applies a callback that came first.
-func (l *Ledger) SentMessage(ctx context.Context, scope, taskID, msgID string, answer []byte, with ...func(redis.Pipeliner)) error {
+func (l *Ledger) SentMessage(ctx context.Context, scope, taskID, msgID string, answer []byte) error {
 	if !ValidMessageID(msgID) {
 		msgID = ""
 	}
-	o := &op{kind: opSent, scope: scope, taskID: taskID, msgID: msgID, answer: answer, with: with}
+	o := &op{kind: opSent, scope: scope, taskID: taskID, msgID: msgID, answer: answer}
 	l.do(ctx, o)
 	if o.err != nil {
 		return fmt.Errorf("ledger: sent: %w", o.err)
@@ -157,7 +189,7 @@ func (l *Ledger) do(ctx context.Context, o *op) {
 func (l *Ledger) Batch(max int) (stop func()) {
 	b := &batcher{ops: make(chan *op, max)}
 	b.wg.Go(func() {
-		for group := range batch.Of(b.ops, max) {
+		for group := range batch.Lingering(b.ops, max, groupLinger) {
 			l.commit(context.Background(), group)
 			for _, o := range group {
 				close(o.done)
@@ -176,6 +208,12 @@ func (l *Ledger) Batch(max int) (stop func()) {
 		b.wg.Wait()
 	}
 }
+
+// groupLinger is how long a batch waits to fill when the one before it shared a round trip: at
+// a few thousand messages a second each round trip then carries several ops instead of one or
+// two, which cuts Redis commands and CPU per message; the wait is small beside Kaleyra's answer
+// time, and a lone op (no load) is never held.
+const groupLinger = time.Millisecond
 
 type batcher struct {
 	ops    chan *op
@@ -209,12 +247,6 @@ func (l *Ledger) commit(ctx context.Context, ops []*op) {
 // write is one pass of commit; it reports whether a script was missing from Redis's cache
 // (only when evalsha is set), in which case nothing was decided and the caller writes again.
 func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript bool) {
-	type group struct {
-		kind  opKind
-		scope string
-		ops   []*op
-		cmd   *redis.Cmd
-	}
 	var groups []*group
 	find := func(o *op) *group {
 		for _, g := range groups {
@@ -222,7 +254,7 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 				return g
 			}
 		}
-		g := &group{kind: o.kind, scope: o.scope}
+		g := &group{kind: o.kind, scope: o.scope, lane: l.QueueOf(o.scope) == o.scope}
 		groups = append(groups, g)
 		return g
 	}
@@ -230,109 +262,190 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 		g := find(o)
 		g.ops = append(g.ops, o)
 	}
+	run := func(pipe redis.Pipeliner, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+		if evalsha {
+			return s.EvalSha(ctx, pipe, keys, args...)
+		}
+		return s.Eval(ctx, pipe, keys, args...)
+	}
 	pipe := l.rdb.Pipeline()
 	for _, g := range groups {
-		script, keys := beginScript, []string{key(g.scope, "active"), key(g.scope, "retry"), key(g.scope, "sent"),
-			key(g.scope, "cancelled")}
-		args := make([]any, 0, 1+2*len(g.ops))
-		if g.kind == opSent {
-			script, keys = sentScript, []string{key(g.scope, "counts"), keys[0], keys[2], key(g.scope, "dead"),
-				key(g.scope, "deadcodes")}
-			args = append(args, int64(l.retention/time.Second))
+		g.queue(ctx, l, pipe, run)
+	}
+	parks := l.queueMaps(ctx, pipe, ops)
+	pipe.Exec(ctx)
+	for _, g := range groups {
+		if g.script != nil && evalsha && redis.HasErrorPrefix(g.script.Err(), "NOSCRIPT") {
+			return true
 		}
+	}
+	parks.read(ops)
+	for _, g := range groups {
+		g.read()
+	}
+	return false
+}
+
+// group is the ops of one kind and scope in one pipeline, and the commands that carry them.
+type group struct {
+	kind  opKind
+	scope string
+	lane  bool
+	ops   []*op
+	// A lane's Begin: the cancelled flag and each task's result; any other group: one script.
+	cancelled *redis.IntCmd
+	results   []*redis.StringCmd
+	script    *redis.Cmd
+	writes    []*redis.IntCmd // the single queue's results, written beside the marker
+}
+
+// queue adds the group's commands to pipe.
+func (g *group) queue(ctx context.Context, l *Ledger, pipe redis.Pipeliner, run func(redis.Pipeliner, *redis.Script, []string, ...any) *redis.Cmd) {
+	s := g.scope
+	switch {
+	case g.kind == opBegin && g.lane:
+		g.cancelled = pipe.Exists(ctx, key(s, "cancelled"))
+		g.results = make([]*redis.StringCmd, len(g.ops))
+		for i, o := range g.ops {
+			g.results[i] = pipe.HGet(ctx, TaskKey(s, o.taskID), "result")
+		}
+	case g.kind == opBegin:
+		args := make([]any, len(g.ops))
+		for i, o := range g.ops {
+			args[i] = o.taskID
+		}
+		g.script = run(pipe, beginScript, []string{key(s, "active"), key(s, "retry"), key(s, "sent"), key(s, "cancelled")}, args...)
+	case g.lane:
+		keys := make([]string, 3, 3+len(g.ops))
+		keys[0], keys[1], keys[2] = key(s, "counts"), key(s, "dead"), key(s, "deadcodes")
+		args := make([]any, 2*len(g.ops))
+		for i, o := range g.ops {
+			keys = append(keys, TaskKey(s, o.taskID))
+			args[i], args[len(g.ops)+i] = o.taskID, o.answer
+		}
+		g.script = run(pipe, laneSentScript, keys, args...)
+	default:
+		args := make([]any, 1, 1+2*len(g.ops))
+		args[0] = int64(l.retention / time.Second)
 		for _, o := range g.ops {
-			args = append(args, o.taskID)
-			if g.kind == opSent {
-				args = append(args, o.answer)
-			}
+			args = append(args, o.taskID, o.answer)
 		}
-		if evalsha {
-			g.cmd = script.EvalSha(ctx, pipe, keys, args...)
-		} else {
-			g.cmd = script.Eval(ctx, pipe, keys, args...)
+		g.script = run(pipe, sentScript, []string{key(s, "counts"), key(s, "active"), key(s, "sent"), key(s, "dead"),
+			key(s, "deadcodes")}, args...)
+		// The result beside the marker, as asynq's ResultWriter writes it.
+		for _, o := range g.ops {
+			g.writes = append(g.writes, pipe.HSet(ctx, TaskKey(l.queue, o.taskID), "result", o.answer))
 		}
 	}
-	// Each sent message's id mapping, in its own slot (the message id's).
-	maps := make([]*redis.Cmd, len(ops))
-	ttl := int64(l.retention / time.Second)
-	for i, o := range ops {
-		if o.kind != opSent || o.msgID == "" {
-			continue
-		}
-		mk := []string{l.mapKey(o.msgID), l.parkKey(o.msgID)}
-		if evalsha {
-			maps[i] = mapScript.EvalSha(ctx, pipe, mk, l.mapValue(o.scope, o.taskID), ttl)
-		} else {
-			maps[i] = mapScript.Eval(ctx, pipe, mk, l.mapValue(o.scope, o.taskID), ttl)
+}
+
+// read sets each op's outcome from the group's replies.
+func (g *group) read() {
+	fail := func(err error) {
+		for _, o := range g.ops {
+			o.err = err
 		}
 	}
-	// Each op's own extra commands, by their place in the pipeline.
-	spans := make([][2]int, len(ops))
-	for i, o := range ops {
-		spans[i][0] = pipe.Len()
-		for _, f := range o.with {
-			f(pipe)
-		}
-		spans[i][1] = pipe.Len()
+	if g.script != nil && g.script.Err() != nil {
+		fail(g.script.Err())
+		return
 	}
-	cmds, _ := pipe.Exec(ctx)
-	for _, g := range groups {
-		if evalsha && redis.HasErrorPrefix(g.cmd.Err(), "NOSCRIPT") {
-			return true
+	for _, w := range g.writes {
+		if err := w.Err(); err != nil {
+			fail(err)
+			return
 		}
 	}
-	for _, m := range maps {
-		if m != nil && evalsha && redis.HasErrorPrefix(m.Err(), "NOSCRIPT") {
-			return true
+	switch {
+	case g.kind != opBegin:
+	case g.lane:
+		if err := g.cancelled.Err(); err != nil {
+			fail(err)
+			return
 		}
-	}
-	for i, m := range maps {
-		if m == nil {
-			continue
+		if g.cancelled.Val() == 1 {
+			fail(ErrCancelled)
+			return
 		}
-		if err := m.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			ops[i].err = err
-			continue
-		}
-		ops[i].parked, _ = m.Val().(string)
-	}
-	for _, g := range groups {
-		if err := g.cmd.Err(); err != nil {
-			for _, o := range g.ops {
+		for i, o := range g.ops {
+			r := g.results[i]
+			if err := r.Err(); err != nil && !errors.Is(err, redis.Nil) {
 				o.err = err
+				continue
 			}
-			continue
+			o.prior, o.alreadySent = r.Val(), r.Err() == nil
 		}
-		if g.kind != opBegin {
-			continue
+	default:
+		if n, ok := g.script.Val().(int64); ok && n == -1 {
+			fail(ErrCancelled)
+			return
 		}
-		if n, ok := g.cmd.Val().(int64); ok && n == -1 {
-			for _, o := range g.ops {
-				o.err = ErrCancelled
-			}
-			continue
-		}
-		vals, _ := g.cmd.Val().([]any)
+		vals, _ := g.script.Val().([]any)
 		if len(vals) != len(g.ops) {
-			for _, o := range g.ops {
-				o.err = fmt.Errorf("begin script answered %d values for %d tasks", len(vals), len(g.ops))
-			}
-			continue
+			fail(fmt.Errorf("begin script answered %d values for %d tasks", len(vals), len(g.ops)))
+			return
 		}
 		for i, o := range g.ops {
 			o.prior, o.alreadySent = vals[i].(string)
 		}
 	}
+}
+
+// mapWrites are the message-id mappings of a pipeline's sent ops and the reads of their parks.
+type mapWrites struct {
+	idx   []int // the ops mapped, by their place in ops
+	sets  []*redis.StatusCmd
+	mget  *redis.SliceCmd    // the parks in one read (one Redis node)
+	gets  []*redis.StringCmd // or one read each (Redis Cluster: the parks spread over slots)
+	parks []string
+}
+
+// queueMaps adds to pipe, for each sent op with a message id, the mapping from the id to the job
+// and then a read of the id's park. Map first, read after: the receiver parks a callback only
+// when it finds no mapping (one script), so a callback either sees the mapping or is parked
+// before the read here and comes back with it.
+func (l *Ledger) queueMaps(ctx context.Context, pipe redis.Pipeliner, ops []*op) *mapWrites {
+	m := &mapWrites{}
 	for i, o := range ops {
-		if o.err != nil || spans[i][0] == spans[i][1] || len(cmds) < spans[i][1] {
+		if o.kind != opSent || o.msgID == "" {
 			continue
 		}
-		for _, c := range cmds[spans[i][0]:spans[i][1]] {
-			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-				o.err = err
-				break
-			}
-		}
+		m.idx = append(m.idx, i)
+		m.sets = append(m.sets, pipe.Set(ctx, l.mapKey(o.msgID), l.mapValue(o.scope, o.taskID), l.retention))
+		m.parks = append(m.parks, l.parkKey(o.msgID))
 	}
-	return false
+	switch {
+	case len(m.parks) == 0:
+	case l.cluster():
+		for _, k := range m.parks {
+			m.gets = append(m.gets, pipe.Get(ctx, k))
+		}
+	default:
+		m.mget = pipe.MGet(ctx, m.parks...)
+	}
+	return m
+}
+
+// read sets the mapped ops' errors and parked callbacks.
+func (m *mapWrites) read(ops []*op) {
+	for j, i := range m.idx {
+		o := ops[i]
+		if err := m.sets[j].Err(); err != nil {
+			o.err = err
+			continue
+		}
+		if m.mget != nil {
+			if err := m.mget.Err(); err != nil {
+				o.err = err
+				continue
+			}
+			o.parked, _ = m.mget.Val()[j].(string)
+			continue
+		}
+		if err := m.gets[j].Err(); err != nil && !errors.Is(err, redis.Nil) {
+			o.err = err
+			continue
+		}
+		o.parked = m.gets[j].Val()
+	}
 }

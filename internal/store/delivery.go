@@ -10,9 +10,9 @@ package store
 //	wabulk:{<scope>}:counts           HASH   gains delivered, read, failed, not_sent
 //	wabulk:{<ns>}:callbacks           HASH   unmatched: callbacks parked for an id no worker recorded (yet)
 //
-// The mapping and the park of one message share a hash tag, the message id, so "map, or park when
-// there is no map yet" (the receiver) and "map, and return what was parked" (the worker) are each
-// one script: whichever comes second sees the other's write, so an early callback is never left
+// The mapping and the park of one message share a hash tag, the message id. "Map, or park when
+// there is no map yet" (the receiver) is one script; the worker writes the map and then reads
+// the park: whichever comes second sees the other's write, so an early callback is never left
 // parked unseen. Message ids spread over the slots of a cluster.
 //
 // A status only moves forward: sent < delivered < read, and failed and not_sent are final (and
@@ -107,12 +107,6 @@ if forward(state(old), state(ARGV[1])) then
 end
 if old then return {false, 0} end
 return {false, 1}
-`)
-
-// KEYS: map park. ARGV: value, ttl. Sets the map and returns what was parked, or false.
-var mapScript = redis.NewScript(`
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return redis.call('GET', KEYS[2])
 `)
 
 // KEYS: counts dlv failcodes. ARGV: ttl, then taskID, record for each update. Returns for each
@@ -320,15 +314,18 @@ func (l *Ledger) MapMessage(ctx context.Context, scope, taskID, msgID string) er
 	if !ValidMessageID(msgID) {
 		return ErrBadUpdate
 	}
-	parked, err := mapScript.Run(ctx, l.rdb, []string{l.mapKey(msgID), l.parkKey(msgID)},
-		l.mapValue(scope, taskID), int64(l.retention/time.Second)).Text()
-	if errors.Is(err, redis.Nil) {
+	o := &op{kind: opSent, scope: scope, taskID: taskID, msgID: msgID}
+	pipe := l.rdb.Pipeline()
+	m := l.queueMaps(ctx, pipe, []*op{o})
+	pipe.Exec(ctx)
+	m.read([]*op{o})
+	if o.err != nil {
+		return fmt.Errorf("ledger: map message: %w", o.err)
+	}
+	if o.parked == "" {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("ledger: map message: %w", err)
-	}
-	return l.applyParked(ctx, scope, taskID, msgID, parked)
+	return l.applyParked(ctx, scope, taskID, msgID, o.parked)
 }
 
 // Unmatched returns how many callbacks named a message id no worker recorded: unknown ids, and

@@ -107,7 +107,14 @@ func (l *Ledger) Scope(queue, campaign string) string {
 	return queue
 }
 
-func (l *Ledger) nsKey(what string) string     { return "wabulk:{" + l.queue + "}:" + what }
+func (l *Ledger) nsKey(what string) string { return "wabulk:{" + l.queue + "}:" + what }
+
+// cluster reports whether the ledger talks to a Redis Cluster, where one command cannot span
+// slots.
+func (l *Ledger) cluster() bool {
+	_, ok := l.rdb.(*redis.ClusterClient)
+	return ok
+}
 func (l *Ledger) campaignsKey() string         { return l.nsKey("campaigns") }
 func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id) }
 

@@ -9,11 +9,13 @@
 // Cluster too. A campaign's counts are the sums over its lanes.
 //
 // Why the counts stay right across retries, crashes and redrives: every transition is keyed by
-// TaskID and idempotent. "active" and "retry" are sets of TaskIDs (adding twice is a no-op), a
-// job counts as sent only when its sent marker is new (HSETNX) and as dead only when its dead
-// record is new; a redrive removes the dead record and decrements in the same script. So a job
-// that a crash makes run twice, or a redrive that races a worker, cannot count twice. Pending is
-// derived: enqueued − sent − dead − active − retry.
+// TaskID and idempotent. A job counts as sent only when its sent marker is new (HSETNX; in a
+// lane the marker is the task's result, see commit.go) and as dead only when its dead record is
+// new; a redrive removes the dead record and decrements in the same script. So a job that a
+// crash makes run twice, or a redrive that races a worker, cannot count twice. A lane's waiting,
+// active and retrying jobs are what asynq's own lists of the lane hold; in the single queue,
+// shared by campaigns, "active" and "retry" are the scope's sets of TaskIDs (adding twice is a
+// no-op) and pending is derived: enqueued − sent − dead − active − retry.
 package store
 
 import (
@@ -85,17 +87,27 @@ redis.call('HINCRBY', KEYS[1], 'retries', 1)
 return 1
 `)
 
-// Retry records a transient failure that asynq will retry.
+// Retry records a transient failure that asynq will retry. A lane's retrying jobs are read from
+// asynq's retry set, so there it only counts the retry.
 func (l *Ledger) Retry(ctx context.Context, scope, taskID string) error {
-	if err := retryScript.Run(ctx, l.rdb, keys(scope)[:3], taskID).Err(); err != nil {
+	var err error
+	if l.QueueOf(scope) == scope {
+		err = l.rdb.HIncrBy(ctx, key(scope, "counts"), "retries", 1).Err()
+	} else {
+		err = retryScript.Run(ctx, l.rdb, keys(scope)[:3], taskID).Err()
+	}
+	if err != nil {
 		return fmt.Errorf("ledger: retry: %w", err)
 	}
 	return nil
 }
 
 // Release takes the job out of "active" without an outcome (shutdown, a rate-limit wait cut
-// short): it goes back to pending.
+// short): it goes back to pending. A lane's Begin marked nothing, so there is nothing to undo.
 func (l *Ledger) Release(ctx context.Context, scope, taskID string) error {
+	if l.QueueOf(scope) == scope {
+		return nil
+	}
 	return l.rdb.SRem(ctx, key(scope, "active"), taskID).Err()
 }
 
@@ -171,13 +183,14 @@ func (l *Ledger) IsDead(ctx context.Context, scope, taskID string) (bool, error)
 	return l.rdb.HExists(ctx, key(scope, "dead"), taskID).Result()
 }
 
-// WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention), in
-// its lane or, for a job of the single queue, in its campaign's scope.
+// WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention): a
+// result on its task in its lane or, for a job of the single queue, a marker in its campaign's
+// scope.
 func (l *Ledger) WasSent(ctx context.Context, campaign, taskID string) (bool, error) {
 	pipe := l.rdb.Pipeline()
 	var cmds []*redis.BoolCmd
 	if lane, ok := l.LaneOfTask(taskID); ok {
-		cmds = append(cmds, pipe.HExists(ctx, key(lane, "sent"), taskID))
+		cmds = append(cmds, pipe.HExists(ctx, TaskKey(lane, taskID), "result"))
 	}
 	cmds = append(cmds, pipe.HExists(ctx, key(l.LegacyScope(campaign), "sent"), taskID))
 	if _, err := pipe.Exec(ctx); err != nil {

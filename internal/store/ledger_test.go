@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/job"
 )
@@ -144,31 +142,45 @@ func TestDeadLettersFiltersByCodeAndReadsPoisonRecords(t *testing.T) {
 	}
 }
 
-func TestSentWithAPipelinedCommandSurvivesAFlushedScriptCache(t *testing.T) {
+func TestSentSurvivesAFlushedScriptCacheAndWritesTheResult(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
 	l := New(rdb, "whatsapp", time.Hour)
 	l.AddEnqueued(ctx, "c", 2)
-	with := func(id string) func(redis.Pipeliner) {
-		return func(p redis.Pipeliner) { p.HSet(ctx, "result:"+id, "result", "answer") }
+	lane := l.LaneName("c", "+919000000001")
+	lid := func(n string) string { return "c:919000000001:" + n }
+	sent := func() {
+		t.Helper()
+		for _, s := range [][2]string{{l.LegacyScope("c"), "c:1"}, {lane, lid("1")}} {
+			if err := l.Sent(ctx, s[0], s[1], []byte("answer")); err != nil {
+				t.Fatalf("Sent %s: %v", s[1], err)
+			}
+		}
 	}
-	if err := l.Sent(ctx, l.LegacyScope("c"), "c:1", []byte("a1"), with("c:1")); err != nil {
-		t.Fatal(err)
-	}
+	sent()
 	// A restarted Redis has no scripts cached: EVALSHA in the pipeline fails with NOSCRIPT.
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Sent(ctx, l.LegacyScope("c"), "c:2", []byte("a2"), with("c:2")); err != nil {
-		t.Fatalf("Sent after SCRIPT FLUSH: %v", err)
+	for _, s := range [][2]string{{l.LegacyScope("c"), "c:2"}, {lane, lid("2")}} {
+		if err := l.Sent(ctx, s[0], s[1], []byte("answer")); err != nil {
+			t.Fatalf("Sent %s after SCRIPT FLUSH: %v", s[1], err)
+		}
 	}
-	for _, id := range []string{"c:1", "c:2"} {
-		if v, _ := rdb.HGet(ctx, "result:"+id, "result").Result(); v != "answer" {
-			t.Errorf("pipelined command for %s not run: %q", id, v)
+	for _, k := range []string{TaskKey("whatsapp", "c:1"), TaskKey("whatsapp", "c:2"), TaskKey(lane, lid("1")), TaskKey(lane, lid("2"))} {
+		if v, _ := rdb.HGet(ctx, k, "result").Result(); v != "answer" {
+			t.Errorf("task result %s = %q, want the answer", k, v)
 		}
 	}
 	if c := l.mustCounts(t); c.Completed != 2 {
-		t.Errorf("completed = %d, want 2", c.Completed)
+		t.Errorf("single-queue completed = %d, want 2", c.Completed)
+	}
+	if c, _ := l.counts(ctx, []string{lane}); c.Completed != 2 {
+		t.Errorf("lane completed = %d, want 2", c.Completed)
+	}
+	sent() // repeats count nothing
+	if c, _ := l.counts(ctx, []string{lane}); c.Completed != 2 {
+		t.Errorf("lane completed after a repeat = %d, want 2", c.Completed)
 	}
 }
 
@@ -178,12 +190,14 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 	rdb := srv.Client(t)
 	l := New(rdb, "whatsapp", time.Hour)
 	const perCampaign = 150
+	// Campaign a is in the single queue, b in its lane: the two kinds of sent marker.
 	campaigns := []string{"a", "b"}
-	id := func(c string, i int) string { return fmt.Sprintf("%s:%d", c, i) }
+	scope := map[string]string{"a": l.LegacyScope("a"), "b": l.LaneName("b", "+919000000001")}
+	id := func(c string, i int) string { return fmt.Sprintf("%s:919000000001:%d", c, i) }
 	for _, c := range campaigns {
 		l.AddEnqueued(ctx, c, perCampaign)
 		for i := range 10 { // sent before: a crash lost their acks
-			if err := l.Sent(ctx, l.LegacyScope(c), id(c, i), []byte("prior "+id(c, i))); err != nil {
+			if err := l.Sent(ctx, scope[c], id(c, i), []byte("prior "+id(c, i))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -204,7 +218,7 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 					// A Redis that lost its scripts mid-run: the batch in flight writes again with EVAL.
 					rdb.ScriptFlush(ctx)
 				}
-				prior, sent, err := l.Begin(ctx, l.LegacyScope(c), tid)
+				prior, sent, err := l.Begin(ctx, scope[c], tid)
 				if err != nil {
 					t.Errorf("%s: begin: %v", tid, err)
 					return
@@ -215,8 +229,7 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 				if sent {
 					return
 				}
-				with := func(p redis.Pipeliner) { p.HSet(ctx, "result:"+tid, "result", "answer "+tid) }
-				if err := l.Sent(ctx, l.LegacyScope(c), tid, []byte("answer "+tid), with); err != nil {
+				if err := l.Sent(ctx, scope[c], tid, []byte("answer "+tid)); err != nil {
 					t.Errorf("%s: sent: %v", tid, err)
 				}
 			})
@@ -231,11 +244,11 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 	}
 	stop()
 	// After stop a call is written alone.
-	if err := l.Sent(ctx, l.LegacyScope("a"), "a:late", []byte("late")); err != nil {
+	if err := l.Sent(ctx, scope["a"], "a:late", []byte("late")); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range campaigns {
-		got, err := l.Counts(ctx, c)
+		got, err := l.counts(ctx, []string{scope[c]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,11 +261,13 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 		}
 		for i := 10; i < perCampaign; i++ {
 			tid := id(c, i)
-			if v, _ := rdb.HGet(ctx, "result:"+tid, "result").Result(); v != "answer "+tid {
-				t.Fatalf("%s: pipelined command gave %q", tid, v)
+			if v, _ := rdb.HGet(ctx, TaskKey(l.QueueOf(scope[c]), tid), "result").Result(); v != "answer "+tid {
+				t.Fatalf("%s: task result %q", tid, v)
 			}
-			if v, _ := rdb.HGet(ctx, key(l.LegacyScope(c), "sent"), tid).Result(); v != "answer "+tid {
-				t.Fatalf("%s: sent marker %q", tid, v)
+			if c == "a" {
+				if v, _ := rdb.HGet(ctx, key(scope[c], "sent"), tid).Result(); v != "answer "+tid {
+					t.Fatalf("%s: sent marker %q", tid, v)
+				}
 			}
 		}
 	}

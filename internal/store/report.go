@@ -68,7 +68,37 @@ func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow)
 	return l.reportSuppressed(ctx, campaign, fn)
 }
 
+// reportSent lists the scope's sent jobs with their delivery status. A lane's are its completed
+// tasks that carry a result (the sent marker); one completed without a result was taken after
+// its campaign was cancelled and is listed as cancelled. The single queue's are its scope's
+// sent markers.
 func (l *Ledger) reportSent(ctx context.Context, scope, queue string, fn func(ReportRow) error) error {
+	if queue == scope {
+		return l.pageIDs(ctx, CompletedKey(queue), zrange, func(ids []string) error {
+			pipe := l.rdb.Pipeline()
+			dlv := pipe.HMGet(ctx, key(scope, "dlv"), ids...)
+			tasks := make([]*redis.SliceCmd, len(ids))
+			for i, id := range ids {
+				tasks[i] = pipe.HMGet(ctx, TaskKey(queue, id), "msg", "result")
+			}
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("report: %w", err)
+			}
+			for i, id := range ids {
+				v := tasks[i].Val()
+				msg, _ := v[0].(string)
+				answer, sent := v[1].(string)
+				row := sentRow(id, answer, dlv.Val()[i], msg)
+				if !sent {
+					row = ReportRow{State: ReportCancelled, To: row.To, Ref: row.Ref, Ref1: row.Ref1, Ref2: row.Ref2}
+				}
+				if err := fn(row); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	var cursor uint64
 	for {
 		kv, next, err := l.rdb.HScan(ctx, key(scope, "sent"), cursor, "", reportBatch).Result()
@@ -87,20 +117,7 @@ func (l *Ledger) reportSent(ctx context.Context, scope, queue string, fn func(Re
 				return fmt.Errorf("report: %w", err)
 			}
 			for i, id := range ids {
-				row := ReportRow{State: ReportAccepted, MessageID: answerMessageID([]byte(kv[2*i+1]))}
-				row.To, _ = RecipientOfTask(id)
-				if rec, ok := dlv.Val()[i].(string); ok {
-					st, code, at := parseRecord(rec)
-					if st != StatusSent && st != "" {
-						row.State = st
-					}
-					row.Code = code
-					if at > 0 {
-						row.UpdatedAt = time.Unix(at, 0).UTC()
-					}
-				}
-				row.Ref, row.Ref1, row.Ref2 = refsOf(msgs[i])
-				if err := fn(row); err != nil {
+				if err := fn(sentRow(id, kv[2*i+1], dlv.Val()[i], msgs[i].Val())); err != nil {
 					return err
 				}
 			}
@@ -109,6 +126,25 @@ func (l *Ledger) reportSent(ctx context.Context, scope, queue string, fn func(Re
 			return nil
 		}
 	}
+}
+
+// sentRow is the report's row of a sent job: Kaleyra's answer, its furthest delivery status
+// (dlv, nil when none came) and its asynq message (for the refs).
+func sentRow(id, answer string, dlv any, msg string) ReportRow {
+	row := ReportRow{State: ReportAccepted, MessageID: answerMessageID([]byte(answer))}
+	row.To, _ = RecipientOfTask(id)
+	if rec, ok := dlv.(string); ok {
+		st, code, at := parseRecord(rec)
+		if st != StatusSent && st != "" {
+			row.State = st
+		}
+		row.Code = code
+		if at > 0 {
+			row.UpdatedAt = time.Unix(at, 0).UTC()
+		}
+	}
+	row.Ref, row.Ref1, row.Ref2 = refsOf([]byte(msg))
+	return row
 }
 
 func (l *Ledger) reportDead(ctx context.Context, scope string, fn func(ReportRow) error) error {
@@ -132,9 +168,6 @@ func (l *Ledger) reportDead(ctx context.Context, scope string, fn func(ReportRow
 func (l *Ledger) reportWaiting(ctx context.Context, queue string, fn func(ReportRow) error) error {
 	p := asynqPrefix(queue)
 	emit := func(ids []string) error {
-		if len(ids) == 0 {
-			return nil
-		}
 		pipe := l.rdb.Pipeline()
 		msgs := l.taskMessages(ctx, pipe, queue, ids)
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -143,33 +176,51 @@ func (l *Ledger) reportWaiting(ctx context.Context, queue string, fn func(Report
 		for i, id := range ids {
 			row := ReportRow{State: ReportPending}
 			row.To, _ = RecipientOfTask(id)
-			row.Ref, row.Ref1, row.Ref2 = refsOf(msgs[i])
+			row.Ref, row.Ref1, row.Ref2 = refsOf([]byte(msgs[i].Val()))
 			if err := fn(row); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	lrange := func(k string, a, b int64) *redis.StringSliceCmd { return l.rdb.LRange(ctx, k, a, b) }
-	zrange := func(k string, a, b int64) *redis.StringSliceCmd { return l.rdb.ZRange(ctx, k, a, b) }
 	for _, src := range []struct {
 		key  string
-		read func(string, int64, int64) *redis.StringSliceCmd
+		read rangeFunc
 	}{{p + "pending", lrange}, {p + "active", lrange}, {p + "scheduled", zrange}, {p + "retry", zrange}} {
-		for start := int64(0); ; start += reportBatch {
-			ids, err := src.read(src.key, start, start+reportBatch-1).Result()
-			if err != nil {
-				return fmt.Errorf("report: %w", err)
-			}
-			if err := emit(ids); err != nil {
-				return err
-			}
-			if len(ids) < reportBatch {
-				break
-			}
+		if err := l.pageIDs(ctx, src.key, src.read, emit); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// rangeFunc reads the members a to b (by index) of a list or sorted set.
+type rangeFunc func(ctx context.Context, rdb redis.UniversalClient, key string, a, b int64) *redis.StringSliceCmd
+
+func lrange(ctx context.Context, rdb redis.UniversalClient, k string, a, b int64) *redis.StringSliceCmd {
+	return rdb.LRange(ctx, k, a, b)
+}
+
+func zrange(ctx context.Context, rdb redis.UniversalClient, k string, a, b int64) *redis.StringSliceCmd {
+	return rdb.ZRange(ctx, k, a, b)
+}
+
+// pageIDs calls emit with the task ids of a list or sorted set, reportBatch at a time.
+func (l *Ledger) pageIDs(ctx context.Context, key string, read rangeFunc, emit func([]string) error) error {
+	for start := int64(0); ; start += reportBatch {
+		ids, err := read(ctx, l.rdb, key, start, start+reportBatch-1).Result()
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		if len(ids) > 0 {
+			if err := emit(ids); err != nil {
+				return err
+			}
+		}
+		if len(ids) < reportBatch {
+			return nil
+		}
+	}
 }
 
 func (l *Ledger) campaignSuppressedKey(campaign string) string {
@@ -204,11 +255,7 @@ func (l *Ledger) taskMessages(ctx context.Context, pipe redis.Pipeliner, queue s
 }
 
 // refsOf reads ref, ref1 and ref2 from a task's asynq message: its payload is field 2.
-func refsOf(c *redis.StringCmd) (ref, ref1, ref2 string) {
-	b, err := c.Bytes()
-	if err != nil {
-		return
-	}
+func refsOf(b []byte) (ref, ref1, ref2 string) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {

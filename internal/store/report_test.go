@@ -11,11 +11,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
-// fillCampaign writes n accepted messages of campaign c straight into a lane's records, as the
-// worker and the callbacks would leave them: every 4th delivered, every 4th read, every 8th
-// failed 131047, the rest accepted only.
+// fillCampaign writes n accepted messages of campaign c straight into a lane's records, as
+// asynq, the worker and the callbacks would leave them (a completed task with Kaleyra's answer
+// as its result): every 4th delivered, every 4th read, every 8th failed 131047, the rest
+// accepted only.
 func fillCampaign(t testing.TB, l *Ledger, c string, n int) string {
 	t.Helper()
 	ctx := context.Background()
@@ -26,7 +29,9 @@ func fillCampaign(t testing.TB, l *Ledger, c string, n int) string {
 	pipe := l.rdb.Pipeline()
 	for i := range n {
 		tid := fmt.Sprintf("%s:919000000001:9198%08d", c, i)
-		pipe.HSet(ctx, key(lane, "sent"), tid, fmt.Sprintf(`{"messaging_product":"whatsapp","messages":[{"id":"wamid.%032x"}]}`, i))
+		pipe.HSet(ctx, TaskKey(lane, tid), "state", "completed",
+			"result", fmt.Sprintf(`{"messaging_product":"whatsapp","messages":[{"id":"wamid.%032x"}]}`, i))
+		pipe.ZAdd(ctx, CompletedKey(lane), redis.Z{Score: 1715000000, Member: tid})
 		switch i % 8 {
 		case 0, 1:
 			pipe.HSet(ctx, key(lane, "dlv"), tid, "delivered||1715000000")
@@ -57,9 +62,13 @@ func TestReportListsEveryRecipientWithItsState(t *testing.T) {
 	if err := l.CountSuppressed(ctx, "r", []string{"+919811111111", "+919811111111"}); err != nil {
 		t.Fatal(err)
 	}
+	// Completed without a result: taken after the campaign was cancelled, never sent.
+	unsent := "r:919000000001:919877777777"
+	l.rdb.HSet(ctx, TaskKey(lane, unsent), "state", "completed")
+	l.rdb.ZAdd(ctx, CompletedKey(lane), redis.Z{Score: 1715000000, Member: unsent})
 	var buf bytes.Buffer
 	n, err := l.WriteReport(ctx, "r", &buf)
-	if err != nil || n != 18 {
+	if err != nil || n != 19 {
 		t.Fatalf("WriteReport = %d, %v", n, err)
 	}
 	rows, err := csv.NewReader(&buf).ReadAll()
@@ -76,7 +85,7 @@ func TestReportListsEveryRecipientWithItsState(t *testing.T) {
 			t.Errorf("failed row %v", r)
 		}
 	}
-	if fmt.Sprint(states) != "map[accepted:6 dead:1 delivered:4 failed:2 read:4 suppressed:1]" {
+	if fmt.Sprint(states) != "map[accepted:6 cancelled:1 dead:1 delivered:4 failed:2 read:4 suppressed:1]" {
 		t.Errorf("states %v", states)
 	}
 	if c := l.mustCountsOf(t, "r"); c.Suppressed != 1 {
