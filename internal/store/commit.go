@@ -213,7 +213,7 @@ func (l *Ledger) Batch(max int) (stop func()) {
 // a few thousand messages a second each round trip then carries several ops instead of one or
 // two, which cuts Redis commands and CPU per message; the wait is small beside Kaleyra's answer
 // time, and a lone op (no load) is never held.
-const groupLinger = time.Millisecond
+const groupLinger = 2 * time.Millisecond
 
 type batcher struct {
 	ops    chan *op
