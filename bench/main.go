@@ -127,7 +127,7 @@ func run(scale float64, out, only string, keep bool) error {
 		r, err := b.throughput(ctx)
 		if err == nil {
 			b.res.tput = &r
-			b.logf("  => wabulk %.0f sends/s, bare %.0f sends/s, ratio %.3f (target ≥ 0.85)", r.wabulk, r.bare, r.ratio)
+			b.logf("  => wabulk %.0f sends/s, bare %.0f sends/s, ratio %.3f (target ≥ %.2f)", r.wabulk, r.bare, r.ratio, targetTputRatio)
 		}
 		return err
 	})

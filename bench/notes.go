@@ -6,6 +6,16 @@ import (
 	"time"
 )
 
+// The targets the summary judges.
+const (
+	targetTputRatio = 0.80 // worker sends/s ÷ bare handler's
+	targetCPURatio  = 1.25 // worker CPU per message (process + redis-server) ÷ bare's
+	targetCmds      = 19.0 // Redis commands processed per message, scripts' inner commands included
+	targetPending   = 550  // bytes of Redis memory per pending job
+	targetDone      = 650  // bytes per finished job kept for the retention window
+	targetEnqRatio  = 1.5  // wabulk enqueue rows/s ÷ bare asynq Enqueue loop's
+)
+
 // notes writes, under a section, what a missed target means — by how much, why, and what would
 // close it — from this run's own figures and profile. The reasoning is fixed text; the numbers
 // are the run's.
@@ -15,41 +25,67 @@ func (b *bench) notes(w *strings.Builder, section string) {
 	case "throughput":
 		t := b.res.tput
 		ourCPU, bareCPU := t.wCPU+t.wRedis, t.bCPU+t.bRed
+		cpuRatio := ourCPU / bareCPU
 		p("")
-		if t.ratio >= 0.85 {
-			p("Target met.")
+		p("Per message, wabulk against the bare handler: throughput ratio **%.3f** (target ≥ %.2f: %s), CPU (bench process + "+
+			"redis-server) %.0f µs against %.0f µs, **%.2f×** (target ≤ %.2f×: %s), Redis commands processed **%.1f** against %.1f "+
+			"(target ≤ %g: %s).", t.ratio, targetTputRatio, yes(t.ratio >= targetTputRatio), ourCPU, bareCPU, cpuRatio,
+			targetCPURatio, yes(cpuRatio <= targetCPURatio), t.wCmds, t.bCmds, targetCmds, yes(t.wCmds <= targetCmds))
+		p("")
+		p("What the worker does beyond the bare handler, per message (table above; the ledger's writes of concurrent jobs share one "+
+			"pipeline, %.2f extra EVALSHA per message besides asynq's 2):", float64(t.wTop["evalsha"])/1000-2)
+		p("")
+		p("- **Begin** (before the send): one HGET of the task's result, the lane's sent marker (a job whose ack was lost after "+
+			"Kaleyra accepted it is not sent again), and one EXISTS of the lane's cancelled flag per shared pipeline. No script: "+
+			"a lane's waiting, active and retrying jobs are read from asynq's own lists, so Begin writes nothing.")
+		p("- **Sent**: one HSETNX of Kaleyra's answer as the task's result (the marker and the result asynqmon shows, one copy), "+
+			"and per shared pipeline one script with an EXISTS of the lane's dead letters and one HINCRBY of the lane's count.")
+		p("- **Message id → job map** for the status callbacks: one SET (with the retention TTL) per message and one MGET of "+
+			"the ids' parked callbacks per pipeline.")
+		p("")
+		p("The pipeline lingers 2 ms for more ops after one that was shared, so under load each carries several jobs' writes; "+
+			"a lone op (no load) is not held. With Kaleyra's real latency (≥ 100 ms) both sides are bound by concurrency and "+
+			"latency, not CPU: %.0f sends/s here is %.1f× WhatsApp's top tier (1,000/s per sender), at about %.2f cores per "+
+			"1,000 messages/s including redis-server and the in-process sandbox.", t.wabulk, t.wabulk/1000, ourCPU/1000)
+		if t.ratio < targetTputRatio || cpuRatio > targetCPURatio {
+			p("")
+			p("*Why a target is missed.* Both sides are CPU-bound on 2 cores shared by the worker, the sandbox and redis-server, "+
+				"with no network wait, so the throughput ratio follows the CPU ratio (%.0f/%.0f = %.2f). The per-message costs left "+
+				"are the three bullets above and the worker's own handler (profile, §6). *Next step:* fold the map's SET into one "+
+				"hash write per pipeline (an HSET of many fields into a per-retention-window hash), which would remove about %.2f "+
+				"Redis commands per message (this run's SETs less its MGETs) on a single Redis node.", bareCPU, ourCPU, bareCPU/ourCPU,
+				float64(t.wTop["set"]-t.wTop["mget"])/1000)
+		}
+		if pr := b.res.prof; pr != nil {
+			p("")
+			p("In-process work (profile, µs of worker CPU per message): %s.", pr.ownSummary())
+		}
+	case "redismem":
+		m := b.res.redisMem
+		p("")
+		if m.pending <= targetPending && m.done <= targetDone {
+			p("Targets met.")
 			return
 		}
-		p("**Missed: ratio %.3f against ≥ 0.85** (wabulk would need %.0f%% more sends/s).", t.ratio, (0.85/t.ratio-1)*100)
-		p("")
-		p("*Why.* Both sides are CPU-bound here: 2 cores shared by the worker, the sandbox and redis-server, with no network wait "+
-			"(zero-latency sandbox). So the ratio follows CPU per message: wabulk %.0f µs (bench process) + %.0f µs (redis-server) = %.0f µs, "+
-			"bare %.0f + %.0f = %.0f µs; %.0f/%.0f = %.2f, close to the measured ratio. The difference is the work the contract asks of "+
-			"the worker and a bare handler does not do:", t.wCPU, t.wRedis, ourCPU, t.bCPU, t.bRed, bareCPU, bareCPU, ourCPU, bareCPU/ourCPU)
-		p("")
-		p("- **Redis work: %.1f commands processed per message vs %.1f** (table above, scripts' inner commands included). Per message "+
-			"the bare handler costs asynq's dequeue and ack scripts; the worker adds the ledger: `ledger.Begin` (sent-marker check, "+
-			"active set) and `ledger.Sent` (sent marker, counters) with the task result beside it (the contract wants Kaleyra's answer "+
-			"as the task result). The ledger writes of concurrent jobs share round trips (group commit: %.2f EVALSHA per message "+
-			"besides asynq's 2), but their inner commands remain, and Lua runs them on redis-server's one thread. The limiter's "+
-			"script runs %.3f times per message at WABULK_RATE=1e6 (below the rate it pools slots sized to recent arrivals).",
-			t.wCmds, t.bCmds, float64(t.wTop["evalsha"])/1000-2, float64(t.wTop["time"])/1000)
-		if pr := b.res.prof; pr != nil {
-			p("- **In-process work** (profile, µs of worker CPU per message): %s.", pr.ownSummary())
+		if m.pending > targetPending {
+			p("**Pending: missed, %.0f B against ≤ %d B** (%.0f B over). Bare asynq's pending task, same run: %.0f B. A pending job "+
+				"is asynq's task hash (its protobuf message with the JSON payload, `state`, `pending_since`) and its id in the lane's "+
+				"pending list, written by wabulk's enqueue script in asynq's own layout; wabulk adds nothing per job beside it (its "+
+				"counts are per lane). What is left is asynq's layout and the payload: the key and the id repeat the TaskID "+
+				"(campaign:sender:recipient, part of the contract), and each payload repeats the campaign's media fields. *Next "+
+				"step:* keep campaign-wide values (type, media, caption, filename, wa_source) once per lane and only the recipient "+
+				"and refs in each job, a new payload version the worker fills from the lane.", m.pending, targetPending,
+				m.pending-targetPending, m.pendingBare)
+			p("")
 		}
-		p("")
-		p("In place: the task result rides in the sent marker's round trip; the ledger writes of concurrent jobs share round " +
-			"trips; the limiter pools slots when the rate does not bind (its script calls per message: first point above); `job.Decode` checks numbers in their " +
-			"stored E.164 form instead of re-running libphonenumber (checked at enqueue); the request body is written without " +
-			"reflection and the message id read without decoding Meta's compact answer; Redis clients speak RESP2 (go-redis checks " +
-			"every RESP3 reply for push notifications).")
-		p("")
-		p("*What would close it:* only less ledger work per message. `ledger.Begin`/`Sent` are what stop a second send after a "+
-			"lost ack and what `wabulk status` counts, so on 2 shared cores a ratio of 0.85 against a handler that writes nothing "+
-			"to Redis is not reachable without folding them into asynq's own dequeue and ack scripts (a fork of asynq), or without "+
-			"giving up part of what they guarantee. With Kaleyra's real latency (≥ 100 ms) both sides are bound by "+
-			"concurrency and latency, not CPU: the measured %.0f sends/s is %.1f× WhatsApp's top tier (1,000/s per sender), at about "+
-			"%.2f cores per 1,000 messages/s including redis-server (and the in-process sandbox).", t.wabulk, t.wabulk/1000, ourCPU/1000)
+		if m.done > targetDone {
+			p("**Finished: missed, %.0f B against ≤ %d B** (%.0f B over). Bare asynq keeping the same answer as the task result, "+
+				"same run: %.0f B: asynq's completed task hash and its entry in the completed set, kept for the retention window, "+
+				"are by themselves above the target. wabulk keeps one copy of Kaleyra's answer (the result is the sent marker) and "+
+				"adds the message id → job map for the status callbacks (table above). *Next step:* the map as fields of one hash "+
+				"per retention window instead of a key per message, and the payload step above.", m.done, targetDone,
+				m.done-targetDone, m.doneBare)
+		}
 	case "rate":
 		for _, r := range b.res.rate {
 			ratio := r.achieved / r.rate
@@ -86,20 +122,20 @@ func (b *bench) notes(w *strings.Builder, section string) {
 		}
 	case "enqueue":
 		e := b.res.enq
-		if e.ratio >= 0.9 && e.peakKiB <= 64*1024 {
+		if e.ratio >= targetEnqRatio && e.peakKiB <= 64*1024 {
 			p("")
 			p("Targets met.")
 			return
 		}
-		if e.ratio < 0.9 {
+		if e.ratio < targetEnqRatio {
 			p("")
-			p("**Missed: ratio %.3f against ≥ 0.9** (`wabulk enqueue` would need %.0f%% more rows/s). *Why:* the bare loop only enqueues "+
+			p("**Missed: ratio %.3f against ≥ %g** (`wabulk enqueue` would need %.0f%% more rows/s). *Why:* the bare loop only enqueues "+
 				"prepared bytes; per row `wabulk enqueue` also reads and splits the CSV, validates the number with libphonenumber "+
 				"(`job.NormalizeNumber`, the largest CPU cost per row in the producer's own profile, see docs/performance.md, Enqueue), encodes the "+
 				"payload and counts the ledger every 500 rows, on the same 2 cores as redis-server (load average during the phase: %s). "+
 				"Numbers of plain digits are built from their digits (not `phonenumbers.Parse`) and senders checked once per process; what "+
 				"is left is libphonenumber's plan check (`IsValidNumber`, ≈ 6 µs), which more cores spread over the 16 enqueue goroutines.",
-				e.ratio, (0.9/e.ratio-1)*100, b.res.phaseLA["3. enqueue"])
+				e.ratio, targetEnqRatio, (targetEnqRatio/e.ratio-1)*100, b.res.phaseLA["3. enqueue"])
 		}
 		if e.peakKiB > 64*1024 {
 			p("")
