@@ -72,10 +72,11 @@ func (b *bench) notes(w *strings.Builder, section string) {
 				"is asynq's task hash (its protobuf message with the JSON payload, `state`, `pending_since`) and its id in the lane's "+
 				"pending list, written by wabulk's enqueue script in asynq's own layout; wabulk adds nothing per job beside it (its "+
 				"counts are per lane). What is left is asynq's layout and the payload: the key and the id repeat the TaskID "+
-				"(campaign:sender:recipient, part of the contract), and each payload repeats the campaign's media fields. *Next "+
-				"step:* keep campaign-wide values (type, media, caption, filename, wa_source) once per lane and only the recipient "+
-				"and refs in each job, a new payload version the worker fills from the lane.", m.pending, targetPending,
-				m.pending-targetPending, m.pendingBare)
+				"(campaign:sender:recipient, part of the contract), and each payload (%d B here) repeats the campaign's media fields "+
+				"(%d B of it). *Next step:* keep campaign-wide values (type, media, caption, filename, wa_source) once per lane and "+
+				"only the recipient and refs in each job, a new payload version the worker fills from the lane: at most those %d B "+
+				"a job, so the target needs shorter keys as well.", m.pending, targetPending,
+				m.pending-targetPending, m.pendingBare, m.payload, m.wide, m.wide)
 			p("")
 		}
 		if m.done > targetDone {

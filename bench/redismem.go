@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wabulk/wabulk/job"
 )
 
 // redisMemResult is Redis memory per job, wabulk beside bare asynq, for jobs waiting and for
@@ -20,6 +23,9 @@ type redisMemResult struct {
 	done, doneBare       float64 // bytes of used_memory per finished job
 	// parts splits wabulk's finished jobs by key kind (MEMORY USAGE summed per kind, per job).
 	parts []memPart
+	// payload is the bytes of one job's JSON payload, wide those of its campaign-wide fields
+	// (type, media, caption, filename, wa_source and their keys).
+	payload, wide int
 }
 
 type memPart struct {
@@ -35,6 +41,18 @@ type memPart struct {
 // as the task result (what an asynq user keeping the answer would do).
 func (b *bench) redisMemory(ctx context.Context, jobs int) (redisMemResult, error) {
 	res := redisMemResult{jobs: jobs}
+	full, err := job.Encode(payload("memwabulk", 1))
+	if err != nil {
+		return res, err
+	}
+	narrow := payload("memwabulk", 1)
+	narrow.Type, narrow.MediaID, narrow.MediaLink, narrow.Caption, narrow.Filename, narrow.WASource = "", "", "", "", "", ""
+	slim, err := json.Marshal(narrow)
+	if err != nil {
+		return res, err
+	}
+	// WASource and Type have no omitempty: their keys stay in slim, counted as per-job bytes.
+	res.payload, res.wide = len(full), len(full)-len(slim)
 	sb, err := startSandbox(0, 0)
 	if err != nil {
 		return res, err
