@@ -35,12 +35,12 @@ func (b *bench) notes(w *strings.Builder, section string) {
 		p("What the worker does beyond the bare handler, per message (table above; the ledger's writes of concurrent jobs share one "+
 			"pipeline, %.2f extra EVALSHA per message besides asynq's 2):", float64(t.wTop["evalsha"])/1000-2)
 		p("")
-		p("- **Begin** (before the send): one HGET of the task's result, the lane's sent marker (a job whose ack was lost after "+
-			"Kaleyra accepted it is not sent again), and one EXISTS of the lane's cancelled flag per shared pipeline. No script: "+
+		p("- **Begin** (before the send): one HGET of the task's result, the lane's sent marker (a job whose ack was lost after " +
+			"Kaleyra accepted it is not sent again), and one EXISTS of the lane's cancelled flag per shared pipeline. No script: " +
 			"a lane's waiting, active and retrying jobs are read from asynq's own lists, so Begin writes nothing.")
-		p("- **Sent**: one HSETNX of Kaleyra's answer as the task's result (the marker and the result asynqmon shows, one copy), "+
+		p("- **Sent**: one HSETNX of Kaleyra's answer as the task's result (the marker and the result asynqmon shows, one copy), " +
 			"and per shared pipeline one script with an EXISTS of the lane's dead letters and one HINCRBY of the lane's count.")
-		p("- **Message id → job map** for the status callbacks: one SET (with the retention TTL) per message and one MGET of "+
+		p("- **Message id → job map** for the status callbacks: one SET (with the retention TTL) per message and one MGET of " +
 			"the ids' parked callbacks per pipeline.")
 		p("")
 		p("The pipeline lingers 2 ms for more ops after one that was shared, so under load each carries several jobs' writes; "+

@@ -295,7 +295,7 @@ func (b *bench) report() string {
 		p("| bare asynq | %.0f | %.0f |", m.pendingBare, m.doneBare)
 		p("| wabulk | %.0f | %.0f |", m.pending, m.done)
 		p("")
-		p("wabulk's finished jobs by key kind (`MEMORY USAGE` of every key, summed per kind, ÷ jobs; allocator overhead and "+
+		p("wabulk's finished jobs by key kind (`MEMORY USAGE` of every key, summed per kind, ÷ jobs; allocator overhead and " +
 			"Redis's own tables make used_memory's figure larger):")
 		p("")
 		p("| keys | B/job | keys |")
