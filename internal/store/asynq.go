@@ -228,14 +228,8 @@ func asynqPrefix(queue string) string { return "asynq:{" + queue + "}:" }
 func PendingKey(queue string) string { return asynqPrefix(queue) + "pending" }
 
 // TaskKey is the Redis hash asynq keeps a task in (asynq's base.TaskKey); its "result" field is
-// what asynq's ResultWriter writes and Inspector reads.
+// what asynq's ResultWriter writes and Inspector reads, and a lane's sent marker (commit.go).
 func TaskKey(queue, id string) string { return asynqPrefix(queue) + "t:" + id }
-
-// WriteResult queues on pipe what asynq's ResultWriter writes for a task: its result, which
-// Inspector reads and asynqmon shows. The worker sends it in the sent marker's round trip.
-func WriteResult(ctx context.Context, pipe redis.Pipeliner, queue, id string, result []byte) {
-	pipe.HSet(ctx, TaskKey(queue, id), "result", result)
-}
 
 // CompletedKey is asynq's sorted set of a queue's completed task ids, scored by the Unix second
 // they expire (base.CompletedKey).
