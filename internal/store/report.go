@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,12 +40,17 @@ type ReportRow struct {
 const reportBatch = 1000
 
 // Report calls fn for each recipient of campaign, scope by scope: the sent (with their delivery
-// status), the dead letters, the jobs still waiting in the campaign's lanes, and the recipients
-// its enqueues skipped as suppressed. It reads in batches, so a campaign of millions is reported
-// in flat memory. Jobs a cancel removed, and sent ones whose records passed the retention window,
-// are no longer held and are not listed.
+// status), the dead letters, the jobs still waiting in the campaign's lanes, those a cancel took
+// off them (cancelled.go), and the recipients its enqueues skipped as suppressed. It reads in
+// batches, so a campaign of millions is reported in flat memory. Sent and cancelled jobs whose
+// records passed the retention window, and tasks deleted one by one in asynqmon, are no longer
+// held and are not listed.
 func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow) error) error {
 	scopes, err := l.scopes(ctx, campaign)
+	if err != nil {
+		return err
+	}
+	st, err := l.readState(ctx, campaign)
 	if err != nil {
 		return err
 	}
@@ -61,6 +65,11 @@ func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow)
 		}
 		if lane {
 			if err := l.reportWaiting(ctx, queue, fn); err != nil {
+				return err
+			}
+		}
+		if lane && !st.cancelledAt.IsZero() {
+			if err := l.reportCancelled(ctx, queue, st.cancelledAt, fn); err != nil {
 				return err
 			}
 		}
@@ -220,11 +229,7 @@ func refsOf(c *redis.StringCmd) (ref, ref1, ref2 string) {
 			if m < 0 {
 				return
 			}
-			var p struct{ Ref, Ref1, Ref2 string }
-			if json.Unmarshal(v, &p) == nil {
-				return p.Ref, p.Ref1, p.Ref2
-			}
-			return
+			return refsOfPayload(v)
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
