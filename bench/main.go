@@ -13,7 +13,9 @@
 //  5. rate accuracy: three `wabulk worker` processes sharing one sender at 500/s and 80/s;
 //  6. enqueue: a 1,000,000-row CSV through `wabulk enqueue` vs. a bare asynq Enqueue loop;
 //  7. lanes (one `wabulk worker` at 50/s per sender): three senders' campaigns at once, a small
-//     campaign behind a big one on one sender, and the Redis cost of 200 idle lanes.
+//     campaign behind a big one on one sender, and the Redis cost of 200 idle lanes;
+//  8. callbacks: status callbacks posted to `wabulk serve`'s receiver vs. a bare net/http handler
+//     that writes each status to Redis once (bench/callbacks.go).
 //
 // Every figure is printed as it is measured; RESULTS.md is written at the end. -scale shrinks
 // the job counts and durations for a quick trial (its figures are not the benchmark's).
@@ -60,6 +62,7 @@ type results struct {
 	rate     []rateResult
 	enq      *enqueueResult
 	lanes    *lanesResult
+	cb       *callbacksResult
 	total    time.Duration
 	phaseDur map[string]time.Duration
 	phaseLA  map[string]string // load average at the start and end of each phase
@@ -209,6 +212,14 @@ func run(scale float64, out, only string, keep bool) error {
 		r, err := b.lanes(ctx)
 		if err == nil {
 			b.res.lanes = &r
+		}
+		return err
+	})
+	b.phase("8. callbacks", func() error {
+		r, err := b.callbacks(ctx)
+		if err == nil {
+			b.res.cb = &r
+			b.logf("  => wabulk %.0f callbacks/s (p99 %s), bare %.0f callbacks/s (p99 %s), ratio %.3f", r.wabulk, msf(r.wP99), r.bare, msf(r.bP99), r.ratio)
 		}
 		return err
 	})

@@ -110,6 +110,7 @@ func (b *bench) report() string {
 				many.lanes, idleSenderN, cl, tot, idleBound, yes(idleOK(cl)))
 		}
 	}
+	b.callbacksSummary(&w)
 
 	if t := b.res.tput; t != nil {
 		p("")
@@ -270,6 +271,7 @@ func (b *bench) report() string {
 	if l := b.res.lanes; l != nil {
 		b.lanesReport(&w)
 	}
+	b.callbacksReport(&w)
 	p("")
 	p("## Phase times and machine load")
 	p("")

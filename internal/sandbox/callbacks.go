@@ -247,6 +247,13 @@ func (c *callbacker) snapshot() CallbackStats {
 	return s
 }
 
+// CallbackBody is the documented body of a status callback (API v2) as the sandbox posts it:
+// message msgID to recipient to (E.164) has status ("sent", "delivered", "read", "failed",
+// "not-sent"), with Meta error code for a failed one. The benchmark posts it too.
+func CallbackBody(msgID, to, status, code string) []byte {
+	return callbackBody(callback{id: msgID, to: to, status: status, code: code})
+}
+
 // callbackBody is the documented body of a status callback (API v2).
 func callbackBody(cb callback) []byte {
 	now := strconv.FormatInt(time.Now().Unix(), 10)
