@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -75,8 +76,7 @@ func (b *bench) callbacks(ctx context.Context) (callbacksResult, error) {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		api.Close()
-		return res, err
+		return res, errors.Join(err, api.Close())
 	}
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
@@ -252,22 +252,13 @@ func (r *callbacksResult) summarise() {
 	r.bP50, r.bP99, r.bMax = pct(bl, 0.5), pct(bl, 0.99), bl[len(bl)-1]
 }
 
-// bareCallback is what the bare handler reads of a callback: the fields the receiver reads.
+// bareCallback is what the bare handler reads of a callback: each status's message id and status.
 type bareCallback struct {
 	MetaObject struct {
 		Value struct {
-			Statuses []struct {
-				ID        string          `json:"id"`
-				Status    string          `json:"status"`
-				Timestamp json.RawMessage `json:"timestamp"`
-				Errors    []struct {
-					Code json.RawMessage `json:"code"`
-				} `json:"errors"`
-			} `json:"statuses"`
+			Statuses []struct{ ID, Status string } `json:"statuses"`
 		} `json:"value"`
 	} `json:"meta_object"`
-	Status    string `json:"status"`
-	MessageID string `json:"message_id"`
 }
 
 // bareReceiver is the baseline: net/http, json.Unmarshal of the body, one HSET per status on a
@@ -285,8 +276,7 @@ func startBareReceiver(r *redisServer) (*bareReceiver, error) {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		rdb.Close()
-		return nil, err
+		return nil, errors.Join(err, rdb.Close())
 	}
 	br := &bareReceiver{rdb: rdb, url: "http://" + ln.Addr().String() + "/"}
 	br.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
@@ -334,10 +324,6 @@ func (b *bench) callbacksReport(w *strings.Builder) {
 		return
 	}
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	cmd := "go run ./bench -only callbacks"
-	if b.scale != 1 {
-		cmd += fmt.Sprintf(" -scale %g", b.scale)
-	}
 	p("")
 	p("## 8. Callback intake")
 	p("")
@@ -349,7 +335,7 @@ func (b *bench) callbacksReport(w *strings.Builder) {
 		"worker does on Kaleyra's answer), then %d goroutines post `sent`, `delivered` and `read` for each (%d callbacks; "+
 		"concurrent posts of one message may arrive out of order, as Kaleyra's do). Latency: from the request to the end of "+
 		"the answer, on the posting side. Runs in the order bare, wabulk, wabulk, bare after a quarter-size warm-up of each "+
-		"(not counted). Run alone with `%s`.", c.msgs, c.conc, c.msgs*len(cbStatuses), cmd)
+		"(not counted). Run alone with `%s`.", c.msgs, c.conc, c.msgs*len(cbStatuses), b.aloneCmd("callbacks"))
 	p("")
 	p("| run | side | callbacks/s | p50 | p99 | max | Redis commands / callback | CPU µs / callback, bench process | CPU µs / callback, redis-server |")
 	p("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
