@@ -212,6 +212,15 @@ func TestCancelKeepsWhatTheReportNeeds(t *testing.T) {
 	if left, err := l.Backlog(ctx, lane); err != nil || left != 0 {
 		t.Fatalf("backlog after the cancel: %d %v", left, err)
 	}
+	// asynq sees what its own DeleteAll*Tasks would have left: no task, not even its hash.
+	insp := asynq.NewInspector(rs.ConnOpt(t))
+	defer insp.Close()
+	if qi, err := insp.GetQueueInfo(lane); err != nil || qi.Size != 0 {
+		t.Errorf("asynq's view of the lane after the cancel: %+v %v", qi, err)
+	}
+	if _, err := insp.GetTaskInfo(lane, cancelTasks(t, "big", 7, 1)[0].ID); !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Errorf("a cancelled task's info: %v, want ErrTaskNotFound", err)
+	}
 	if k, _ := l.rdb.HLen(ctx, cancelledJobsKey(lane)).Result(); k != n {
 		t.Fatalf("%d cancelled jobs recorded, want %d", k, n)
 	}
