@@ -20,7 +20,8 @@ import (
 // posts' order and timing vary). The outcome is counted when the message is accepted
 // (CallbackStats), so a test can compare the receiver's counts with it.
 
-// Defaults of the callback knobs, used when CallbackURL is set and the knob is unset (nil or 0).
+// Defaults of the callback knobs, used when CallbackURL is set and the knob is unset: a nil share,
+// a zero delay, concurrency or retry count.
 const (
 	DefaultCallbackFail        = 0.2
 	DefaultCallbackRead        = 0.5

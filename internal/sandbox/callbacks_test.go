@@ -137,11 +137,11 @@ func outcomes(t *testing.T, cfg sandbox.Config, n int) (sandbox.CallbackStats, m
 	byTo := map[string][]string{}
 	for _, b := range rc.bodies {
 		st := b["meta_object"].(map[string]any)["value"].(map[string]any)["statuses"].([]any)[0].(map[string]any)
-		s := st["status"].(string)
+		v := st["status"].(string)
 		if errs, ok := st["errors"].([]any); ok {
-			s += fmt.Sprint(errs[0].(map[string]any)["code"])
+			v += fmt.Sprint(errs[0].(map[string]any)["code"])
 		}
-		byTo[st["recipient_id"].(string)] = append(byTo[st["recipient_id"].(string)], s)
+		byTo[st["recipient_id"].(string)] = append(byTo[st["recipient_id"].(string)], v)
 	}
 	out := map[string]string{}
 	for to, sts := range byTo {
