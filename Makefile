@@ -34,7 +34,7 @@ lint: ## gofmt, vet and staticcheck; any finding fails
 vuln: ## govulncheck: needs network to fetch the vulnerability database, so not part of lint or test
 	$(GO) run $(GOVULNCHECK) ./...
 
-bench: deps ## throughput, rate accuracy, enqueue cost, latency against baselines; writes bench/RESULTS.md
+bench: deps ## throughput, rate accuracy, enqueue cost, latency, lanes, callback intake against baselines; writes bench/RESULTS.md
 	$(GO) run ./bench
 
 soak: deps ## long fault runs (not in CI)

@@ -14,6 +14,8 @@
 //  6. enqueue: a 1,000,000-row CSV through `wabulk enqueue` vs. a bare asynq Enqueue loop;
 //  7. lanes (one `wabulk worker` at 50/s per sender): three senders' campaigns at once, a small
 //     campaign behind a big one on one sender, and the Redis cost of 200 idle lanes;
+//  8. callbacks: status callbacks posted to `wabulk serve`'s receiver vs. a bare net/http handler
+//     that writes each status to Redis once (bench/callbacks.go);
 //  9. Redis memory per job, pending and finished, wabulk vs. bare asynq.
 //
 // Every figure is printed as it is measured; RESULTS.md is written at the end. -scale shrinks
@@ -63,6 +65,7 @@ type results struct {
 	enq      *enqueueResult
 	lanes    *lanesResult
 	redisMem *redisMemResult
+	cb       *callbacksResult
 	total    time.Duration
 	phaseDur map[string]time.Duration
 	phaseLA  map[string]string // load average at the start and end of each phase
@@ -225,6 +228,14 @@ func run(scale float64, out, only string, keep bool) error {
 		r, err := b.lanes(ctx)
 		if err == nil {
 			b.res.lanes = &r
+		}
+		return err
+	})
+	b.phase("8. callbacks", func() error {
+		r, err := b.callbacks(ctx)
+		if err == nil {
+			b.res.cb = &r
+			b.logf("  => wabulk %.0f callbacks/s (p99 %s), bare %.0f callbacks/s (p99 %s), ratio %.3f", r.wabulk, msf(r.wP99), r.bare, msf(r.bP99), r.ratio)
 		}
 		return err
 	})

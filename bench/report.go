@@ -121,6 +121,7 @@ func (b *bench) report() string {
 				many.lanes, idleSenderN, cl, tot, idleBound, yes(idleOK(cl)))
 		}
 	}
+	b.callbacksSummary(&w)
 
 	if t := b.res.tput; t != nil {
 		p("")
@@ -281,6 +282,7 @@ func (b *bench) report() string {
 	if l := b.res.lanes; l != nil {
 		b.lanesReport(&w)
 	}
+	b.callbacksReport(&w)
 	if m := b.res.redisMem; m != nil {
 		p("")
 		p("## 9. Redis memory per job")
@@ -331,10 +333,7 @@ func mergeKeys(a, c map[string]int64) map[string]bool {
 func (b *bench) lanesReport(w *strings.Builder) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	l := b.res.lanes
-	cmd := "go run ./bench -only lanes"
-	if b.scale != 1 {
-		cmd += fmt.Sprintf(" -scale %g", b.scale)
-	}
+	cmd := b.aloneCmd("lanes")
 	p("")
 	p("## 7. Lanes")
 	p("")
@@ -406,6 +405,14 @@ func (b *bench) lanesReport(w *strings.Builder) {
 		}
 	}
 	b.notes(w, "lanes")
+}
+
+// aloneCmd is the command that runs one phase alone at this run's scale.
+func (b *bench) aloneCmd(phase string) string {
+	if b.scale != 1 {
+		return fmt.Sprintf("go run ./bench -only %s -scale %g", phase, b.scale)
+	}
+	return "go run ./bench -only " + phase
 }
 
 // idleOK is the bound: an idle lane polls Redis about once a second at most (judged

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -144,8 +145,9 @@ func TestCampaignPauseHoldsThenResumeSendsEachOnce(t *testing.T) {
 }
 
 // TestCampaignCancelSendsNothingMore: after cancel and its in-flight round no call of the
-// campaign arrives, the counts add up (completed + dead + cancelled = enqueued), a repeat says so,
-// and enqueueing the same file again is refused.
+// campaign arrives, the counts add up (completed + dead + cancelled = enqueued), the report lists
+// every recipient once (the sent ones accepted, the others cancelled), a repeat says so, and
+// enqueueing the same file again is refused and changes neither the calls nor the report.
 func TestCampaignCancelSendsNothingMore(t *testing.T) {
 	w := newControlWorld(t, "20")
 	const n = 80
@@ -163,6 +165,7 @@ func TestCampaignCancelSendsNothingMore(t *testing.T) {
 		c.Completed != int64(held) || c.CancelledAt == nil {
 		t.Errorf("cancelled campaign %+v (sandbox received %d)", c, held)
 	}
+	w.checkCancelledReport("wrong-image", 12, n, held)
 	if r := w.cli("campaign", "cancel", "wrong-image"); r.code != 0 || !strings.Contains(r.stdout, "was cancelled already") {
 		t.Errorf("second cancel: %+v", r)
 	}
@@ -173,8 +176,47 @@ func TestCampaignCancelSendsNothingMore(t *testing.T) {
 	if got := w.received(12); got != held {
 		t.Errorf("the re-enqueue sent %d more", got-held)
 	}
+	w.checkCancelledReport("wrong-image", 12, n, held)
 	if r := w.cli("campaign", "pause", "nope"); r.code != 2 || !strings.Contains(r.stderr, "unknown campaign") {
 		t.Errorf("pause of an unknown campaign: %+v", r)
+	}
+}
+
+// checkCancelledReport reads `wabulk report` of a cancelled campaign of n recipients of a series
+// of which the sandbox accepted sent: each recipient exactly once, those the sandbox received
+// accepted, every other one cancelled.
+func (w *controlWorld) checkCancelledReport(id string, series, n, sent int) {
+	w.t.Helper()
+	r := w.cli("report", "--campaign", id)
+	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if r.code != 0 || err != nil || len(rows) == 0 {
+		w.t.Fatalf("report: %v %+v", err, r)
+	}
+	called := map[string]bool{}
+	for _, c := range w.sb.Calls() {
+		called[c.To] = true
+	}
+	states := map[string]string{}
+	for _, row := range rows[1:] {
+		if _, dup := states[row[0]]; dup {
+			w.t.Errorf("report lists %s twice", row[0])
+		}
+		states[row[0]] = row[1]
+	}
+	accepted, cancelled := 0, 0
+	for i := range n {
+		to := fmt.Sprintf("+9198%02d%06d", series, i)
+		switch st := states[to]; {
+		case called[to] && st == store.ReportAccepted:
+			accepted++
+		case !called[to] && st == store.ReportCancelled:
+			cancelled++
+		default:
+			w.t.Errorf("report: %s is %q (the sandbox received it: %v)", to, st, called[to])
+		}
+	}
+	if len(rows)-1 != n || accepted != sent || cancelled != n-sent {
+		w.t.Errorf("report: %d rows, %d accepted, %d cancelled; want %d, %d, %d", len(rows)-1, accepted, cancelled, n, sent, n-sent)
 	}
 }
 

@@ -27,9 +27,10 @@ func newReportCmd() *cobra.Command {
 
 state is pending (waiting, being sent or retrying), accepted (Kaleyra accepted it, no verdict from
 WhatsApp yet), delivered, read, failed (WhatsApp refused it afterwards; code is Meta's, e.g. 131047
-outside the 24-hour window), not_sent, dead (code is the dead letter's), or suppressed (skipped at
-enqueue: on the suppression list). Recipients a cancel removed, and records past WABULK_RETENTION,
-are no longer held and are not listed. updated_at is the time of the status WhatsApp reported.
+outside the 24-hour window), not_sent, dead (code is the dead letter's), cancelled (taken off the
+queue by wabulk campaign cancel, or refused by a worker after it), or suppressed (skipped at
+enqueue: on the suppression list). Records past WABULK_RETENTION are no longer held and are not
+listed. updated_at is the time of the status WhatsApp reported (of the cancel for cancelled).
 The report streams: a campaign of millions is written in flat memory. Numbers are written in
 full: the file is for the campaign's owner.`,
 		Example: `  wabulk report --campaign spring-sale --out spring-sale.csv

@@ -46,13 +46,15 @@ them "read"; --callback-fail of the messages get "sent" then "failed" with a Met
 --callback-codes; --callback-not-sent get "not-sent" alone. --callback-dup of the messages have
 one callback posted twice, --callback-reorder have their last two swapped, each callback waits a
 random delay up to --callback-max-delay, and a callback not answered 200 is posted again with
-backoff, up to --callback-retries times. The outcomes are counted under "callbacks" in the stats.
-Point it at wabulk serve: --callback-url http://127.0.0.1:8080/v1/kaleyra/status.
+backoff, up to --callback-retries times. Each share is between 0 and 1, and 0 means none
+(--callback-fail 0: every message is delivered). The outcomes are counted under "callbacks" in
+the stats. Point it at wabulk serve: --callback-url http://127.0.0.1:8080/v1/kaleyra/status.
 
 Answer names, for --fault and for scripts:
 ` + answerHelp() + `
-Fault choice and jitter are deterministic for a given --seed: the n-th send to a recipient always
-gets the same answer.
+Fault choice, jitter and the callbacks' draws are deterministic for a given --seed: the n-th send
+to a recipient always gets the same answer and, when accepted, the same callbacks (outcome,
+duplicate, swap, delays); only the order in which the posts arrive varies.
 
 Control endpoints (JSON):
   POST /_sandbox/script   {"to":"+91…","answers":["WA500","ok"]}  next answers for that recipient
@@ -109,11 +111,14 @@ Control endpoints (JSON):
 	f.BoolVar(&cfg.Prepaid, "prepaid", false, "a prepaid account: every upload answers 401 WA-401 (uploads are for postpaid accounts)")
 	f.StringVar(&cfg.CallbackURL, "callback-url", "", "post status callbacks for accepted messages to this URL (wabulk serve's /v1/kaleyra/status)")
 	f.StringVar(&cfg.CallbackToken, "callback-token", "", "send callbacks with Authorization: Bearer TOKEN (one of serve's WABULK_API_TOKENS)")
-	f.Float64Var(&cfg.CallbackFail, "callback-fail", sandbox.DefaultCallbackFail, "share of accepted messages that fail with a Meta code (-1 for none)")
-	f.Float64Var(&cfg.CallbackNotSent, "callback-not-sent", 0, "share of accepted messages Kaleyra never passes on (not-sent)")
-	f.Float64Var(&cfg.CallbackRead, "callback-read", sandbox.DefaultCallbackRead, "share of delivered messages that are read (-1 for none)")
-	f.Float64Var(&cfg.CallbackDup, "callback-dup", sandbox.DefaultCallbackDup, "share of messages with one callback posted twice (-1 for none)")
-	f.Float64Var(&cfg.CallbackReorder, "callback-reorder", sandbox.DefaultCallbackReorder, "share of messages whose last two callbacks come swapped (-1 for none)")
+	// Each share is always set from its flag, whose default is the sandbox's: 0 means none.
+	cfg.CallbackFail, cfg.CallbackNotSent, cfg.CallbackRead = new(0.0), new(0.0), new(0.0)
+	cfg.CallbackDup, cfg.CallbackReorder = new(0.0), new(0.0)
+	f.Float64Var(cfg.CallbackFail, "callback-fail", sandbox.DefaultCallbackFail, "share of accepted messages that fail with a Meta code, 0 to 1 (0: none)")
+	f.Float64Var(cfg.CallbackNotSent, "callback-not-sent", 0, "share of accepted messages Kaleyra never passes on (not-sent), 0 to 1")
+	f.Float64Var(cfg.CallbackRead, "callback-read", sandbox.DefaultCallbackRead, "share of delivered messages that are read, 0 to 1 (0: none)")
+	f.Float64Var(cfg.CallbackDup, "callback-dup", sandbox.DefaultCallbackDup, "share of messages with one callback posted twice, 0 to 1 (0: none)")
+	f.Float64Var(cfg.CallbackReorder, "callback-reorder", sandbox.DefaultCallbackReorder, "share of messages whose last two callbacks come swapped, 0 to 1 (0: none)")
 	f.StringSliceVar(&cfg.CallbackCodes, "callback-codes", sandbox.DefaultCallbackCodes, "Meta codes of failed messages, drawn evenly")
 	f.DurationVar(&cfg.CallbackMaxDelay, "callback-max-delay", sandbox.DefaultCallbackMaxDelay, "longest random delay before each callback")
 	f.IntVar(&cfg.CallbackConcurrency, "callback-concurrency", sandbox.DefaultCallbackConcurrency, "callbacks posted at once")

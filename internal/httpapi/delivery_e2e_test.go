@@ -33,7 +33,7 @@ func TestCampaignThroughTheSandboxCountsWhatItsCallbacksSaid(t *testing.T) {
 	api := httptest.NewServer(srv.Handler())
 	t.Cleanup(api.Close)
 	sb := testkit.Sandbox(t, sandbox.Config{Balance: -1, Seed: 3, CallbackURL: api.URL + "/v1/kaleyra/status", CallbackToken: testToken,
-		CallbackFail: 0.3, CallbackNotSent: 0.05, CallbackDup: 0.3, CallbackReorder: 0.3, CallbackMaxDelay: 20 * time.Millisecond,
+		CallbackFail: new(0.3), CallbackNotSent: new(0.05), CallbackDup: new(0.3), CallbackReorder: new(0.3), CallbackMaxDelay: 20 * time.Millisecond,
 		CallbackCodes: []string{"131047", "131026", "131049"}})
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -14,10 +14,14 @@ import (
 // Kaleyra would send once WhatsApp decides: "sent", then "delivered" and for some "read", or
 // "failed" with a Meta error code, or "not-sent" alone; some come twice, some in the wrong order,
 // each after a short random delay, and each is posted again until the receiver answers 200.
-// The outcome of a message is a pure function of Seed and its message id, and is counted when
-// the message is accepted (CallbackStats), so a test can compare the receiver's counts with it.
+// A message's outcome, its duplicate and swap and its delays are drawn from the same hash as the
+// answer to its send (Seed, the recipient, how many sends that recipient has had), so the same
+// Seed and the same sends give the same delivered, read and failed counts on every run (only the
+// posts' order and timing vary). The outcome is counted when the message is accepted
+// (CallbackStats), so a test can compare the receiver's counts with it.
 
-// Defaults of the callback knobs, used when CallbackURL is set and the knob is zero.
+// Defaults of the callback knobs, used when CallbackURL is set and the knob is unset: a nil share,
+// a zero delay, concurrency or retry count.
 const (
 	DefaultCallbackFail        = 0.2
 	DefaultCallbackRead        = 0.5
@@ -46,14 +50,16 @@ type CallbackStats struct {
 	Pending   int64            `json:"pending"`   // callbacks not yet answered 200 nor abandoned
 }
 
-// callback is one status post.
+// callback is one status post, and the delay before it.
 type callback struct {
 	id, to, status, code string
+	delay                time.Duration
 }
 
 // callbacker posts the callbacks of accepted messages through a pool of posters.
 type callbacker struct {
 	cfg    Config
+	shares shares
 	client *http.Client
 	done   <-chan struct{}
 	ctx    context.Context // cancelled when done is closed: cuts a post short
@@ -66,7 +72,7 @@ type callbacker struct {
 }
 
 func newCallbacker(cfg Config, done <-chan struct{}) *callbacker {
-	c := &callbacker{cfg: cfg, done: done, wake: make(chan struct{}, 1),
+	c := &callbacker{cfg: cfg, shares: sharesOf(cfg), done: done, wake: make(chan struct{}, 1),
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.CallbackConcurrency}}, stats: CallbackStats{Failed: map[string]int64{}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.ctx = ctx
@@ -83,34 +89,49 @@ func newCallbacker(cfg Config, done <-chan struct{}) *callbacker {
 	return c
 }
 
-// plan draws the message's outcome and queues its callbacks.
-func (c *callbacker) plan(seed uint64, id, to string) {
-	h := mix(seed ^ hashString(id))
+// shares are Config's callback shares, set (withDefaults gives every nil one its default).
+type shares struct{ fail, notSent, read, dup, reorder float64 }
+
+func sharesOf(cfg Config) shares {
+	return shares{*cfg.CallbackFail, *cfg.CallbackNotSent, *cfg.CallbackRead, *cfg.CallbackDup, *cfg.CallbackReorder}
+}
+
+// callbackSalt sets the callbacks' draws apart from the answer's, which come from the same hash.
+const callbackSalt = 0x63616c6c6261636b // "callback"
+
+// plan draws the message's outcome, duplicate, swap and delays from draw (the hash its send's
+// answer was chosen by) and queues its callbacks.
+func (c *callbacker) plan(draw uint64, id, to string) {
+	h := mix(draw ^ callbackSalt)
 	u := func(i uint64) float64 { return unit(mix(h + i)) }
+	sh := c.shares
 	var seq []callback
 	c.mu.Lock()
 	c.stats.Messages++
 	switch f := u(1); {
-	case f < c.cfg.CallbackFail:
+	case f < sh.fail:
 		code := c.cfg.CallbackCodes[int(u(2)*float64(len(c.cfg.CallbackCodes)))%len(c.cfg.CallbackCodes)]
-		seq = []callback{{id, to, "sent", ""}, {id, to, "failed", code}}
+		seq = []callback{{id: id, to: to, status: "sent"}, {id: id, to: to, status: "failed", code: code}}
 		c.stats.Failed[code]++
-	case f < c.cfg.CallbackFail+c.cfg.CallbackNotSent:
-		seq = []callback{{id, to, "not-sent", ""}}
+	case f < sh.fail+sh.notSent:
+		seq = []callback{{id: id, to: to, status: "not-sent"}}
 		c.stats.NotSent++
 	default:
-		seq = []callback{{id, to, "sent", ""}, {id, to, "delivered", ""}}
+		seq = []callback{{id: id, to: to, status: "sent"}, {id: id, to: to, status: "delivered"}}
 		c.stats.Delivered++
-		if u(3) < c.cfg.CallbackRead {
-			seq = append(seq, callback{id, to, "read", ""})
+		if u(3) < sh.read {
+			seq = append(seq, callback{id: id, to: to, status: "read"})
 			c.stats.Read++
 		}
 	}
-	if n := len(seq); n > 1 && u(4) < c.cfg.CallbackReorder {
+	if n := len(seq); n > 1 && u(4) < sh.reorder {
 		seq[n-2], seq[n-1] = seq[n-1], seq[n-2]
 	}
-	if u(5) < c.cfg.CallbackDup {
+	if u(5) < sh.dup {
 		seq = append(seq, seq[int(u(6)*float64(len(seq)))%len(seq)])
+	}
+	for i := range seq {
+		seq[i].delay = time.Duration(u(16+uint64(i)) * float64(c.cfg.CallbackMaxDelay))
 	}
 	c.stats.Pending += int64(len(seq))
 	c.queue = append(c.queue, seq)
@@ -148,9 +169,8 @@ func (c *callbacker) post() {
 				return
 			}
 		}
-		for i, cb := range seq {
-			d := time.Duration(unit(mix(hashString(cb.id)+uint64(i)+uint64(time.Now().UnixNano()))) * float64(c.cfg.CallbackMaxDelay))
-			if !c.sleep(d) {
+		for _, cb := range seq {
+			if !c.sleep(cb.delay) {
 				return
 			}
 			c.deliver(cb)
@@ -226,6 +246,13 @@ func (c *callbacker) snapshot() CallbackStats {
 		s.Failed[k] = v
 	}
 	return s
+}
+
+// CallbackBody is the documented body of a status callback (API v2) as the sandbox posts it:
+// message msgID to recipient to (E.164) has status ("sent", "delivered", "read", "failed",
+// "not-sent"), with Meta error code for a failed one. The benchmark posts it too.
+func CallbackBody(msgID, to, status, code string) []byte {
+	return callbackBody(callback{id: msgID, to: to, status: status, code: code})
 }
 
 // callbackBody is the documented body of a status callback (API v2).

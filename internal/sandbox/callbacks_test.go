@@ -3,8 +3,10 @@ package sandbox_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +48,7 @@ func TestCallbacksArePostedAsKaleyraDoesAndRetriedUntil200(t *testing.T) {
 	rc.fail.Store(5)
 	hs := httptest.NewServer(rc)
 	t.Cleanup(hs.Close)
-	s := start(t, sandbox.Config{CallbackURL: hs.URL, CallbackToken: "tok", CallbackFail: 0.5, CallbackDup: 1,
+	s := start(t, sandbox.Config{CallbackURL: hs.URL, CallbackToken: "tok", CallbackFail: new(0.5), CallbackDup: new(1.0),
 		CallbackMaxDelay: time.Millisecond})
 	const n = 40
 	for i := range n {
@@ -94,11 +96,99 @@ func TestCallbacksArePostedAsKaleyraDoesAndRetriedUntil200(t *testing.T) {
 
 func TestCallbackConfigIsChecked(t *testing.T) {
 	for _, cfg := range []sandbox.Config{
-		{CallbackURL: "ftp://x"}, {CallbackURL: "http://x", CallbackFail: 2}, {CallbackURL: "http://x", CallbackFail: 0.8, CallbackNotSent: 0.5},
+		{CallbackURL: "ftp://x"}, {CallbackURL: "http://x", CallbackFail: new(2.0)}, {CallbackURL: "http://x", CallbackFail: new(0.8), CallbackNotSent: new(0.5)},
+		{CallbackURL: "http://x", CallbackRead: new(-1.0)},
 		{CallbackURL: "http://x", CallbackCodes: []string{"13a"}},
 	} {
 		if _, err := sandbox.New(cfg); err == nil {
 			t.Errorf("New(%+v) took it", cfg)
 		}
+	}
+}
+
+// outcomes sends one message to each of n recipients, from 8 goroutines (so the sends arrive
+// in no fixed order), to a sandbox posting callbacks to a receiver, waits for every callback
+// and returns the sandbox's counts and each recipient's statuses as they arrived, sorted.
+func outcomes(t *testing.T, cfg sandbox.Config, n int) (sandbox.CallbackStats, map[string]string) {
+	t.Helper()
+	rc := &receiver{}
+	hs := httptest.NewServer(rc)
+	t.Cleanup(hs.Close)
+	cfg.CallbackURL, cfg.CallbackMaxDelay = hs.URL, time.Millisecond
+	s := start(t, cfg)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := g; i < n; i += 8 {
+				body := msg(strings.Replace(okFields, "+919876543210", fmt.Sprintf("+91987654%04d", i), 1))
+				if code, _, _ := post(t, s, call{body: body}); code != 200 {
+					t.Errorf("send %d: %d", i, code)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	testkit.Eventually(t, 20*time.Second, "every callback answered 200", func() bool {
+		st := s.Stats().Callbacks
+		return st.Messages == int64(n) && st.Pending == 0
+	})
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	byTo := map[string][]string{}
+	for _, b := range rc.bodies {
+		st := b["meta_object"].(map[string]any)["value"].(map[string]any)["statuses"].([]any)[0].(map[string]any)
+		v := st["status"].(string)
+		if errs, ok := st["errors"].([]any); ok {
+			v += fmt.Sprint(errs[0].(map[string]any)["code"])
+		}
+		byTo[st["recipient_id"].(string)] = append(byTo[st["recipient_id"].(string)], v)
+	}
+	out := map[string]string{}
+	for to, sts := range byTo {
+		slices.Sort(sts)
+		out[to] = strings.Join(sts, ",")
+	}
+	return *s.Stats().Callbacks, out
+}
+
+// TestCallbackShareZeroMeansNone: a share set to 0 is none, not the default: with every share
+// at 0 each message gets exactly "sent" and "delivered", once each.
+func TestCallbackShareZeroMeansNone(t *testing.T) {
+	const n = 60
+	st, got := outcomes(t, sandbox.Config{CallbackFail: new(0.0), CallbackRead: new(0.0), CallbackDup: new(0.0),
+		CallbackReorder: new(0.0), CallbackNotSent: new(0.0)}, n)
+	if st.Delivered != n || st.Read != 0 || len(st.Failed) != 0 || st.NotSent != 0 || st.Posted != 2*n {
+		t.Errorf("with every share 0: %+v, want %d delivered, nothing else, %d posts", st, n, 2*n)
+	}
+	for to, sts := range got {
+		if sts != "delivered,sent" {
+			t.Errorf("%s got %s", to, sts)
+		}
+	}
+	// Unset (nil) shares take the defaults: some fail, some are read.
+	st, _ = outcomes(t, sandbox.Config{}, n)
+	if len(st.Failed) == 0 || st.Read == 0 || st.Delivered == n {
+		t.Errorf("with the default shares: %+v", st)
+	}
+}
+
+// TestCallbackDrawsFollowTheSeed: two sandboxes with one seed give every recipient the same
+// callbacks (so the same delivered, read and failed counts), whatever order the sends arrive in;
+// another seed gives others.
+func TestCallbackDrawsFollowTheSeed(t *testing.T) {
+	const n = 200
+	cfg := sandbox.Config{Seed: 42, CallbackNotSent: new(0.05)}
+	a, outA := outcomes(t, cfg, n)
+	b, outB := outcomes(t, cfg, n)
+	if fmt.Sprint(a.Delivered, a.Read, a.Failed, a.NotSent) != fmt.Sprint(b.Delivered, b.Read, b.Failed, b.NotSent) {
+		t.Errorf("same seed, different counts:\n%+v\n%+v", a, b)
+	}
+	if !maps.Equal(outA, outB) || len(outA) != n {
+		t.Errorf("same seed, different callbacks for some of the %d recipients (%d, %d seen)", n, len(outA), len(outB))
+	}
+	cfg.Seed = 43
+	_, outC := outcomes(t, cfg, n)
+	if maps.Equal(outA, outC) {
+		t.Error("seeds 42 and 43 drew the same callbacks for every recipient")
 	}
 }

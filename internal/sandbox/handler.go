@@ -47,9 +47,9 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	}
 	switch name {
 	case AnswerOK:
-		writeOK(w, s.accept(m.to))
+		writeOK(w, s.accept(m.to, draw))
 	case AnswerSlowloris:
-		writeSlow(w, r, s.accept(m.to), s.cfg.HangFor, s.done)
+		writeSlow(w, r, s.accept(m.to, draw), s.cfg.HangFor, s.done)
 	case AnswerHang:
 		writeHang(w, r, s.cfg.HangFor, s.done)
 	case AnswerReset:
@@ -83,11 +83,12 @@ func (s *Server) delay(r *http.Request, draw uint64) bool {
 	}
 }
 
-// accept returns the answer to an accepted message and plans its status callbacks.
-func (s *Server) accept(to string) []byte {
+// accept returns the answer to an accepted message and plans its status callbacks from draw,
+// the hash its answer was chosen by (so they too follow Seed).
+func (s *Server) accept(to string, draw uint64) []byte {
 	body, id := s.acceptBody(to)
 	if s.callbacks != nil {
-		s.callbacks.plan(s.seed, id, to)
+		s.callbacks.plan(draw, id, to)
 	}
 	return body
 }

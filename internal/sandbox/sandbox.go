@@ -77,11 +77,12 @@ type Config struct {
 	CallbackToken string
 	// CallbackFail is the share of accepted messages that fail (a Meta code from CallbackCodes);
 	// CallbackNotSent the share Kaleyra never passes on; the rest are delivered, and of those
-	// CallbackRead are read. Defaults 0.2, 0, 0.5 (a negative value means 0).
-	CallbackFail, CallbackNotSent, CallbackRead float64
+	// CallbackRead are read. Each share is between 0 and 1, and 0 means none: nil is what stands
+	// for the default. Defaults 0.2, 0, 0.5 (e.g. CallbackFail: new(0.0) for no failures).
+	CallbackFail, CallbackNotSent, CallbackRead *float64
 	// CallbackDup is the share of messages with one callback posted twice, CallbackReorder the
-	// share whose last two callbacks are swapped. Defaults 0.1 each (negative: 0).
-	CallbackDup, CallbackReorder float64
+	// share whose last two callbacks are swapped. Defaults 0.1 each (nil); 0 means none.
+	CallbackDup, CallbackReorder *float64
 	// CallbackCodes are the Meta codes of failed messages, drawn evenly. Default DefaultCallbackCodes.
 	CallbackCodes []string
 	// CallbackMaxDelay bounds the random delay before each callback. Default 100ms.
@@ -116,11 +117,10 @@ func (c Config) withDefaults() Config {
 	if c.HangFor <= 0 {
 		c.HangFor = DefaultHangFor
 	}
-	def := func(v *float64, d float64) {
-		if *v == 0 {
-			*v = d
-		} else if *v < 0 {
-			*v = 0
+	// A share set stays as it is, 0 included; only an unset one takes its default.
+	def := func(v **float64, d float64) {
+		if *v == nil {
+			*v = &d
 		}
 	}
 	def(&c.CallbackFail, DefaultCallbackFail)
@@ -171,13 +171,13 @@ func (c Config) validate() error {
 	if c.CallbackURL != "" && !httpURL(c.CallbackURL) {
 		return fmt.Errorf("sandbox: callback URL %q is not an absolute http(s) URL", c.CallbackURL)
 	}
-	for name, p := range map[string]float64{"fail": c.CallbackFail, "not-sent": c.CallbackNotSent, "read": c.CallbackRead,
-		"dup": c.CallbackDup, "reorder": c.CallbackReorder} {
-		if math.IsNaN(p) || p > 1 {
+	for name, p := range map[string]float64{"fail": *c.CallbackFail, "not-sent": *c.CallbackNotSent, "read": *c.CallbackRead,
+		"dup": *c.CallbackDup, "reorder": *c.CallbackReorder} {
+		if math.IsNaN(p) || p < 0 || p > 1 {
 			return fmt.Errorf("sandbox: callback %s share must be between 0 and 1, got %v", name, p)
 		}
 	}
-	if c.CallbackFail+c.CallbackNotSent > 1+1e-9 {
+	if *c.CallbackFail+*c.CallbackNotSent > 1+1e-9 {
 		return errors.New("sandbox: callback fail and not-sent shares add up to more than 1")
 	}
 	for _, code := range c.CallbackCodes {

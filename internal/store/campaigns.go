@@ -194,8 +194,8 @@ func (l *Ledger) anyHeld(ctx context.Context, lanes []string) bool {
 
 // CancelCampaign ends the campaign for good: its jobs still in a queue are never sent (they are
 // removed, and a worker that already took one refuses it before sending), they count as
-// cancelled, and a later enqueue into the campaign is refused. It reports false when the
-// campaign was cancelled already.
+// cancelled and the report lists them so (cancelled.go), and a later enqueue into the campaign is
+// refused. It reports false when the campaign was cancelled already.
 func (l *Ledger) CancelCampaign(ctx context.Context, campaign string) (bool, error) {
 	if err := l.requireCampaign(ctx, campaign); err != nil {
 		return false, err
@@ -219,19 +219,11 @@ func (l *Ledger) CancelCampaign(ctx context.Context, campaign string) (bool, err
 			return false, err
 		}
 	}
-	insp := asynq.NewInspectorFromRedisClient(l.rdb)
-	queues, err := insp.Queues()
-	if err != nil {
-		return false, fmt.Errorf("cancel %s: %w", campaign, err)
-	}
+	// A lane declared but with no task written yet has nothing to remove: its flag refuses any
+	// that come.
 	for _, ln := range lanes {
-		if !slices.Contains(queues, ln) {
-			continue // declared, no task written yet: its flag refuses any that come
-		}
-		for _, del := range []func(string) (int, error){insp.DeleteAllPendingTasks, insp.DeleteAllScheduledTasks, insp.DeleteAllRetryTasks} {
-			if _, err := del(ln); err != nil {
-				return false, fmt.Errorf("cancel %s: lane %s: %w", campaign, ln, err)
-			}
+		if _, err := l.cancelWaiting(ctx, ln); err != nil {
+			return false, fmt.Errorf("cancel %s: %w", campaign, err)
 		}
 	}
 	return first, l.holdLanes(ctx, lanes, false)

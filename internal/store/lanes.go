@@ -440,7 +440,7 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 	}
 	if dead == 0 {
 		ks = append(ks, keys(name)...)
-		ks = append(ks, key(name, "reconcile:since"), key(name, "live"))
+		ks = append(ks, key(name, "reconcile:since"), key(name, "live"), cancelledJobsKey(name))
 	}
 	// One slot: asynq's keys of the lane and the ledger's share the tag {lane}.
 	if err := l.rdb.Del(ctx, ks...).Err(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,19 +40,24 @@ type ReportRow struct {
 const reportBatch = 1000
 
 // Report calls fn for each recipient of campaign, scope by scope: the sent (with their delivery
-// status), the dead letters, the jobs still waiting in the campaign's lanes, and the recipients
-// its enqueues skipped as suppressed. It reads in batches, so a campaign of millions is reported
-// in flat memory. Jobs a cancel removed, and sent ones whose records passed the retention window,
-// are no longer held and are not listed.
+// status), the dead letters, the jobs still waiting in the campaign's lanes, those a cancel took
+// off them (cancelled.go), and the recipients its enqueues skipped as suppressed. It reads in
+// batches, so a campaign of millions is reported in flat memory. Sent and cancelled jobs whose
+// records passed the retention window, and tasks deleted one by one in asynqmon, are no longer
+// held and are not listed.
 func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow) error) error {
 	scopes, err := l.scopes(ctx, campaign)
+	if err != nil {
+		return err
+	}
+	st, err := l.readState(ctx, campaign)
 	if err != nil {
 		return err
 	}
 	for _, scope := range scopes {
 		lane := l.QueueOf(scope) == scope
 		queue := l.QueueOf(scope)
-		if err := l.reportSent(ctx, scope, queue, fn); err != nil {
+		if err := l.reportSent(ctx, scope, queue, st.cancelledAt, fn); err != nil {
 			return err
 		}
 		if err := l.reportDead(ctx, scope, fn); err != nil {
@@ -64,15 +68,20 @@ func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow)
 				return err
 			}
 		}
+		if lane && !st.cancelledAt.IsZero() {
+			if err := l.reportCancelled(ctx, queue, st.cancelledAt, fn); err != nil {
+				return err
+			}
+		}
 	}
 	return l.reportSuppressed(ctx, campaign, fn)
 }
 
 // reportSent lists the scope's sent jobs with their delivery status. A lane's are its completed
 // tasks that carry a result (the sent marker); one completed without a result was taken after
-// its campaign was cancelled and is listed as cancelled. The single queue's are its scope's
-// sent markers.
-func (l *Ledger) reportSent(ctx context.Context, scope, queue string, fn func(ReportRow) error) error {
+// its campaign was cancelled (at cancelled) and is listed as cancelled. The single queue's are
+// its scope's sent markers.
+func (l *Ledger) reportSent(ctx context.Context, scope, queue string, cancelled time.Time, fn func(ReportRow) error) error {
 	if queue == scope {
 		return l.pageIDs(ctx, CompletedKey(queue), zrange, func(ids []string) error {
 			pipe := l.rdb.Pipeline()
@@ -84,19 +93,23 @@ func (l *Ledger) reportSent(ctx context.Context, scope, queue string, fn func(Re
 			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 				return fmt.Errorf("report: %w", err)
 			}
+			var refusedIDs []string
+			var refused []ReportRow
 			for i, id := range ids {
 				v := tasks[i].Val()
 				msg, _ := v[0].(string)
 				answer, sent := v[1].(string)
 				row := sentRow(id, answer, dlv.Val()[i], msg)
 				if !sent {
-					row = ReportRow{State: ReportCancelled, To: row.To, Ref: row.Ref, Ref1: row.Ref1, Ref2: row.Ref2}
+					refusedIDs = append(refusedIDs, id)
+					refused = append(refused, ReportRow{To: row.To, Ref: row.Ref, Ref1: row.Ref1, Ref2: row.Ref2})
+					continue
 				}
 				if err := fn(row); err != nil {
 					return err
 				}
 			}
-			return nil
+			return l.reportRefused(ctx, queue, refusedIDs, refused, cancelled, fn)
 		})
 	}
 	var cursor uint64
@@ -267,11 +280,7 @@ func refsOf(b []byte) (ref, ref1, ref2 string) {
 			if m < 0 {
 				return
 			}
-			var p struct{ Ref, Ref1, Ref2 string }
-			if json.Unmarshal(v, &p) == nil {
-				return p.Ref, p.Ref1, p.Ref2
-			}
-			return
+			return refsOfPayload(v)
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {

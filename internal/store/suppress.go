@@ -136,11 +136,15 @@ func (l *Ledger) CountSuppressed(ctx context.Context, campaign string, numbers [
 // RecipientOfTask is the recipient of a TaskID (campaign:sender:digits) as E.164.
 func RecipientOfTask(taskID string) (string, bool) {
 	i := strings.LastIndexByte(taskID, ':')
-	if i < 0 || i == len(taskID)-1 {
+	if i < 0 {
 		return "", false
 	}
-	d := taskID[i+1:]
-	if strings.ContainsFunc(d, func(r rune) bool { return r < '0' || r > '9' }) {
+	return recipientOfDigits(taskID[i+1:])
+}
+
+// recipientOfDigits is a TaskID's last part, the recipient's digits, as E.164.
+func recipientOfDigits(d string) (string, bool) {
+	if d == "" || strings.ContainsFunc(d, func(r rune) bool { return r < '0' || r > '9' }) {
 		return "", false
 	}
 	return "+" + d, true
