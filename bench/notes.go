@@ -261,6 +261,7 @@ func (pr *profileResult) ownSummary() string {
 		{"wabulk/job.Decode", "job.Decode"},
 		{"internal/kaleyra.ParseAnswer", "ParseAnswer (2xx decode)"},
 		{"internal/kaleyra.messageID", "messageID"},
+		{logCall, "log lines (zap, a write to the log each)"},
 	} {
 		if us, ok := pr.ownUS(s.fn); ok {
 			parts = append(parts, fmt.Sprintf("%s %.1f", s.what, us))

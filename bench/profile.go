@@ -85,12 +85,16 @@ func (b *bench) profile(ctx context.Context) (profileResult, error) {
 	}
 	_, lines := topLines(all)
 	for _, l := range lines {
-		if strings.Contains(l, "github.com/wabulk/wabulk/") && !strings.Contains(l, "/internal/sandbox") && len(res.own) < 25 {
+		own := strings.Contains(l, "github.com/wabulk/wabulk/") && !strings.Contains(l, "/internal/sandbox")
+		if (own || strings.HasSuffix(l, logCall)) && len(res.own) < 25 {
 			res.own = append(res.own, l)
 		}
 	}
 	return res, nil
 }
+
+// logCall is the worker's one log line per message (zap), listed with wabulk's own functions.
+const logCall = "go.uber.org/zap.(*Logger).Info"
 
 func goPprof(args ...string) (string, error) {
 	cmd := exec.Command("go", append([]string{"tool", "pprof"}, args...)...)

@@ -270,7 +270,7 @@ func (b *bench) report() string {
 		}
 		p("```")
 		p("")
-		p("wabulk's own functions, by cumulative time:")
+		p("wabulk's own functions and its log call, by cumulative time:")
 		p("")
 		p("```")
 		for _, l := range pr.own {
