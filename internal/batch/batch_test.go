@@ -62,7 +62,7 @@ func TestLingeringWaitsOnlyAfterABusyBatch(t *testing.T) {
 	ch <- 1
 	got := make(chan []int)
 	go func() {
-		for b := range Lingering(ch, 3, 500*time.Millisecond) {
+		for b := range Lingering(ch, 3, 500*time.Millisecond, func(v int) bool { return v < 100 }) {
 			got <- slices.Clone(b)
 		}
 		close(got)
@@ -91,6 +91,20 @@ func TestLingeringWaitsOnlyAfterABusyBatch(t *testing.T) {
 	}
 	if d := time.Since(start); d >= 500*time.Millisecond {
 		t.Errorf("a lone value after a batch of one waited %v", d)
+	}
+	// A value that may not wait is not held, even after a busy batch.
+	ch <- 6
+	ch <- 7
+	if b := <-got; !slices.Equal(b, []int{6, 7}) {
+		t.Fatalf("fifth batch %v", b)
+	}
+	start = time.Now()
+	ch <- 100
+	if b := <-got; !slices.Equal(b, []int{100}) {
+		t.Fatalf("sixth batch %v", b)
+	}
+	if d := time.Since(start); d >= 500*time.Millisecond {
+		t.Errorf("a value that may not wait waited %v", d)
 	}
 	close(ch)
 	if _, ok := <-got; ok {

@@ -57,10 +57,17 @@ func TestSoak200kWithRedisRestartAndWorkerKill(t *testing.T) {
 	if c.Completed+c.Dead != jobs {
 		t.Errorf("sent %d + dead %d != %d unique recipients", c.Completed, c.Dead, jobs)
 	}
-	if int64(len(st.AcceptedTo)) != c.Completed {
-		t.Errorf("sandbox accepted %d distinct recipients, ledger says %d sent", len(st.AcceptedTo), c.Completed)
+	// Every job the ledger counts sent was accepted. A job Kaleyra accepted just before a fault,
+	// before its marker was written, is sent again (the sent-twice window); when that second send
+	// is refused (WA400) it ends dead although accepted once. Both come from the jobs in flight at
+	// the two faults.
+	acceptedDead := int64(len(st.AcceptedTo)) - c.Completed
+	t.Logf("accepted once, then dead-lettered on the re-send: %d", acceptedDead)
+	if acceptedDead < 0 {
+		t.Errorf("the ledger counts %d sent, the sandbox accepted %d distinct recipients", c.Completed, len(st.AcceptedTo))
 	}
-	if extra > 2*50 {
-		t.Errorf("%d duplicate sends, more than the jobs in flight at the two faults (2 × 50)", extra)
+	if extra+acceptedDead > 2*50 {
+		t.Errorf("%d duplicate sends and %d accepted-then-dead jobs, more than the jobs in flight at the two faults (2 × 50)",
+			extra, acceptedDead)
 	}
 }

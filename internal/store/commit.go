@@ -189,7 +189,7 @@ func (l *Ledger) do(ctx context.Context, o *op) {
 func (l *Ledger) Batch(max int) (stop func()) {
 	b := &batcher{ops: make(chan *op, max)}
 	b.wg.Go(func() {
-		for group := range batch.Lingering(b.ops, max, groupLinger) {
+		for group := range batch.Lingering(b.ops, max, groupLinger, mayWait) {
 			l.commit(context.Background(), group)
 			for _, o := range group {
 				close(o.done)
@@ -209,11 +209,15 @@ func (l *Ledger) Batch(max int) (stop func()) {
 	}
 }
 
-// groupLinger is how long a batch waits to fill when the one before it shared a round trip: at
-// a few thousand messages a second each round trip then carries several ops instead of one or
-// two, which cuts Redis commands and CPU per message; the wait is small beside Kaleyra's answer
-// time, and a lone op (no load) is never held.
+// groupLinger is how long a batch of Begin ops waits to fill when the batch before it shared a
+// round trip: at a few thousand messages a second each round trip then carries several ops
+// instead of one or two, which cuts Redis commands and CPU per message; the wait is small beside
+// Kaleyra's answer time, and a lone op (no load) is never held.
 const groupLinger = 2 * time.Millisecond
+
+// mayWait says which ops a batch may linger for. Not a Sent op: Kaleyra has accepted its message,
+// and until the marker is written a crash would send it again (the sent-twice window).
+func mayWait(o *op) bool { return o.kind == opBegin }
 
 type batcher struct {
 	ops    chan *op
