@@ -258,7 +258,7 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 				return g
 			}
 		}
-		g := &group{kind: o.kind, scope: o.scope, lane: l.QueueOf(o.scope) == o.scope}
+		g := &group{kind: o.kind, scope: o.scope, lane: l.isLane(o.scope)}
 		groups = append(groups, g)
 		return g
 	}

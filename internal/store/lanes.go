@@ -489,6 +489,9 @@ func (l *Ledger) QueueOf(scope string) string {
 	return scope
 }
 
+// isLane reports whether a ledger scope is a lane (not a campaign's scope in the single queue).
+func (l *Ledger) isLane(scope string) bool { return l.QueueOf(scope) == scope }
+
 // ReconcileMark is the key where the reconciler keeps the archive time it has read queue up to.
 // The single queue's mark is a key of the namespace's slot.
 func (l *Ledger) ReconcileMark(queue string) string {

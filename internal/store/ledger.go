@@ -91,7 +91,7 @@ return 1
 // asynq's retry set, so there it only counts the retry.
 func (l *Ledger) Retry(ctx context.Context, scope, taskID string) error {
 	var err error
-	if l.QueueOf(scope) == scope {
+	if l.isLane(scope) {
 		err = l.rdb.HIncrBy(ctx, key(scope, "counts"), "retries", 1).Err()
 	} else {
 		err = retryScript.Run(ctx, l.rdb, keys(scope)[:3], taskID).Err()
@@ -105,7 +105,7 @@ func (l *Ledger) Retry(ctx context.Context, scope, taskID string) error {
 // Release takes the job out of "active" without an outcome (shutdown, a rate-limit wait cut
 // short): it goes back to pending. A lane's Begin marked nothing, so there is nothing to undo.
 func (l *Ledger) Release(ctx context.Context, scope, taskID string) error {
-	if l.QueueOf(scope) == scope {
+	if l.isLane(scope) {
 		return nil
 	}
 	return l.rdb.SRem(ctx, key(scope, "active"), taskID).Err()
@@ -229,7 +229,7 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 	reads := make([]read, len(scopes))
 	for i, s := range scopes {
 		r := read{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")),
-			fcodes: pipe.HGetAll(ctx, key(s, "failcodes")), lane: l.QueueOf(s) == s}
+			fcodes: pipe.HGetAll(ctx, key(s, "failcodes")), lane: l.isLane(s)}
 		if r.lane {
 			p := asynqPrefix(s)
 			r.pending, r.scheduled = pipe.LLen(ctx, p+"pending"), pipe.ZCard(ctx, p+"scheduled")

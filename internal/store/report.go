@@ -55,7 +55,7 @@ func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow)
 		return err
 	}
 	for _, scope := range scopes {
-		lane := l.QueueOf(scope) == scope
+		lane := l.isLane(scope)
 		queue := l.QueueOf(scope)
 		if err := l.reportSent(ctx, scope, queue, st.cancelledAt, fn); err != nil {
 			return err
