@@ -149,6 +149,37 @@ func servedPort(subcommand string, cfg config.Config) (string, int, error) {
 	return name, p, nil
 }
 
+// fileChecker checks one shipped file's bytes against the program.
+type fileChecker func(b []byte, root *cobra.Command) error
+
+// checkShipped fails t with what check finds in the repository's file.
+func checkShipped(t *testing.T, file string, check fileChecker) {
+	t.Helper()
+	b, err := readRepo(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(b, newRootCmd()); err != nil {
+		t.Fatalf("%s:\n%v", file, err)
+	}
+}
+
+// mistake is one deliberate edit of a shipped file and what its checker's error must mention.
+type mistake struct{ name, old, new, want string }
+
+// checkMistakes requires check to reject file with each mistake made in it.
+func checkMistakes(t *testing.T, file string, check fileChecker, mistakes []mistake) {
+	for _, m := range mistakes {
+		t.Run(m.name, func(t *testing.T) {
+			b, err := mutate(t, file, m.old, m.new)(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantError(t, check(b, newRootCmd()), m.want)
+		})
+	}
+}
+
 // wantError fails t unless err mentions want: the CheckerCatchesMistakes tests use it to prove a
 // checker rejects a deliberate mistake.
 func wantError(t *testing.T, err error, want string) {
