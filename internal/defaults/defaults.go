@@ -3,7 +3,10 @@
 // default changes in one place.
 package defaults
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // The defaults of the settings a user can change (the environment variable in brackets).
 const (
@@ -44,3 +47,11 @@ const (
 	// ReconcileInterval is how often a worker looks for tasks archived without the handler.
 	ReconcileInterval = 30 * time.Second
 )
+
+// Set gives *v the default d when it is unset: zero, negative or empty.
+func Set[T cmp.Ordered](v *T, d T) {
+	var zero T
+	if *v <= zero {
+		*v = d
+	}
+}

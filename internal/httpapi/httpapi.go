@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/defaults"
 	"github.com/wabulk/wabulk/internal/kaleyra"
 	"github.com/wabulk/wabulk/internal/kaleyra/kaleyradocs"
 	"github.com/wabulk/wabulk/internal/logging"
@@ -107,43 +108,18 @@ const (
 )
 
 func (c *Config) withDefaults() {
-	d := config.Defaults()
-	if c.Producer.Queue == "" {
-		c.Producer.Queue = d.Queue
-	}
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxMediaBytes <= 0 {
-		c.MaxMediaBytes = DefaultMaxMediaBytes
-	}
-	if c.MaxLargeRequests <= 0 {
-		c.MaxLargeRequests = DefaultMaxLargeRequests
-	}
-	if c.LargeBodyBytes <= 0 {
-		c.LargeBodyBytes = DefaultLargeBodyBytes
-	}
-	if c.MaxRecipients <= 0 {
-		c.MaxRecipients = DefaultMaxRecipients
-	}
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if c.ReadHeaderTimeout <= 0 {
-		c.ReadHeaderTimeout = 10 * time.Second
-	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = c.ReadTimeout + time.Minute
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = d.ShutdownTimeout
-	}
+	defaults.Set(&c.Producer.Queue, defaults.Queue)
+	defaults.Set(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	defaults.Set(&c.MaxMediaBytes, DefaultMaxMediaBytes)
+	defaults.Set(&c.MaxLargeRequests, DefaultMaxLargeRequests)
+	defaults.Set(&c.LargeBodyBytes, DefaultLargeBodyBytes)
+	defaults.Set(&c.MaxRecipients, DefaultMaxRecipients)
+	defaults.Set(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	defaults.Set(&c.ReadHeaderTimeout, 10*time.Second)
+	defaults.Set(&c.ReadTimeout, DefaultReadTimeout)
+	defaults.Set(&c.WriteTimeout, c.ReadTimeout+time.Minute)
+	defaults.Set(&c.IdleTimeout, DefaultIdleTimeout)
+	defaults.Set(&c.ShutdownTimeout, defaults.ShutdownTimeout)
 }
 
 // ErrNoTokens is New's answer when there is no token and InsecureNoAuth is not set.

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wabulk/wabulk/internal/defaults"
 )
 
 // Config sets up a Server. The zero value is usable except for Balance (see there).
@@ -105,18 +107,12 @@ const (
 const MaxBodyBytes = 1 << 20
 
 func (c Config) withDefaults() Config {
-	if c.SID == "" {
-		c.SID = DefaultSID
-	}
-	if c.APIKey == "" {
-		c.APIKey = DefaultAPIKey
-	}
+	defaults.Set(&c.SID, DefaultSID)
+	defaults.Set(&c.APIKey, DefaultAPIKey)
 	if len(c.Senders) == 0 {
 		c.Senders = []string{DefaultSender}
 	}
-	if c.HangFor <= 0 {
-		c.HangFor = DefaultHangFor
-	}
+	defaults.Set(&c.HangFor, DefaultHangFor)
 	// A share set stays as it is, 0 included; only an unset one takes its default.
 	def := func(v **float64, d float64) {
 		if *v == nil {
@@ -131,15 +127,9 @@ func (c Config) withDefaults() Config {
 	if len(c.CallbackCodes) == 0 {
 		c.CallbackCodes = DefaultCallbackCodes
 	}
-	if c.CallbackMaxDelay <= 0 {
-		c.CallbackMaxDelay = DefaultCallbackMaxDelay
-	}
-	if c.CallbackConcurrency <= 0 {
-		c.CallbackConcurrency = DefaultCallbackConcurrency
-	}
-	if c.CallbackRetries <= 0 {
-		c.CallbackRetries = DefaultCallbackRetries
-	}
+	defaults.Set(&c.CallbackMaxDelay, DefaultCallbackMaxDelay)
+	defaults.Set(&c.CallbackConcurrency, DefaultCallbackConcurrency)
+	defaults.Set(&c.CallbackRetries, DefaultCallbackRetries)
 	return c
 }
 
