@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -135,14 +134,10 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
 	q := r.URL.Query()
-	limit := DefaultListLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxListLimit {
-			writeProblem(w, newProblem(http.StatusBadRequest, CodeInvalidRequest, fmt.Sprintf("limit=%q: want 1 to %d", v, MaxListLimit)))
-			return
-		}
-		limit = n
+	limit, p := queryLimit(q, DefaultListLimit, MaxListLimit)
+	if p != nil {
+		writeProblem(w, p)
+		return
 	}
 	// after is compared, not looked up, and may be an id no request can create (the dead letters
 	// of undecodable payloads are kept under one): only its length is checked.

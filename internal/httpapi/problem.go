@@ -2,7 +2,10 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/wabulk/wabulk/producer"
 )
@@ -69,4 +72,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
+}
+
+// queryLimit reads the query's limit: def when absent, a 400 problem unless it is 1 to max.
+func queryLimit(q url.Values, def, max int) (int, *Problem) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		return 0, newProblem(http.StatusBadRequest, CodeInvalidRequest, fmt.Sprintf("limit=%q: want 1 to %d", v, max))
+	}
+	return n, nil
 }

@@ -3,9 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/wabulk/wabulk/internal/ops"
@@ -70,14 +68,10 @@ func (s *Server) getDead(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id := r.PathValue("id")
 	q := r.URL.Query()
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxDeadLimit {
-			writeProblem(w, newProblem(http.StatusBadRequest, CodeInvalidRequest, fmt.Sprintf("limit=%q: want 1 to %d", v, MaxDeadLimit)))
-			return
-		}
-		limit = n
+	limit, p := queryLimit(q, 100, MaxDeadLimit)
+	if p != nil {
+		writeProblem(w, p)
+		return
 	}
 	if _, p := s.status(ctx, id); p != nil {
 		writeProblem(w, p)
