@@ -616,7 +616,12 @@ func (p *Producer) enqueue(ctx context.Context, campaign, sender string, prio st
 		return nil, err
 	}
 	if live {
-		return added, nil // live already; DeclareLane above wrote a new priority
+		// Live already (DeclareLane above wrote a new priority): tell the workers it has work, in
+		// case they found it empty and stopped taking from it. A lost message costs latency only.
+		if slices.Contains(added, true) {
+			p.ledger.Wake(ctx, name)
+		}
+		return added, nil
 	}
 	if err := p.ledger.RegisterLane(ctx, ln, prio == ""); err != nil {
 		return nil, err

@@ -38,6 +38,9 @@ const (
 	outcomeRequeued = "requeued"
 	// outcomeCancelled: the job's campaign was cancelled; it is completed without a send.
 	outcomeCancelled = "cancelled"
+	// outcomeSuppressed: the job's recipient was put on the suppression list after the enqueue;
+	// it leaves its lane unsent.
+	outcomeSuppressed = "suppressed"
 )
 
 // Codes wabulk gives dead letters that Kaleyra never saw.
@@ -65,26 +68,55 @@ type handler struct {
 
 var _ asynq.Handler = (*handler)(nil)
 
-// ProcessTask decodes the job, waits for the sender's turn, calls Kaleyra and acts on the
-// answer per the table of Kaleyra's answers (docs/guarantees.md). Its error decides what asynq does: nil completes, an error
-// wrapping asynq.SkipRetry archives (dead letter), errNotFailure requeues without using a
-// retry, any other error retries with backoff.
+// attempt is one job's attempt as the handler sees it, whoever took the job: asynq's server
+// (the single queue) or the worker's dispatcher (lanes).
+type attempt struct {
+	id, queue, typ    string
+	payload           []byte
+	retried, maxRetry int
+	// result writes the task's result (asynqmon shows it).
+	result func([]byte) error
+	// taken is set by the dispatcher: it held a rate token before it took the job, and the take
+	// read the sent marker (taken.Prior) and refused a cancelled lane, so neither the limiter nor
+	// Begin is asked again.
+	taken *store.Taken
+}
+
+// errSuppressed is the handler's answer for a taken job whose recipient is on the suppression
+// list: the dispatcher drops it unsent, counted as suppressed.
+var errSuppressed = errors.New("the recipient is on the suppression list")
+
+// ProcessTask runs a job of the single queue, which asynq's own server serves.
 func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	a := attempt{typ: t.Type(), payload: t.Payload(), result: func(b []byte) error { _, err := t.ResultWriter().Write(b); return err }}
+	a.id, _ = asynq.GetTaskID(ctx)
+	a.queue, _ = asynq.GetQueueName(ctx)
+	a.retried, _ = asynq.GetRetryCount(ctx)
+	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
+	return h.process(ctx, a)
+}
+
+// process decodes the job, waits for the sender's turn (unless the dispatcher already did),
+// calls Kaleyra and acts on the answer per the table of Kaleyra's answers
+// (docs/guarantees.md). Its error decides what happens to the task, as in asynq: nil completes,
+// an error wrapping asynq.SkipRetry archives (dead letter), errNotFailure requeues without
+// using a retry, any other error retries with backoff.
+func (h *handler) process(ctx context.Context, a attempt) error {
 	start := time.Now()
-	id, _ := asynq.GetTaskID(ctx)
-	queue, _ := asynq.GetQueueName(ctx)
-	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	id, queue, retried, maxRetry := a.id, a.queue, a.retried, a.maxRetry
 	attempt := retried + 1
 	log := h.log.With(zap.String("task_id", h.pii.TaskID(id)), zap.Int("attempt", attempt))
 
-	p, err := job.Decode(t.Payload())
-	if t.Type() != job.TaskType {
-		err = fmt.Errorf("task type %q is not %s", t.Type(), job.TaskType)
+	p, err := job.Decode(a.payload)
+	if a.typ != job.TaskType {
+		err = fmt.Errorf("task type %q is not %s", a.typ, job.TaskType)
+	}
+	if a.taken != nil && a.taken.Bad != nil {
+		err = a.taken.Bad
 	}
 	if err != nil {
 		// A payload that cannot be decoded will not decode next time either: dead-letter it once.
-		d := store.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(t.Payload(), 4096)}
+		d := store.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(a.payload, 4096)}
 		return h.dead(ctx, log, h.ledger.Scope(queue, store.PoisonCampaign), h.laneSender(queue), d, 0, start)
 	}
 	scope := h.ledger.Scope(queue, p.Campaign)
@@ -101,7 +133,13 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return h.dead(ctx, log, scope, sender, d, 0, start)
 	}
 
-	prior, alreadySent, err := h.ledger.Begin(ctx, scope, id)
+	var prior string
+	var alreadySent bool
+	if a.taken != nil {
+		prior, alreadySent = a.taken.Prior, a.taken.Prior != ""
+	} else {
+		prior, alreadySent, err = h.ledger.Begin(ctx, scope, id)
+	}
 	if errors.Is(err, store.ErrCancelled) {
 		// The campaign was cancelled after this job was taken: complete it unsent. The campaign's
 		// counts see it as cancelled (it left the queues neither sent nor dead).
@@ -114,18 +152,32 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	if alreadySent {
 		// Kaleyra accepted this job before and only the ack was lost: complete it, do not send again.
-		t.ResultWriter().Write([]byte(prior))
+		a.result([]byte(prior))
 		h.metrics.send(sender, outcomeSent, "resent_avoided")
 		log.Info("send", zap.String("outcome", outcomeSent), zap.String("code", "already_sent"),
 			zap.Int("status", 0), zap.Duration("duration", time.Since(start)))
 		return nil
 	}
+	if a.taken != nil {
+		// The suppression list as it is now: a number added after the enqueue is not sent to.
+		suppressed, err := h.ledger.IsSuppressed(ctx, p.To)
+		if err != nil {
+			return h.requeue(log, sender, fmt.Errorf("ledger unreachable: %w", err), start)
+		}
+		if suppressed {
+			h.metrics.send(sender, outcomeSuppressed, "suppressed")
+			log.Info("send", zap.String("outcome", outcomeSuppressed), zap.Duration("duration", time.Since(start)))
+			return errSuppressed
+		}
+	}
 
-	waited, err := h.wait(ctx, from, retried < maxRetry)
-	h.metrics.wait.WithLabelValues(sender).Observe(waited.Seconds())
-	if err != nil {
-		h.ledger.Release(context.WithoutCancel(ctx), scope, id)
-		return h.requeue(log, sender, fmt.Errorf("rate-limit wait ended: %w", err), start)
+	if a.taken == nil {
+		waited, err := h.wait(ctx, from, retried < maxRetry)
+		h.metrics.wait.WithLabelValues(sender).Observe(waited.Seconds())
+		if err != nil {
+			h.ledger.Release(context.WithoutCancel(ctx), scope, id)
+			return h.requeue(log, sender, fmt.Errorf("rate-limit wait ended: %w", err), start)
+		}
 	}
 
 	callStart := time.Now()
@@ -136,7 +188,7 @@ func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if h.sendCount != nil {
 			h.sendCount.Add(from)
 		}
-		return h.sent(ctx, log, t, scope, sender, id, res, start)
+		return h.sent(ctx, log, a.result, scope, sender, id, res, start)
 	}
 	var ke *kaleyra.Error
 	if !errors.As(err, &ke) {
@@ -190,7 +242,7 @@ func (h *handler) wait(ctx context.Context, from string, mayRequeue bool) (time.
 // markerPatience is how long a worker keeps trying to write a sent marker while Redis is away.
 const markerPatience = 20 * time.Second
 
-func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, scope, sender, id string, res kaleyra.Result, start time.Time) error {
+func (h *handler) sent(ctx context.Context, log *zap.Logger, result func([]byte) error, scope, sender, id string, res kaleyra.Result, start time.Time) error {
 	// The message is out: record it even if the job's context is ending, and try hard, because a
 	// job whose sent marker is lost could be sent again after a crash.
 	rctx := context.WithoutCancel(ctx)
@@ -206,7 +258,7 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, t *asynq.Task, scop
 	}
 	if err != nil {
 		log.Error("ledger: sent marker not written; a crash before the ack could send this job again", zap.Error(err))
-		if _, werr := t.ResultWriter().Write(res.Body); werr != nil {
+		if werr := result(res.Body); werr != nil {
 			log.Warn("task result not written", zap.Error(werr))
 		}
 	}

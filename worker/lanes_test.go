@@ -143,7 +143,19 @@ func TestHighPriorityOvertakesABusySender(t *testing.T) {
 	}
 }
 
-func TestWeightsGiveHighAtLeastItsShare(t *testing.T) {
+// roundOf builds one sender's round over lanes of the given priorities, all with work.
+func roundOf(prios ...store.Priority) (*senderQueue, []store.Lane) {
+	q := &senderQueue{lanes: map[string]*laneState{}, wake: make(chan struct{}, 1)}
+	var ls []store.Lane
+	for i, pr := range prios {
+		ln := store.Lane{Name: fmt.Sprint("q", i), Priority: pr}
+		ls = append(ls, ln)
+		q.ready(ln)
+	}
+	return q, ls
+}
+
+func TestRoundRobinGivesHighItsShareAndEveryLaneItsTurn(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		lanes []store.Priority
@@ -151,27 +163,89 @@ func TestWeightsGiveHighAtLeastItsShare(t *testing.T) {
 		{"one high, one normal", []store.Priority{"high", "normal"}},
 		{"one high, five normal, two low", []store.Priority{"high", "normal", "normal", "normal", "normal", "normal", "low", "low"}},
 		{"two high, three normal", []store.Priority{"high", "high", "normal", "normal", "normal"}},
+		{"three normal, one low", []store.Priority{"normal", "normal", "normal", "low"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var ls []store.Lane
-			for i, pr := range tc.lanes {
-				ls = append(ls, store.Lane{Name: fmt.Sprint("q", i), Priority: pr})
+			q, ls := roundOf(tc.lanes...)
+			picks := map[string]int{}
+			const n = 10000
+			for range n {
+				picks[q.next().lane.Name]++
 			}
-			w := weights(ls)
-			high, all := 0, 0
+			high, normal, low := 0, 0, 0
 			for i, pr := range tc.lanes {
-				all += w[ls[i].Name]
-				if pr == store.PriorityHigh {
-					high += w[ls[i].Name]
+				if picks[ls[i].Name] == 0 {
+					t.Fatalf("lane %d (%s) never picked in %d: %v", i, pr, n, picks)
 				}
-				if w[ls[i].Name] < 1 {
-					t.Errorf("lane %d has weight %d", i, w[ls[i].Name])
+				switch pr {
+				case store.PriorityHigh:
+					high += picks[ls[i].Name]
+				case store.PriorityLow:
+					low += picks[ls[i].Name]
+				default:
+					normal += picks[ls[i].Name]
 				}
 			}
-			if share := float64(high) / float64(all); share < 0.75 {
-				t.Errorf("high share %.2f of weights %v, want ≥ 0.75", share, w)
+			if high > 0 {
+				if share := float64(high) / n; share < 0.89 {
+					t.Errorf("high share %.3f of %v, want ≥ 0.89", share, picks)
+				}
+			}
+			// Within a class, equal shares; a low lane gets half a normal one's.
+			for i, pr := range tc.lanes {
+				if pr == store.PriorityLow && normal > 0 {
+					perNormal := float64(normal) / float64(countPrio(tc.lanes, store.PriorityNormal))
+					if r := float64(picks[ls[i].Name]) / perNormal; r < 0.45 || r > 0.55 {
+						t.Errorf("low lane %d got %.2f of a normal lane's sends, want 0.5", i, r)
+					}
+				}
 			}
 		})
+	}
+}
+
+func countPrio(ps []store.Priority, p store.Priority) int {
+	n := 0
+	for _, x := range ps {
+		if x == p {
+			n++
+		}
+	}
+	return n
+}
+
+// The order is deterministic: with n normal lanes, every lane is picked in any n consecutive
+// picks, and a lane that gets work is picked next.
+func TestRoundRobinServesEveryLaneWithinOneRoundAndANewLaneNext(t *testing.T) {
+	prios := make([]store.Priority, 21)
+	for i := range prios {
+		prios[i] = store.PriorityNormal
+	}
+	q, ls := roundOf(prios...)
+	var seq []string
+	for range 21 * 30 {
+		seq = append(seq, q.next().lane.Name)
+	}
+	for i := 0; i+21 <= len(seq); i++ {
+		seen := map[string]bool{}
+		for _, n := range seq[i : i+21] {
+			seen[n] = true
+		}
+		if len(seen) != 21 {
+			t.Fatalf("picks %d..%d cover %d of 21 lanes: %v", i, i+21, len(seen), seq[i:i+21])
+		}
+	}
+	late := store.Lane{Name: "late", Priority: store.PriorityNormal}
+	q.ready(late)
+	if got := q.next().lane.Name; got != "late" {
+		t.Errorf("after a lane got work the next pick is %s, want it", got)
+	}
+	// A lane set aside (found empty) is not picked until it gets work again.
+	q.setAside(q.lanes[ls[3].Name])
+	for range 100 {
+		if q.next().lane.Name == ls[3].Name {
+			t.Fatal("a lane set aside was picked")
+		}
 	}
 }
 

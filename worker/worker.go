@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -91,13 +92,39 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	// Every job's ledger writes (Begin, Sent) share round trips with the other jobs in flight.
 	stopBatch := h.ledger.Batch(cfg.Concurrency)
 	defer stopBatch()
-	sup := &supervisor{cfg: cfg, log: log, ledger: h.ledger, rdb: rdb, insp: inspector,
-		handler: func(stopping context.Context) *handler { c := *h; c.stopping = stopping; return &c }}
-	h.lanes = sup.liveLanes
-	supCtx, stopSup := context.WithCancel(context.Background())
-	defer stopSup()
-	served := make(chan error, 1)
-	go func() { served <- sup.run(supCtx, cfg.LaneInterval) }()
+	// The single queue named after the namespace keeps asynq's own server: one fixed queue, no
+	// restarts. The lanes are served by the dispatcher.
+	legacy := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   map[string]int{h.ledger.Namespace(): 1},
+		RetryDelayFunc:           backoff(cfg.RetryBase, cfg.RetryMax),
+		IsFailure:                isFailure,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		DelayedTaskCheckInterval: min(max(cfg.RetryBase/4, 100*time.Millisecond), time.Second),
+		TaskCheckInterval:        cfg.PollInterval,
+		Logger:                   asynqLogger{log.Sugar().With("component", "asynq"), cfg.pii()},
+		LogLevel:                 asynq.WarnLevel,
+	})
+	legacyH := *h
+	legacyH.stopping = stopCtx
+	if err := legacy.Start(&legacyH); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	d := newDispatcher(cfg, log, h, limiter)
+	h.lanes = d.liveLanes
+	legacyH.lanes = d.liveLanes
+	sup := &supervisor{log: log, ledger: h.ledger, insp: inspector, liveLanes: d.liveLanes}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	served := make(chan struct{})
+	go func() { d.serve(runCtx); close(served) }()
+	upkept := make(chan struct{})
+	go func() {
+		sup.startDue(runCtx)
+		go every(runCtx, cfg.LaneInterval, sup.startDue)
+		sup.maintain(runCtx, 5*cfg.LaneInterval)
+		close(upkept)
+	}()
 	log.Info("worker started", zap.String("queue", cfg.Queue), zap.Int("concurrency", cfg.Concurrency),
 		zap.Float64("rate", cfg.Rate), zap.Int("burst", cfg.Burst), zap.Duration("retry_base", cfg.RetryBase),
 		zap.Duration("retry_max", cfg.RetryMax), zap.Duration("shutdown_timeout", cfg.ShutdownTimeout),
@@ -110,8 +137,10 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	if cfg.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
-			stopSup()
+			stopRun()
 			<-served
+			<-upkept
+			legacy.Shutdown()
 			return fmt.Errorf("worker: WABULK_METRICS_ADDR: %w", err)
 		}
 		hs = &http.Server{Handler: probe.Handler(reg, rdb), ReadHeaderTimeout: 5 * time.Second}
@@ -125,21 +154,19 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		defer func() { stopExp(); <-exported }()
 	}
 
-	rc := &reconciler{insp: inspector, ledger: h.ledger, lanes: sup.liveLanes, interval: cfg.ReconcileInterval, log: log}
+	rc := &reconciler{insp: inspector, ledger: h.ledger, lanes: d.liveLanes, interval: cfg.ReconcileInterval, log: log}
 	reconciled := make(chan struct{})
 	go func() { rc.run(stopCtx); close(reconciled) }()
 
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-served: // a server did not start
-	}
+	<-ctx.Done()
 	log.Info("worker stopping: finishing in-flight jobs", zap.Duration("timeout", cfg.ShutdownTimeout))
-	stop()
-	stopSup() // each server's rate-limit waits with retries left go back to the queue at once
-	if err == nil {
-		err = <-served
-	}
+	stop() // the single queue's rate-limit waits with retries left go back to the queue at once
+	stopRun()
+	var wg sync.WaitGroup
+	wg.Go(legacy.Shutdown)
+	<-served
+	<-upkept
+	wg.Wait()
 	<-reconciled
 	if hs != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -147,9 +174,6 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		cancel()
 	}
 	log.Info("worker stopped")
-	if err != nil {
-		return fmt.Errorf("worker: start: %w", err)
-	}
 	return nil
 }
 

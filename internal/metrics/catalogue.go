@@ -81,7 +81,7 @@ var (
 
 	// Worker.
 	Sends = Def{"wabulk_sends_total", Counter, []string{"sender", "outcome", "code"}, ByWorker,
-		"Job attempts by sender, outcome (sent, retry, dead, requeued, cancelled) and code (Kaleyra's, wabulk's own, HTTP <status>, timeout, network, other; empty when sent)."}
+		"Job attempts by sender, outcome (sent, retry, dead, requeued, cancelled, suppressed) and code (Kaleyra's, wabulk's own, HTTP <status>, timeout, network, other; empty when sent)."}
 	KaleyraRequests = Def{"wabulk_kaleyra_requests_total", Counter, []string{"class", "code"}, ByWorker,
 		"Kaleyra API calls by answer class (2xx, 4xx, 5xx, timeout, network) and code (empty for 2xx)."}
 	KaleyraLatency = Def{"wabulk_kaleyra_request_seconds", Histogram, nil, ByWorker,

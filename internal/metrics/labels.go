@@ -47,7 +47,7 @@ var knownCodes = map[string]bool{
 	kaleyra.CodeLowBalance: true, kaleyra.CodeBadPayload: true, kaleyra.CodeAuth: true,
 	kaleyra.CodeSender: true, kaleyra.CodeAccount: true, kaleyra.CodeInternal: true,
 	kaleyra.CodeDailyLimit: true, "INVALID_PAYLOAD": true, "NO_SENDER": true, "resent_avoided": true,
-	"invalid": true, "timeout": true, "network": true, "cancelled": true, "": true,
+	"invalid": true, "timeout": true, "network": true, "cancelled": true, "suppressed": true, "": true,
 }
 
 // MetaCode bounds the code label of a delivery status: Meta's error codes are numbers of up to

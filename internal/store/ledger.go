@@ -268,7 +268,7 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 			// What asynq holds, within what the ledger says is unfinished: a job being sent is
 			// counted completed just before asynq moves it out of active, and a dead letter of
 			// the single queue redriven into a lane is counted unfinished in its old scope.
-			left := max(0, enq-done-dead)
+			left := max(0, enq-done-dead-n("suppressed"))
 			active := min(r.active.Val(), left)
 			retry := min(r.retry.Val(), left-active)
 			waiting := min(r.pending.Val()+r.scheduled.Val(), left-active-retry)
