@@ -221,8 +221,16 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d store.DeadLette
 		}
 		queued = st == producer.StatusDuplicate
 	}
-	if _, err := o.ledger.Undead(ctx, d); err != nil {
+	undone, err := o.ledger.Undead(ctx, d)
+	if err != nil {
 		return err
+	}
+	if !queued && !undone {
+		// The redriven job was sent (its marker took the record away) or dead-lettered again
+		// (a newer record) before the record could go: it was redriven all the same.
+		if err := o.ledger.CountRedriven(ctx, d.Scope); err != nil {
+			return err
+		}
 	}
 	if queued {
 		rep.AlreadyQueued++

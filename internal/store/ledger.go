@@ -178,6 +178,11 @@ func (l *Ledger) Undead(ctx context.Context, d DeadLetter) (bool, error) {
 	return true, nil
 }
 
+// CountRedriven counts a redrive in scope whose record was already gone (see Undead).
+func (l *Ledger) CountRedriven(ctx context.Context, scope string) error {
+	return l.rdb.HIncrBy(ctx, key(scope, "counts"), "redriven", 1).Err()
+}
+
 // IsDead reports whether the job has a dead-letter record in scope.
 func (l *Ledger) IsDead(ctx context.Context, scope, taskID string) (bool, error) {
 	return l.rdb.HExists(ctx, key(scope, "dead"), taskID).Result()
