@@ -165,12 +165,14 @@ func (s *Server) postStatus(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, newProblem(http.StatusBadRequest, CodeBadCallback, err.Error()))
 		return
 	}
+	for i := range updates {
+		// The ledger suppresses the number when it applies the failure (now, or when its message
+		// is recorded), and never for 131047.
+		updates[i].Suppress = updates[i].Status == store.StatusFailed && slices.Contains(s.cfg.SuppressOn, updates[i].Code)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), callbackTimeout)
 	defer cancel()
 	res, err := s.ledger.Apply(ctx, updates)
-	if err == nil && len(res.Failed) > 0 && len(s.cfg.SuppressOn) > 0 {
-		err = s.suppressFailed(ctx, res.Failed)
-	}
 	if err != nil {
 		s.log.Warn("status callback not recorded; answered 503 so Kaleyra retries", zap.Int("statuses", len(updates)), zap.Error(err))
 		writeProblem(w, newProblem(http.StatusServiceUnavailable, CodeRedisUnavailable, "the status was not recorded; retry"))
@@ -183,20 +185,4 @@ func (s *Server) postStatus(w http.ResponseWriter, r *http.Request) {
 		s.metrics.callbacks.WithLabelValues("unmatched", "").Add(float64(res.Parked))
 	}
 	writeJSON(w, http.StatusOK, CallbackAnswer{Matched: res.Matched, Parked: res.Parked})
-}
-
-// suppressFailed puts the recipients of failed messages whose code is in SuppressOn on the
-// suppression list.
-func (s *Server) suppressFailed(ctx context.Context, failed []store.FailedMessage) error {
-	for _, f := range failed {
-		if !slices.Contains(s.cfg.SuppressOn, f.Code) {
-			continue
-		}
-		if to, ok := store.RecipientOfTask(f.TaskID); ok {
-			if _, err := s.ledger.Suppress(ctx, []string{to}, "failed "+f.Code); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -193,3 +193,104 @@ func FuzzParseCallback(f *testing.F) {
 		}
 	})
 }
+
+// suppression is number's source on the suppression list, or "" when it is not on it.
+func (e *env) suppression(number string) string {
+	e.t.Helper()
+	src := ""
+	err := store.New(e.rs.Client(e.t), testQueue, time.Hour).EachSuppressed(context.Background(), func(s store.Suppression) error {
+		if s.Number == number {
+			src = s.Source
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return src
+}
+
+func (e *env) postCallback(body string) resp {
+	e.t.Helper()
+	r := e.do("POST", "/v1/kaleyra/status", "application/json", strings.NewReader(body))
+	if r.code != http.StatusOK {
+		e.t.Fatalf("callback: %d %s", r.code, r.body)
+	}
+	return r
+}
+
+// A failed callback that arrives before the worker records its message id is parked; when the
+// worker records it, a code of WABULK_SUPPRESS_ON suppresses the number as a direct one does.
+func TestParkedFailedCallbackSuppressesWhenItsMessageIsRecorded(t *testing.T) {
+	e := setup(t, func(c *Config) { c.SuppressOn = []string{"131026"} })
+	if r := e.postCallback(callback("wamid.early", "failed", 131026)); !strings.Contains(string(r.body), `"parked":1`) {
+		t.Fatalf("early callback not parked: %s", r.body)
+	}
+	if src := e.suppression("+919812345601"); src != "" {
+		t.Fatalf("suppressed before its message was recorded: %q", src)
+	}
+	e.sentOne("sx", "+919812345601", "wamid.early")
+	if src := e.suppression("+919812345601"); src != "failed 131026" {
+		t.Errorf("after the worker recorded the message: source %q, want \"failed 131026\"", src)
+	}
+	// A parked failure with a code not on the list does not.
+	e.postCallback(callback("wamid.early2", "failed", 131050))
+	e.sentOne("sx", "+919812345602", "wamid.early2")
+	if src := e.suppression("+919812345602"); src != "" {
+		t.Errorf("parked 131050 (not in WABULK_SUPPRESS_ON) suppressed: %q", src)
+	}
+}
+
+// A callback the ledger does not apply (a later failure of a failed message, a failure after
+// delivered, a duplicate) leaves the suppression list as it is.
+func TestCallbackTheLedgerDoesNotApplyLeavesTheSuppressionList(t *testing.T) {
+	e := setup(t, func(c *Config) { c.SuppressOn = []string{"131026"} })
+	// Failed 131047 first: the report keeps 131047, and the later 131026 suppresses nothing.
+	e.sentOne("sx", "+919812345601", "wamid.a")
+	e.postCallback(callback("wamid.a", "failed", 131047))
+	e.postCallback(callback("wamid.a", "failed", 131026))
+	if c := e.counts("sx"); c.Failed != 1 || c.FailedCodes["131047"] != 1 || c.FailedCodes["131026"] != 0 {
+		t.Fatalf("counts %+v", c)
+	}
+	if src := e.suppression("+919812345601"); src != "" {
+		t.Errorf("a failure the ledger did not apply suppressed the number: %q", src)
+	}
+	// Delivered, then failed: the failure is not applied.
+	e.sentOne("sx", "+919812345602", "wamid.b")
+	e.postCallback(callback("wamid.b", "delivered", 0))
+	e.postCallback(callback("wamid.b", "failed", 131026))
+	if src := e.suppression("+919812345602"); src != "" {
+		t.Errorf("a failure after delivered suppressed the number: %q", src)
+	}
+	// Applied once, it suppresses; taken off the list, a duplicate does not put it back.
+	e.sentOne("sx", "+919812345603", "wamid.c")
+	e.postCallback(callback("wamid.c", "failed", 131026))
+	if src := e.suppression("+919812345603"); src != "failed 131026" {
+		t.Fatalf("applied failure: source %q", src)
+	}
+	if r := e.do("DELETE", "/v1/suppressions/+919812345603", "", nil); r.code != 200 {
+		t.Fatalf("rm: %d %s", r.code, r.body)
+	}
+	e.postCallback(callback("wamid.c", "failed", 131026))
+	if src := e.suppression("+919812345603"); src != "" {
+		t.Errorf("a duplicate callback put the number back: %q", src)
+	}
+}
+
+// 131047 (outside the 24-hour window) never suppresses, even listed in WABULK_SUPPRESS_ON: the
+// number can be reached again once it writes to the business.
+func TestCode131047NeverSuppresses(t *testing.T) {
+	e := setup(t, func(c *Config) { c.SuppressOn = []string{"131026", "131047"} })
+	e.sentOne("sx", "+919812345601", "wamid.a")
+	e.postCallback(callback("wamid.a", "failed", 131047))
+	e.postCallback(callback("wamid.early", "failed", 131047))
+	e.sentOne("sx", "+919812345602", "wamid.early")
+	for _, n := range []string{"+919812345601", "+919812345602"} {
+		if src := e.suppression(n); src != "" {
+			t.Errorf("%s suppressed by 131047: %q", n, src)
+		}
+	}
+	if c := e.counts("sx"); c.FailedCodes["131047"] != 2 {
+		t.Errorf("counts %+v", c)
+	}
+}

@@ -88,7 +88,8 @@ type Config struct {
 	// ShutdownTimeout is how long in-flight requests may finish after a stop. Defaults to 30s.
 	ShutdownTimeout time.Duration
 	// SuppressOn lists Meta error codes whose failed status callback puts the recipient on the
-	// suppression list (WABULK_SUPPRESS_ON). Default empty.
+	// suppression list (WABULK_SUPPRESS_ON) when the ledger applies it; 131047 never does.
+	// Default empty.
 	SuppressOn []string
 }
 

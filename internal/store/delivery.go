@@ -4,10 +4,11 @@ package store
 // in status callbacks that name the message by the id Kaleyra's answer carried. The records:
 //
 //	wabulk:<ns>:m:{<message id>}      STRING the message's scope and TaskID ("<TaskID>" for a lane, "<scope> <TaskID>" for the single queue), retention TTL
-//	wabulk:<ns>:p:{<message id>}      STRING a status that arrived before the mapping (parked), "<state>|<code>|<time>", retention TTL
+//	wabulk:<ns>:p:{<message id>}      STRING a status that arrived before the mapping (parked), "<state>|<code>|<time>", with "|s" after it when it suppresses, retention TTL
 //	wabulk:{<scope>}:dlv              HASH   TaskID -> "<state>|<code>|<time>", the furthest status, retention TTL
 //	wabulk:{<scope>}:failcodes        HASH   Meta error code -> failed messages
 //	wabulk:{<scope>}:counts           HASH   gains delivered, read, failed, not_sent
+//	wabulk:{<scope>}:suppressing      HASH   TaskID -> "failed <code>": an applied failure whose number is to be suppressed, until it is
 //	wabulk:{<ns>}:callbacks           HASH   unmatched: callbacks parked for an id no worker recorded (yet)
 //
 // The mapping and the park of one message share a hash tag, the message id. "Map, or park when
@@ -18,6 +19,17 @@ package store
 // A status only moves forward: sent < delivered < read, and failed and not_sent are final (and
 // apply only before delivered). Applying is one script per scope and batch that compares ranks,
 // so a duplicated, reordered or late callback, or a parked one applied twice, counts once.
+//
+// Suppression follows the same step. A failed update whose code suppresses (StatusUpdate.Suppress,
+// kept with a park as "|s") puts the message's TaskID in the scope's suppressing hash in the
+// script that applies it, and only when it applies it: a duplicate, a later failure of a failed
+// message or a failure after delivered never does. The suppression list lives in the namespace's
+// slot, apart from the scope, so the script returns the pending suppression and the caller writes
+// it to the list (HSETNX) and then takes it out of the suppressing hash. A failure between the two
+// leaves it pending (for the retention window), and the next apply for the message (Kaleyra's
+// retry of the callback answered 503, the worker's retry of a parked one) returns it again, even
+// as a repeat the ledger does not apply; written, nothing is pending, so a later duplicate
+// changes nothing.
 
 import (
 	"context"
@@ -59,20 +71,28 @@ type StatusUpdate struct {
 	Status    string // one of the Status constants
 	Code      string // the Meta error code of a failed message, else empty
 	Time      int64  // Unix seconds of the status, as the callback says
+	// Suppress puts the recipient on the suppression list when this failed update is applied
+	// (now, or once its message is recorded if it is parked). Ignored for any other status and
+	// for NeverSuppressed.
+	Suppress bool
+}
+
+// NeverSuppressed is the Meta code of a message sent outside the 24-hour window (the recipient
+// has not written to the business lately): no failure with it suppresses, as the number can be
+// reached again once it writes.
+const NeverSuppressed = "131047"
+
+// suppresses reports whether u puts its recipient on the suppression list when applied.
+func (u StatusUpdate) suppresses() bool {
+	return u.Suppress && u.Status == StatusFailed && u.Code != NeverSuppressed
 }
 
 // ApplyResult says what Apply did with a batch.
 type ApplyResult struct {
 	Matched int // updates whose message id a worker had recorded
 	Parked  int // updates kept for a message id not (yet) recorded
-	// Failed lists the matched failed updates of messages that are failed (now or already), with
-	// their TaskID, for the suppression list.
-	Failed []FailedMessage
-}
-
-// FailedMessage is a matched failed update.
-type FailedMessage struct {
-	TaskID, Code string
+	// Suppressed counts the numbers the applied updates added to the suppression list.
+	Suppressed int
 }
 
 // luaRank is shared by the scripts: a state's rank, and whether new moves old forward.
@@ -109,19 +129,20 @@ if old then return {false, 0} end
 return {false, 1}
 `)
 
-// KEYS: counts dlv failcodes. ARGV: ttl, then taskID, record for each update. Returns for each
-// update 1 when it moved the message forward, 2 when the message is in that state already (a
-// repeat), else 0.
+// KEYS: counts dlv failcodes suppressing. ARGV: ttl, then taskID, record, suppress ("1" or "0")
+// for each update. Returns two values for each update: 1 when it moved the message forward, 2
+// when the message is in that state already (a repeat), else 0; then the message's pending
+// suppression ("failed <code>", put there by this update or an earlier one), else an empty string.
 var applyScript = redis.NewScript(luaRank + `
 local out = {}
 local d, r, f, ns = 0, 0, 0, 0
-for i = 2, #ARGV, 2 do
-  local id, rec = ARGV[i], ARGV[i+1]
-  local old = state(redis.call('HGET', KEYS[2], id))
+for i = 2, #ARGV, 3 do
+  local id, rec, sup = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local cur = state(redis.call('HGET', KEYS[2], id))
   local new = state(rec)
-  if forward(old, new) then
+  if forward(cur, new) then
     redis.call('HSET', KEYS[2], id, rec)
-    local o = rank(old)
+    local o = rank(cur)
     if (new == 'delivered' or new == 'read') and o < 2 then d = d + 1 end
     if new == 'read' then r = r + 1 end
     if new == 'failed' then
@@ -129,14 +150,22 @@ for i = 2, #ARGV, 2 do
       local code = string.match(rec, '^[^|]*|([^|]*)|')
       if not code or code == '' then code = 'unknown' end
       redis.call('HINCRBY', KEYS[3], code, 1)
+      if sup == '1' then
+        redis.call('HSET', KEYS[4], id, 'failed ' .. code)
+        redis.call('EXPIRE', KEYS[4], ARGV[1])
+      end
     end
     if new == 'not_sent' then ns = ns + 1 end
     out[#out+1] = 1
-  elseif old == new then
+    cur = new
+  elseif cur == new then
     out[#out+1] = 2
   else
     out[#out+1] = 0
   end
+  local due = false
+  if cur == 'failed' then due = redis.call('HGET', KEYS[4], id) end
+  out[#out+1] = due or ''
 end
 if d > 0 then redis.call('HINCRBY', KEYS[1], 'delivered', d) end
 if r > 0 then redis.call('HINCRBY', KEYS[1], 'read', r) end
@@ -146,6 +175,42 @@ redis.call('EXPIRE', KEYS[2], ARGV[1])
 return out
 `)
 
+// statusItem is one update of a scope's batch: the message's TaskID, its record, and whether it
+// suppresses.
+type statusItem struct {
+	taskID, rec string
+	suppress    bool
+}
+
+// applyScope applies items to scope's records in one script and then writes the suppressions it
+// returns (suppressDue); it returns what suppressDue added.
+func (l *Ledger) applyScope(ctx context.Context, scope string, items []statusItem) (int, error) {
+	args := make([]any, 0, 1+3*len(items))
+	args = append(args, int64(l.retention/time.Second))
+	for _, it := range items {
+		sup := "0"
+		if it.suppress {
+			sup = "1"
+		}
+		args = append(args, it.taskID, it.rec, sup)
+	}
+	keys := []string{key(scope, "counts"), key(scope, "dlv"), key(scope, "failcodes"), key(scope, "suppressing")}
+	out, err := applyScript.Run(ctx, l.rdb, keys, args...).Slice()
+	if err != nil {
+		return 0, err
+	}
+	if len(out) != 2*len(items) {
+		return 0, fmt.Errorf("apply answered %d values for %d updates", len(out), len(items))
+	}
+	var due []pendingSuppression
+	for i, it := range items {
+		if src, _ := out[2*i+1].(string); src != "" {
+			due = append(due, pendingSuppression{taskID: it.taskID, source: src})
+		}
+	}
+	return l.suppressDue(ctx, scope, due)
+}
+
 func (l *Ledger) mapKey(msgID string) string  { return "wabulk:" + l.queue + ":m:{" + msgID + "}" }
 func (l *Ledger) parkKey(msgID string) string { return "wabulk:" + l.queue + ":p:{" + msgID + "}" }
 func (l *Ledger) callbacksKey() string        { return l.nsKey("callbacks") }
@@ -153,6 +218,18 @@ func (l *Ledger) callbacksKey() string        { return l.nsKey("callbacks") }
 // record is a status as the ledger stores it.
 func record(u StatusUpdate) string {
 	return u.Status + "|" + u.Code + "|" + strconv.FormatInt(u.Time, 10)
+}
+
+// parkSuppress marks a parked record whose update suppresses; the record's time is digits, so
+// the mark cannot be mistaken for part of it.
+const parkSuppress = "|s"
+
+// parkRecord is u as it is parked.
+func parkRecord(u StatusUpdate) string {
+	if u.suppresses() {
+		return record(u) + parkSuppress
+	}
+	return record(u)
 }
 
 // parseRecord reads a stored status record.
@@ -219,7 +296,7 @@ func (l *Ledger) Apply(ctx context.Context, updates []StatusUpdate) (ApplyResult
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(updates))
 	for i, u := range updates {
-		cmds[i] = lookupScript.Run(ctx, pipe, []string{l.mapKey(u.MessageID), l.parkKey(u.MessageID)}, record(u), ttl)
+		cmds[i] = lookupScript.Run(ctx, pipe, []string{l.mapKey(u.MessageID), l.parkKey(u.MessageID)}, parkRecord(u), ttl)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		// Run falls back from EVALSHA to EVAL only outside a pipeline.
@@ -231,11 +308,7 @@ func (l *Ledger) Apply(ctx context.Context, updates []StatusUpdate) (ApplyResult
 		}
 		return l.Apply(ctx, updates)
 	}
-	type item struct {
-		taskID string
-		u      StatusUpdate
-	}
-	byScope := map[string][]item{}
+	byScope := map[string][]statusItem{}
 	var order []string
 	newParks := 0
 	for i, c := range cmds {
@@ -259,7 +332,8 @@ func (l *Ledger) Apply(ctx context.Context, updates []StatusUpdate) (ApplyResult
 		if _, seen := byScope[scope]; !seen {
 			order = append(order, scope)
 		}
-		byScope[scope] = append(byScope[scope], item{taskID, updates[i]})
+		u := updates[i]
+		byScope[scope] = append(byScope[scope], statusItem{taskID: taskID, rec: record(u), suppress: u.suppresses()})
 	}
 	if newParks > 0 {
 		if err := l.rdb.HIncrBy(ctx, l.callbacksKey(), "unmatched", int64(newParks)).Err(); err != nil {
@@ -267,34 +341,22 @@ func (l *Ledger) Apply(ctx context.Context, updates []StatusUpdate) (ApplyResult
 		}
 	}
 	for _, scope := range order {
-		items := byScope[scope]
-		args := make([]any, 0, 1+2*len(items))
-		args = append(args, ttl)
-		for _, it := range items {
-			args = append(args, it.taskID, record(it.u))
-		}
-		out, err := applyScript.Run(ctx, l.rdb, []string{key(scope, "counts"), key(scope, "dlv"), key(scope, "failcodes")}, args...).Slice()
+		n, err := l.applyScope(ctx, scope, byScope[scope])
+		res.Suppressed += n
 		if err != nil {
 			return res, fmt.Errorf("ledger: callback: %w", err)
-		}
-		for i, it := range items {
-			// A repeat is listed too: the caller's follow-up (the suppression list) must happen
-			// on Kaleyra's retry when it failed the first time.
-			if i < len(out) && (out[i] == int64(1) || out[i] == int64(2)) && it.u.Status == StatusFailed {
-				res.Failed = append(res.Failed, FailedMessage{TaskID: it.taskID, Code: it.u.Code})
-			}
 		}
 	}
 	return res, nil
 }
 
-// applyParked applies a status parked before the worker recorded the message's id, then drops
-// the park and takes it out of the unmatched count: the park is dropped only after the status
-// is applied, and applying twice is harmless, so a failure midway loses nothing.
+// applyParked applies a status parked before the worker recorded the message's id (and its
+// suppression, when it suppresses and is applied), then drops the park and takes it out of the
+// unmatched count: the park is dropped only after the status is applied, and applying twice is
+// harmless, so a failure midway loses nothing.
 func (l *Ledger) applyParked(ctx context.Context, scope, taskID, msgID, parked string) error {
-	ttl := int64(l.retention / time.Second)
-	if err := applyScript.Run(ctx, l.rdb, []string{key(scope, "counts"), key(scope, "dlv"), key(scope, "failcodes")},
-		ttl, taskID, parked).Err(); err != nil {
+	rec, sup := strings.CutSuffix(parked, parkSuppress)
+	if _, err := l.applyScope(ctx, scope, []statusItem{{taskID: taskID, rec: rec, suppress: sup}}); err != nil {
 		return fmt.Errorf("ledger: parked status: %w", err)
 	}
 	n, err := l.rdb.Del(ctx, l.parkKey(msgID)).Result()

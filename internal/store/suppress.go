@@ -5,7 +5,8 @@ package store
 //	wabulk:{ns}:suppressed   HASH E.164 number -> "<source>|<Unix seconds>" (source: cli, api, import, or the Meta code of a failed callback)
 //
 // The enqueue looks every batch's recipients up in one HMGET, so a suppressed number is skipped
-// before any task is written.
+// before any task is written. A failed status callback adds its number only when the ledger
+// applies it (see delivery.go: the scope's suppressing hash).
 
 import (
 	"context"
@@ -50,6 +51,49 @@ func (l *Ledger) Suppress(ctx context.Context, numbers []string, source string) 
 		if c.Val() {
 			added++
 		}
+	}
+	return added, nil
+}
+
+// pendingSuppression is a suppression an applied failed status left in its scope's suppressing
+// hash: the message's TaskID (whose last part is the number) and the source to record.
+type pendingSuppression struct {
+	taskID, source string
+}
+
+// suppressDue writes the pending suppressions of scope to the list (keeping a number's first
+// record) and then takes them out of the scope's suppressing hash; it returns how many numbers
+// were new. Two slots, two round trips: the list first, so a failure in between leaves the
+// suppression pending, for the next apply of the message to return again.
+func (l *Ledger) suppressDue(ctx context.Context, scope string, due []pendingSuppression) (int, error) {
+	if len(due) == 0 {
+		return 0, nil
+	}
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	pipe := l.rdb.Pipeline()
+	var cmds []*redis.BoolCmd
+	for _, d := range due {
+		if to, ok := RecipientOfTask(d.taskID); ok {
+			cmds = append(cmds, pipe.HSetNX(ctx, l.suppressedKey(), to, d.source+"|"+now))
+		}
+	}
+	if len(cmds) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, fmt.Errorf("suppress: %w", err)
+		}
+	}
+	added := 0
+	for _, c := range cmds {
+		if c.Val() {
+			added++
+		}
+	}
+	ids := make([]string, len(due))
+	for i, d := range due {
+		ids[i] = d.taskID
+	}
+	if err := l.rdb.HDel(ctx, key(scope, "suppressing"), ids...).Err(); err != nil {
+		return added, fmt.Errorf("suppress: %w", err)
 	}
 	return added, nil
 }
