@@ -306,8 +306,9 @@ func (l *Ledger) CheckEnqueue(ctx context.Context, campaign string) error {
 }
 
 // flagDeclaredLane gives a lane just declared its campaign's state (see the package comment):
-// held when the campaign is paused or scheduled, cancelled when it is. state holds what the
-// registration script read: paused, cancelled_at, send_at. A lane made live in a campaign that
+// held when the campaign is paused or scheduled, cancelled when it is, paused when the namespace
+// is. state holds what the registration script read: paused, cancelled_at, send_at, the
+// namespace's paused flag. A lane made live in a campaign that
 // is neither marks the campaign started.
 func (l *Ledger) flagDeclaredLane(ctx context.Context, campaign, lane string, live bool, state []any) error {
 	get := func(i int) string {
@@ -322,6 +323,12 @@ func (l *Ledger) flagDeclaredLane(ctx context.Context, campaign, lane string, li
 			return fmt.Errorf("lane %s: %w", lane, err)
 		}
 		return nil
+	}
+	if get(3) == "1" {
+		// The namespace is paused: so is every lane, this one too, until `wabulk queue resume`.
+		if err := l.rdb.SetNX(ctx, asynqPausedKey(lane), time.Now().Unix(), 0).Err(); err != nil {
+			return fmt.Errorf("lane %s: %w", lane, err)
+		}
 	}
 	if get(0) == "1" || parseMillis(get(2)).After(time.Now()) {
 		return l.holdLanes(ctx, []string{lane}, true)

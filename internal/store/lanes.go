@@ -118,10 +118,11 @@ func (l *Ledger) cluster() bool {
 func (l *Ledger) campaignsKey() string         { return l.nsKey("campaigns") }
 func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id) }
 
-// KEYS: info campaigns campaign live done state. ARGV: lane, JSON Lane, campaign id, 1 to keep a
+// KEYS: info campaigns campaign live done state, the namespace's paused flag. ARGV: lane, JSON Lane, campaign id, 1 to keep a
 // registered lane's priority (a redrive) or 0 to set it, 1 to make the lane live or 0 only to
 // declare it in its campaign, the channel to announce a newly live lane on. Returns the
-// campaign's paused, cancelled_at and send_at, for the lane to take its campaign's state.
+// campaign's paused, cancelled_at and send_at, for the lane to take its campaign's state, and
+// "1" when the namespace is paused (`wabulk queue pause`), for the lane to be paused too.
 var registerScript = redis.NewScript(`
 if ARGV[4] == "1" then
   redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
@@ -136,7 +137,9 @@ if ARGV[5] == "1" then
     redis.call('PUBLISH', ARGV[6], ARGV[1])
   end
 end
-return redis.call('HMGET', KEYS[6], 'paused', 'cancelled_at', 'send_at')
+local s = redis.call('HMGET', KEYS[6], 'paused', 'cancelled_at', 'send_at')
+s[4] = tostring(redis.call('EXISTS', KEYS[7]))
+return s
 `)
 
 // RegisterLane makes the lane live, so workers serve it within their discovery interval. Call
@@ -178,7 +181,7 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 		makeLive = 1
 	}
 	state, err := registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
-		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign)}, ln.Name, info, ln.Campaign, keep, makeLive,
+		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign), asynqPausedKey(l.queue)}, ln.Name, info, ln.Campaign, keep, makeLive,
 		l.lanesChannel()).Slice()
 	if err != nil {
 		return "", fmt.Errorf("register lane %s: %w", ln.Name, err)
