@@ -69,13 +69,18 @@
 // senders their own (the worker reads `wabulk sender rate` overrides from one Redis hash, in
 // one round trip for all senders). Every parameter above is derived from a (rate, burst) pair,
 // so each bucket holds a pointer to its sender's: T, τ, horizon, batch, grace, lead and call
-// pace. While any caller waits, a refresh loop reads the settings once per second (it stops
-// when the last fetcher does; an idle Limiter has no goroutine), and a fetcher whose last read
-// is over 2 s old (the process was idle) waits for a fresh one before it asks Redis for slots.
-// A bucket whose setting changed gets the new pointer: what it derived from the old setting
-// is dropped, slots it holds are kept (Redis charged them), and its fetcher, which may be
-// pausing on the old schedule (20 s at 0.05/s), is woken. A value out of range (CheckOverride)
-// is ignored and the sender keeps the default; a failed read keeps the last settings.
+// pace. While any caller waits, a refresh loop starts a read of the settings every 250 ms (it
+// stops when the last fetcher does; an idle Limiter has no goroutine). Neither a fetcher asking
+// Redis for slots nor a caller using a slot proceeds under settings whose last read started
+// staleAfter = 0.5 s ago or more: it reads them first, which the refresher makes rare (only
+// after the process was idle, or held slots without fetching). A bucket whose setting changed
+// gets the new pointer: what it derived from the old setting is dropped, and its fetcher,
+// which may be pausing on the old schedule (20 s at 0.05/s), is woken. Slots granted under a
+// setting faster than the new one (a higher rate or a larger burst) are void: pooled ones are
+// dropped at once, the ones callers hold when they come to use them, and those a call still in
+// flight brings back on arrival (all counted in Stats.Unused). Other slots are kept (Redis
+// charged them). A value out of range (CheckOverride) is ignored and the sender keeps the
+// default; a failed read counts as a read and keeps the last settings (fail static).
 //
 // # The bound across a change
 //
@@ -84,10 +89,19 @@
 // larger of tat − T₀ + T (the next charge comes T after the last one: charges keep
 // increasing) and tat + (T₀ − τ₀) − (T − τ) (the next slot conforms no earlier than the old
 // schedule's next: the change adds no burst), but at most now + settle − T + τ (the next slot
-// conforms within settle = 1.2 s). So a change is in force within about 2.5 s of being written:
-// at most a second until each process reads it, then at most until the old schedule's next
-// slot, itself at most settle away. Why no 1 s window holds more than Rate + Burst − 1 of the
-// larger of the two settings:
+// conforms within settle = 1.2 s).
+//
+// A lowered rate (or burst) binds within staleAfter = 0.5 s of being written: a slot used at u
+// passed the read check, so a read that started after u − 0.5 s had reached its bucket; when u
+// is 0.5 s or more after the write, that read saw the change, and the slot is used only if it
+// was granted under a setting no faster than the new one. From then on every 1 s window holds
+// slots of the new setting or of slower ones only, and the cases below bound it by the larger
+// of those, the new one. A raised rate is in force within about 1.5 s: 250 ms and a read until
+// every process has read it, then at most until the old schedule's next slot, itself at most
+// settle away. Void slots are never sent, so dropping them can only lower a window's count;
+// it costs what Redis charged for them: after a lowering the sender may send nothing for up to
+// a horizon (≤ 1 s, which bounds the slots a process holds) while the schedule passes them.
+// Why no 1 s window holds more than Rate + Burst − 1 of the larger of the two settings:
 //
 //   - Rate raised. Charges keep increasing across the join, each slot is still sent at some u
 //     with c + T_k − τ_k ≤ u ≤ c for the setting k that granted it, and charges are at least
@@ -97,7 +111,9 @@
 //   - Rate lowered. Conformance times keep increasing across the join (second term), old ones
 //     T₀ apart up to it, new ones T apart after it. A window with the join a seconds after its
 //     start holds at most a·Rate₀ + (1−a)·Rate + Burst₀ − 1/2 slots: within the old bound. A
-//     window after the last old send holds new slots only: the new bound.
+//     window after the last old send holds new slots only, whose charges are at least T apart
+//     even where stale processes alternated (each join charges the caller's next slot at least
+//     its own T after the last charge): the new bound.
 //   - The cap applied (the old schedule's next slot was more than settle away: a large burst
 //     room at a low rate, or a rate from below ~1/s raised). Every slot granted before the
 //     call is sent or dropped by settle after it (a horizon ahead at most, a grace late at
@@ -106,8 +122,8 @@
 //     each at its own spacing, 100 ms apart at least: at most the larger rate plus one slot at
 //     the join, which can exceed the larger bound by one only at rates below 10/s (burst 1).
 //
-// Processes that have not read a change yet (at most about a second) alternate the setting at
-// each call; each alternation is a join as above, so their windows hold at most the larger
+// Processes that have not read a change yet (at most 250 ms and a read) alternate the setting
+// at each call; each alternation is a join as above, so their windows hold at most the larger
 // bound, and each costs a little capacity (a join never brings a slot forward). The same holds
 // when processes disagree for longer: different WABULK_RATE, or queues (WABULK_QUEUE) with
 // different overrides for one number, which share its key: they share its budget too. The TAT
@@ -123,6 +139,9 @@
 // comes less often than once a grace costs one call per message, which is only a cost when
 // the rate is far from reached. Extras nobody came for in time are counted in Stats.Unused;
 // they are lost only to the spare rate, since they are granted only when it is not binding.
+// The per-sender settings cost one read of the source (one round trip for all senders) every
+// 250 ms per process while callers wait, and about one per 0.5 s at most otherwise, however
+// many senders and messages.
 //
 // # Failure
 //
@@ -171,8 +190,8 @@ type Config struct {
 	// Prefix namespaces the Redis keys. Default "wabulk".
 	Prefix string
 	// Rates, when set, is where per-sender overrides of Rate and Burst come from; the Limiter
-	// reads it about once a second while callers wait and follows a change without a restart.
-	// Nil: every sender has Rate and Burst.
+	// reads it every 250 ms while callers wait and follows a change without a restart (a
+	// lowered rate binds within 0.5 s). Nil: every sender has Rate and Burst.
 	Rates RateSource
 }
 
@@ -207,7 +226,8 @@ type Stats struct {
 	Tokens uint64
 	// Reserved is slots Redis granted to this process.
 	Reserved uint64
-	// Unused is reserved slots dropped because no caller could take them in time.
+	// Unused is reserved slots dropped: no caller could take them in time, or the sender's
+	// rate (or burst) was lowered before they were used.
 	Unused uint64
 	// Errors is round trips that failed (Redis unreachable, timeouts).
 	Errors uint64
@@ -248,7 +268,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 		params:  *derive(cfg.Rate, cfg.Burst),
 		buckets: make(map[string]*bucket),
 	}
-	l.set = settings{src: cfg.Rates, def: Override{Rate: cfg.Rate, Burst: cfg.Burst}, idle: make(chan struct{}, 1)}
+	l.set = settings{src: cfg.Rates, def: Override{Rate: cfg.Rate, Burst: cfg.Burst}, idle: make(chan struct{}, 1), epoch: time.Now()}
+	l.set.readAt.Store(neverRead)
 	return l, nil
 }
 
@@ -296,6 +317,17 @@ func (l *Limiter) Wait(ctx context.Context, sender string) (time.Duration, error
 				b.giveBack(s)
 				return time.Since(start), ctx.Err()
 			}
+		}
+		// Used only under settings read less than staleAfter ago, and only if the sender's
+		// setting now is not slower than the one Redis granted it under: a lowered rate
+		// binds within staleAfter of being written.
+		if err := l.awaitRead(ctx, s.until); err != nil {
+			b.giveBack(s)
+			return time.Since(start), err
+		}
+		if l.set.src != nil && b.void(s) { // without a source the setting never changes
+			l.unused.Add(1)
+			continue
 		}
 		if !time.Now().After(s.until) {
 			l.tokens.Add(1)
@@ -359,8 +391,24 @@ type bucket struct {
 }
 
 // slot is one granted send: not before at, and not after until (at + grace, or for a pooled
-// extra the grace after the call that got it, which is when Redis charged it).
-type slot struct{ at, until time.Time }
+// extra the grace after the call that got it, which is when Redis charged it); p is the
+// setting the script call that granted it used.
+type slot struct {
+	at, until time.Time
+	p         *params
+}
+
+// faster reports whether setting q allows more than p: a higher rate or a larger burst. A slot
+// granted under a setting faster than the sender's now is void (see bucket.void).
+func faster(q, p *params) bool { return q.rate > p.rate || q.burst > p.burst }
+
+// void reports whether s was granted under a setting faster than the sender's now: the rate
+// (or burst) was lowered after Redis granted it, and using it would send at the old pace.
+func (b *bucket) void(s slot) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return faster(s.p, b.p)
+}
 
 type waiter struct{ slot chan slot } // buffered 1: delivery never blocks under b.mu
 
@@ -453,18 +501,20 @@ func (b *bucket) place(s slot) {
 func (b *bucket) giveBack(s slot) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if time.Now().After(s.until) {
+	if time.Now().After(s.until) || faster(s.p, b.p) {
 		b.l.unused.Add(1)
 		return
 	}
 	b.place(s)
 }
 
-// setParams gives the bucket a new setting. Slots already granted stay as they are (Redis
-// charged them under the old one, and the script joins the two schedules, see gcra.go); what
-// was derived from the old setting is dropped: the estimate of the next slot, the arrivals
-// (sized by the old batch), the call pace. A fetcher pausing on the old setting's schedule is
-// woken so that it asks again under the new one.
+// setParams gives the bucket a new setting. Slots granted under a faster setting (the rate
+// or burst was lowered) are void: the pooled ones are dropped now, the ones callers hold when
+// they come to use them (Wait), and so are those a script call still in flight brings back.
+// Other slots stay (Redis charged them, and the script joins the two schedules, see gcra.go).
+// What was derived from the old setting is dropped: the estimate of the next slot, the
+// arrivals (sized by the old batch), the call pace. A fetcher pausing on the old setting's
+// schedule is woken so that it asks again under the new one.
 func (b *bucket) setParams(p *params) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -472,6 +522,16 @@ func (b *bucket) setParams(p *params) {
 		return
 	}
 	b.p = p
+	kept := b.pool[:0]
+	for _, s := range b.pool {
+		if faster(s.p, p) {
+			b.l.unused.Add(1)
+			continue
+		}
+		kept = append(kept, s)
+	}
+	clear(b.pool[len(kept):])
+	b.pool = kept
 	b.next = time.Time{}
 	b.arrived, b.arrivedI = make([]time.Time, 0, p.maxBatch), 0
 	b.calls.SetLimit(p.callLimit)
@@ -566,10 +626,10 @@ func (b *bucket) deliver(g grant, sent time.Time, p *params) {
 	defer b.mu.Unlock()
 	for j := range g.n {
 		at := anchor.Add(p.slotOffset(g, j))
-		b.place(slot{at: at, until: at.Add(p.grace)})
+		b.place(slot{at: at, until: at.Add(p.grace), p: p})
 	}
 	for range g.extra {
-		b.place(slot{at: anchor, until: sent.Add(p.grace)})
+		b.place(slot{at: anchor, until: sent.Add(p.grace), p: p})
 	}
 	if b.p == p { // after a change the old schedule says nothing about the next slot
 		b.next = anchor.Add(p.conformAt(float64(g.after.Microseconds()) + p.intervalUS))

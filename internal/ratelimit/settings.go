@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -19,14 +20,16 @@ const (
 	MaxBurst = 1_000_000
 
 	// refreshEvery is how often a process with callers waiting reads the per-sender settings:
-	// one call for all senders, so a change reaches every process within about a second.
-	refreshEvery = time.Second
-	// staleAfter is the age of the settings after which a fetch waits for a fresh read before
-	// it asks Redis for slots: a process that was idle for a while does not start with a
-	// setting changed since (the refresher only runs while callers wait).
+	// one call for all senders, so its cost is per process, not per sender or per message.
+	refreshEvery = 250 * time.Millisecond
+	// staleAfter is the age of the settings (since the last read started) beyond which no slot
+	// is used and no fetch asks Redis for slots before a fresh read: a lowered rate binds
+	// within staleAfter of being written (see the package comment). The refresher's reads keep
+	// the settings younger than that while callers wait, so this only costs a read when a
+	// process was idle, or only held slots, for a while.
 	staleAfter = 2 * refreshEvery
 	// refreshTimeout bounds one read of the settings; a failed read keeps the last ones.
-	refreshTimeout = 2 * time.Second
+	refreshTimeout = staleAfter
 	// settle bounds how long after a script call every slot granted before it has been sent or
 	// dropped: a slot is at most a horizon ahead and used at most a grace late, whatever the
 	// setting; the rest is margin for the answer's trip back. See the package comment.
@@ -48,8 +51,8 @@ type Override struct {
 
 // RateSource returns the per-sender overrides, keyed by the sender's digits (E.164 without
 // "+"); senders not in the map use the default. def is the default this process uses, for a
-// source that wants to publish it (operators' tools show it). The Limiter calls it at most
-// about once a second, from one goroutine at a time.
+// source that wants to publish it (operators' tools show it). The Limiter calls it from one
+// goroutine at a time: every 250 ms while callers wait, at most about four times a second.
 type RateSource func(ctx context.Context, def Override) (map[string]Override, error)
 
 // DefaultBurst is the burst of a rate without one: ceil(rate/10), at least 1.
@@ -137,13 +140,26 @@ type settings struct {
 	src RateSource
 	def Override
 
-	mu        sync.Mutex
-	byDigits  map[string]*params // valid overrides; the rest use the default
-	refreshed time.Time          // when the last read ended, failed or not; zero: never
-	inflight  chan struct{}      // closed when the running read ends; nil if none runs
-	looping   bool               // the refresh loop is alive
-	fetchers  int                // fetch goroutines alive
-	idle      chan struct{}      // buffered 1: the last fetcher left, the loop may stop
+	// readAt is when the last completed read started, failed or not, in ns since epoch
+	// (monotonic); it is stored only once that read's settings have reached the buckets.
+	// A read that started after a change was written has seen it.
+	epoch  time.Time
+	readAt atomic.Int64
+
+	mu       sync.Mutex
+	byDigits map[string]*params // valid overrides; the rest use the default
+	inflight chan struct{}      // closed when the running read ends; nil if none runs
+	looping  bool               // the refresh loop is alive
+	fetchers int                // fetch goroutines alive
+	idle     chan struct{}      // buffered 1: the last fetcher left, the loop may stop
+}
+
+// neverRead is readAt before the first read: older than any staleness bound.
+const neverRead = math.MinInt64 / 2
+
+// age is how long ago the last completed read of the settings started.
+func (s *settings) age() time.Duration {
+	return time.Since(s.epoch) - time.Duration(s.readAt.Load())
 }
 
 // paramsFor is the parameters sender has now: its override, or the default.
@@ -192,7 +208,8 @@ func (l *Limiter) fetchStopped() {
 	}
 }
 
-// refreshLoop reads the settings every refreshEvery while any fetcher runs.
+// refreshLoop starts a read of the settings refreshEvery after the last one started (at once
+// if that one took longer) while any fetcher runs.
 func (l *Limiter) refreshLoop() {
 	s := &l.set
 	for {
@@ -202,7 +219,7 @@ func (l *Limiter) refreshLoop() {
 			s.mu.Unlock()
 			return
 		}
-		due := time.Until(s.refreshed.Add(refreshEvery))
+		due := refreshEvery - s.age()
 		s.mu.Unlock()
 		if due > 0 {
 			t := time.NewTimer(due)
@@ -221,19 +238,32 @@ func (l *Limiter) refreshLoop() {
 // (the process was idle), so no fetch asks for slots under a setting changed long ago.
 func (l *Limiter) awaitFresh(ctx context.Context) {
 	s := &l.set
-	if s.src == nil {
-		return
-	}
-	s.mu.Lock()
-	stale := time.Since(s.refreshed) >= staleAfter
-	s.mu.Unlock()
-	if !stale {
+	if s.src == nil || s.age() < staleAfter {
 		return
 	}
 	select {
 	case <-l.startRefresh():
 	case <-ctx.Done():
 	}
+}
+
+// awaitRead returns once the last read of the settings started less than staleAfter ago, so
+// a slot is never used under settings older than that; it reads them if need be (only when
+// the refresher has not run lately: the process was idle, or held slots without fetching).
+// It gives up, returning nil, once until has passed: the slot is then dropped anyway.
+func (l *Limiter) awaitRead(ctx context.Context, until time.Time) error {
+	s := &l.set
+	if s.src == nil {
+		return nil
+	}
+	for s.age() >= staleAfter && !time.Now().After(until) {
+		select {
+		case <-l.startRefresh():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // startRefresh starts a read of the settings unless one runs, and returns a channel closed
@@ -254,6 +284,7 @@ func (l *Limiter) startRefresh() <-chan struct{} {
 // whose setting changed its new parameters.
 func (l *Limiter) refresh(done chan struct{}) {
 	s := &l.set
+	started := time.Since(s.epoch)
 	ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
 	got, err := s.src(ctx, s.def)
 	cancel()
@@ -293,7 +324,7 @@ func (l *Limiter) refresh(done chan struct{}) {
 	}
 
 	s.mu.Lock()
-	s.refreshed = time.Now()
+	s.readAt.Store(int64(started)) // after the buckets have their new settings
 	s.inflight = nil
 	s.mu.Unlock()
 	close(done)

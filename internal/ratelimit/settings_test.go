@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,7 +81,7 @@ func countIn(ts []time.Time, from, to time.Time) int {
 
 // Two processes share a sender. Its rate goes from the default (40/s) to an override of 100/s
 // and then of 20/s, written to Redis while both send flat out. Each process reads the settings
-// on its own, about once a second: within 2.5 s of each change the pair sends at the new rate,
+// on its own, every 250 ms: within 1.5 s of each change the pair sends at the new rate,
 // and no 1 s window, sliding, ever holds more than rate + burst − 1 of the settings that could
 // apply to it (+2 for wake-up jitter, as the other tests allow). A second sender without an
 // override keeps the default throughout.
@@ -89,7 +90,7 @@ func TestTwoProcessesFollowARateChangeAndKeepTheWindowBound(t *testing.T) {
 		def     = 40
 		phaseAB = 1200 * time.Millisecond
 		phaseBC = 3600 * time.Millisecond
-		follow  = 2500 * time.Millisecond // a change must be in force this long after it is written
+		follow  = 1500 * time.Millisecond // a change must be in force this long after it is written
 	)
 	s := redistest.Start(t)
 	admin := s.Client(t)
@@ -162,7 +163,7 @@ func TestTwoProcessesFollowARateChangeAndKeepTheWindowBound(t *testing.T) {
 		t.Errorf("sender without an override: %d grants in a 1 s window, want ≤ %d", m, def+DefaultBurst(def)-1)
 	}
 
-	// One read of all the settings per process per second, however many messages.
+	// One read of all the settings per process per refreshEvery, however many messages.
 	for i := range pods {
 		if n := calls[i].Load(); float64(n) > elapsed.Seconds()/refreshEvery.Seconds()+3 {
 			t.Errorf("pod %d read the settings %d times in %v: want about one a second", i, n, elapsed)
@@ -261,8 +262,10 @@ func TestAnIdleProcessReadsTheSettingBeforeItsFirstSend(t *testing.T) {
 			t.Fatalf("grant %d after %v: the process sent under the default, not the override it had to read first", i, d)
 		}
 	}
-	if calls.Load() != 1 {
-		t.Errorf("%d reads of the settings, want 1", calls.Load())
+	// The first read, then the refresher's while callers wait: one per refreshEvery, not one
+	// per Wait.
+	if n, most := calls.Load(), 1+int64(time.Since(start)/refreshEvery); n > most {
+		t.Errorf("%d reads of the settings in %v, want at most %d", n, time.Since(start), most)
 	}
 }
 
@@ -357,5 +360,154 @@ func TestARaisedRateWakesAFetcherPausedOnTheOldSchedule(t *testing.T) {
 	}
 	if m := maxInWindow(ts, time.Second); m > 10+1-1+2 {
 		t.Errorf("%d grants in a 1 s window, want ≤ rate + burst − 1 = 10 (+2 wake-up slack)", m)
+	}
+}
+
+// The brief of `wabulk sender rate`: once the command has returned a lowered rate, no process
+// sends faster than it from a second later on, however many callers wait and whatever slots
+// the processes held. Three processes with 20 callers each (the worker's dispatcher Waits
+// before it takes a job, WABULK_CONCURRENCY callers per sender) send flat out at 32/s, where
+// the horizon is a whole second, so each process may hold up to a second of slots. The rate is
+// lowered to 5/s (burst 1) at a random phase of the processes' reads. Every 1 s window that
+// starts a second or more after the change holds at most 5 grants (+2 wake-up slack, as the
+// other tests allow), and the grants from then on are no more than 5/s plus the burst.
+func TestALoweredRateBindsWithinASecond(t *testing.T) {
+	const (
+		oldRate, newRate = 32, 5
+		pods, callers    = 3, 20
+		after            = 3500 * time.Millisecond // measured after the change
+	)
+	s := redistest.Start(t)
+	admin := s.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var g grants
+	var waits []func()
+	var calls [pods]atomic.Int64
+	for i := range pods {
+		l := pod(t, s, Config{Rate: oldRate, Rates: hashSource(s.Client(t), &calls[i])})
+		waits = append(waits, hammer(ctx, t, l, "+919800000007", callers, &g))
+	}
+	time.Sleep(1200*time.Millisecond + rand.N(250*time.Millisecond))
+	if err := admin.HSet(context.Background(), ratesKey, "919800000007", strconv.Itoa(newRate)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now() // the command has returned
+	time.Sleep(after)
+	cancel()
+	for _, w := range waits {
+		w()
+	}
+
+	from := changed.Add(time.Second)
+	var late []time.Time
+	for _, x := range g.sorted() {
+		if !x.Before(from) {
+			late = append(late, x)
+		}
+	}
+	burst := DefaultBurst(newRate)
+	m := maxInWindow(late, time.Second)
+	span := after - time.Second
+	t.Logf("%d grants in all, %d from 1 s after the change (%v); fullest 1 s window from then %d (bound %d)",
+		g.count(), len(late), span, m, newRate+burst-1)
+	for i, x := range late {
+		if n := countIn(late[i:], x, x.Add(time.Second)); n > newRate+burst-1+2 {
+			t.Errorf("%d grants in the 1 s window from %v after the change, want ≤ %d (+2 wake-up slack): the old rate %d/s still applied",
+				n, x.Sub(changed).Round(time.Millisecond), newRate+burst-1, oldRate)
+		}
+	}
+	if most := int(newRate*span.Seconds()) + burst + 2; len(late) > most {
+		t.Errorf("%d grants in the %v from 1 s after the change, want ≤ %d (the new rate, its burst, +2)", len(late), span, most)
+	}
+	if len(late) < newRate {
+		t.Errorf("%d grants in the %v from 1 s after the change: the sender stalled instead of sending at %d/s", len(late), span, newRate)
+	}
+}
+
+// The dispatcher Waits once per job before it takes the job, with WABULK_CONCURRENCY callers
+// per sender: however many wait, the slots a process holds (granted, not yet used or dropped)
+// stay within about a second of the rate, its horizon plus the burst. Two processes with 50
+// callers each, sampled while they send flat out; the sum over both must stay within it too,
+// since they share one schedule.
+func TestManyWaitingCallersHoldAtMostASecondOfSlots(t *testing.T) {
+	for _, rate := range []float64{2, 20, 300} {
+		t.Run(fmt.Sprintf("rate=%g", rate), func(t *testing.T) {
+			s := redistest.Start(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var g grants
+			var waits []func()
+			ls := make([]*Limiter, 2)
+			for i := range ls {
+				ls[i] = pod(t, s, Config{Rate: rate})
+				waits = append(waits, hammer(ctx, t, ls[i], "+919800000008", 50, &g))
+			}
+			limit := int(rate*maxHorizon.Seconds()) + DefaultBurst(rate) + 1
+			worst := 0
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+				held := 0
+				for _, l := range ls {
+					reserved := l.reserved.Load() // first: later reads can only lower the figure
+					held += int(reserved) - int(l.tokens.Load()) - int(l.unused.Load())
+				}
+				worst = max(worst, held)
+			}
+			cancel()
+			for _, w := range waits {
+				w()
+			}
+			t.Logf("%d grants; at most %d slots held at once by both processes (limit %d)", g.count(), worst, limit)
+			if worst > limit {
+				t.Errorf("the processes held %d slots at once, want ≤ %d (a second of the rate, the burst, +1)", worst, limit)
+			}
+		})
+	}
+}
+
+// Slots held while nothing fetches (every caller has one, so the refresher has stopped) are not
+// used under settings read 0.5 s or more before. At 5/s (burst 1) five callers get slots at
+// 0, 0.2, 0.4, 0.6 and 0.8 s in one call; the rate is lowered to 1/s right after the first. The
+// slots due before 0.5 s are used; the later ones read the settings first, find them void, and
+// their callers wait for the new schedule, which starts where the old one ended (1 s) plus one
+// new slot: nothing is sent between 0.5 s and 1.5 s after the change.
+func TestHeldSlotsAreNotUsedUnderStaleSettings(t *testing.T) {
+	s := redistest.Start(t)
+	var calls atomic.Int64
+	l := pod(t, s, Config{Rate: 5, Rates: hashSource(s.Client(t), &calls)})
+	const sender = "+919800000006"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var g grants
+	first := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			if _, err := l.Wait(ctx, sender); err != nil {
+				t.Errorf("Wait: %v", err)
+				return
+			}
+			g.add(time.Now())
+			once.Do(func() { close(first) })
+		})
+	}
+	<-first
+	if err := s.Client(t).HSet(context.Background(), ratesKey, digits(sender), "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now()
+	wg.Wait()
+	ts := g.sorted()
+	var at []time.Duration
+	for _, x := range ts {
+		at = append(at, x.Sub(changed).Round(time.Millisecond))
+	}
+	t.Logf("grants at %v from the change; %d reads of the settings", at, calls.Load())
+	if n := countIn(ts, changed.Add(500*time.Millisecond), changed.Add(1500*time.Millisecond)); n > 0 {
+		t.Errorf("%d grants between 0.5 s and 1.5 s after the rate went from 5/s to 1/s, want none: held slots were used under the old setting", n)
+	}
+	if len(ts) != 5 {
+		t.Errorf("%d grants, want all 5 callers served", len(ts))
 	}
 }
