@@ -469,7 +469,8 @@ func (d *dispatcher) extendLeases(ctx context.Context) {
 // recover gives the tasks whose lease ended (their worker died) back to their lanes: a retry,
 // or the archive when their budget is spent, as asynq's recoverer does.
 func (d *dispatcher) recover(ctx context.Context) {
-	expired, err := d.ledger.Expired(ctx, 0)
+	// asynq's grace: a lease is trusted dead only 30 s after it ended, for clocks that differ.
+	expired, err := d.ledger.Expired(ctx, store.LeaseDuration)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("recover expired leases", zap.Error(err))
@@ -512,11 +513,9 @@ func (d *dispatcher) readPaused(ctx context.Context) {
 		return // keep the last value; the takes fail on their own while Redis is away
 	}
 	if d.paused.Swap(p) && !p {
-		for _, q := range d.allQueues() {
-			select {
-			case q.wake <- struct{}{}:
-			default:
-			}
+		// Resumed: every live lane may have work again (their takes found them paused).
+		for _, ln := range d.liveLanes() {
+			d.queue(ln.Sender).ready(ln)
 		}
 	}
 }
@@ -589,7 +588,7 @@ func (d *dispatcher) serve(ctx context.Context) {
 	// attempt is moved on.
 	leases, stopLeases := context.WithCancel(context.Background())
 	var lease sync.WaitGroup
-	lease.Go(func() { every(leases, store.LeaseDuration/3, d.extendLeases) })
+	lease.Go(func() { every(leases, store.LeaseDuration/6, d.extendLeases) })
 
 	<-run.Done()
 	sub.Close()

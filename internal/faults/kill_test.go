@@ -20,8 +20,10 @@ import (
 // expiry, Unix seconds); the heartbeater extends its server's leases every 5 s; the recoverer
 // gives a task whose lease expired more than 30 s ago back to the queue (as a retry), and runs
 // when a server starts and then once a minute. So a killed worker's in-flight jobs come back
-// 60–120 s after the kill. A wabulk worker runs several asynq servers (one per sender, one for
-// the single queue), each with its own entry in asynq:servers.
+// 60–120 s after the kill. wabulk's dispatcher keeps the same lease layout and timing for the
+// lanes (store.LeaseDuration, extended every 5 s, recovered 30 s after it ends, looked at every
+// 5 s); a worker also runs one asynq server for the single queue, with its entry in
+// asynq:servers.
 const (
 	serversKey = "asynq:servers"
 	leaseTTL   = 30 // seconds

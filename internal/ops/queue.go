@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -66,6 +67,11 @@ func (o *Ops) setOnePaused(q QueueCounts, pause bool) error {
 			verb = "pause"
 		}
 		return fmt.Errorf("%s %s: %w", verb, q.Queue, err)
+	}
+	if !pause {
+		// Workers set a paused lane aside until they hear it has work: tell them. A lost message
+		// costs latency only (the upkeep's sweep announces lanes with pending work again).
+		o.ledger.Wake(context.Background(), q.Queue)
 	}
 	return nil
 }

@@ -496,11 +496,11 @@ func (l *Ledger) forwardLane(ctx context.Context, lane string, score float64, no
 }
 
 // Expired returns the tasks whose lease ended more than grace ago, in the lanes the lease index
-// lists as possibly holding one, and drops from the index the lanes that hold no lease.
+// lists as holding leases (the lanes with jobs in flight: few, whatever the number of lanes),
+// and drops from the index the lanes that hold none.
 func (l *Ledger) Expired(ctx context.Context, grace time.Duration) ([]*Taken, error) {
 	cutoff := time.Now().Add(-grace).Unix()
-	lanes, err := l.rdb.ZRangeByScoreWithScores(ctx, l.leasedKey(), &redis.ZRangeBy{Min: "-inf",
-		Max: strconv.FormatInt(cutoff, 10), Count: 500}).Result()
+	lanes, err := l.rdb.ZRangeWithScores(ctx, l.leasedKey(), 0, 999).Result()
 	if err != nil {
 		return nil, fmt.Errorf("expired leases: %w", err)
 	}
