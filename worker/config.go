@@ -46,15 +46,18 @@ type Config struct {
 	// masked.
 	LogPhoneNumbers bool
 
-	// PollInterval is how often an idle worker looks for new jobs. Default 200ms: enqueue-to-send
-	// latency is bounded by it (asynq polls; it does not block on the list).
+	// PollInterval is how often an idle worker looks for new jobs of the single queue (asynq
+	// polls). Default 200ms. Lanes are not polled: their new work is announced (see
+	// LaneInterval).
 	PollInterval time.Duration
 	// ReconcileInterval is how often one worker looks for tasks asynq archived without the
 	// handler (a worker killed on a job's last attempt, an archive from asynqmon) and records
 	// their dead letters. Default 30s.
 	ReconcileInterval time.Duration
-	// LaneInterval is how often a worker reads the live lanes, to serve new ones and stop
-	// serving drained ones. Default 1s.
+	// LaneInterval paces the lane upkeep: scheduled campaigns are started every LaneInterval, the
+	// live lanes are read again every 5 × LaneInterval (new work is announced at once; this read
+	// is for announcements lost with a connection) and drained lanes are retired by one worker
+	// every 5 × LaneInterval. Default 1s.
 	LaneInterval time.Duration
 }
 
