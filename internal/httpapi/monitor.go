@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"unicode/utf8"
 
@@ -48,6 +50,52 @@ func (s *Server) monitorGuard(next http.Handler) http.Handler {
 				return
 			}
 		}
-		next.ServeHTTP(w, r)
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		if q := monitorQueue(r.URL.Path); q != "" && rec.status < 300 {
+			// A change through asynqmon (a lane resumed, a task run from the archive or the
+			// retry set) may give a lane pending work that workers had set aside: announce it. A
+			// lost message costs latency only (the workers' upkeep announces lanes with pending
+			// work again).
+			s.ledger.Wake(context.WithoutCancel(r.Context()), q)
+		}
 	})
 }
+
+// monitorQueue is the queue an asynqmon API path acts on (…/api/queues/<queue>[:action|/…]),
+// empty when it names none.
+func monitorQueue(path string) string {
+	_, rest, ok := strings.Cut(path, "/api/queues/")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndex(rest, ":"); i >= 0 {
+		if action := rest[i+1:]; action == "pause" || action == "resume" {
+			rest = rest[:i]
+		}
+	}
+	if q, err := url.PathUnescape(rest); err == nil {
+		return q
+	}
+	return ""
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
