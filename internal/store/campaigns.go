@@ -428,7 +428,8 @@ func (l *Ledger) Campaign(ctx context.Context, campaign string) (CampaignInfo, e
 		if info.left() == 0 {
 			info.FinishedAt = info.CancelledAt
 		}
-	case st.sendAt.After(now):
+	case st.sendAt.After(now), !st.sendAt.IsZero() && st.started.IsZero() && !st.paused && held > 0:
+		// Scheduled until a worker starts it: its time may have come a moment before that.
 		info.State = StateScheduled
 	case info.left() == 0:
 		info.State = StateDone
