@@ -14,6 +14,8 @@ package store
 //	wabulk:{ns}:lanes:done         ZSET lanes found drained, scored by that time (Unix seconds)
 //	wabulk:{ns}:campaign:<id>      SET  the campaign's lanes, until each is cleaned up
 //
+// and the index of campaigns active and finished beside it (index.go).
+//
 // Why no lane is ever lost between a producer and a retiring worker: a producer declares the
 // lane (info and campaign index, so the campaign's counts see its tasks at once), writes its
 // tasks, and only then registers it live, unless the enqueue script saw the lane's live flag
@@ -118,10 +120,11 @@ func (l *Ledger) cluster() bool {
 func (l *Ledger) campaignsKey() string         { return l.nsKey("campaigns") }
 func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id) }
 
-// KEYS: info campaigns campaign live done state. ARGV: lane, JSON Lane, campaign id, 1 to keep a
-// registered lane's priority (a redrive) or 0 to set it, 1 to make the lane live or 0 only to
-// declare it in its campaign, the channel to announce a newly live lane on. Returns the
-// campaign's paused, cancelled_at and send_at, for the lane to take its campaign's state.
+// KEYS: info campaigns campaign live done state active finished. ARGV: lane, JSON Lane, campaign
+// id, 1 to keep a registered lane's priority (a redrive) or 0 to set it, 1 to make the lane live
+// or 0 only to declare it in its campaign, the channel to announce a newly live lane on. Indexes
+// the campaign as active (index.go). Returns the campaign's paused, cancelled_at and send_at, for
+// the lane to take its campaign's state.
 var registerScript = redis.NewScript(`
 if ARGV[4] == "1" then
   redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
@@ -130,6 +133,8 @@ else
 end
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[7], ARGV[3])
+redis.call('ZREM', KEYS[8], ARGV[3])
 if ARGV[5] == "1" then
   redis.call('ZREM', KEYS[5], ARGV[1])
   if redis.call('SADD', KEYS[4], ARGV[1]) == 1 then
@@ -178,7 +183,7 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 		makeLive = 1
 	}
 	state, err := registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
-		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign)}, ln.Name, info, ln.Campaign, keep, makeLive,
+		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign), l.activeKey(), l.finishedKey()}, ln.Name, info, ln.Campaign, keep, makeLive,
 		l.lanesChannel()).Slice()
 	if err != nil {
 		return "", fmt.Errorf("register lane %s: %w", ln.Name, err)
@@ -315,6 +320,24 @@ func (l *Ledger) CampaignLanes(ctx context.Context, campaign string) ([]string, 
 	return lanes, err
 }
 
+// LanesOf lists the lanes of each of campaigns, sorted by name, in one round trip.
+func (l *Ledger) LanesOf(ctx context.Context, campaigns []string) ([][]string, error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(campaigns))
+	for i, c := range campaigns {
+		cmds[i] = pipe.SMembers(ctx, l.campaignKey(c))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("lanes of campaigns: %w", err)
+	}
+	out := make([][]string, len(campaigns))
+	for i, c := range cmds {
+		out[i] = c.Val()
+		slices.Sort(out[i])
+	}
+	return out, nil
+}
+
 // scopes are the ledger scopes of campaign: its lanes and its scope in the single queue.
 func (l *Ledger) scopes(ctx context.Context, campaign string) ([]string, error) {
 	lanes, err := l.CampaignLanes(ctx, campaign)
@@ -338,9 +361,15 @@ func (l *Ledger) Backlog(ctx context.Context, queue string) (int64, error) {
 
 // RetireDrained takes the lanes whose backlog is empty out of the live set (workers stop serving
 // them) and returns their names. Their completed tasks stay for the retention (the dedupe
-// window); CleanUp removes them after it.
-func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) ([]string, error) {
-	var retired []string
+// window); CleanUp removes them after it. A campaign whose last lane it retires is finished
+// (index.go).
+func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) (retired []string, err error) {
+	var campaigns []string
+	defer func() {
+		if _, ferr := l.FinishCampaigns(ctx, campaigns); err == nil {
+			err = ferr
+		}
+	}()
 	for _, ln := range lanes {
 		// Clear the lane's live flag first: an enqueue that still sees it (so will not
 		// register the lane) ran before this, and its tasks make the check below find work;
@@ -371,6 +400,9 @@ func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) ([]string, err
 			continue
 		}
 		retired = append(retired, ln.Name)
+		if c := ln.Campaign; c != "" && !slices.Contains(campaigns, c) {
+			campaigns = append(campaigns, c)
+		}
 	}
 	return retired, nil
 }
@@ -470,6 +502,8 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 	}
 	pipe = l.rdb.TxPipeline()
 	pipe.SRem(ctx, l.campaignsKey(), campaign)
+	pipe.SRem(ctx, l.activeKey(), campaign)
+	pipe.ZRem(ctx, l.finishedKey(), campaign)
 	pipe.Del(ctx, l.stateKey(campaign))
 	_, err = pipe.Exec(ctx)
 	return err
@@ -508,6 +542,8 @@ func (l *Ledger) AddEnqueued(ctx context.Context, campaign string, n int64) erro
 	pipe := l.rdb.Pipeline()
 	pipe.HIncrBy(ctx, key(l.LegacyScope(campaign), "counts"), "enqueued", n)
 	pipe.SAdd(ctx, l.campaignsKey(), campaign)
+	pipe.SAdd(ctx, l.activeKey(), campaign)
+	pipe.ZRem(ctx, l.finishedKey(), campaign)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ledger: count enqueued: %w", err)
 	}
