@@ -136,11 +136,11 @@ func writeUnlisted(w io.Writer, n int64) error {
 	if n == 0 {
 		return nil
 	}
-	s := "s"
 	if n == 1 {
-		s = ""
+		_, err := fmt.Fprintln(w, "(1 more finished campaign not listed: --all, or --limit N, lists it)")
+		return err
 	}
-	_, err := fmt.Fprintf(w, "(%d more finished campaign%s not listed: --all, or --limit N, lists them)\n", n, s)
+	_, err := fmt.Fprintf(w, "(%d more finished campaigns not listed: --all, or --limit N, lists them)\n", n)
 	return err
 }
 

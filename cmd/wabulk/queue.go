@@ -78,7 +78,10 @@ lanes kept for WABULK_RETENTION, other namespaces), the namespace summed over al
 		if err := writeQueueTable(cmd.OutOrStdout(), list.Queues); err != nil {
 			return err
 		}
-		if list.More > 0 {
+		switch {
+		case list.More == 1:
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), "(1 more queue on this Redis not listed: --all lists it)")
+		case list.More > 1:
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "(%d more queues on this Redis not listed: --all lists them)\n", list.More)
 		}
 		return err

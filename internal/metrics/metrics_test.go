@@ -197,6 +197,9 @@ func TestOneExporterAndTheRunnableBacklog(t *testing.T) {
 	if msgs["campaign=spring,queue=obs,state=enqueued"] != 5 {
 		t.Fatalf("campaign_messages %v", msgs)
 	}
+	if cs := gather(t, regs[0], Campaigns.Name); !mapsEqual(cs, map[string]float64{"queue=obs,state=active": 2, "queue=obs,state=finished": 0}) {
+		t.Fatalf("campaigns %v, want spring and later active, none finished", cs)
+	}
 	if rates := gather(t, regs[0], SenderRate.Name); rates["queue=obs,sender=919000000002"] != 5 {
 		t.Fatalf("sender_rate %v: want the override 5 (the other sender has no default published yet)", rates)
 	}

@@ -156,7 +156,11 @@ func (l *Ledger) CampaignIndex(ctx context.Context, finished int) (Index, error)
 		total := pipe.ZCard(ctx, l.finishedKey())
 		var recent *redis.StringSliceCmd
 		if finished != 0 {
-			recent = pipe.ZRevRange(ctx, l.finishedKey(), 0, int64(finished)-1)
+			stop := int64(finished) - 1
+			if finished < 0 {
+				stop = -1
+			}
+			recent = pipe.ZRevRange(ctx, l.finishedKey(), 0, stop)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return Index{}, fmt.Errorf("campaign index: %w", err)

@@ -407,6 +407,32 @@ func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) (retired []str
 	return retired, nil
 }
 
+// RetireCampaign retires the campaign's live lanes that are drained (RetireDrained), so a
+// campaign that one process sent to its end (wabulk send) is finished at once, not at a worker's
+// next upkeep, or never when no worker serves the namespace.
+func (l *Ledger) RetireCampaign(ctx context.Context, campaign string) error {
+	names, err := l.CampaignLanes(ctx, campaign)
+	if err != nil || len(names) == 0 {
+		return err
+	}
+	members := make([]any, len(names))
+	for i, n := range names {
+		members[i] = n
+	}
+	live, err := l.rdb.SMIsMember(ctx, l.nsKey("lanes:live"), members...).Result()
+	if err != nil {
+		return err
+	}
+	var lanes []Lane
+	for i, n := range names {
+		if live[i] {
+			lanes = append(lanes, Lane{Name: n, Campaign: campaign})
+		}
+	}
+	_, err = l.RetireDrained(ctx, lanes)
+	return err
+}
+
 // CleanUp removes the lanes drained for longer than the retention: it revives a lane that has
 // work again (a task run from asynqmon's archive), deletes the completed tasks (all past their
 // retention by then), removes the queue from asynq, and drops the lane's ledger records unless
@@ -472,7 +498,7 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 	}
 	if dead == 0 {
 		ks = append(ks, keys(name)...)
-		ks = append(ks, key(name, "reconcile:since"), key(name, "live"), cancelledJobsKey(name))
+		ks = append(ks, key(name, "reconcile:since"), key(name, "live"), cancelledJobsKey(name), recentKey(name))
 	}
 	// One slot: asynq's keys of the lane and the ledger's share the tag {lane}.
 	if err := l.rdb.Del(ctx, ks...).Err(); err != nil {
