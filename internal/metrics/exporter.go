@@ -143,6 +143,15 @@ func (e *Exporter) read(ctx context.Context) ([]prometheus.Metric, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Lanes left live and empty by workers that stopped before they retired them: retired here
+	// once idle, so the next scrapes need not read them.
+	var idle []store.Lane
+	for i, s := range stats[1:] {
+		if s.Pending+s.Active+s.Scheduled+s.Retry == 0 && !s.Paused {
+			idle = append(idle, lanes[i])
+		}
+	}
+	defer e.ledger.RetireIdle(ctx, idle)
 	var out []prometheus.Metric
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		out = append(out, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))

@@ -219,13 +219,7 @@ func (o *Ops) ListCampaigns(ctx context.Context, finished int) (CampaignList, er
 	if err != nil {
 		return CampaignList{}, err
 	}
-	var done []string
-	for _, c := range cs {
-		if active[c.Campaign] && c.Finished() {
-			done = append(done, c.Campaign)
-		}
-	}
-	moved, err := o.ledger.FinishCampaigns(ctx, done)
+	total, err := o.finish(ctx, cs, active, ix.FinishedTotal)
 	if err != nil {
 		return CampaignList{}, err
 	}
@@ -233,8 +227,35 @@ func (o *Ops) ListCampaigns(ctx context.Context, finished int) (CampaignList, er
 	if cs == nil {
 		cs = []store.CampaignInfo{}
 	}
-	return CampaignList{Campaigns: cs, Finished: ix.FinishedTotal + int64(moved),
-		Unlisted: max(0, ix.FinishedTotal-int64(len(ix.Finished)))}, nil
+	return CampaignList{Campaigns: cs, Finished: total, Unlisted: max(0, ix.FinishedTotal-int64(len(ix.Finished)))}, nil
+}
+
+// finish moves the active campaigns of cs that are finished to the finished ones, retiring
+// their lanes that no worker retired (idle for two minutes), and returns how many finished
+// campaigns there are then (finished: before). Workers do it as they retire lanes; this catches
+// what they did not see: lanes left live when the workers stopped, or retired by an older wabulk.
+func (o *Ops) finish(ctx context.Context, cs []store.CampaignInfo, active map[string]bool, finished int64) (int64, error) {
+	var done []string
+	var lanes []store.Lane
+	for _, c := range cs {
+		if active[c.Campaign] && c.Finished() {
+			done = append(done, c.Campaign)
+			for _, ln := range c.Lanes {
+				lanes = append(lanes, store.Lane{Name: ln, Campaign: c.Campaign})
+			}
+		}
+	}
+	if len(done) == 0 {
+		return finished, nil
+	}
+	if _, err := o.ledger.RetireIdle(ctx, lanes); err != nil {
+		return 0, err
+	}
+	if _, err := o.ledger.FinishCampaigns(ctx, done); err != nil {
+		return 0, err
+	}
+	_, total, err := o.ledger.IndexCounts(ctx)
+	return total, err
 }
 
 // Status returns the counts of campaign, with its lanes' queue counts, or of the namespace when

@@ -71,9 +71,10 @@ func parallel(t testing.TB, n int, fn func(i int) error) {
 // fillNamespace writes finished+active campaigns of one lane each, as the system does: the
 // producer's enqueue path (declare, write, register), then for the finished ones Kaleyra's
 // answer through the ledger, asynq taking the task off its pending list and the workers'
-// upkeep retiring the drained lane. Each active campaign has 3 jobs, one of them sent; every
-// tenth is paused.
-func fillNamespace(t *testing.T, l *store.Ledger, rdb *redis.Client, finished, active int) {
+// upkeep retiring the drained lane, except for the last `unretired` finished ones, left live
+// as by workers that stopped before they retired them (two minutes ago: no recent sends). Each
+// active campaign has 3 jobs, one of them sent; every tenth is paused.
+func fillNamespace(t *testing.T, l *store.Ledger, rdb *redis.Client, finished, unretired, active int) {
 	t.Helper()
 	ctx := context.Background()
 	enq := l.Enqueuer(job.TaskType, 3)
@@ -111,9 +112,10 @@ func fillNamespace(t *testing.T, l *store.Ledger, rdb *redis.Client, finished, a
 	})
 	stop()
 	const chunk = 100
-	parallel(t, (finished+chunk-1)/chunk, func(k int) error {
+	retire := finished - unretired
+	parallel(t, (retire+chunk-1)/chunk, func(k int) error {
 		var lanes []store.Lane
-		for i := k * chunk; i < min(finished, (k+1)*chunk); i++ {
+		for i := k * chunk; i < min(retire, (k+1)*chunk); i++ {
 			lanes = append(lanes, store.Lane{Name: l.LaneName(name(i), viewSender), Campaign: name(i), Sender: "919000000001"})
 		}
 		retired, err := l.RetireDrained(ctx, lanes)
@@ -122,6 +124,9 @@ func fillNamespace(t *testing.T, l *store.Ledger, rdb *redis.Client, finished, a
 		}
 		return err
 	})
+	for i := retire; i < finished; i++ {
+		rdb.Del(ctx, "wabulk:{"+l.LaneName(name(i), viewSender)+"}:recent")
+	}
 	for i := finished; i < finished+active; i += 10 {
 		if _, err := l.PauseCampaign(ctx, name(i)); err != nil {
 			t.Fatal(err)
@@ -154,9 +159,10 @@ func commands(t *testing.T, rdb *redis.Client) int64 {
 // TestViewsCostFollowsActiveCampaigns: with 5,000 finished campaigns kept beside 100 active ones,
 // status, campaign ls, queue ls and the lane exporter issue a number of Redis commands bounded by
 // the campaigns they show (the active ones and the 10 most recently finished), not by those
-// kept for the retention.
+// kept for the retention. 500 of the finished ones were left live by stopped workers: the first
+// view retires their lanes, and they cost nothing after.
 func TestViewsCostFollowsActiveCampaigns(t *testing.T) {
-	const finished, active = 5000, 100
+	const finished, unretired, active = 5000, 500, 100
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
@@ -167,7 +173,7 @@ func TestViewsCostFollowsActiveCampaigns(t *testing.T) {
 	t.Cleanup(func() { o.Close() })
 	l := store.New(rdb, testQueue, time.Hour)
 	start := time.Now()
-	fillNamespace(t, l, rdb, finished, active)
+	fillNamespace(t, l, rdb, finished, unretired, active)
 	t.Logf("%d finished and %d active campaigns written in %v", finished, active, time.Since(start).Round(time.Millisecond))
 
 	exp := metrics.NewExporter(store.New(rdb, testQueue, time.Hour))
@@ -183,33 +189,33 @@ func TestViewsCostFollowsActiveCampaigns(t *testing.T) {
 	shown := active + DefaultFinished
 	views := []struct {
 		name string
-		view func() error
+		view func(check bool) error
 	}{
-		{"status", func() error {
+		{"status", func(check bool) error {
 			st, err := o.Status(ctx, "")
-			if err == nil && (len(st.Campaigns) != shown || st.FinishedCampaigns != finished || st.UnlistedFinished != finished-DefaultFinished ||
+			if err == nil && check && (len(st.Campaigns) != shown || st.FinishedCampaigns != finished || st.UnlistedFinished != finished-DefaultFinished ||
 				st.Queue.Pending != 2*active || st.Queue.Completed != 0) {
 				err = fmt.Errorf("%d campaigns shown, finished %d (%d not listed), queue %+v; want %d shown of %d finished and %d pending",
 					len(st.Campaigns), st.FinishedCampaigns, st.UnlistedFinished, st.Queue, shown, finished, 2*active)
 			}
 			return err
 		}},
-		{"campaign ls", func() error {
+		{"campaign ls", func(check bool) error {
 			list, err := o.ListCampaigns(ctx, DefaultFinished)
-			if err == nil && (len(list.Campaigns) != shown || list.Finished != finished) {
+			if err == nil && check && (len(list.Campaigns) != shown || list.Finished != finished) {
 				err = fmt.Errorf("%d campaigns listed, %d finished; want %d of %d", len(list.Campaigns), list.Finished, shown, finished)
 			}
 			return err
 		}},
-		{"queue ls", func() error {
+		{"queue ls", func(check bool) error {
 			list, err := o.Queues(ctx, DefaultFinished)
-			if err == nil && (len(list.Queues) != 1+shown || list.More != finished-DefaultFinished || list.Queues[0].Pending != 2*active) {
+			if err == nil && check && (len(list.Queues) != 1+shown || list.More != finished-DefaultFinished || list.Queues[0].Pending != 2*active) {
 				err = fmt.Errorf("%d queues listed, %d more, namespace %+v; want 1+%d, %d more", len(list.Queues), list.More,
 					list.Queues[0], shown, finished-DefaultFinished)
 			}
 			return err
 		}},
-		{"/metrics (lane exporter)", func() error {
+		{"/metrics (lane exporter)", func(check bool) error {
 			mfs, err := reg.Gather()
 			if err != nil {
 				return err
@@ -220,7 +226,7 @@ func TestViewsCostFollowsActiveCampaigns(t *testing.T) {
 					lanes = len(mf.GetMetric())
 				}
 			}
-			if lanes != 6*(active-active/10) {
+			if check && lanes != 6*(active-active/10) {
 				return fmt.Errorf("%d lane task series, want 6 for each of the %d active lanes not paused", lanes, active-active/10)
 			}
 			return nil
@@ -231,12 +237,14 @@ func TestViewsCostFollowsActiveCampaigns(t *testing.T) {
 	// commands whatever the namespace holds.
 	const perCampaign, fixed = 40, 100
 	for _, v := range views {
-		if err := v.view(); err != nil {
+		before := commands(t, rdb)
+		if err := v.view(false); err != nil {
 			t.Fatalf("%s: %v", v.name, err)
 		}
-		before := commands(t, rdb)
+		t.Logf("%s, first: %d Redis commands", v.name, commands(t, rdb)-before-1)
+		before = commands(t, rdb)
 		t0 := time.Now()
-		if err := v.view(); err != nil {
+		if err := v.view(true); err != nil {
 			t.Fatalf("%s: %v", v.name, err)
 		}
 		took := time.Since(t0)

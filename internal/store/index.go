@@ -18,7 +18,8 @@ package store
 //
 // Campaigns written before the index existed, or by an older wabulk, are indexed by SyncIndex,
 // which a view runs when the index does not add up to the campaign list; and a view that finds
-// an active campaign finished (its lanes retired by an older worker) moves it (FinishCampaigns).
+// an active campaign finished moves it (FinishCampaigns), retiring first the lanes that no
+// worker retired and that have sent nothing for two minutes (RetireIdle).
 
 import (
 	"context"

@@ -201,3 +201,30 @@ func TestRecentSendsKeepOnlyTheWindow(t *testing.T) {
 		t.Errorf("rate %v of a campaign started now, want over 1 s at least: 5/s", r)
 	}
 }
+
+func TestRetireIdleLeavesLanesWithWorkOrRecentSends(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	var lanes []Lane
+	for _, c := range []string{"busy", "recent", "idle"} {
+		tasks := cancelTasks(t, c, 0, 2)
+		lane := declareAndEnqueue(t, l, c, tasks)
+		switch c {
+		case "recent":
+			send(t, l, lane, tasks)
+		case "idle":
+			send(t, l, lane, tasks)
+			l.rdb.Del(ctx, recentKey(lane)) // its last send two minutes ago
+		}
+		lanes = append(lanes, Lane{Name: lane, Campaign: c})
+	}
+	retired, err := l.RetireIdle(ctx, lanes)
+	if err != nil || !slices.Equal(retired, []string{lanes[2].Name}) {
+		t.Fatalf("retired %v, %v; want only the idle lane", retired, err)
+	}
+	wantIndex(t, l, "the idle campaign's lane retired", []string{"busy", "recent"}, []string{"idle"})
+	// Retired already: not again (its drain time stays).
+	if retired, err := l.RetireIdle(ctx, lanes[2:]); err != nil || len(retired) != 0 {
+		t.Errorf("retired %v, %v a second time", retired, err)
+	}
+}

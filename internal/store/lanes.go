@@ -362,38 +362,58 @@ func (l *Ledger) Backlog(ctx context.Context, queue string) (int64, error) {
 // RetireDrained takes the lanes whose backlog is empty out of the live set (workers stop serving
 // them) and returns their names. Their completed tasks stay for the retention (the dedupe
 // window); CleanUp removes them after it. A campaign whose last lane it retires is finished
-// (index.go).
+// (index.go). Each step is one pipeline for all the lanes, so it costs a few round trips however
+// many lanes it is given.
 func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) (retired []string, err error) {
+	if len(lanes) == 0 {
+		return nil, nil
+	}
 	var campaigns []string
 	defer func() {
 		if _, ferr := l.FinishCampaigns(ctx, campaigns); err == nil {
 			err = ferr
 		}
 	}()
+	// Clear each lane's live flag first: an enqueue that still sees it (so will not register the
+	// lane) ran before this, and its tasks make the check below find work; one that runs after
+	// finds no flag and registers the lane itself. A lane that is not retired after all is
+	// registered again by its next enqueue: one call, harmless.
+	pipe := l.rdb.Pipeline()
 	for _, ln := range lanes {
-		// Clear the lane's live flag first: an enqueue that still sees it (so will not
-		// register the lane) ran before this, and its tasks make the check below find work;
-		// one that runs after finds no flag and registers the lane itself. A lane that is not
-		// retired after all is registered again by its next enqueue: one call, harmless.
-		if err := l.rdb.Del(ctx, key(ln.Name, "live")).Err(); err != nil {
-			return retired, err
+		pipe.Del(ctx, key(ln.Name, "live"))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	n, err := l.backlogs(ctx, lanes)
+	if err != nil {
+		return nil, err
+	}
+	var empty []Lane
+	for i, ln := range lanes {
+		if n[i] == 0 {
+			empty = append(empty, ln)
 		}
-		if n, err := l.Backlog(ctx, ln.Name); err != nil || n > 0 {
-			if err != nil {
-				return retired, err
-			}
-			continue
-		}
-		now := float64(time.Now().Unix())
-		pipe := l.rdb.TxPipeline()
-		pipe.SRem(ctx, l.nsKey("lanes:live"), ln.Name)
-		pipe.ZAdd(ctx, l.nsKey("lanes:done"), redis.Z{Score: now, Member: ln.Name})
-		if _, err := pipe.Exec(ctx); err != nil {
-			return retired, err
-		}
-		// A producer that enqueued between the first check and the removal registered before
-		// it (and its registration was undone): look again and put the lane back if so.
-		if n, err := l.Backlog(ctx, ln.Name); err != nil || n > 0 {
+	}
+	if len(empty) == 0 {
+		return nil, nil
+	}
+	now := float64(time.Now().Unix())
+	tx := l.rdb.TxPipeline()
+	for _, ln := range empty {
+		tx.SRem(ctx, l.nsKey("lanes:live"), ln.Name)
+		tx.ZAdd(ctx, l.nsKey("lanes:done"), redis.Z{Score: now, Member: ln.Name})
+	}
+	if _, err := tx.Exec(ctx); err != nil {
+		return nil, err
+	}
+	// A producer that enqueued between the first check and the removal registered before it
+	// (and its registration was undone): look again and put the lane back if so.
+	if n, err = l.backlogs(ctx, empty); err != nil {
+		return nil, err
+	}
+	for i, ln := range empty {
+		if n[i] > 0 {
 			if err := l.RegisterLane(ctx, ln, true); err != nil {
 				return retired, err
 			}
@@ -405,6 +425,58 @@ func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) (retired []str
 		}
 	}
 	return retired, nil
+}
+
+// backlogs is the Backlog of each lane, in one round trip (per Redis node).
+func (l *Ledger) backlogs(ctx context.Context, lanes []Lane) ([]int64, error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(lanes))
+	for i, ln := range lanes {
+		p := asynqPrefix(ln.Name)
+		cmds[i] = backlogScript.Eval(ctx, pipe, []string{PendingKey(ln.Name), p + "active", p + "scheduled", p + "retry"})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("backlog: %w", err)
+	}
+	out := make([]int64, len(lanes))
+	for i, c := range cmds {
+		v, err := c.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("backlog of %s: %w", lanes[i].Name, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// RetireIdle retires, of lanes, those still live that are empty and have sent nothing for two
+// minutes (no recent sends: rate.go) (RetireDrained), and returns their names. Workers retire a drained lane within
+// seconds; this is for lanes no worker looked at since (a namespace whose workers stopped, or
+// data of an older wabulk), so that the views and the lane exporter need not read them again.
+func (l *Ledger) RetireIdle(ctx context.Context, lanes []Lane) ([]string, error) {
+	if len(lanes) == 0 {
+		return nil, nil
+	}
+	pipe := l.rdb.Pipeline()
+	members := make([]any, len(lanes))
+	for i, ln := range lanes {
+		members[i] = ln.Name
+	}
+	live := pipe.SMIsMember(ctx, l.nsKey("lanes:live"), members...)
+	recent := make([]*redis.IntCmd, len(lanes))
+	for i, ln := range lanes {
+		recent[i] = pipe.Exists(ctx, recentKey(ln.Name))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("idle lanes: %w", err)
+	}
+	var idle []Lane
+	for i, ln := range lanes {
+		if live.Val()[i] && recent[i].Val() == 0 {
+			idle = append(idle, ln)
+		}
+	}
+	return l.RetireDrained(ctx, idle)
 }
 
 // RetireCampaign retires the campaign's live lanes that are drained (RetireDrained), so a
