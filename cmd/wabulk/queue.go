@@ -51,21 +51,43 @@ func newQueueStateCmd(name, short string, act func(*ops.Ops, string) error) *cob
 
 func newQueueLsCmd() *cobra.Command {
 	var asJSON bool
+	var fin finishedFlags
 	cmd := &cobra.Command{
-		Use:   "ls [--json]",
-		Short: "List the queues on this Redis with their state and counts",
-		Args:  cobra.NoArgs,
+		Use:   "ls [--all] [--limit N] [--json]",
+		Short: "List the namespace's queues with their state and counts",
+		Long: `ls lists the namespace (WABULK_QUEUE) summed over the queues listed, then the lanes of every
+campaign not finished and of the most recently finished ones (--limit, 10 by default), and says
+how many other queues the Redis holds. --all lists every queue on the Redis instead (drained
+lanes kept for WABULK_RETENTION, other namespaces), the namespace summed over all of its own.`,
+		Example: `  wabulk queue ls
+  wabulk queue ls --all --json`,
+		Args: cobra.NoArgs,
 	}
 	withOps(cmd, func(cmd *cobra.Command, _ []string, o *ops.Ops) error {
-		qs, err := o.Queues()
+		n, err := fin.value(cmd)
+		if err != nil {
+			return err
+		}
+		list, err := o.Queues(cmd.Context(), n)
 		if err != nil {
 			return err
 		}
 		if asJSON {
-			return writeJSON(cmd.OutOrStdout(), qs)
+			return writeJSON(cmd.OutOrStdout(), list.Queues)
 		}
-		return writeQueueTable(cmd.OutOrStdout(), qs)
+		if err := writeQueueTable(cmd.OutOrStdout(), list.Queues); err != nil {
+			return err
+		}
+		switch {
+		case list.More == 1:
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), "(1 more queue on this Redis not listed: --all lists it)")
+		case list.More > 1:
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "(%d more queues on this Redis not listed: --all lists them)\n", list.More)
+		}
+		return err
 	})
+	cmd.Flags().BoolVar(&fin.all, "all", false, "list every queue on this Redis (costs more with each lane kept)")
+	cmd.Flags().IntVar(&fin.limit, "limit", ops.DefaultFinished, "list the lanes of at most this many finished campaigns, the most recently finished (0: as --all)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
 }

@@ -40,13 +40,20 @@ func writeStatus(w io.Writer, st ops.Status) error {
 			printable(c.State), c.Enqueued, c.Pending, c.Active, c.Retry, c.Completed, c.Delivered, c.Read, c.Failed+c.NotSent, c.Dead,
 			c.Cancelled, c.Retries, c.Redriven, c.Rate, etaText(c.ETASeconds), codesText(c.DeadCodes), codesText(c.FailedCodes))
 	}
-	if len(st.Campaigns) == 0 {
+	if len(st.Campaigns) == 0 && st.UnlistedFinished == 0 {
 		fmt.Fprintln(tw, "(no campaigns)")
 	}
-	if st.Unmatched > 0 {
-		fmt.Fprintf(tw, "\n%d delivery statuses for message ids this namespace does not know (unmatched)\n", st.Unmatched)
+	if err := tw.Flush(); err != nil {
+		return err
 	}
-	return tw.Flush()
+	if err := writeUnlisted(w, st.UnlistedFinished); err != nil {
+		return err
+	}
+	if st.Unmatched > 0 {
+		_, err := fmt.Fprintf(w, "\n%d delivery statuses for message ids this namespace does not know (unmatched)\n", st.Unmatched)
+		return err
+	}
+	return nil
 }
 
 // writeQueueTable writes one row per queue.
@@ -253,8 +260,10 @@ func writeSenders(w io.Writer, ss []ops.SenderInfo) error {
 
 // statusView says how `wabulk status` shows a Status.
 type statusView struct {
-	// Campaign limits the campaigns shown to one. Default: all.
+	// Campaign limits the campaigns shown to one. Default: the namespace's.
 	Campaign string
+	// Finished is how many finished campaigns to list, as ops.View.Finished takes it.
+	Finished int
 	// JSON prints JSON (one compact object per line when watching) instead of tables.
 	JSON bool
 	// Watch redraws every Interval until ctx ends.
@@ -270,7 +279,7 @@ func showStatus(ctx context.Context, o *ops.Ops, w io.Writer, v statusView) erro
 		v.Interval = 2 * time.Second
 	}
 	if !v.Watch {
-		st, err := o.Status(ctx, v.Campaign)
+		st, err := o.StatusOf(ctx, ops.View{Campaign: v.Campaign, Finished: v.Finished})
 		if err != nil {
 			return err
 		}
@@ -280,7 +289,7 @@ func showStatus(ctx context.Context, o *ops.Ops, w io.Writer, v statusView) erro
 		return writeStatus(w, st)
 	}
 	tty := termline.IsTerminal(w)
-	err := o.Watch(ctx, v.Campaign, v.Interval, func(st ops.Status, err error) error {
+	err := o.Watch(ctx, ops.View{Campaign: v.Campaign, Finished: v.Finished}, v.Interval, func(st ops.Status, err error) error {
 		if werr := drawStatus(w, st, err, v, tty); werr != nil {
 			return werr
 		}

@@ -276,6 +276,12 @@ wait:
 	}
 	if !res.Interrupted {
 		waitCallbacks()
+		// Nothing serves the lanes once this process ends: retire them now, so the campaign
+		// counts as finished and the views of the namespace need not read it (best effort: a
+		// worker's upkeep retires them otherwise).
+		if werrEarly == nil {
+			led.RetireCampaign(bg, cfg.Campaign)
+		}
 	}
 
 	res.Counts, err = led.Counts(bg, cfg.Campaign)

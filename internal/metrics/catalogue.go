@@ -77,7 +77,7 @@ var (
 	RedisPing = Def{"wabulk_redis_ping_seconds", Gauge, nil, ByBoth,
 		"How long the PING of this scrape took (the timeout when it failed)."}
 	LaneExporter = Def{"wabulk_lane_exporter", Gauge, []string{"queue"}, ByBoth,
-		"1 on the one process that holds the namespace's exporter lease and exports the lane_*, queue_*, campaign_*, sender_* and runnable series; 0 elsewhere."}
+		"1 on the one process that holds the namespace's exporter lease and exports the lane_*, queue_*, campaign*, sender_* and runnable series; 0 elsewhere."}
 
 	// Worker.
 	Sends = Def{"wabulk_sends_total", Counter, []string{"sender", "outcome", "code"}, ByWorker,
@@ -114,6 +114,8 @@ var (
 		"The work workers can do now: pending, active and retrying tasks plus scheduled ones due within 2 minutes, of the single queue and every live lane that is not paused. KEDA scales on it."}
 	CampaignMessages = Def{"wabulk_campaign_messages", Gauge, []string{"queue", "campaign", "state"}, ByExporter,
 		"Messages of each campaign with a live lane by state (enqueued, sent, dead), from its ledger."}
+	Campaigns = Def{"wabulk_campaigns", Gauge, []string{"queue", "state"}, ByExporter,
+		"Campaigns the namespace keeps, by state: active (not finished: a lane not yet drained, or waiting for its send time) or finished (kept for WABULK_RETENTION)."}
 	SenderRate = Def{"wabulk_sender_rate", Gauge, []string{"queue", "sender"}, ByExporter,
 		"Messages per second each sender with a live lane may send (its `wabulk sender rate` override, else the workers' WABULK_RATE)."}
 )
@@ -123,7 +125,7 @@ func All() []Def {
 	return []Def{BuildInfo, RedisUp, RedisPing, LaneExporter,
 		Sends, KaleyraRequests, KaleyraLatency, RateLimitWait, Pauses,
 		HTTPRequests, HTTPDuration, APIRecipients, CallbackStatuses,
-		QueueTasks, QueuePaused, LaneTasks, LanePaused, Runnable, CampaignMessages, SenderRate}
+		QueueTasks, QueuePaused, LaneTasks, LanePaused, Runnable, CampaignMessages, Campaigns, SenderRate}
 }
 
 // Standard are the name prefixes of the standard collectors every process adds (Go runtime,

@@ -55,7 +55,7 @@ type Exporter struct {
 	mu     sync.Mutex
 	leader bool
 
-	exporter, queueTasks, queuePaused, laneTasks, lanePaused, runnable, campaign, senderRate *prometheus.Desc
+	exporter, queueTasks, queuePaused, laneTasks, lanePaused, runnable, campaign, campaigns, senderRate *prometheus.Desc
 }
 
 // NewExporter returns an Exporter of l's namespace.
@@ -66,7 +66,7 @@ func NewExporter(l *store.Ledger) *Exporter {
 	return &Exporter{ledger: l, queue: l.Namespace(), id: host + ":" + hex.EncodeToString(b), now: time.Now,
 		exporter: LaneExporter.Desc(), queueTasks: QueueTasks.Desc(), queuePaused: QueuePaused.Desc(),
 		laneTasks: LaneTasks.Desc(), lanePaused: LanePaused.Desc(), runnable: Runnable.Desc(),
-		campaign: CampaignMessages.Desc(), senderRate: SenderRate.Desc()}
+		campaign: CampaignMessages.Desc(), campaigns: Campaigns.Desc(), senderRate: SenderRate.Desc()}
 }
 
 // Leader reports whether this process held the lease at its last try.
@@ -104,7 +104,7 @@ func (e *Exporter) Run(ctx context.Context) {
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{e.exporter, e.queueTasks, e.queuePaused, e.laneTasks, e.lanePaused,
-		e.runnable, e.campaign, e.senderRate} {
+		e.runnable, e.campaign, e.campaigns, e.senderRate} {
 		ch <- d
 	}
 }
@@ -143,6 +143,15 @@ func (e *Exporter) read(ctx context.Context) ([]prometheus.Metric, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Lanes left live and empty by workers that stopped before they retired them: retired here
+	// once idle, so the next scrapes need not read them.
+	var idle []store.Lane
+	for i, s := range stats[1:] {
+		if s.Pending+s.Active+s.Scheduled+s.Retry == 0 && !s.Paused {
+			idle = append(idle, lanes[i])
+		}
+	}
+	defer e.ledger.RetireIdle(ctx, idle)
 	var out []prometheus.Metric
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		out = append(out, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
@@ -174,15 +183,21 @@ func (e *Exporter) read(ctx context.Context) ([]prometheus.Metric, error) {
 	for _, ln := range lanes {
 		campaigns[ln.Campaign], senders[ln.Sender] = true, true
 	}
-	for _, c := range slices.Sorted(maps.Keys(campaigns)) {
-		cn, err := e.ledger.Counts(ctx, c)
-		if err != nil {
-			return nil, err
-		}
+	counts, err := e.ledger.CountsOf(ctx, slices.Sorted(maps.Keys(campaigns)))
+	if err != nil {
+		return nil, err
+	}
+	for _, cn := range counts {
 		for i, v := range []int64{cn.Enqueued, cn.Completed, cn.Dead} {
-			gauge(e.campaign, float64(v), e.queue, c, campaignStates[i])
+			gauge(e.campaign, float64(v), e.queue, cn.Campaign, campaignStates[i])
 		}
 	}
+	active, finished, err := e.ledger.IndexCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gauge(e.campaigns, float64(active), e.queue, "active")
+	gauge(e.campaigns, float64(finished), e.queue, "finished")
 	overrides, err := e.ledger.SenderRates(ctx)
 	if err != nil {
 		return nil, err

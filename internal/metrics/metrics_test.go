@@ -197,6 +197,9 @@ func TestOneExporterAndTheRunnableBacklog(t *testing.T) {
 	if msgs["campaign=spring,queue=obs,state=enqueued"] != 5 {
 		t.Fatalf("campaign_messages %v", msgs)
 	}
+	if cs := gather(t, regs[0], Campaigns.Name); !mapsEqual(cs, map[string]float64{"queue=obs,state=active": 2, "queue=obs,state=finished": 0}) {
+		t.Fatalf("campaigns %v, want spring and later active, none finished", cs)
+	}
 	if rates := gather(t, regs[0], SenderRate.Name); rates["queue=obs,sender=919000000002"] != 5 {
 		t.Fatalf("sender_rate %v: want the override 5 (the other sender has no default published yet)", rates)
 	}
@@ -221,4 +224,49 @@ func mapsEqual(a, b map[string]float64) bool {
 		}
 	}
 	return true
+}
+
+// TestExporterRetiresLanesLeftIdle: a live lane that is empty and has sent nothing for two
+// minutes (workers stopped before they retired it) is exported once, retired, and then no more,
+// its campaign counted finished; a lane with work stays.
+func TestExporterRetiresLanesLeftIdle(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	const ns = "idle"
+	l := store.New(rdb, ns, time.Hour)
+	busy := store.Lane{Campaign: "busy", Sender: "+919000000001"}
+	if _, _, err := l.Enqueuer("t", 3).Enqueue(ctx, l.LaneName(busy.Campaign, busy.Sender), []store.Task{{ID: "busy:1", Payload: []byte("{}")}}, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, ln := range []store.Lane{busy, {Campaign: "stale", Sender: "+919000000001"}} {
+		if err := l.RegisterLane(ctx, ln, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	exp := NewExporter(l)
+	reg.MustRegister(exp)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { exp.Run(rctx); close(done) }()
+	defer func() { stop(); <-done }()
+	testkit.Eventually(t, 5*time.Second, "the exporter to take the lease", exp.Leader)
+
+	lanes := func() []string {
+		var cs []string
+		for k := range gather(t, reg, LanePaused.Name) {
+			cs = append(cs, k)
+		}
+		slices.Sort(cs)
+		return cs
+	}
+	if got := lanes(); len(got) != 2 {
+		t.Fatalf("first scrape: lanes %v, want busy and stale", got)
+	}
+	if got := lanes(); len(got) != 1 || !strings.Contains(got[0], "campaign=busy") {
+		t.Errorf("second scrape: lanes %v, want busy only", got)
+	}
+	if cs := gather(t, reg, Campaigns.Name); !mapsEqual(cs, map[string]float64{"queue=idle,state=active": 1, "queue=idle,state=finished": 1}) {
+		t.Errorf("campaigns %v, want busy active and stale finished", cs)
+	}
 }

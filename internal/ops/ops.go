@@ -2,9 +2,12 @@
 // failed and why (dead letters), putting failures right (redrive), holding and releasing the
 // queue (pause, resume) and one campaign (pause, resume, cancel), and the senders' rates.
 //
-// Queue counts come from asynq's Inspector (one Lua call per queue); campaign counts come from
-// the ledger's per-campaign counters (one round trip per campaign), so nothing here scans every
-// task in Redis.
+// Queue counts are read from asynq's keys (one Lua call per queue, pipelined); campaign counts
+// come from the ledger's per-lane counters, pipelined over the campaigns shown, so nothing here
+// scans every task in Redis. The views of the namespace (Status, ListCampaigns, Queues) read the
+// active campaigns and count the finished ones (store's campaign index), so their cost follows
+// the campaigns running, not the thousands kept for the retention; finished ones are listed on
+// request, newest first, up to a limit.
 package ops
 
 import (

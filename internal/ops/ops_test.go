@@ -307,12 +307,12 @@ func TestPauseResumeAndQueues(t *testing.T) {
 	if err := b.ops.Pause(""); err != nil {
 		t.Fatal(err)
 	}
-	qs, err := b.ops.Queues()
+	list, err := b.ops.Queues(context.Background(), DefaultFinished)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(qs) != 1 || qs[0].Queue != testQueue || !qs[0].Paused || qs[0].Pending != 1 {
-		t.Fatalf("queues after pause: %+v", qs)
+	if qs := list.Queues; len(qs) != 1 || qs[0].Queue != testQueue || !qs[0].Paused || qs[0].Pending != 1 {
+		t.Fatalf("queues after pause: %+v", list)
 	}
 	if err := b.ops.Resume(""); err != nil {
 		t.Fatal(err)

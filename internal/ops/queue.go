@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/wabulk/wabulk/internal/store"
 )
@@ -26,26 +27,27 @@ func (o *Ops) Pause(queue string) error { return o.setPaused(queue, true) }
 func (o *Ops) Resume(queue string) error { return o.setPaused(queue, false) }
 
 func (o *Ops) setPaused(queue string, pause bool) error {
+	ctx := context.Background()
 	if queue != "" && queue != o.cfg.Queue {
-		q, err := o.queueCounts(queue)
+		q, err := o.QueueCounts(queue)
 		if err != nil {
 			return err
 		}
 		if !q.Exists {
-			return fmt.Errorf("%w %q: neither %s (every lane) nor a queue on this Redis (wabulk queue ls lists them)",
+			return fmt.Errorf("%w %q: neither %s (every lane) nor a queue on this Redis (wabulk queue ls --all lists them)",
 				ErrUnknownQueue, queue, o.cfg.Queue)
 		}
 		return o.setOnePaused(q, pause)
 	}
-	names, err := o.namespaceQueues()
+	names, err := o.namespaceQueues(ctx)
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		q, err := o.queueCounts(n)
-		if err != nil {
-			return err
-		}
+	qs, err := o.queueCounts(ctx, names)
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
 		if err := o.setOnePaused(q, pause); err != nil {
 			return err
 		}
@@ -76,23 +78,65 @@ func (o *Ops) setOnePaused(q QueueCounts, pause bool) error {
 	return nil
 }
 
-// Queues returns the counts of every queue asynq knows on this Redis, sorted by name, with this
-// Ops's queue first even when it does not exist yet.
-func (o *Ops) Queues() ([]QueueCounts, error) {
-	names, err := o.insp.Queues()
-	if err != nil {
-		return nil, fmt.Errorf("list queues: %w", err)
+// QueueList is what queue ls lists.
+type QueueList struct {
+	// Queues are the namespace's counts first, then each queue listed, sorted by name.
+	Queues []QueueCounts
+	// More is how many queues on this Redis are not listed.
+	More int64
+}
+
+// Queues returns the counts of the namespace, summed over the queues listed, then of each queue
+// listed: the lanes of the active campaigns and of the `finished` most recently finished ones,
+// so its cost follows the active campaigns. With finished negative it lists every queue asynq
+// knows on this Redis (other namespaces' too), the namespace summed over all of its own.
+func (o *Ops) Queues(ctx context.Context, finished int) (QueueList, error) {
+	var names []string
+	total := int64(-1)
+	if finished < 0 {
+		all, err := o.ledger.QueueNames(ctx)
+		if err != nil {
+			return QueueList{}, fmt.Errorf("list queues: %w", err)
+		}
+		names = slices.DeleteFunc(all, func(n string) bool { return n == o.cfg.Queue })
+	} else {
+		ix, err := o.ledger.CampaignIndex(ctx, finished)
+		if err != nil {
+			return QueueList{}, err
+		}
+		lanes, err := o.ledger.LanesOf(ctx, append(ix.Active, ix.Finished...))
+		if err != nil {
+			return QueueList{}, err
+		}
+		for _, ls := range lanes {
+			names = append(names, ls...)
+		}
+		if total, err = o.ledger.QueueCount(ctx); err != nil {
+			return QueueList{}, fmt.Errorf("count queues: %w", err)
+		}
 	}
 	slices.Sort(names)
-	names = slices.DeleteFunc(names, func(n string) bool { return n == o.cfg.Queue })
-	names = append([]string{o.cfg.Queue}, names...)
-	out := make([]QueueCounts, 0, len(names))
-	for _, n := range names {
-		q, err := o.QueueCounts(n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, q)
+	names = slices.Compact(names)
+	qs, err := o.queueCounts(ctx, append([]string{o.cfg.Queue}, names...))
+	if err != nil {
+		return QueueList{}, err
 	}
-	return out, nil
+	// The namespace's row sums the single queue (qs[0]) and the namespace's lanes listed.
+	own := []QueueCounts{qs[0]}
+	for _, q := range qs[1:] {
+		if strings.HasPrefix(q.Queue, o.cfg.Queue+":") {
+			own = append(own, q)
+		}
+	}
+	list := QueueList{Queues: append([]QueueCounts{sum(o.cfg.Queue, own)}, qs[1:]...)}
+	if total >= 0 {
+		listed := int64(0)
+		for _, q := range qs {
+			if q.Exists {
+				listed++
+			}
+		}
+		list.More = max(0, total-listed)
+	}
+	return list, nil
 }

@@ -86,8 +86,13 @@ func (l *Ledger) readState(ctx context.Context, campaign string) (campaignState,
 	if err != nil {
 		return campaignState{}, fmt.Errorf("campaign %s: %w", campaign, err)
 	}
+	return parseState(h), nil
+}
+
+// parseState reads a campaign's state hash.
+func parseState(h map[string]string) campaignState {
 	return campaignState{paused: h["paused"] == "1", cancelledAt: parseMillis(h["cancelled_at"]),
-		sendAt: parseMillis(h["send_at"]), started: parseMillis(h["started_at"])}, nil
+		sendAt: parseMillis(h["send_at"]), started: parseMillis(h["started_at"])}
 }
 
 // holdLanes pauses (hold) or releases lanes for asynq and for the workers' lane lists. Released
@@ -239,6 +244,8 @@ func (l *Ledger) ScheduleCampaign(ctx context.Context, campaign string, at time.
 	ms := at.UnixMilli()
 	pipe := l.rdb.TxPipeline()
 	pipe.SAdd(ctx, l.campaignsKey(), campaign)
+	pipe.SAdd(ctx, l.activeKey(), campaign)
+	pipe.ZRem(ctx, l.finishedKey(), campaign)
 	pipe.HSet(ctx, l.stateKey(campaign), "send_at", ms)
 	pipe.HDel(ctx, l.stateKey(campaign), "started_at")
 	pipe.ZAdd(ctx, l.scheduledKey(), redis.Z{Score: float64(ms), Member: campaign})
@@ -348,7 +355,9 @@ type CampaignInfo struct {
 	StartedAt   *time.Time `json:"started_at,omitempty"`
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 	CancelledAt *time.Time `json:"cancelled_at,omitempty"`
-	// Rate is messages sent per second since the campaign started (until it finished).
+	// Rate is messages sent (accepted by Kaleyra) per second: over the last minute while the
+	// campaign is running or cancelled, 0 while it is paused or scheduled, and from its start
+	// to its end once it is finished.
 	Rate float64 `json:"rate"`
 	// ETASeconds is how long the jobs left take at Rate; absent when it cannot be told.
 	ETASeconds *float64 `json:"eta_seconds,omitempty"`
@@ -370,50 +379,112 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-// Campaign returns the campaign's counts, state and timing: a few round trips per lane of the
-// campaign, never a read of all campaigns. An unknown campaign is ErrUnknownCampaign.
+// Campaign returns the campaign's counts, state and timing: three round trips, a few commands
+// per lane of the campaign, never a read of all campaigns. An unknown campaign is
+// ErrUnknownCampaign.
 func (l *Ledger) Campaign(ctx context.Context, campaign string) (CampaignInfo, error) {
-	if err := l.requireCampaign(ctx, campaign); err != nil {
-		return CampaignInfo{}, err
-	}
-	lanes, err := l.CampaignLanes(ctx, campaign)
+	infos, err := l.CampaignInfos(ctx, []string{campaign})
 	if err != nil {
 		return CampaignInfo{}, err
 	}
-	c, err := l.counts(ctx, append(slices.Clone(lanes), l.LegacyScope(campaign)))
-	if err != nil {
-		return CampaignInfo{}, err
+	if len(infos) == 0 {
+		return CampaignInfo{}, fmt.Errorf("%w %q in queue %s", ErrUnknownCampaign, campaign, l.queue)
 	}
-	c.Campaign = campaign
-	st, err := l.readState(ctx, campaign)
-	if err != nil {
-		return CampaignInfo{}, err
+	return infos[0], nil
+}
+
+// campaignRead is one campaign's reads queued in CampaignInfos' second pipeline.
+type campaignRead struct {
+	id     string
+	lanes  []string
+	state  campaignState
+	counts countsRead
+	infos  *redis.SliceCmd
+	scores *redis.FloatSliceCmd
+	paused []*redis.IntCmd
+}
+
+// CampaignInfos returns the counts, state and timing of each of ids that the namespace has a
+// record of, in the order of ids: three round trips (per Redis node) however many campaigns, and
+// a few commands per lane of each.
+func (l *Ledger) CampaignInfos(ctx context.Context, ids []string) ([]CampaignInfo, error) {
+	if len(ids) == 0 {
+		return nil, nil
 	}
-	info := CampaignInfo{Counts: c, Lanes: lanes, SendAt: timePtr(st.sendAt), StartedAt: timePtr(st.started), CancelledAt: timePtr(st.cancelledAt)}
+	// Which campaigns exist, their lanes and their state.
+	pipe := l.rdb.Pipeline()
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		members[i] = id
+	}
+	exist := pipe.SMIsMember(ctx, l.campaignsKey(), members...)
+	lanes := make([]*redis.StringSliceCmd, len(ids))
+	states := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		lanes[i] = pipe.SMembers(ctx, l.campaignKey(id))
+		states[i] = pipe.HGetAll(ctx, l.stateKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("campaigns: %w", err)
+	}
+	// Their counts, recent sends, lanes' priorities, drain times and pauses.
+	pipe = l.rdb.Pipeline()
+	clock := pipe.Time(ctx)
+	var reads []*campaignRead
+	for i, id := range ids {
+		if !exist.Val()[i] {
+			continue
+		}
+		r := &campaignRead{id: id, lanes: lanes[i].Val(), state: parseState(states[i].Val())}
+		slices.Sort(r.lanes)
+		r.counts = l.queueCounts(ctx, pipe, append(slices.Clone(r.lanes), l.LegacyScope(id)), true)
+		if len(r.lanes) > 0 {
+			r.infos = pipe.HMGet(ctx, l.nsKey("lanes:info"), r.lanes...)
+			r.scores = pipe.ZMScore(ctx, l.nsKey("lanes:done"), r.lanes...)
+			for _, ln := range r.lanes {
+				r.paused = append(r.paused, pipe.Exists(ctx, asynqPausedKey(ln)))
+			}
+		}
+		reads = append(reads, r)
+	}
+	if len(reads) == 0 {
+		return nil, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("campaigns: %w", err)
+	}
+	now, serverNow := time.Now(), clock.Val()
+	if clock.Err() != nil {
+		serverNow = now
+	}
+	out := make([]CampaignInfo, len(reads))
+	for i, r := range reads {
+		out[i] = r.info(now, serverNow)
+	}
+	return out, nil
+}
+
+// info builds the campaign's CampaignInfo from its reads, at now (serverNow: the same moment by
+// the Redis server's clock, which times the recent sends).
+func (r *campaignRead) info(now, serverNow time.Time) CampaignInfo {
+	st := r.state
+	c := r.counts.sum()
+	c.Campaign = r.id
+	info := CampaignInfo{Counts: c, Lanes: r.lanes, SendAt: timePtr(st.sendAt), StartedAt: timePtr(st.started), CancelledAt: timePtr(st.cancelledAt)}
 	var held int
 	var doneAt time.Time
-	allDone := len(lanes) > 0
-	if len(lanes) > 0 {
-		pipe := l.rdb.Pipeline()
-		infos := pipe.HMGet(ctx, l.nsKey("lanes:info"), lanes...)
-		scores := pipe.ZMScore(ctx, l.nsKey("lanes:done"), lanes...)
-		paused := make([]*redis.IntCmd, len(lanes))
-		for i, ln := range lanes {
-			paused[i] = pipe.Exists(ctx, asynqPausedKey(ln))
+	allDone := len(r.lanes) > 0
+	for i, ln := range r.lanes {
+		raw, _ := r.infos.Val()[i].(string)
+		if p, ok := parseLane(ln, raw); ok && info.Priority == "" {
+			info.Priority = p.Priority
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return CampaignInfo{}, fmt.Errorf("campaign %s: %w", campaign, err)
+		if r.paused[i].Val() > 0 {
+			held++
 		}
-		for i, ln := range lanes {
-			raw, _ := infos.Val()[i].(string)
-			if p, ok := parseLane(ln, raw); ok && info.Priority == "" {
-				info.Priority = p.Priority
-			}
-			if paused[i].Val() > 0 {
-				held++
-			}
-		}
-		for _, s := range scores.Val() {
+	}
+	if r.scores != nil {
+		for _, s := range r.scores.Val() {
 			if s == 0 {
 				allDone = false
 				continue
@@ -421,7 +492,6 @@ func (l *Ledger) Campaign(ctx context.Context, campaign string) (CampaignInfo, e
 			doneAt = later(doneAt, time.Unix(int64(s), 0).UTC())
 		}
 	}
-	now := time.Now()
 	switch {
 	case !st.cancelledAt.IsZero():
 		info.State = StateCancelled
@@ -436,25 +506,26 @@ func (l *Ledger) Campaign(ctx context.Context, campaign string) (CampaignInfo, e
 		if allDone {
 			info.FinishedAt = &doneAt
 		}
-	case st.paused || (held > 0 && held == len(lanes)):
+	case st.paused || (held > 0 && held == len(r.lanes)):
 		info.State = StatePaused
 	default:
 		info.State = StateRunning
 	}
-	if info.StartedAt != nil {
-		end := now
-		if info.FinishedAt != nil {
-			end = *info.FinishedAt
-		}
-		if el := end.Sub(*info.StartedAt).Seconds(); el > 0 {
+	switch {
+	case info.State == StatePaused || info.State == StateScheduled:
+		// Nothing is sent: the sends of the last minute are from before the pause.
+	case info.FinishedAt != nil && info.StartedAt != nil:
+		if el := info.FinishedAt.Sub(*info.StartedAt).Seconds(); el > 0 {
 			info.Rate = float64(info.Completed) / el
 		}
-		if info.State == StateRunning && info.Rate > 0 {
-			eta := float64(info.left()) / info.Rate
-			info.ETASeconds = &eta
-		}
+	default:
+		info.Rate = sendRate(recentSends(serverNow, r.counts.recent()...), serverNow, st.started)
 	}
-	return info, nil
+	if info.State == StateRunning && info.Rate > 0 {
+		eta := float64(info.left()) / info.Rate
+		info.ETASeconds = &eta
+	}
+	return info
 }
 
 func later(a, b time.Time) time.Time {

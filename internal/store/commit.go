@@ -108,27 +108,28 @@ local function counted(countskey, n, undeadn)
 end
 `
 
-// KEYS: counts dead deadcodes, then the task hash of each job (a lane's). ARGV: taskID for each
-// job, then its answer. A job's first result counts it sent; the dead-letter hash is read only
-// when the lane has one.
-var laneSentScript = redis.NewScript(luaUndead + `
-local m = #KEYS - 3
+// KEYS: counts dead deadcodes recent, then the task hash of each job (a lane's). ARGV: taskID for
+// each job, then its answer. A job's first result counts it sent, in the counts and in the
+// recent sends (rate.go); the dead-letter hash is read only when the lane has one.
+var laneSentScript = redis.NewScript(luaReplicate + luaUndead + luaRecent + `
+local m = #KEYS - 4
 local anydead = redis.call('EXISTS', KEYS[2]) == 1
 local n, un = 0, 0
 for i = 1, m do
-  if redis.call('HSETNX', KEYS[3+i], 'result', ARGV[m+i]) == 1 then
+  if redis.call('HSETNX', KEYS[4+i], 'result', ARGV[m+i]) == 1 then
     n = n + 1
     if anydead then un = un + undead(KEYS[2], KEYS[3], ARGV[i]) end
   end
 end
 counted(KEYS[1], n, un)
+recent(KEYS[4], n)
 return n
 `)
 
-// KEYS: counts active sent dead deadcodes (a single-queue scope). ARGV: ttl seconds, then
+// KEYS: counts active sent dead deadcodes recent (a single-queue scope). ARGV: ttl seconds, then
 // taskID, answer for each task. The retry set is not touched: the attempt's Begin took the job
 // out of it, and only a failed attempt (Retry, not followed by Sent) puts it back.
-var sentScript = redis.NewScript(luaUndead + `
+var sentScript = redis.NewScript(luaReplicate + luaUndead + luaRecent + `
 local n, un = 0, 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
@@ -139,6 +140,7 @@ for i = 2, #ARGV, 2 do
   end
 end
 counted(KEYS[1], n, un)
+recent(KEYS[6], n)
 redis.call('EXPIRE', KEYS[3], ARGV[1])
 return n
 `)
@@ -320,8 +322,8 @@ func (g *group) queue(ctx context.Context, l *Ledger, pipe redis.Pipeliner, run 
 		}
 		g.script = run(pipe, beginScript, []string{key(s, "active"), key(s, "retry"), key(s, "sent"), key(s, "cancelled")}, args...)
 	case g.lane:
-		keys := make([]string, 3, 3+len(g.ops))
-		keys[0], keys[1], keys[2] = key(s, "counts"), key(s, "dead"), key(s, "deadcodes")
+		keys := make([]string, 4, 4+len(g.ops))
+		keys[0], keys[1], keys[2], keys[3] = key(s, "counts"), key(s, "dead"), key(s, "deadcodes"), recentKey(s)
 		args := make([]any, 2*len(g.ops))
 		for i, o := range g.ops {
 			keys = append(keys, TaskKey(s, o.taskID))
@@ -335,7 +337,7 @@ func (g *group) queue(ctx context.Context, l *Ledger, pipe redis.Pipeliner, run 
 			args = append(args, o.taskID, o.answer)
 		}
 		g.script = run(pipe, sentScript, []string{key(s, "counts"), key(s, "active"), key(s, "sent"), key(s, "dead"),
-			key(s, "deadcodes")}, args...)
+			key(s, "deadcodes"), recentKey(s)}, args...)
 		// The result beside the marker, as asynq's ResultWriter writes it.
 		for _, o := range g.ops {
 			g.writes = append(g.writes, pipe.HSet(ctx, TaskKey(l.queue, o.taskID), "result", o.answer))

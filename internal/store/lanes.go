@@ -14,6 +14,8 @@ package store
 //	wabulk:{ns}:lanes:done         ZSET lanes found drained, scored by that time (Unix seconds)
 //	wabulk:{ns}:campaign:<id>      SET  the campaign's lanes, until each is cleaned up
 //
+// and the index of campaigns active and finished beside it (index.go).
+//
 // Why no lane is ever lost between a producer and a retiring worker: a producer declares the
 // lane (info and campaign index, so the campaign's counts see its tasks at once), writes its
 // tasks, and only then registers it live, unless the enqueue script saw the lane's live flag
@@ -118,9 +120,10 @@ func (l *Ledger) cluster() bool {
 func (l *Ledger) campaignsKey() string         { return l.nsKey("campaigns") }
 func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id) }
 
-// KEYS: info campaigns campaign live done state, the namespace's paused flag. ARGV: lane, JSON Lane, campaign id, 1 to keep a
-// registered lane's priority (a redrive) or 0 to set it, 1 to make the lane live or 0 only to
-// declare it in its campaign, the channel to announce a newly live lane on. Returns the
+// KEYS: info campaigns campaign live done state active finished, the namespace's paused flag.
+// ARGV: lane, JSON Lane, campaign id, 1 to keep a registered lane's priority (a redrive) or 0 to
+// set it, 1 to make the lane live or 0 only to declare it in its campaign, the channel to
+// announce a newly live lane on. Indexes the campaign as active (index.go). Returns the
 // campaign's paused, cancelled_at and send_at, for the lane to take its campaign's state, and
 // "1" when the namespace is paused (`wabulk queue pause`), for the lane to be paused too.
 var registerScript = redis.NewScript(`
@@ -131,6 +134,8 @@ else
 end
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[7], ARGV[3])
+redis.call('ZREM', KEYS[8], ARGV[3])
 if ARGV[5] == "1" then
   redis.call('ZREM', KEYS[5], ARGV[1])
   if redis.call('SADD', KEYS[4], ARGV[1]) == 1 then
@@ -138,7 +143,7 @@ if ARGV[5] == "1" then
   end
 end
 local s = redis.call('HMGET', KEYS[6], 'paused', 'cancelled_at', 'send_at')
-s[4] = tostring(redis.call('EXISTS', KEYS[7]))
+s[4] = tostring(redis.call('EXISTS', KEYS[9]))
 return s
 `)
 
@@ -181,7 +186,7 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 		makeLive = 1
 	}
 	state, err := registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
-		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign), asynqPausedKey(l.queue)}, ln.Name, info, ln.Campaign, keep, makeLive,
+		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign), l.activeKey(), l.finishedKey(), asynqPausedKey(l.queue)}, ln.Name, info, ln.Campaign, keep, makeLive,
 		l.lanesChannel()).Slice()
 	if err != nil {
 		return "", fmt.Errorf("register lane %s: %w", ln.Name, err)
@@ -318,6 +323,24 @@ func (l *Ledger) CampaignLanes(ctx context.Context, campaign string) ([]string, 
 	return lanes, err
 }
 
+// LanesOf lists the lanes of each of campaigns, sorted by name, in one round trip.
+func (l *Ledger) LanesOf(ctx context.Context, campaigns []string) ([][]string, error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(campaigns))
+	for i, c := range campaigns {
+		cmds[i] = pipe.SMembers(ctx, l.campaignKey(c))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("lanes of campaigns: %w", err)
+	}
+	out := make([][]string, len(campaigns))
+	for i, c := range cmds {
+		out[i] = c.Val()
+		slices.Sort(out[i])
+	}
+	return out, nil
+}
+
 // scopes are the ledger scopes of campaign: its lanes and its scope in the single queue.
 func (l *Ledger) scopes(ctx context.Context, campaign string) ([]string, error) {
 	lanes, err := l.CampaignLanes(ctx, campaign)
@@ -341,41 +364,148 @@ func (l *Ledger) Backlog(ctx context.Context, queue string) (int64, error) {
 
 // RetireDrained takes the lanes whose backlog is empty out of the live set (workers stop serving
 // them) and returns their names. Their completed tasks stay for the retention (the dedupe
-// window); CleanUp removes them after it.
-func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) ([]string, error) {
-	var retired []string
+// window); CleanUp removes them after it. A campaign whose last lane it retires is finished
+// (index.go). Each step is one pipeline for all the lanes, so it costs a few round trips however
+// many lanes it is given.
+func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) (retired []string, err error) {
+	if len(lanes) == 0 {
+		return nil, nil
+	}
+	var campaigns []string
+	defer func() {
+		if _, ferr := l.FinishCampaigns(ctx, campaigns); err == nil {
+			err = ferr
+		}
+	}()
+	// Clear each lane's live flag first: an enqueue that still sees it (so will not register the
+	// lane) ran before this, and its tasks make the check below find work; one that runs after
+	// finds no flag and registers the lane itself. A lane that is not retired after all is
+	// registered again by its next enqueue: one call, harmless.
+	pipe := l.rdb.Pipeline()
 	for _, ln := range lanes {
-		// Clear the lane's live flag first: an enqueue that still sees it (so will not
-		// register the lane) ran before this, and its tasks make the check below find work;
-		// one that runs after finds no flag and registers the lane itself. A lane that is not
-		// retired after all is registered again by its next enqueue: one call, harmless.
-		if err := l.rdb.Del(ctx, key(ln.Name, "live")).Err(); err != nil {
-			return retired, err
+		pipe.Del(ctx, key(ln.Name, "live"))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	n, err := l.backlogs(ctx, lanes)
+	if err != nil {
+		return nil, err
+	}
+	var empty []Lane
+	for i, ln := range lanes {
+		if n[i] == 0 {
+			empty = append(empty, ln)
 		}
-		if n, err := l.Backlog(ctx, ln.Name); err != nil || n > 0 {
-			if err != nil {
-				return retired, err
-			}
-			continue
-		}
-		now := float64(time.Now().Unix())
-		pipe := l.rdb.TxPipeline()
-		pipe.SRem(ctx, l.nsKey("lanes:live"), ln.Name)
-		pipe.ZAdd(ctx, l.nsKey("lanes:done"), redis.Z{Score: now, Member: ln.Name})
-		if _, err := pipe.Exec(ctx); err != nil {
-			return retired, err
-		}
-		// A producer that enqueued between the first check and the removal registered before
-		// it (and its registration was undone): look again and put the lane back if so.
-		if n, err := l.Backlog(ctx, ln.Name); err != nil || n > 0 {
+	}
+	if len(empty) == 0 {
+		return nil, nil
+	}
+	now := float64(time.Now().Unix())
+	tx := l.rdb.TxPipeline()
+	for _, ln := range empty {
+		tx.SRem(ctx, l.nsKey("lanes:live"), ln.Name)
+		tx.ZAdd(ctx, l.nsKey("lanes:done"), redis.Z{Score: now, Member: ln.Name})
+	}
+	if _, err := tx.Exec(ctx); err != nil {
+		return nil, err
+	}
+	// A producer that enqueued between the first check and the removal registered before it
+	// (and its registration was undone): look again and put the lane back if so.
+	if n, err = l.backlogs(ctx, empty); err != nil {
+		return nil, err
+	}
+	for i, ln := range empty {
+		if n[i] > 0 {
 			if err := l.RegisterLane(ctx, ln, true); err != nil {
 				return retired, err
 			}
 			continue
 		}
 		retired = append(retired, ln.Name)
+		if c := ln.Campaign; c != "" && !slices.Contains(campaigns, c) {
+			campaigns = append(campaigns, c)
+		}
 	}
 	return retired, nil
+}
+
+// backlogs is the Backlog of each lane, in one round trip (per Redis node).
+func (l *Ledger) backlogs(ctx context.Context, lanes []Lane) ([]int64, error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(lanes))
+	for i, ln := range lanes {
+		p := asynqPrefix(ln.Name)
+		cmds[i] = backlogScript.Eval(ctx, pipe, []string{PendingKey(ln.Name), p + "active", p + "scheduled", p + "retry"})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("backlog: %w", err)
+	}
+	out := make([]int64, len(lanes))
+	for i, c := range cmds {
+		v, err := c.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("backlog of %s: %w", lanes[i].Name, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// RetireIdle retires, of lanes, those still live that are empty and have sent nothing for two
+// minutes (no recent sends: rate.go) (RetireDrained), and returns their names. Workers retire a drained lane within
+// seconds; this is for lanes no worker looked at since (a namespace whose workers stopped, or
+// data of an older wabulk), so that the views and the lane exporter need not read them again.
+func (l *Ledger) RetireIdle(ctx context.Context, lanes []Lane) ([]string, error) {
+	if len(lanes) == 0 {
+		return nil, nil
+	}
+	pipe := l.rdb.Pipeline()
+	members := make([]any, len(lanes))
+	for i, ln := range lanes {
+		members[i] = ln.Name
+	}
+	live := pipe.SMIsMember(ctx, l.nsKey("lanes:live"), members...)
+	recent := make([]*redis.IntCmd, len(lanes))
+	for i, ln := range lanes {
+		recent[i] = pipe.Exists(ctx, recentKey(ln.Name))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("idle lanes: %w", err)
+	}
+	var idle []Lane
+	for i, ln := range lanes {
+		if live.Val()[i] && recent[i].Val() == 0 {
+			idle = append(idle, ln)
+		}
+	}
+	return l.RetireDrained(ctx, idle)
+}
+
+// RetireCampaign retires the campaign's live lanes that are drained (RetireDrained), so a
+// campaign that one process sent to its end (wabulk send) is finished at once, not at a worker's
+// next upkeep, or never when no worker serves the namespace.
+func (l *Ledger) RetireCampaign(ctx context.Context, campaign string) error {
+	names, err := l.CampaignLanes(ctx, campaign)
+	if err != nil || len(names) == 0 {
+		return err
+	}
+	members := make([]any, len(names))
+	for i, n := range names {
+		members[i] = n
+	}
+	live, err := l.rdb.SMIsMember(ctx, l.nsKey("lanes:live"), members...).Result()
+	if err != nil {
+		return err
+	}
+	var lanes []Lane
+	for i, n := range names {
+		if live[i] {
+			lanes = append(lanes, Lane{Name: n, Campaign: campaign})
+		}
+	}
+	_, err = l.RetireDrained(ctx, lanes)
+	return err
 }
 
 // CleanUp removes the lanes drained for longer than the retention: it revives a lane that has
@@ -443,7 +573,7 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 	}
 	if dead == 0 {
 		ks = append(ks, keys(name)...)
-		ks = append(ks, key(name, "reconcile:since"), key(name, "live"), cancelledJobsKey(name))
+		ks = append(ks, key(name, "reconcile:since"), key(name, "live"), cancelledJobsKey(name), recentKey(name))
 	}
 	// One slot: asynq's keys of the lane and the ledger's share the tag {lane}.
 	if err := l.rdb.Del(ctx, ks...).Err(); err != nil {
@@ -473,6 +603,8 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 	}
 	pipe = l.rdb.TxPipeline()
 	pipe.SRem(ctx, l.campaignsKey(), campaign)
+	pipe.SRem(ctx, l.activeKey(), campaign)
+	pipe.ZRem(ctx, l.finishedKey(), campaign)
 	pipe.Del(ctx, l.stateKey(campaign))
 	_, err = pipe.Exec(ctx)
 	return err
@@ -511,6 +643,8 @@ func (l *Ledger) AddEnqueued(ctx context.Context, campaign string, n int64) erro
 	pipe := l.rdb.Pipeline()
 	pipe.HIncrBy(ctx, key(l.LegacyScope(campaign), "counts"), "enqueued", n)
 	pipe.SAdd(ctx, l.campaignsKey(), campaign)
+	pipe.SAdd(ctx, l.activeKey(), campaign)
+	pipe.ZRem(ctx, l.finishedKey(), campaign)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ledger: count enqueued: %w", err)
 	}

@@ -220,20 +220,58 @@ func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
 	return c, err
 }
 
-// counts sums the counts of scopes. A lane's waiting, active and retrying jobs are read from
-// asynq's own lists, so a task removed there (a cancel, a delete in asynqmon) is seen: the jobs
-// neither in a list nor sent nor dead are cancelled. The single queue is shared by campaigns,
-// so there the waiting jobs are what the ledger has not seen finish.
-func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
-	type read struct {
-		h, codes, fcodes                  *redis.MapStringStringCmd
-		active, retry, pending, scheduled *redis.IntCmd
-		lane                              bool
-	}
+// CountsOf returns the counts of each of campaigns, in their order, in two round trips (per Redis
+// node) however many campaigns.
+func (l *Ledger) CountsOf(ctx context.Context, campaigns []string) ([]Counts, error) {
 	pipe := l.rdb.Pipeline()
-	reads := make([]read, len(scopes))
+	lanes := make([]*redis.StringSliceCmd, len(campaigns))
+	for i, c := range campaigns {
+		lanes[i] = pipe.SMembers(ctx, l.campaignKey(c))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("ledger: counts: %w", err)
+	}
+	pipe = l.rdb.Pipeline()
+	reads := make([]countsRead, len(campaigns))
+	for i, c := range campaigns {
+		reads[i] = l.queueCounts(ctx, pipe, append(lanes[i].Val(), l.LegacyScope(c)), false)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("ledger: counts: %w", err)
+	}
+	out := make([]Counts, len(campaigns))
+	for i, r := range reads {
+		out[i] = r.sum()
+		out[i].Campaign = campaigns[i]
+	}
+	return out, nil
+}
+
+// counts sums the counts of scopes, in one round trip (one per Redis node).
+func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
+	pipe := l.rdb.Pipeline()
+	r := l.queueCounts(ctx, pipe, scopes, false)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
+	}
+	return r.sum(), nil
+}
+
+// countsRead is the read of some scopes' counts queued in a pipeline; sum them once it ran.
+type countsRead []scopeRead
+
+type scopeRead struct {
+	h, codes, fcodes, recent          *redis.MapStringStringCmd
+	active, retry, pending, scheduled *redis.IntCmd
+	lane                              bool
+}
+
+// queueCounts queues the reads of scopes' counts in pipe, and of their recent sends (rate.go)
+// when recent is set.
+func (l *Ledger) queueCounts(ctx context.Context, pipe redis.Pipeliner, scopes []string, recent bool) countsRead {
+	reads := make(countsRead, len(scopes))
 	for i, s := range scopes {
-		r := read{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")),
+		r := scopeRead{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")),
 			fcodes: pipe.HGetAll(ctx, key(s, "failcodes")), lane: l.isLane(s)}
 		if r.lane {
 			p := asynqPrefix(s)
@@ -242,13 +280,32 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 		} else {
 			r.active, r.retry = pipe.SCard(ctx, key(s, "active")), pipe.SCard(ctx, key(s, "retry"))
 		}
+		if recent {
+			r.recent = pipe.HGetAll(ctx, recentKey(s))
+		}
 		reads[i] = r
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
+	return reads
+}
+
+// recent is the scopes' recent sends by period, as recentSends reads them.
+func (rs countsRead) recent() []map[string]string {
+	var hs []map[string]string
+	for _, r := range rs {
+		if r.recent != nil {
+			hs = append(hs, r.recent.Val())
+		}
 	}
+	return hs
+}
+
+// sum adds up the scopes' counts. A lane's waiting, active and retrying jobs are read from
+// asynq's own lists, so a task removed there (a cancel, a delete in asynqmon) is seen: the jobs
+// neither in a list nor sent nor dead are cancelled. The single queue is shared by campaigns,
+// so there the waiting jobs are what the ledger has not seen finish.
+func (rs countsRead) sum() Counts {
 	var c Counts
-	for _, r := range reads {
+	for _, r := range rs {
 		n := func(f string) int64 { v, _ := strconv.ParseInt(r.h.Val()[f], 10, 64); return v }
 		enq, done, dead := n("enqueued"), n("completed"), n("dead")
 		c.Enqueued += enq
@@ -295,7 +352,7 @@ func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
 			}
 		}
 	}
-	return c, nil
+	return c
 }
 
 // DeadLetters calls fn for each dead letter of campaign whose code matches (empty: any), in

@@ -16,12 +16,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// QueueStats are one asynq queue's tasks by state, and whether the queue is paused.
+// QueueStats are one asynq queue's tasks by state, whether the queue is paused, and asynq's
+// counters of the day.
 type QueueStats struct {
 	Pending, Active, Scheduled, Retry, Archived, Completed int64
 	// ScheduledDue are the scheduled tasks due before the time Stats was asked about.
 	ScheduledDue int64
 	Paused       bool
+	// Exists is whether asynq lists the queue (asynq:queues).
+	Exists bool
+	// ProcessedToday and FailedToday are asynq's counters of the UTC day.
+	ProcessedToday, FailedToday int64
+	// OldestPending is when the oldest pending task became pending; zero when none is.
+	OldestPending time.Time
 }
 
 // Runnable is the work a worker can take up by then: pending, active and retrying tasks and
@@ -33,13 +40,19 @@ func (s QueueStats) Runnable() int64 {
 	return s.Pending + s.Active + s.Retry + s.ScheduledDue
 }
 
-// KEYS: a queue's asynq pending, active, scheduled, retry, archived, completed and paused keys.
-// ARGV: a Unix time in seconds (asynq scores scheduled tasks by when they are due). Returns the
-// sizes, the scheduled tasks due by that time, and 1 when the queue is paused.
+// KEYS: a queue's asynq pending, active, scheduled, retry, archived, completed and paused keys,
+// and its processed and failed counters of the day. ARGV: a Unix time in seconds (asynq scores
+// scheduled tasks by when they are due), the prefix of the queue's task keys. Returns the sizes,
+// the scheduled tasks due by that time, 1 when the queue is paused, the day's counters, and when
+// the oldest pending task became pending (Unix ns, 0 for none), as asynq's Inspector reads it.
 const queueStatsScript = `
+local since = 0
+local oldest = redis.call('LINDEX', KEYS[1], -1)
+if oldest then since = tonumber(redis.call('HGET', ARGV[2] .. oldest, 'pending_since')) or 0 end
 return {redis.call('LLEN', KEYS[1]), redis.call('LLEN', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[6]),
-  redis.call('ZCOUNT', KEYS[3], '-inf', ARGV[1]), redis.call('EXISTS', KEYS[7])}
+  redis.call('ZCOUNT', KEYS[3], '-inf', ARGV[1]), redis.call('EXISTS', KEYS[7]),
+  tonumber(redis.call('GET', KEYS[8]) or '0'), tonumber(redis.call('GET', KEYS[9]) or '0'), since}
 `
 
 // Stats reads the stats of queues (lanes, or the single queue) in one pipeline (one round trip
@@ -49,12 +62,18 @@ func (l *Ledger) Stats(ctx context.Context, queues []string, due time.Time) ([]Q
 		return nil, nil
 	}
 	pipe := l.rdb.Pipeline()
+	members := make([]any, len(queues))
+	for i, q := range queues {
+		members[i] = q
+	}
+	exist := pipe.SMIsMember(ctx, allQueuesKey, members...)
 	cmds := make([]*redis.Cmd, len(queues))
 	at := strconv.FormatInt(due.Unix(), 10)
+	day := time.Now().UTC().Format("2006-01-02")
 	for i, q := range queues {
 		p := asynqPrefix(q)
 		cmds[i] = pipe.Eval(ctx, queueStatsScript, []string{p + "pending", p + "active", p + "scheduled", p + "retry",
-			p + "archived", p + "completed", p + "paused"}, at)
+			p + "archived", p + "completed", p + "paused", p + "processed:" + day, p + "failed:" + day}, at, p+"t:")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("queue stats: %w", err)
@@ -62,13 +81,27 @@ func (l *Ledger) Stats(ctx context.Context, queues []string, due time.Time) ([]Q
 	out := make([]QueueStats, len(queues))
 	for i, c := range cmds {
 		v, err := c.Int64Slice()
-		if err != nil || len(v) != 8 {
+		if err != nil || len(v) != 11 {
 			return nil, fmt.Errorf("queue stats of %s: %v", queues[i], err)
 		}
 		out[i] = QueueStats{Pending: v[0], Active: v[1], Scheduled: v[2], Retry: v[3], Archived: v[4],
-			Completed: v[5], ScheduledDue: v[6], Paused: v[7] == 1}
+			Completed: v[5], ScheduledDue: v[6], Paused: v[7] == 1, Exists: exist.Val()[i],
+			ProcessedToday: v[8], FailedToday: v[9]}
+		if v[10] > 0 {
+			out[i].OldestPending = time.Unix(0, v[10])
+		}
 	}
 	return out, nil
+}
+
+// QueueNames lists every queue asynq knows on this Redis.
+func (l *Ledger) QueueNames(ctx context.Context) ([]string, error) {
+	return l.rdb.SMembers(ctx, allQueuesKey).Result()
+}
+
+// QueueCount is how many queues asynq knows on this Redis.
+func (l *Ledger) QueueCount(ctx context.Context) (int64, error) {
+	return l.rdb.SCard(ctx, allQueuesKey).Result()
 }
 
 // KEYS: the lease. ARGV: the holder's id, the TTL in milliseconds. Takes the lease when it is
