@@ -10,6 +10,7 @@ import (
 
 	"github.com/wabulk/wabulk/internal/proctest"
 	"github.com/wabulk/wabulk/internal/sandbox"
+	"github.com/wabulk/wabulk/internal/testkit"
 )
 
 // controlBound is how long after a control returns a call of what it stopped may still start
@@ -221,6 +222,40 @@ func TestSmallCampaignsArrivingBehindABigOneSendWithinOneRound(t *testing.T) {
 		}
 		if d := first.Sub(enqueued[i]); d > 3*time.Second {
 			t.Errorf("small campaign %d: first send %v after its enqueue, want ≤ 3s", i, d.Round(time.Millisecond))
+		}
+	}
+}
+
+// TestLoweredSenderRateHoldsWithinOneSecond: a campaign sending at 80/s; `wabulk sender rate`
+// lowers its sender to 5/s; from 1 s after the command returns, no 1 s window holds more than
+// the new rate's bound (rate + burst − 1 = 5) of calls, plus one for the moments between a
+// grant and its call's arrival at the sandbox, which are not all equal.
+func TestLoweredSenderRateHoldsWithinOneSecond(t *testing.T) {
+	w := newWorld(t, sandbox.Config{}, redistestOptions())
+	w.enqueue("slow-down", 67, 600, 3)
+	w.startWorkers(2, "80")
+	w.waitFor("the campaign sending", 20*time.Second, func() bool { return len(w.callsOf(67)) >= 80 })
+	w.cli("sender", "rate", testkit.Sender, "5")
+	lowered := time.Now()
+	time.Sleep(controlBound + 4*time.Second)
+	var after []time.Time
+	for _, c := range w.callsOf(67) {
+		if c.Sub(lowered) > controlBound {
+			after = append(after, c)
+		}
+	}
+	if len(after) == 0 {
+		t.Fatal("no call after the change: the test proves nothing")
+	}
+	for i := range after {
+		n := 0
+		for _, c := range after[i:] {
+			if c.Sub(after[i]) < time.Second {
+				n++
+			}
+		}
+		if n > 6 {
+			t.Fatalf("%d calls in the second from %v after the rate was lowered to 5/s", n, after[i].Sub(lowered).Round(time.Millisecond))
 		}
 	}
 }
