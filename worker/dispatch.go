@@ -240,7 +240,11 @@ func (q *senderQueue) takeOne(ctx context.Context) bool {
 		if ls == nil {
 			return false
 		}
-		outcome, t, err := d.ledger.Take(ctx, ls.lane.Name)
+		// Not cut short by the stop: a take that reached Redis must come back, or its task would
+		// sit in active until its lease ran out.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		outcome, t, err := d.ledger.Take(tctx, ls.lane.Name)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("take a job", zap.String("lane", ls.lane.Name), zap.Error(err))
@@ -477,14 +481,12 @@ func (d *dispatcher) recover(ctx context.Context) {
 		}
 		return
 	}
-	var woken []string
 	for _, t := range expired {
 		var merr error
 		if t.Retried >= t.Retry {
 			merr = d.ledger.ArchiveTask(ctx, t, store.ErrLeaseExpired.Error())
 		} else {
 			merr = d.ledger.RetryTask(ctx, t, time.Now().Add(d.retry(t.Retried, store.ErrLeaseExpired, nil)), store.ErrLeaseExpired.Error(), true)
-			woken = append(woken, t.Lane)
 		}
 		if merr != nil && ctx.Err() == nil {
 			d.log.Warn("recover a task", zap.String("task_id", d.h.pii.TaskID(t.ID)), zap.Error(merr))
