@@ -522,16 +522,6 @@ func (d *dispatcher) readPaused(ctx context.Context) {
 	}
 }
 
-func (d *dispatcher) allQueues() []*senderQueue {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]*senderQueue, 0, len(d.senders))
-	for _, q := range d.senders {
-		out = append(out, q)
-	}
-	return out
-}
-
 // every runs fn every interval until ctx ends.
 func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)
