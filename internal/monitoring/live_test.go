@@ -22,7 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	sigsyaml "sigs.k8s.io/yaml"
+	"gopkg.in/yaml.v3"
 
 	"github.com/wabulk/wabulk/internal/metrics"
 	"github.com/wabulk/wabulk/internal/proctest"
@@ -51,12 +51,12 @@ func kedaQuery(t *testing.T) (query, namespace string) {
 	var so struct {
 		Spec struct {
 			Triggers []struct {
-				Type     string            `json:"type"`
-				Metadata map[string]string `json:"metadata"`
-			} `json:"triggers"`
-		} `json:"spec"`
+				Type     string            `yaml:"type"`
+				Metadata map[string]string `yaml:"metadata"`
+			} `yaml:"triggers"`
+		} `yaml:"spec"`
 	}
-	if err := sigsyaml.Unmarshal(b, &so); err != nil {
+	if err := yaml.Unmarshal(b, &so); err != nil {
 		t.Fatal(err)
 	}
 	for _, tr := range so.Spec.Triggers {

@@ -1,8 +1,8 @@
-package main
+package check
 
 // Tests of the kustomize base and overlay under deploy/k8s. Each manifest is decoded strictly into
 // the Kubernetes API's own Go types, the base and the overlay are built in-process as
-// `kubectl kustomize` builds them, and checkManifests (deploy_k8s_check_test.go) checks the result
+// `kubectl kustomize` builds them, and checkManifests (k8s_check_test.go) checks the result
 // against the program.
 
 import (
@@ -249,7 +249,7 @@ func (m *manifests) add(name string, data []byte) error {
 		what := fmt.Sprintf("%s doc %d (%s %s)", name, i+1, head.Kind, head.Metadata.Name)
 		o := m.newObject(head.APIVersion, head.Kind)
 		if o == nil {
-			return fmt.Errorf("%s: apiVersion %s kind %s has no Go type in deploy_k8s_test.go", what, head.APIVersion, head.Kind)
+			return fmt.Errorf("%s: apiVersion %s kind %s has no Go type in k8s_test.go", what, head.APIVersion, head.Kind)
 		}
 		if err := decodeStrict(doc, o); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
@@ -379,7 +379,7 @@ func TestK8sBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkManifests(m, newRootCmd()); err != nil {
+	if err := checkManifests(m, newCLI(t)); err != nil {
 		t.Fatalf("base:\n%v", err)
 	}
 	// What the base must hold, beyond consistency: a worker and serve, a PDB, autoscaling.
@@ -409,7 +409,7 @@ func TestK8sBaseWithHPAFallback(t *testing.T) {
 	if len(m.hpas) != 1 || len(m.scaledObjects) != 0 {
 		t.Fatalf("after the swap: %d HPAs, %d ScaledObjects", len(m.hpas), len(m.scaledObjects))
 	}
-	if err := checkManifests(m, newRootCmd()); err != nil {
+	if err := checkManifests(m, newCLI(t)); err != nil {
 		t.Fatalf("base with %s:\n%v", hpaFallback, err)
 	}
 }
@@ -540,7 +540,7 @@ func checkOverlay(t *testing.T, read readFunc, dir string) *manifests {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkManifests(m, newRootCmd()); err != nil {
+	if err := checkManifests(m, newCLI(t)); err != nil {
 		t.Fatalf("rendered %s:\n%v", dir, err)
 	}
 	for _, o := range m.all {
@@ -708,7 +708,7 @@ func TestK8sCheckerCatchesMistakes(t *testing.T) {
 			}
 			m, err := kustomize(mutate(t, tc.file, tc.old, tc.new), dir)
 			if err == nil {
-				err = checkManifests(m, newRootCmd())
+				err = checkManifests(m, newCLI(t))
 			}
 			wantError(t, err, tc.want)
 		})

@@ -1,26 +1,29 @@
-package main
+package check
 
-// Helpers shared by the tests of what ships in deploy/ and docker-compose.yml
-// (deploy_k8s_test.go, deploy_compose_test.go, deploy_dockerfile_test.go). No Docker engine or
-// cluster runs where these tests run, so each file is decoded strictly (an unknown or misspelt
-// field fails) and checked against the program itself: config.Vars and config.Load, the
-// subcommands of newRootCmd, the ports and probe paths the program serves.
+// Helpers shared by the tests of what ships in deploy/ and docker-compose.yml (k8s_test.go,
+// compose_test.go, dockerfile_test.go). No Docker engine or cluster runs where these tests run,
+// so each file is decoded strictly (an unknown or misspelt field fails) and checked against the
+// program itself: config.Vars and config.Load, the subcommands of the wabulk binary, the ports and
+// probe paths the program serves.
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
-
-	"github.com/spf13/cobra"
+	"time"
 
 	"github.com/wabulk/wabulk/internal/config"
+	"github.com/wabulk/wabulk/internal/proctest"
 )
 
 // repoRoot is where deploy/ and docker-compose.yml live, seen from this package's directory.
@@ -85,22 +88,75 @@ func (p problems) err() error { return errors.Join(p...) }
 
 func knownVar(name string) bool { return slices.Contains(config.Vars, name) }
 
-// subcommandOf returns the subcommand that args (a container's args, or a compose command) run,
-// checking it is one newRootCmd has and, where that subcommand defines flags, that they parse.
-func subcommandOf(root *cobra.Command, args []string) (string, error) {
+// cli is the wabulk binary, which the checkers ask what subcommand a container's args or a compose
+// command run. Package main cannot be imported, so they run it rather than walk its commands.
+type cli struct{ bin string }
+
+// newCLI returns the binary internal/proctest builds from ./cmd/wabulk (once per test process).
+func newCLI(t testing.TB) cli { return cli{bin: proctest.Binary(t)} }
+
+// resolved caches subcommand's answers by args: the overlays run the same few commands.
+var resolved sync.Map // string → subcommandResult
+
+type subcommandResult struct {
+	name string
+	err  error
+}
+
+// subcommand returns the subcommand that args (a container's args, or a compose command) run,
+// checking it is one wabulk has and, where that subcommand defines flags, that they parse. It
+// runs `wabulk --help=true args…`: cobra finds the subcommand and parses its flags as it would to
+// run it, then prints its usage instead ("Usage:\n  wabulk worker [flags]") and exits 0. The
+// subcommand's path is the words that usage line and args's words other than flags begin with
+// alike (wabulk's commands have no aliases).
+func (w cli) subcommand(args []string) (string, error) {
 	if len(args) == 0 {
 		return "", errors.New("no subcommand given (the image's CMD would be used; name it explicitly)")
 	}
-	sub, rest, err := root.Find(args)
-	if err != nil || sub == root {
+	key := strings.Join(args, "\x00")
+	if r, ok := resolved.Load(key); ok {
+		return r.(subcommandResult).name, r.(subcommandResult).err
+	}
+	name, err := w.resolve(args)
+	resolved.Store(key, subcommandResult{name, err})
+	return name, err
+}
+
+func (w cli) resolve(args []string) (string, error) {
+	// A subcommand that ignored --help would run: the timeout ends it rather than the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, w.bin, append([]string{"--help=true"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			return "", err
+		}
+		msg, _, _ := strings.Cut(strings.TrimSpace(stderr.String()), "\n")
+		if msg == "" {
+			msg = err.Error()
+		}
+		return "", fmt.Errorf("wabulk %s: %s", strings.Join(args, " "), strings.TrimPrefix(msg, "wabulk: "))
+	}
+	_, usage, ok := strings.Cut(stdout.String(), "Usage:\n")
+	usage, _, _ = strings.Cut(usage, "\n")
+	words := strings.Fields(usage)
+	if !ok || len(words) == 0 || words[0] != "wabulk" {
+		return "", fmt.Errorf("wabulk --help=true %s: no usage line in %q", strings.Join(args, " "), stdout.String())
+	}
+	name := ""
+	for i, a := range slices.DeleteFunc(slices.Clone(args), func(a string) bool { return strings.HasPrefix(a, "-") }) {
+		if i+1 >= len(words) || words[i+1] != a {
+			break
+		}
+		name = a
+	}
+	if name == "" {
 		return "", fmt.Errorf("%q is not a wabulk subcommand", args[0])
 	}
-	if sub.Flags().HasFlags() {
-		if err := sub.ParseFlags(rest); err != nil {
-			return "", fmt.Errorf("wabulk %s: %v", sub.Name(), err)
-		}
-	}
-	return sub.Name(), nil
+	return name, nil
 }
 
 // checkRequired reports required variables of subcommand that env lacks.
@@ -150,7 +206,7 @@ func servedPort(subcommand string, cfg config.Config) (string, int, error) {
 }
 
 // fileChecker checks one shipped file's bytes against the program.
-type fileChecker func(b []byte, root *cobra.Command) error
+type fileChecker func(b []byte, w cli) error
 
 // checkShipped fails t with what check finds in the repository's file.
 func checkShipped(t *testing.T, file string, check fileChecker) {
@@ -159,7 +215,7 @@ func checkShipped(t *testing.T, file string, check fileChecker) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := check(b, newRootCmd()); err != nil {
+	if err := check(b, newCLI(t)); err != nil {
 		t.Fatalf("%s:\n%v", file, err)
 	}
 }
@@ -175,7 +231,7 @@ func checkMistakes(t *testing.T, file string, check fileChecker, mistakes []mist
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantError(t, check(b, newRootCmd()), m.want)
+			wantError(t, check(b, newCLI(t)), m.want)
 		})
 	}
 }

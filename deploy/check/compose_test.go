@@ -1,4 +1,4 @@
-package main
+package check
 
 // Tests of docker-compose.yml: decoded strictly into the structs below, then each wabulk service
 // is checked against the program (variables, subcommand, ports, grace period), the workers
@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
 	"github.com/wabulk/wabulk/internal/config"
@@ -138,7 +137,7 @@ func flagValue(args []string, name string) string {
 }
 
 // checkCompose checks the whole file; it returns every problem found.
-func checkCompose(data []byte, root *cobra.Command) error {
+func checkCompose(data []byte, w cli) error {
 	f, err := decodeCompose(data)
 	if err != nil {
 		return err
@@ -148,7 +147,7 @@ func checkCompose(data []byte, root *cobra.Command) error {
 	for _, name := range slices.Sorted(maps.Keys(f.Services)) {
 		checkComposeDependsOn(&p, f, name)
 		checkComposeVolumes(&p, f, name)
-		if sub, ok := checkComposeWabulk(&p, root, name, f.Services[name]); ok {
+		if sub, ok := checkComposeWabulk(&p, w, name, f.Services[name]); ok {
 			subs[name] = sub
 		}
 	}
@@ -200,7 +199,7 @@ func checkComposeVolumes(p *problems, f *composeFile, name string) {
 // checkComposeWabulk checks a service built from deploy/Dockerfile: its subcommand, its
 // environment and, for worker and serve, what they need of compose. It returns the subcommand,
 // ok false for a service that is not the wabulk image or whose subcommand is unknown.
-func checkComposeWabulk(p *problems, root *cobra.Command, name string, s composeService) (string, bool) {
+func checkComposeWabulk(p *problems, w cli, name string, s composeService) (string, bool) {
 	if s.Build == nil {
 		return "", false // not the wabulk image
 	}
@@ -208,7 +207,7 @@ func checkComposeWabulk(p *problems, root *cobra.Command, name string, s compose
 	if s.Build.Dockerfile != "deploy/Dockerfile" || s.Build.Context != "." {
 		p.addf("%s builds %s/%s, want deploy/Dockerfile from the repository root", sn, s.Build.Context, s.Build.Dockerfile)
 	}
-	sub, err := subcommandOf(root, s.Command)
+	sub, err := w.subcommand(s.Command)
 	if err != nil {
 		p.addf("%s: %v", sn, err)
 		return "", false

@@ -1,4 +1,4 @@
-package main
+package check
 
 // checkManifests and the checks it runs: each function checks one thing of a set of Kubernetes
 // objects against the program (config.Vars, config.Load, the subcommands, the ports and paths it
@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -30,13 +29,13 @@ import (
 )
 
 // checkManifests checks a complete set of objects, as applied together.
-func checkManifests(m *manifests, root *cobra.Command) error {
+func checkManifests(m *manifests, w cli) error {
 	var p problems
 	checkConfigMapKeys(&p, m)
 	workers := map[string]config.Config{} // Deployment name → config of its worker container
 	serves := map[string]config.Config{}  // the same for serve
 	for _, d := range m.deployments {
-		checkDeployment(&p, m, root, d, workers, serves)
+		checkDeployment(&p, m, w, d, workers, serves)
 	}
 	checkServices(&p, m)
 	checkPDBs(&p, m)
@@ -62,7 +61,7 @@ func checkConfigMapKeys(p *problems, m *manifests) {
 
 // checkDeployment checks a Deployment and each of its containers, recording in workers (serves)
 // the configuration of a container that runs `wabulk worker` (`wabulk serve`).
-func checkDeployment(p *problems, m *manifests, root *cobra.Command, d *appsv1.Deployment, workers, serves map[string]config.Config) {
+func checkDeployment(p *problems, m *manifests, w cli, d *appsv1.Deployment, workers, serves map[string]config.Config) {
 	dn := "Deployment " + d.Name
 	if !podSelector(d.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
 		p.addf("%s: spec.selector does not select its own pod template", dn)
@@ -71,7 +70,7 @@ func checkDeployment(p *problems, m *manifests, root *cobra.Command, d *appsv1.D
 		p.addf("%s: no containers", dn)
 	}
 	for i := range d.Spec.Template.Spec.Containers {
-		sub, cfg, ok := checkContainer(p, m, root, d, &d.Spec.Template.Spec.Containers[i])
+		sub, cfg, ok := checkContainer(p, m, w, d, &d.Spec.Template.Spec.Containers[i])
 		if ok && sub == "worker" {
 			workers[d.Name] = cfg
 		}
@@ -84,12 +83,12 @@ func checkDeployment(p *problems, m *manifests, root *cobra.Command, d *appsv1.D
 // checkContainer checks one container of d: how it is locked down and sized, the subcommand it
 // runs, its environment, and, for the subcommands that serve, its ports and probes. It returns
 // the subcommand and its configuration, ok false when either is unknown.
-func checkContainer(p *problems, m *manifests, root *cobra.Command, d *appsv1.Deployment, c *corev1.Container) (sub string, cfg config.Config, ok bool) {
+func checkContainer(p *problems, m *manifests, w cli, d *appsv1.Deployment, c *corev1.Container) (sub string, cfg config.Config, ok bool) {
 	cn := fmt.Sprintf("Deployment %s container %s", d.Name, c.Name)
 	ps := &d.Spec.Template.Spec
 	checkContainerSecurity(p, cn, ps, c)
 	checkResources(p, cn, c)
-	sub, err := containerSubcommand(root, c)
+	sub, err := containerSubcommand(w, c)
 	if err != nil {
 		p.addf("%s: %v", cn, err)
 		return "", cfg, false
@@ -112,7 +111,7 @@ func checkContainer(p *problems, m *manifests, root *cobra.Command, d *appsv1.De
 
 // containerSubcommand returns the wabulk subcommand c runs: its args, after the rest of its
 // command if it sets one (which must run wabulk).
-func containerSubcommand(root *cobra.Command, c *corev1.Container) (string, error) {
+func containerSubcommand(w cli, c *corev1.Container) (string, error) {
 	if len(c.Command) > 0 && path.Base(c.Command[0]) != "wabulk" {
 		return "", fmt.Errorf("command %q does not run wabulk", c.Command)
 	}
@@ -120,7 +119,7 @@ func containerSubcommand(root *cobra.Command, c *corev1.Container) (string, erro
 	if len(c.Command) > 1 {
 		args = append(slices.Clone(c.Command[1:]), args...)
 	}
-	return subcommandOf(root, args)
+	return w.subcommand(args)
 }
 
 // containerEnv returns the variables c sees, from envFrom and env, reporting any that wabulk does

@@ -1,4 +1,4 @@
-package main
+package check
 
 // Tests of deploy/Dockerfile: parsed into stages, then the build stage is checked for how it
 // builds wabulk and the runtime stage for what it runs and as whom.
@@ -10,19 +10,16 @@ import (
 	"fmt"
 	"os/exec"
 	"path"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/spf13/cobra"
 )
 
 const dockerfileName = "deploy/Dockerfile"
-
-// -X main.version needs a string variable named version in package main.
-var _ string = version
 
 // dockerInstruction is one Dockerfile instruction with its continuation lines joined.
 type dockerInstruction struct {
@@ -101,7 +98,7 @@ func execForm(args string) ([]string, error) {
 	return out, nil
 }
 
-func checkDockerfile(data []byte, root *cobra.Command) error {
+func checkDockerfile(data []byte, w cli) error {
 	ins, err := parseDockerfile(data)
 	if err != nil {
 		return err
@@ -114,7 +111,7 @@ func checkDockerfile(data []byte, root *cobra.Command) error {
 		return p.err()
 	}
 	binary := checkBuildStages(&p, stages[:len(stages)-1])
-	checkRuntimeStage(&p, root, stages[len(stages)-1], binary)
+	checkRuntimeStage(&p, w, stages[len(stages)-1], binary)
 	return p.err()
 }
 
@@ -189,7 +186,7 @@ func readRuntimeStage(p *problems, st *dockerStage) runtimeStage {
 // checkRuntimeStage checks the image that ships: a numeric non-root user, the binary go build
 // wrote as the entrypoint, a wabulk subcommand as the default CMD, a minimal base with CA
 // certificates.
-func checkRuntimeStage(p *problems, root *cobra.Command, st *dockerStage, binary string) {
+func checkRuntimeStage(p *problems, w cli, st *dockerStage, binary string) {
 	rt := readRuntimeStage(p, st)
 	uid, _, _ := strings.Cut(rt.user, ":")
 	if n, err := strconv.Atoi(uid); err != nil || n == 0 {
@@ -200,7 +197,7 @@ func checkRuntimeStage(p *problems, root *cobra.Command, st *dockerStage, binary
 	} else if binary == "" || rt.copied[rt.entry] != binary {
 		p.addf("ENTRYPOINT %s is not the binary go build wrote (%s)", rt.entry, binary)
 	}
-	if _, err := subcommandOf(root, rt.cmd); err != nil {
+	if _, err := w.subcommand(rt.cmd); err != nil {
 		p.addf("CMD: %v", err)
 	}
 	if !strings.Contains(st.image, "distroless/static") && !strings.Contains(st.image, "alpine") {
@@ -225,6 +222,41 @@ func TestDockerfileCheckerCatchesMistakes(t *testing.T) {
 		{"a command in the runtime stage", "USER 65532:65532", "RUN true\nUSER 65532:65532", "runs commands"},
 		{"single stage", "FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build\n", "", "multi-stage"},
 	})
+}
+
+// TestDockerfileStampsVersion builds ./cmd/wabulk with the -ldflags of the Dockerfile's go build
+// and runs `wabulk version`: -X main.version silently stamps nothing when package main has no
+// string variable named version, and no Docker daemon is needed to see it.
+func TestDockerfileStampsVersion(t *testing.T) {
+	b, err := readRepo(dockerfileName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := parseDockerfile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ldflags string
+	re := regexp.MustCompile(`go build .*-ldflags "([^"]*)"`)
+	for _, in := range ins {
+		if m := re.FindStringSubmatch(in.args); in.cmd == "RUN" && m != nil {
+			ldflags = m[1]
+		}
+	}
+	const v = "deploy-check"
+	if !strings.Contains(ldflags, "-X main.version=${VERSION}") {
+		t.Fatalf("%s: no go build -ldflags \"… -X main.version=${VERSION}\" (got %q)", dockerfileName, ldflags)
+	}
+	bin := filepath.Join(t.TempDir(), "wabulk")
+	build := exec.Command("go", "build", "-ldflags", strings.ReplaceAll(ldflags, "${VERSION}", v), "-o", bin, "./cmd/wabulk")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "wabulk "+v {
+		t.Fatalf("wabulk version: %v: %q, want %q", err, out, "wabulk "+v)
+	}
 }
 
 // TestDockerfileImageRunsVersion builds the image as deploy/README.md says and runs
