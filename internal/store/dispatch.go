@@ -24,7 +24,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
@@ -145,10 +144,22 @@ redis.call("HINCRBY", KEYS[4], "suppressed", 1)
 return 1
 `)
 
+// earliest is the lowest score of two sorted sets, -1 when both are empty.
+const luaEarliest = `
+local function earliest(a, b)
+  local first = -1
+  for _, k in ipairs({a, b}) do
+    local z = redis.call("ZRANGE", k, 0, 0, "WITHSCORES")
+    if #z > 0 and (first < 0 or tonumber(z[2]) < first) then first = tonumber(z[2]) end
+  end
+  return first
+end
+`
+
 // KEYS: scheduled retry pending. ARGV: now (Unix s), task key prefix, now (Unix ns). Moves up
 // to 100 due tasks of each set to pending (asynq's forwardCmd; wabulk tasks have no group) and
 // returns how many it moved and the earliest score left (-1: none).
-var forwardScript = redis.NewScript(`
+var forwardScript = redis.NewScript(luaEarliest + `
 local n = 0
 for i = 1, 2 do
   local ids = redis.call("ZRANGEBYSCORE", KEYS[i], "-inf", ARGV[1], "LIMIT", 0, 100)
@@ -159,13 +170,11 @@ for i = 1, 2 do
     n = n + 1
   end
 end
-local next = -1
-for i = 1, 2 do
-  local z = redis.call("ZRANGE", KEYS[i], 0, 0, "WITHSCORES")
-  if #z > 0 and (next < 0 or tonumber(z[2]) < next) then next = tonumber(z[2]) end
-end
-return {n, tostring(next)}
+return {n, tostring(earliest(KEYS[1], KEYS[2]))}
 `)
+
+// KEYS: scheduled retry. The earliest score of either (-1: none).
+var earliestScript = redis.NewScript(luaEarliest + `return tostring(earliest(KEYS[1], KEYS[2]))`)
 
 // KEYS: lease. ARGV: cutoff, task key prefix. The messages of tasks whose lease ended before the
 // cutoff, and how many leases are left after them (asynq's listLeaseExpiredCmd).
@@ -477,17 +486,11 @@ func (l *Ledger) forwardLane(ctx context.Context, lane string, score float64, no
 		return n, fmt.Errorf("forward %s: %w", lane, err)
 	}
 	// Re-read: anything in the sets now is either seen here or wrote its own entry after the drop.
-	first := math.Inf(1)
-	for _, k := range keys[:2] {
-		z, err := l.rdb.ZRangeWithScores(ctx, k, 0, 0).Result()
-		if err != nil {
-			return n, fmt.Errorf("forward %s: %w", lane, err)
-		}
-		if len(z) > 0 {
-			first = min(first, z[0].Score)
-		}
+	raw, err := earliestScript.Run(ctx, l.rdb, keys[:2]).Text()
+	if err != nil {
+		return n, fmt.Errorf("forward %s: %w", lane, err)
 	}
-	if !math.IsInf(first, 1) {
+	if first, _ := strconv.ParseFloat(raw, 64); first >= 0 {
 		if err := l.markDue(ctx, lane, int64(first)); err != nil {
 			return n, err
 		}
@@ -533,18 +536,13 @@ func (l *Ledger) Expired(ctx context.Context, grace time.Duration) ([]*Taken, er
 // KEYS: pending retry scheduled completed. ARGV: now, task key prefix, batch. Deletes up to a
 // batch of completed tasks whose retention ended (asynq's janitor) and returns the pending
 // count and the earliest retry or scheduled score (-1: none).
-var sweepScript = redis.NewScript(`
+var sweepScript = redis.NewScript(luaEarliest + `
 local ids = redis.call("ZRANGEBYSCORE", KEYS[4], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
   redis.call("DEL", ARGV[2] .. id)
   redis.call("ZREM", KEYS[4], id)
 end
-local first = -1
-for i = 2, 3 do
-  local z = redis.call("ZRANGE", KEYS[i], 0, 0, "WITHSCORES")
-  if #z > 0 and (first < 0 or tonumber(z[2]) < first) then first = tonumber(z[2]) end
-end
-return {redis.call("LLEN", KEYS[1]), tostring(first)}
+return {redis.call("LLEN", KEYS[1]), tostring(earliest(KEYS[2], KEYS[3]))}
 `)
 
 // Sweep is the upkeep's slow pass over lanes, one script call each: it deletes the completed
