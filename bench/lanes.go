@@ -6,12 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,21 +21,18 @@ import (
 )
 
 // The lanes phase: every (campaign, sender) pair is its own asynq queue (internal/store's
-// package comment), served by one asynq server per sender in each worker (worker/lanes.go). It
-// measures, with one `wabulk worker` process of the built binary against a zero-latency
-// sandbox, what lanes promise: senders do not wait for each other, a small campaign
-// is not stuck behind a big one on the same sender, and a lane with nothing due costs Redis
-// about one call a second.
+// package comment), served by one dispatch loop per sender in each worker (worker/dispatch.go).
+// It measures, with one `wabulk worker` process of the built binary against a zero-latency
+// sandbox, what lanes promise: senders do not wait for each other, and a small campaign is not
+// stuck behind a big one on the same sender. What many lanes cost (a lane per message, idle
+// lanes, a new campaign's first send among thousands) is the many-lanes phase (manylanes.go).
 
 const (
 	laneRate = 50.0 // WABULK_RATE of the lanes phase
-	laneConc = 20   // WABULK_CONCURRENCY (each sender's server has this many slots)
+	laneConc = 20   // WABULK_CONCURRENCY (each sender's loop has this many slots)
 	// smallOffset is where the small campaign's recipients start, so the sandbox's call log
 	// tells the two campaigns of one sender apart.
 	smallOffset = 1_000_000
-	idleLaneN   = 200 // idle lanes of the idle-cost run
-	idleSenderN = 4   // …spread over this many senders (one asynq server each)
-	idleBound   = 1.0 // Redis calls per idle lane per second the issue allows ("about once a second")
 )
 
 // laneSenders are the sandbox account's numbers: the first is the benchmark's sender.
@@ -53,27 +47,6 @@ type senderRate struct {
 	min5             float64       // its lowest average over 5 s in that window
 }
 
-type idleRun struct {
-	what         string
-	lanes        int
-	cmdsPerSec   float64 // total_commands_processed delta per second (inside scripts included)
-	clientPerSec float64 // commands clients sent (MONITOR), per second
-	clients      int64   // connected_clients at the end of the window
-	rssKiB       int64   // worker VmRSS at the end of the window (0: no worker)
-	calls        map[string]int64
-	byClient     map[string]int64
-	scripts      map[string]int64 // script calls clients sent, by keys (see monitor.scriptKeys)
-}
-
-// scriptRoles names the script calls of an idle worker by their first keys.
-var scriptRoles = map[string]string{
-	"pending,paused":    "asynq processor: dequeue (one per queue per poll)",
-	"scheduled,pending": "asynq forwarder: scheduled → pending",
-	"retry,pending":     "asynq forwarder: retry → pending",
-	"completed":         "asynq janitor: expired completed tasks",
-	"pending,active":    "wabulk lane upkeep: backlog of a live lane (RetireDrained)",
-}
-
 type lanesResult struct {
 	rate float64
 	conc int
@@ -82,7 +55,6 @@ type lanesResult struct {
 	senders   []senderRate
 	window    time.Duration
 	aggregate float64
-	serving1  int // "serving lanes" log lines (asynq servers started for lanes)
 	outcomes1 map[string]int
 	dupCalls1 int
 	warnings1 []string
@@ -98,26 +70,8 @@ type lanesResult struct {
 	bigDoneFrac        float64       // of the big campaign, sent when the small one finished
 	smallShare         float64       // small's share of the sender's calls while it ran
 	senderRate2        float64       // the sender's calls/s while the small one ran
-	serving2           int
 	outcomes2          map[string]int
 	warnings2          []string
-
-	// 3. idle lanes
-	idleDur   time.Duration
-	idle      []idleRun // no worker, worker with 0 lanes, worker with idleLaneN lanes
-	serving3  int
-	warnings3 []string
-}
-
-// perLane is (calls/s with the idle lanes − calls/s with none) / lanes, for total commands and
-// for commands clients sent.
-func (r *lanesResult) perLane() (total, client float64, ok bool) {
-	if len(r.idle) < 3 {
-		return 0, 0, false
-	}
-	zero, many := r.idle[1], r.idle[2]
-	n := float64(many.lanes)
-	return (many.cmdsPerSec - zero.cmdsPerSec) / n, (many.clientPerSec - zero.clientPerSec) / n, true
 }
 
 func (b *bench) lanes(ctx context.Context) (lanesResult, error) {
@@ -135,8 +89,8 @@ func (b *bench) lanes(ctx context.Context) (lanesResult, error) {
 		b.logf("    %s (%s, %d jobs, enqueued at +%v): first call +%v, last +%v; %.2f/s = %.4f of r (lowest 5 s: %.1f/s)",
 			s.sender, s.campaign, s.jobs, ms(s.enqueued), ms(s.first), ms(s.last), s.rate, s.rate/laneRate, s.min5)
 	}
-	b.logf("    aggregate %.2f/s = %.4f of 3r; %d \"serving lanes\" lines; outcomes %v; duplicate calls %d",
-		res.aggregate, res.aggregate/(3*laneRate), res.serving1, res.outcomes1, res.dupCalls1)
+	b.logf("    aggregate %.2f/s = %.4f of 3r; outcomes %v; duplicate calls %d",
+		res.aggregate, res.aggregate/(3*laneRate), res.outcomes1, res.dupCalls1)
 	for _, w := range res.warnings1 {
 		b.logf("    worker log: %s", w)
 	}
@@ -146,29 +100,13 @@ func (b *bench) lanes(ctx context.Context) (lanesResult, error) {
 	}
 	b.logf("  small campaign (%d jobs) enqueued %v after a big one (%d jobs) on the same sender: first call %v, done %v after its enqueue "+
 		"(fair share 2·size/r = %v; FIFO: %d big jobs ahead → %v); big campaign %.1f%% done then; small's share of the sender %.3f, sender at %.2f/s; "+
-		"%d \"serving lanes\" lines; outcomes %v",
+		"outcomes %v",
 		res.smallJobs, ms(res.smallAt), res.bigJobs, ms(res.smallFirst), ms(res.smallDone), ms(res.fairExpect), res.bigJobs-res.bigBefore,
-		ms(res.fifoExpect), 100*res.bigDoneFrac, res.smallShare, res.senderRate2, res.serving2, res.outcomes2)
+		ms(res.fifoExpect), 100*res.bigDoneFrac, res.smallShare, res.senderRate2, res.outcomes2)
 	for _, w := range res.warnings2 {
 		b.logf("    worker log: %s", w)
 	}
 
-	if err := b.lanesIdle(ctx, &res); err != nil {
-		return res, fmt.Errorf("idle lanes: %w", err)
-	}
-	for _, r := range res.idle {
-		b.logf("  %-28s over %v: %7.1f commands/s processed (incl. inside scripts), %7.1f sent by clients, connected_clients %d, worker VmRSS %s",
-			r.what, res.idleDur, r.cmdsPerSec, r.clientPerSec, r.clients, mib(r.rssKiB))
-	}
-	if tot, cl, ok := res.perLane(); ok {
-		b.logf("  per idle lane: %.2f commands/s processed, %.2f client commands/s (bound: about %g/s)", tot, cl, idleBound)
-		for _, l := range res.idleTop(8) {
-			b.logf("    %s", l)
-		}
-	}
-	for _, w := range res.warnings3 {
-		b.logf("    worker log: %s", w)
-	}
 	return res, nil
 }
 
@@ -202,7 +140,7 @@ func (b *bench) lanesSenders(ctx context.Context, sb *fakeKaleyra, res *lanesRes
 	}
 	werr := sb.waitCalls(int64(total), time.Duration(float64(n*5/4)/laneRate*1.5*float64(time.Second))+30*time.Second)
 	log, calls, err := b.endLaneRun(w, sb, logPath, "lanes-senders-calls.csv", t0, werr)
-	res.serving1, res.outcomes1, res.warnings1 = log.serving, log.outcomes, log.warnings
+	res.outcomes1, res.warnings1 = log.outcomes, log.warnings
 	if err != nil {
 		return err
 	}
@@ -291,7 +229,7 @@ func (b *bench) lanesSmall(ctx context.Context, sb *fakeKaleyra, res *lanesResul
 		time.Sleep(20 * time.Millisecond)
 	}
 	log, calls, err := b.endLaneRun(w, sb, logPath, "lanes-small-calls.csv", t0, werr)
-	res.serving2, res.outcomes2, res.warnings2 = log.serving, log.outcomes, log.warnings
+	res.outcomes2, res.warnings2 = log.outcomes, log.warnings
 	if err != nil {
 		return err
 	}
@@ -330,173 +268,16 @@ func (b *bench) lanesSmall(ctx context.Context, sb *fakeKaleyra, res *lanesResul
 	return nil
 }
 
-// lanesIdle: Redis calls, connections and memory of a worker serving lanes with nothing due,
-// against no worker at all and a worker with no lane.
-func (b *bench) lanesIdle(ctx context.Context, res *lanesResult) error {
-	res.idleDur = time.Duration(max(5, 30*b.scale) * float64(time.Second))
-	if err := b.redis.flush(ctx); err != nil {
-		return err
-	}
-	// A sandbox no call reaches: the worker needs a Kaleyra URL.
-	sb, err := startSandboxFor(0, 0, laneSenders...)
-	if err != nil {
-		return err
-	}
-	defer sb.close()
-
-	none, err := b.idleWindow(ctx, nil, res.idleDur)
-	if err != nil {
-		return err
-	}
-	none.what = "no worker"
-	res.idle = append(res.idle, none)
-
-	for _, lanes := range []int{0, idleLaneN} {
-		if err := b.redis.flush(ctx); err != nil {
-			return err
-		}
-		if lanes > 0 {
-			if err := makeIdleLanes(ctx, b.redis, lanes, idleSenderN); err != nil {
-				return err
-			}
-		}
-		logPath := filepath.Join(b.tmp, fmt.Sprintf("lanes-idle-%d.log", lanes))
-		w, err := b.startLaneWorker(sb, logPath)
-		if err != nil {
-			return err
-		}
-		if lanes > 0 {
-			if err := waitServing(logPath, lanes, 30*time.Second); err != nil {
-				w.stop(40 * time.Second)
-				return err
-			}
-		}
-		time.Sleep(2 * time.Second) // servers started, first polls done
-		r, err := b.idleWindow(ctx, w, res.idleDur)
-		_, serr := w.stop(40 * time.Second)
-		log := readWorkerLog(logPath)
-		if lanes > 0 {
-			res.serving3 = log.serving
-		}
-		res.warnings3 = append(res.warnings3, log.warnings...)
-		if err != nil {
-			return err
-		}
-		if serr != nil {
-			return serr
-		}
-		r.what = fmt.Sprintf("worker, %d idle lanes", lanes)
-		if lanes > 0 {
-			r.what = fmt.Sprintf("worker, %d idle lanes (%d senders)", lanes, idleSenderN)
-		}
-		r.lanes = lanes
-		res.idle = append(res.idle, r)
-	}
-	return nil
-}
-
-// idleWindow counts Redis's work over d: INFO before and after, MONITOR for what clients sent.
-func (b *bench) idleWindow(ctx context.Context, w *workerProc, d time.Duration) (idleRun, error) {
-	var r idleRun
-	mon, err := b.redis.monitor()
-	if err != nil {
-		return r, err
-	}
-	mon.countScripts()
-	before, err := b.redis.stats(ctx)
-	if err != nil {
-		mon.stop()
-		return r, err
-	}
-	t := time.Now()
-	time.Sleep(d)
-	after, err := b.redis.stats(ctx)
-	el := time.Since(t).Seconds()
-	clients, _, byName := mon.stop()
-	r.scripts = mon.scriptCounts()
-	if err != nil {
-		return r, err
-	}
-	delta := after.sub(before)
-	r.cmdsPerSec = float64(delta.total) / el
-	r.clientPerSec = float64(clients) / el
-	r.calls, r.byClient = delta.calls, byName
-	info, err := b.redis.rdb.Info(ctx, "clients").Result()
-	if err != nil {
-		return r, err
-	}
-	r.clients, _ = strconv.ParseInt(infoField(info, "connected_clients"), 10, 64)
-	if w != nil {
-		st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(w.cmd.Process.Pid), "status"))
-		if err != nil {
-			return r, err
-		}
-		r.rssKiB = statusKiB(st, "VmRSS:")
-	}
-	return r, nil
-}
-
-// idleTop lists, per idle lane per second, the commands the idle lanes added (the many-lane run
-// less the 0-lane run), by what clients sent and by what Redis ran (inside scripts included).
-func (r *lanesResult) idleTop(n int) []string {
-	if len(r.idle) < 3 {
-		return nil
-	}
-	zero, many := r.idle[1], r.idle[2]
-	per := float64(many.lanes) * r.idleDur.Seconds()
-	top := func(a, z map[string]int64) string {
-		d := map[string]float64{}
-		for k, v := range a {
-			if x := float64(v-z[k]) / per; x >= 0.005 {
-				d[k] = x
-			}
-		}
-		keys := slices.Sorted(maps.Keys(d))
-		slices.SortStableFunc(keys, func(x, y string) int {
-			switch {
-			case d[x] > d[y]:
-				return -1
-			case d[x] < d[y]:
-				return 1
-			}
-			return 0
-		})
-		var parts []string
-		for i, k := range keys {
-			if i == n {
-				break
-			}
-			parts = append(parts, fmt.Sprintf("%s %.3f", k, d[k]))
-		}
-		return strings.Join(parts, ", ")
-	}
-	lines := []string{"sent by clients: " + top(many.byClient, zero.byClient),
-		"run by Redis (inside scripts included): " + top(many.calls, zero.calls)}
-	keys := slices.Sorted(maps.Keys(many.scripts))
-	slices.SortStableFunc(keys, func(x, y string) int {
-		return int((many.scripts[y] - zero.scripts[y]) - (many.scripts[x] - zero.scripts[x]))
-	})
-	for _, k := range keys {
-		if x := float64(many.scripts[k]-zero.scripts[k]) / per; x >= 0.005 {
-			role := scriptRoles[k]
-			if role == "" {
-				role = "script on keys " + k
-			}
-			lines = append(lines, fmt.Sprintf("%s: %.3f", role, x))
-		}
-	}
-	return lines
-}
-
 // makeIdleLanes creates n lanes (n campaigns over senders senders) each holding one task
 // scheduled an hour ahead, written with asynq's own client into the lane and registered as the
-// producer registers a lane: live, so workers serve it, with nothing due.
+// producer registers a lane: live, so workers serve it, with nothing due. (asynq's client does
+// not write the namespace's due index; the upkeep's sweep adds the lane to it.)
 func makeIdleLanes(ctx context.Context, r *redisServer, n, senders int) error {
 	c := asynq.NewClient(r.connOpt())
 	defer c.Close()
 	led := store.New(r.rdb, queue, retention)
 	return parallel(n, 8, func(i int) error {
-		campaign := fmt.Sprintf("idle%03d", i)
+		campaign := fmt.Sprintf("idle%05d", i)
 		from := laneSenders[i%senders]
 		p := payload(campaign, i)
 		p.From = from
@@ -531,8 +312,6 @@ func enqueueFrom(ctx context.Context, r *redisServer, campaign, from string, fir
 	return nil
 }
 
-// startLaneWorker starts `wabulk worker` at the lanes phase's rate and concurrency and waits
-// for its "worker started" line.
 // endLaneRun stops a lanes run's worker, reads its log and the sandbox's calls (kept as a CSV
 // named name in the work directory); waitErr is how the wait for the calls ended.
 func (b *bench) endLaneRun(w *workerProc, sb *fakeKaleyra, logPath, name string, t0 time.Time, waitErr error) (workerLog, []sandbox.Call, error) {
@@ -549,8 +328,16 @@ func (b *bench) endLaneRun(w *workerProc, sb *fakeKaleyra, logPath, name string,
 	return log, calls, nil
 }
 
+// startLaneWorker starts `wabulk worker` at the lanes phase's rate and concurrency and waits
+// for its "worker started" line.
 func (b *bench) startLaneWorker(sb *fakeKaleyra, logPath string) (*workerProc, error) {
-	w, err := startWorkerProc(b.bin, workerEnv(b.redis, sb, laneConc, laneRate), logPath)
+	return b.startWorker(sb, logPath, laneConc, laneRate)
+}
+
+// startWorker starts `wabulk worker` at concurrency conc and rate and waits for its "worker
+// started" line.
+func (b *bench) startWorker(sb *fakeKaleyra, logPath string, conc int, rate float64) (*workerProc, error) {
+	w, err := startWorkerProc(b.bin, workerEnv(b.redis, sb, conc, rate), logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -570,26 +357,8 @@ func hasLogLine(path, msg string) bool {
 	return bytes.Contains(data, []byte(`"msg":"`+msg+`"`))
 }
 
-// waitServing waits until the worker's latest "serving lanes" line of each sender together
-// name n lanes.
-func waitServing(path string, n int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		got := readWorkerLog(path).lanes
-		if got >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("worker serves %d of %d lanes after %v", got, n, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // workerLog is what the lanes phase reads from a worker's JSON log.
 type workerLog struct {
-	serving  int            // "serving lanes" lines: asynq servers started for lanes
-	lanes    int            // lanes named by each sender's latest "serving lanes" line, summed
 	outcomes map[string]int // "send" lines by outcome
 	warnings []string       // warn and error lines (first few, and how many in all)
 }
@@ -597,26 +366,18 @@ type workerLog struct {
 func readWorkerLog(path string) workerLog {
 	wl := workerLog{outcomes: map[string]int{}}
 	data, _ := os.ReadFile(path)
-	perSender := map[string]int{}
 	bad := 0
 	for line := range strings.Lines(string(data)) {
 		var e struct {
-			Level   string   `json:"level"`
-			Msg     string   `json:"msg"`
-			Outcome string   `json:"outcome"`
-			Lanes   []string `json:"lanes"`
-			Error   string   `json:"error"`
+			Level   string `json:"level"`
+			Msg     string `json:"msg"`
+			Outcome string `json:"outcome"`
+			Error   string `json:"error"`
 		}
 		if json.Unmarshal([]byte(line), &e) != nil {
 			continue
 		}
-		switch {
-		case e.Msg == "serving lanes":
-			wl.serving++
-			if len(e.Lanes) > 0 {
-				perSender[e.Lanes[0][strings.LastIndexByte(e.Lanes[0], ':')+1:]] = len(e.Lanes)
-			}
-		case e.Msg == "send":
+		if e.Msg == "send" {
 			wl.outcomes[e.Outcome]++
 		}
 		if e.Level != "info" && e.Level != "debug" {
@@ -628,9 +389,6 @@ func readWorkerLog(path string) workerLog {
 	}
 	if bad > len(wl.warnings) {
 		wl.warnings = append(wl.warnings, fmt.Sprintf("… %d warn/error lines in all (%s)", bad, filepath.Base(path)))
-	}
-	for _, n := range perSender {
-		wl.lanes += n
 	}
 	return wl
 }

@@ -12,11 +12,14 @@
 //  4. worker RSS at concurrency 50 and 500 (the binary, under load);
 //  5. rate accuracy: three `wabulk worker` processes sharing one sender at 500/s and 80/s;
 //  6. enqueue: a 1,000,000-row CSV through `wabulk enqueue` vs. a bare asynq Enqueue loop;
-//  7. lanes (one `wabulk worker` at 50/s per sender): three senders' campaigns at once, a small
-//     campaign behind a big one on one sender, and the Redis cost of 200 idle lanes;
+//  7. lanes (one `wabulk worker` at 50/s per sender): three senders' campaigns at once, and a
+//     small campaign behind a big one on one sender;
 //  8. callbacks: status callbacks posted to `wabulk serve`'s receiver vs. a bare net/http handler
 //     that writes each status to Redis once (bench/callbacks.go);
-//  9. Redis memory per job, pending and finished, wabulk vs. bare asynq.
+//  9. Redis memory per job, pending and finished, wabulk vs. bare asynq;
+//  10. many lanes (bench/manylanes.go): 5,000 single messages posted without a campaign (a lane
+//     each) vs. naming one campaign; 100 posts/s for 60 s; the Redis cost of 5,000 idle lanes
+//     under two workers; a new campaign's first send among them.
 //
 // Every figure is printed as it is measured; RESULTS.md is written at the end. -scale shrinks
 // the job counts and durations for a quick trial (its figures are not the benchmark's).
@@ -66,6 +69,7 @@ type results struct {
 	lanes    *lanesResult
 	redisMem *redisMemResult
 	cb       *callbacksResult
+	many     *manyResult
 	total    time.Duration
 	phaseDur map[string]time.Duration
 	phaseLA  map[string]string // load average at the start and end of each phase
@@ -76,7 +80,7 @@ func (b *bench) logf(format string, args ...any) { fmt.Printf(format+"\n", args.
 func main() {
 	scale := flag.Float64("scale", 1, "multiply job counts and durations (quick trials only: figures are comparable at 1)")
 	out := flag.String("out", "", "results file (default bench/RESULTS.md of the module)")
-	only := flag.String("only", "", "comma-separated phase numbers or names to run, e.g. 1,6 or lanes (quick trials; docs/performance.md quotes full runs)")
+	only := flag.String("only", "", "comma-separated phase numbers or names to run, e.g. 1,6, lanes or 10 (quick trials; docs/performance.md quotes full runs)")
 	keep := flag.Bool("keep", false, "keep the work directory (CPU profile, logs) and print its path")
 	flag.Parse()
 	if err := run(*scale, *out, *only, *keep); err != nil {
@@ -237,6 +241,11 @@ func run(scale float64, out, only string, keep bool) error {
 			b.res.cb = &r
 			b.logf("  => wabulk %.0f callbacks/s (p99 %s), bare %.0f callbacks/s (p99 %s), ratio %.3f", r.wabulk, msf(r.wP99), r.bare, msf(r.bP99), r.ratio)
 		}
+		return err
+	})
+	b.phase("10. many lanes", func() error {
+		r, err := b.manyLanes(ctx)
+		b.res.many = &r // what was measured before a failure is reported too
 		return err
 	})
 	b.res.total = time.Since(b.started)

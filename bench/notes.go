@@ -14,6 +14,13 @@ const (
 	targetPending   = 550  // bytes of Redis memory per pending job
 	targetDone      = 650  // bytes per finished job kept for the retention window
 	targetEnqRatio  = 1.5  // wabulk enqueue rows/s ÷ bare asynq Enqueue loop's
+
+	// The many-lanes phase (issue 24, item 5).
+	targetManyRatio   = 0.80                   // (a) send rate with a campaign (lane) per message ÷ with one campaign
+	targetTrickleP99  = time.Second            // (b) post → Kaleyra call, p99, posts at 100/s without a campaign
+	targetTrickleCmds = 30.0                   // (b) Redis commands processed per message, to the lanes' retirement
+	idleBound         = 0.2                    // (c) Redis commands per idle lane per second, all workers together
+	targetFirstSend   = 100 * time.Millisecond // (d) a new campaign's first send with 5,000 live lanes, median
 )
 
 // notes writes, under a section, what a missed target means — by how much, why, and what would
@@ -178,49 +185,19 @@ func (b *bench) notes(w *strings.Builder, section string) {
 				"sender's backlog does not hold the slots the others need (aggregate %.4f of 3r).", l.aggregate/(3*l.rate))
 		} else {
 			p("**Three senders: missed for %s** (of the configured rate, ≥ 0.97 wanted). Load average during the phase: %s on %d cores; "+
-				"a sender below its rate with jobs pending means its server's slots or its limiter stalled: see the lowest 5 s average "+
-				"and the worker log's outcomes (requeued = waits ended by a server restart).", strings.Join(slow, ", "),
+				"a sender below its rate with jobs pending means its loop's slots or its limiter stalled: see the lowest 5 s average "+
+				"and the worker log's outcomes.", strings.Join(slow, ", "),
 				b.res.phaseLA["7. lanes"], b.machine.cores)
 		}
 		p("")
 		p("Small behind big: done %s after its enqueue, %.2f× the fair-share time (%s) and %.2f of the FIFO wait (%s); the big "+
-			"campaign was %.0f%% sent. The part above the fair share is mostly the wait for its first call (%s): the worker reads "+
-			"the live lanes every second (LaneInterval) and then starts a server for the sender with both lanes and shuts the "+
-			"old one down, whose jobs waiting for the limiter go back to their lane (the \"requeued\" outcomes, not failures).",
+			"campaign was %.0f%% sent. Its first call came %s after its enqueue: the producer's registration announces the lane "+
+			"(PubSub) and the sender's loop puts a lane that gets work at the head of its round, so the small campaign does not "+
+			"wait for the big one's turn to end; from then deficit round-robin gives each lane half the sender's rate.",
 			ms(l.smallDone), float64(l.smallDone)/float64(l.fairExpect), ms(l.fairExpect), float64(l.smallDone)/float64(l.fifoExpect),
 			ms(l.fifoExpect), 100*l.bigDoneFrac, ms(l.smallFirst))
-		tot, cl, ok := l.perLane()
-		if !ok {
-			return
-		}
-		p("")
-		if idleOK(cl) {
-			p("Idle lanes: %.2f client commands per idle lane per second, within the bound of about %g.", cl, idleBound)
-			return
-		}
-		p("**Idle lanes: missed — %.2f Redis calls per idle lane per second against about %g** (%.2f commands processed "+
-			"with those inside scripts). The calls by role are in the list above; where each comes from:", cl, idleBound, tot)
-		p("")
-		p("- asynq's processor runs its dequeue script on every queue of its server on each poll; worker/lanes.go stretches the " +
-			"poll with the lane count n of a sender's server but caps it at 1 s (`min(max(poll, n·poll), 1s)`), so the dequeues " +
-			"alone come to about one call per lane per second — the whole budget.")
-		p("- asynq's forwarder runs one script per queue for scheduled and one for retry tasks every DelayedTaskCheckInterval, " +
-			"which worker/lanes.go stretches to n·250 ms when that is longer and caps at 10 s: two calls per lane per interval, " +
-			"0.2 per lane per second from 40 lanes per server up (the price: with many lanes a retry may come up to 10 s after " +
-			"its time).")
-		p("- asynq's janitor runs one script per queue every JanitorInterval, which worker/lanes.go sets to the longer of " +
-			"asynq's default 8 s and n·200 ms, at most 1 min: 0.125 per lane per second up to 40 lanes per server, 0.1 at 50, " +
-			"1/60 from 300 up.")
-		p("- wabulk's lane upkeep (maintain, every 5 s, one worker at a time) runs the backlog script of each live lane that " +
-			"is due: a lane holding work is looked at again after twice its previous gap, from 5 s up to 30 s (0.2 per lane per " +
-			"second at first, about 1/30 once settled); the reconciler reads each live lane's mark and archive every 30 s " +
-			"(GET + ZRANGEBYSCORE).")
-		p("")
-		p("*What would close it:* the dequeue is the whole budget by itself: it stays at one call per lane per poll as long " +
-			"as asynq polls each queue separately, so getting under one call per lane per second needs a poll above 1 s for large " +
-			"lane sets (more enqueue-to-send latency for a new campaign) or a server that skips lanes with nothing pending, " +
-			"which asynq's processor cannot do. The forwarder's share falls only with a longer cap (retries later than their " +
-			"time), the janitor's and the upkeep's are small beside it.")
+	case "many":
+		b.manyNotes(w)
 	case "profile":
 		if pr := b.res.prof; pr != nil {
 			p("")

@@ -89,6 +89,18 @@ func (b cmdStats) sub(a cmdStats) cmdStats {
 	return d
 }
 
+// errorCount is how many commands Redis has answered with the error code (INFO errorstats), e.g.
+// NOSCRIPT.
+func (s *redisServer) errorCount(ctx context.Context, code string) (int64, error) {
+	info, err := s.rdb.Info(ctx, "errorstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	v, _ := strings.CutPrefix(infoField(info, "errorstat_"+code), "count=")
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n, nil
+}
+
 func infoField(info, key string) string {
 	for line := range strings.Lines(info) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+":"); ok {
@@ -110,6 +122,17 @@ type monitor struct {
 	limiter int64            // EVALSHA on a rate-limit key (":rl:{")
 	byName  map[string]int64 // client commands by name
 	scripts map[string]int64 // EVALSHA/EVAL by the last part of their first two keys, e.g. "pending,paused"; nil: not counted
+	// gated: count only between two `INFO commandstats stats` (redisServer.stats), so the counts
+	// cover exactly the interval INFO's deltas cover; gate is 0 before the first, 1 between, 2 after.
+	gated bool
+	gate  int
+}
+
+// gateOnStats makes the monitor count only what Redis runs between the next two stats calls.
+func (m *monitor) gateOnStats() {
+	m.mu.Lock()
+	m.gated = true
+	m.mu.Unlock()
 }
 
 // countScripts makes the monitor count script calls by their keys from now on (scriptCounts).
@@ -171,6 +194,15 @@ func (m *monitor) count(line []byte) {
 	}
 	name := strings.ToLower(rest[q1+1 : q1+1+q2])
 	m.mu.Lock()
+	if m.gated {
+		if name == "info" && strings.Contains(rest, `"commandstats" "stats"`) {
+			m.gate++
+		}
+		if m.gate != 1 || name == "info" {
+			m.mu.Unlock()
+			return
+		}
+	}
 	m.clients++
 	m.byName[name]++
 	if name == "evalsha" || name == "eval" {
@@ -227,8 +259,17 @@ func (m *monitor) scriptCounts() map[string]int64 {
 
 // stop ends the MONITOR connection and returns its counts.
 func (m *monitor) stop() (clients, limiter int64, byName map[string]int64) {
-	// Let the lines already sent arrive before closing.
+	// Let the lines already sent arrive before closing (a gated monitor: until the second stats
+	// call's line, or 5 s).
 	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		m.mu.Lock()
+		waiting := m.gated && m.gate < 2
+		m.mu.Unlock()
+		if !waiting {
+			break
+		}
+	}
 	m.conn.Close()
 	<-m.done
 	m.mu.Lock()

@@ -115,13 +115,9 @@ func (b *bench) report() string {
 		p("| 7 | lanes: %d-job campaign enqueued %v after a %d-job one on the same sender: done after its enqueue | %v (big one %.0f%% done) | fair share 2·size/r = %v; FIFO %v | %.2f× fair, %.2f× FIFO | — | |",
 			l.smallJobs, ms(l.smallAt), l.bigJobs, ms(l.smallDone), 100*l.bigDoneFrac, ms(l.fairExpect), ms(l.fifoExpect),
 			float64(l.smallDone)/float64(l.fairExpect), float64(l.smallDone)/float64(l.fifoExpect))
-		if tot, cl, ok := l.perLane(); ok {
-			many := l.idle[len(l.idle)-1]
-			p("| 7 | lanes: Redis calls per idle lane per second (%d idle lanes, %d senders, minus a worker with none) | %.2f sent by clients; %.2f processed incl. inside scripts | | | ≈ ≤ %g sent | %s |",
-				many.lanes, idleSenderN, cl, tot, idleBound, yes(idleOK(cl)))
-		}
 	}
 	b.callbacksSummary(&w)
+	b.manySummary(&w)
 
 	if t := b.res.tput; t != nil {
 		p("")
@@ -283,6 +279,7 @@ func (b *bench) report() string {
 		b.lanesReport(&w)
 	}
 	b.callbacksReport(&w)
+	b.manyReport(&w)
 	if m := b.res.redisMem; m != nil {
 		p("")
 		p("## 9. Redis memory per job")
@@ -337,9 +334,10 @@ func (b *bench) lanesReport(w *strings.Builder) {
 	p("")
 	p("## 7. Lanes")
 	p("")
-	p("Every (campaign, sender) pair is its own asynq queue, a lane; each worker runs one asynq server per sender over that "+
-		"sender's live lanes (worker/lanes.go). One `wabulk worker` process (the built binary) at WABULK_RATE=%g, "+
-		"WABULK_CONCURRENCY=%d (per sender's server), against a zero-latency sandbox whose account has the senders; "+
+	p("Every (campaign, sender) pair is its own asynq queue, a lane; each worker runs one dispatch loop per sender that "+
+		"takes a rate token, picks the next of the sender's lanes with work by deficit round-robin and takes one task "+
+		"(worker/dispatch.go). One `wabulk worker` process (the built binary) at WABULK_RATE=%g, "+
+		"WABULK_CONCURRENCY=%d (per sender), against a zero-latency sandbox whose account has the senders; "+
 		"campaigns enqueued through the real producer while the worker runs. Figures from the sandbox's call log (arrival "+
 		"times) and the worker's JSON log. Run alone with `%s`.", l.rate, l.conc, cmd)
 	p("")
@@ -359,9 +357,8 @@ func (b *bench) lanesReport(w *strings.Builder) {
 			ms(s.last), s.rate, s.rate/l.rate, min5)
 	}
 	p("")
-	p("Aggregate %.2f/s = %.4f of 3 × %g/s. Worker log: %d \"serving lanes\" lines (asynq servers started for lanes), "+
-		"send outcomes %v; duplicate calls (same sender and recipient twice): %d.", l.aggregate, l.aggregate/(3*l.rate), l.rate,
-		l.serving1, l.outcomes1, l.dupCalls1)
+	p("Aggregate %.2f/s = %.4f of 3 × %g/s. Worker log: send outcomes %v; duplicate calls (same sender and recipient "+
+		"twice): %d.", l.aggregate, l.aggregate/(3*l.rate), l.rate, l.outcomes1, l.dupCalls1)
 	p("")
 	p("**A small campaign behind a big one, same sender.** %d jobs enqueued, then %v later %d jobs of another campaign on "+
 		"the same sender. Done = its last call's arrival after the start of its enqueue call.", l.bigJobs, ms(l.smallAt), l.smallJobs)
@@ -375,35 +372,9 @@ func (b *bench) lanesReport(w *strings.Builder) {
 	p("| big campaign sent when the small one finished | %.1f%% |", 100*l.bigDoneFrac)
 	p("| small campaign's share of the sender's calls while it ran | %.3f |", l.smallShare)
 	p("| sender's rate while the small one ran | %.2f/s |", l.senderRate2)
-	p("| worker log: \"serving lanes\" lines; send outcomes | %d; %v |", l.serving2, l.outcomes2)
-	if len(l.idle) > 0 {
-		p("")
-		p("**Idle lanes.** %d lanes (%d campaigns over %d senders), each holding one task scheduled an hour ahead "+
-			"(asynq.Client with ProcessIn into the lane, then `RegisterLane` as the producer does): live, nothing due. One worker "+
-			"started, and after its \"serving lanes\" lines name all of them (plus 2 s), Redis measured for %v: commands "+
-			"processed (INFO total_commands_processed, commands inside scripts included), commands clients sent (MONITOR, "+
-			"script-internal ones left out), connected_clients (the benchmark's own INFO and MONITOR connections included) and the "+
-			"worker's VmRSS at the end. Same with no worker and with a worker serving no lane.", idleLaneN, idleLaneN, idleSenderN, l.idleDur)
-		p("")
-		p("| run | commands processed / s | client commands / s | connected_clients | worker VmRSS |")
-		p("| --- | --- | --- | --- | --- |")
-		for _, r := range l.idle {
-			rss := "—"
-			if r.rssKiB > 0 {
-				rss = mib(r.rssKiB)
-			}
-			p("| %s | %.1f | %.1f | %d | %s |", r.what, r.cmdsPerSec, r.clientPerSec, r.clients, rss)
-		}
-		if tot, cl, ok := l.perLane(); ok {
-			p("")
-			p("Per idle lane ((%d lanes − 0 lanes) / %d): **%.2f client commands/s**, %.2f commands/s processed. By command, per "+
-				"idle lane per second:", idleLaneN, idleLaneN, cl, tot)
-			p("")
-			for _, t := range l.idleTop(10) {
-				p("- %s", t)
-			}
-		}
-	}
+	p("| worker log: send outcomes | %v |", l.outcomes2)
+	p("")
+	p("What idle lanes cost, and lanes by the thousand, is §10.")
 	b.notes(w, "lanes")
 }
 
@@ -414,7 +385,3 @@ func (b *bench) aloneCmd(phase string) string {
 	}
 	return "go run ./bench -only " + phase
 }
-
-// idleOK is the issue's bound: an idle lane polls Redis about once a second at most (judged
-// at ≤ 1.1 calls clients send per lane per second).
-func idleOK(perLane float64) bool { return perLane <= idleBound*1.1 }
