@@ -50,9 +50,10 @@ type Config struct {
 	// polls). Default 200ms. Lanes are not polled: their new work is announced (see
 	// LaneInterval).
 	PollInterval time.Duration
-	// ReconcileInterval is how often one worker looks for tasks asynq archived without the
-	// handler (a worker killed on a job's last attempt, an archive from asynqmon) and records
-	// their dead letters. Default 30s.
+	// ReconcileInterval is how often one worker looks for tasks archived in the single queue
+	// without the handler (an archive from asynqmon) and records their dead letters. Default
+	// 30s. In lanes, the upkeep's sweep (every minute) finds such archives; a task whose worker
+	// died on its last attempt gets its dead letter when it is taken back.
 	ReconcileInterval time.Duration
 	// LaneInterval paces the lane upkeep: scheduled campaigns are started every LaneInterval, the
 	// live lanes are read again every 5 × LaneInterval (new work is announced at once; this read

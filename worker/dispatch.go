@@ -49,6 +49,9 @@ type laneState struct {
 	// credited: the lane got its quantum for the visit the round is on (it may be interrupted
 	// by a lane put at the head, and goes on after it without a second quantum).
 	credited bool
+	// wakes counts the announcements of work: a lane found empty is set aside only if none
+	// came since the take that found it so.
+	wakes uint64
 }
 
 // senderQueue is one sender's lanes and its dispatch loop.
@@ -104,6 +107,7 @@ func (q *senderQueue) ready(ln store.Lane) {
 			ls.lane.Priority = ln.Priority
 		}
 	}
+	ls.wakes++
 	if !ls.inRound {
 		ls.inRound = true
 		q.weigh(ls, 1)
@@ -123,6 +127,27 @@ func (q *senderQueue) ready(ln store.Lane) {
 func (q *senderQueue) setAside(ls *laneState) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.remove(ls)
+}
+
+// setAsideUnlessWoken is setAside unless the lane was announced since wakes was read.
+func (q *senderQueue) setAsideUnlessWoken(ls *laneState, wakes uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if ls.wakes == wakes {
+		q.remove(ls)
+	}
+}
+
+// wakesOf reads a lane's announcement count.
+func (q *senderQueue) wakesOf(ls *laneState) uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return ls.wakes
+}
+
+// remove is setAside with q.mu held.
+func (q *senderQueue) remove(ls *laneState) {
 	if !ls.inRound {
 		return
 	}
@@ -240,6 +265,7 @@ func (q *senderQueue) takeOne(ctx context.Context) bool {
 		if ls == nil {
 			return false
 		}
+		wakes := q.wakesOf(ls)
 		// Not cut short by the stop: a take that reached Redis must come back, or its task would
 		// sit in active until its lease ran out.
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -253,8 +279,12 @@ func (q *senderQueue) takeOne(ctx context.Context) bool {
 			return false
 		}
 		if outcome != store.TakeTaken {
-			q.setAside(ls)
+			q.setAsideUnlessWoken(ls, wakes)
 			continue
+		}
+		if t.Left == 0 {
+			// That was its last task: no need for an empty take to find out.
+			q.setAsideUnlessWoken(ls, wakes)
 		}
 		d.hold(t)
 		d.jobs.Go(func() {
@@ -364,16 +394,22 @@ func (d *dispatcher) setLanes(lanes []store.Lane) {
 	}
 }
 
-// woken handles a lane's announcement: it has work.
-func (d *dispatcher) woken(ctx context.Context, name string) {
+// woken handles a lane's announcement: it has work. A lane just registered comes with its
+// priority; another unknown one is looked up.
+func (d *dispatcher) woken(ctx context.Context, msg string) {
+	name, prio := store.ParseAnnouncement(msg)
 	d.mu.Lock()
 	ln, ok := d.known[name]
 	d.mu.Unlock()
-	if !ok {
-		var err error
-		ln, ok, err = d.ledger.LaneInfo(ctx, name)
-		if err != nil || !ok {
-			return
+	if !ok || (prio != "" && prio != ln.Priority) {
+		if lane, parsed := store.LaneFromName(name, prio); parsed {
+			ln, ok = lane, true
+		} else {
+			var err error
+			ln, ok, err = d.ledger.LaneInfo(ctx, name)
+			if err != nil || !ok {
+				return
+			}
 		}
 		d.mu.Lock()
 		d.known[name] = ln
@@ -484,7 +520,11 @@ func (d *dispatcher) recover(ctx context.Context) {
 	for _, t := range expired {
 		var merr error
 		if t.Retried >= t.Retry {
-			merr = d.ledger.ArchiveTask(ctx, t, store.ErrLeaseExpired.Error())
+			// Its last attempt: a dead letter, recorded before the archive as the handler does.
+			merr = d.ledger.Dead(ctx, t.Lane, interrupted(t))
+			if merr == nil {
+				merr = d.ledger.ArchiveTask(ctx, t, store.ErrLeaseExpired.Error())
+			}
 		} else {
 			merr = d.ledger.RetryTask(ctx, t, time.Now().Add(d.retry(t.Retried, store.ErrLeaseExpired, nil)), store.ErrLeaseExpired.Error(), true)
 		}
@@ -495,6 +535,19 @@ func (d *dispatcher) recover(ctx context.Context) {
 	if len(expired) > 0 {
 		d.log.Info("took back tasks whose worker stopped answering", zap.Int("tasks", len(expired)))
 	}
+}
+
+// interrupted is the dead letter of a task whose worker died during its last attempt: Kaleyra
+// may or may not have received it.
+func interrupted(t *store.Taken) store.DeadLetter {
+	d := store.DeadLetter{TaskID: t.ID, Code: CodeInterrupted, Message: store.ErrLeaseExpired.Error(),
+		Attempt: t.Retried + 1, Time: time.Now().UTC()}
+	if p, err := job.Decode(t.Payload); err == nil {
+		d.Payload = p
+	} else {
+		d.Raw = clipBytes(t.Payload, 4096)
+	}
+	return d
 }
 
 // forward moves due retries to their lanes and announces those lanes.

@@ -19,6 +19,9 @@ type supervisor struct {
 	ledger    *store.Ledger
 	insp      *asynq.Inspector
 	liveLanes func() []store.Lane
+	// reconcile records the dead letters of tasks asynq archived in lanes outside the handler.
+	reconcile func(ctx context.Context, lanes []string)
+	sweeps    int
 }
 
 // startDue starts the scheduled campaigns whose time has come (their lanes are announced).
@@ -32,9 +35,13 @@ func (s *supervisor) startDue(ctx context.Context) {
 	}
 }
 
-// sweepEvery is how often the upkeep sweeps every live lane: about one Redis call per lane per
-// pass, so it is the idle cost of a lane that has nothing due.
-const sweepEvery = 30 * time.Second
+// sweepEvery is how often the upkeep sweeps every live lane: one script per lane per pass (about
+// seven commands inside), which is most of the idle cost of a lane that has nothing due. Expired
+// completed tasks are deleted every janitorEvery-th pass.
+const (
+	sweepEvery   = time.Minute
+	janitorEvery = 10
+)
 
 // laneCheck is when a live lane is next looked at for retirement, the gap after that, and
 // since when it has been found empty.
@@ -46,8 +53,9 @@ type laneCheck struct {
 
 // maxCheckGap bounds how long a live lane that still holds work goes unchecked: a lane that
 // had work at its last check is looked at after twice the previous gap (from the maintenance
-// interval up to this), so lanes waiting on far-off scheduled tasks or retries cost little.
-const maxCheckGap = 30 * time.Second
+// interval up to this), so lanes waiting on far-off scheduled tasks or retries cost little; the
+// sweep, which reads every live lane anyway, pushes the check of a lane with work this far out.
+const maxCheckGap = 2 * time.Minute
 
 // retireDrained retires the live lanes that are due for a check and have been found empty at
 // two checks at least idle apart. A lane that is empty only between bursts of a steady trickle
@@ -127,7 +135,7 @@ func (s *supervisor) maintain(ctx context.Context, every time.Duration) {
 		}
 		if time.Since(lastSweep) >= sweepEvery {
 			lastSweep = time.Now()
-			s.sweep(ctx)
+			s.sweep(ctx, checks)
 		}
 		if n, err := s.ledger.CleanUp(ctx, s.insp, 100); err != nil && ctx.Err() == nil {
 			s.log.Warn("clean up lanes", zap.Error(err))
@@ -137,22 +145,45 @@ func (s *supervisor) maintain(ctx context.Context, every time.Duration) {
 	}
 }
 
-// sweep passes over the live lanes in batches: see store.Ledger.Sweep. Lanes with pending tasks
-// are announced again, for workers that missed their message.
-func (s *supervisor) sweep(ctx context.Context) {
+// sweep passes over the live lanes in batches (store.Ledger.Sweep). Lanes with pending tasks are
+// announced again, for workers that missed their message; lanes with a backlog need no
+// retirement check before the next sweep, lanes without one get theirs at once; lanes with
+// new archives go to the reconciler.
+func (s *supervisor) sweep(ctx context.Context, checks map[string]*laneCheck) {
+	s.sweeps++
 	lanes := s.liveLanes()
+	now := time.Now()
 	for i := 0; i < len(lanes); i += 500 {
 		names := make([]string, 0, 500)
 		for _, ln := range lanes[i:min(i+500, len(lanes))] {
 			names = append(names, ln.Name)
 		}
-		pending, err := s.ledger.Sweep(ctx, names)
+		swept, err := s.ledger.Sweep(ctx, names, s.sweeps%janitorEvery == 0)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("sweep lanes", zap.Error(err))
 			}
 			return
 		}
+		var pending, archived []string
+		for _, sw := range swept {
+			if sw.Pending > 0 {
+				pending = append(pending, sw.Lane)
+			}
+			if sw.Archived {
+				archived = append(archived, sw.Lane)
+			}
+			if c := checks[sw.Lane]; c != nil {
+				if sw.Backlog() {
+					c.emptySince, c.next = time.Time{}, now.Add(maxCheckGap)
+				} else if c.emptySince.IsZero() {
+					c.next = now
+				}
+			}
+		}
 		s.ledger.Wake(ctx, pending...)
+		if len(archived) > 0 && s.reconcile != nil {
+			s.reconcile(ctx, archived)
+		}
 	}
 }

@@ -32,7 +32,6 @@ const (
 type reconciler struct {
 	insp     *asynq.Inspector
 	ledger   *store.Ledger
-	lanes    func() []store.Lane // the live lanes; the single queue is always looked at
 	interval time.Duration
 	log      *zap.Logger
 }
@@ -54,17 +53,15 @@ func (r *reconciler) run(ctx context.Context) {
 	}
 }
 
-// pass records the tasks archived since the last pass, in the single queue and every live
-// lane, and returns how many it recorded.
+// pass records the tasks archived since the last pass in the single queue, and returns how many
+// it recorded.
 func (r *reconciler) pass(ctx context.Context) (int, error) {
 	ok, err := r.ledger.Lock(ctx, "reconcile:lock", r.interval*9/10)
 	if err != nil || !ok {
 		return 0, err
 	}
+	// Lanes are looked at when the upkeep's sweep finds new archives in them (lanes).
 	queues := []string{r.ledger.Namespace()}
-	for _, ln := range r.lanes() {
-		queues = append(queues, ln.Name)
-	}
 	recorded := 0
 	for _, q := range queues {
 		n, err := r.passQueue(ctx, q)
@@ -74,6 +71,24 @@ func (r *reconciler) pass(ctx context.Context) (int, error) {
 		}
 	}
 	return recorded, nil
+}
+
+// lanesPass records the dead letters of tasks archived in lanes since their last pass.
+func (r *reconciler) lanesPass(ctx context.Context, lanes []string) {
+	recorded := 0
+	for _, q := range lanes {
+		n, err := r.passQueue(ctx, q)
+		recorded += n
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("reconcile archived tasks", zap.Error(err))
+			}
+			return
+		}
+	}
+	if recorded > 0 {
+		r.log.Info("recorded dead letters archived outside the handler", zap.Int("count", recorded))
+	}
 }
 
 // passQueue is pass for one queue.

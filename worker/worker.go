@@ -113,7 +113,8 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	d := newDispatcher(cfg, log, h, limiter)
 	h.lanes = d.liveLanes
 	legacyH.lanes = d.liveLanes
-	sup := &supervisor{log: log, ledger: h.ledger, insp: inspector, liveLanes: d.liveLanes}
+	rc := &reconciler{insp: inspector, ledger: h.ledger, interval: cfg.ReconcileInterval, log: log}
+	sup := &supervisor{log: log, ledger: h.ledger, insp: inspector, liveLanes: d.liveLanes, reconcile: rc.lanesPass}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	served := make(chan struct{})
@@ -154,7 +155,6 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		defer func() { stopExp(); <-exported }()
 	}
 
-	rc := &reconciler{insp: inspector, ledger: h.ledger, lanes: d.liveLanes, interval: cfg.ReconcileInterval, log: log}
 	reconciled := make(chan struct{})
 	go func() { rc.run(stopCtx); close(reconciled) }()
 

@@ -343,7 +343,13 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, campaign string,
 		a := Accepted{Campaign: campaign, Summary: sum, Outcomes: c.sorted()}
 		ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 		defer cancel()
-		if info, err := s.ledger.Campaign(ctx, campaign); err == nil {
+		if sum.Enqueued > 0 {
+			// New work: the state hash alone says the state (a read of every lane would cost a
+			// single message more than its enqueue).
+			if state, at, err := s.ledger.StateAfterEnqueue(ctx, campaign); err == nil {
+				a.State, a.SendAt = state, at
+			}
+		} else if info, err := s.ledger.Campaign(ctx, campaign); err == nil {
 			a.State, a.SendAt = info.State, info.SendAt
 		}
 		writeJSON(w, http.StatusAccepted, a)

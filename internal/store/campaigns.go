@@ -346,6 +346,24 @@ func (l *Ledger) flagDeclaredLane(ctx context.Context, campaign, lane string, li
 	return nil
 }
 
+// StateAfterEnqueue is the state of a campaign that has just been given work, from its state
+// hash alone (one read, where Campaign reads every lane): cancelled, scheduled, paused or
+// running. The producer's answers use it.
+func (l *Ledger) StateAfterEnqueue(ctx context.Context, campaign string) (string, *time.Time, error) {
+	st, err := l.readState(ctx, campaign)
+	switch {
+	case err != nil:
+		return "", nil, err
+	case !st.cancelledAt.IsZero():
+		return StateCancelled, timePtr(st.sendAt), nil
+	case st.paused:
+		return StatePaused, timePtr(st.sendAt), nil
+	case st.sendAt.After(time.Now()), !st.sendAt.IsZero() && st.started.IsZero():
+		return StateScheduled, timePtr(st.sendAt), nil
+	}
+	return StateRunning, timePtr(st.sendAt), nil
+}
+
 // CampaignInfo is a campaign's counts with its state and timing.
 type CampaignInfo struct {
 	Counts

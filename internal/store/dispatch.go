@@ -56,7 +56,7 @@ const (
 )
 
 // KEYS: pending paused active lease cancelled. ARGV: lease expiry (Unix s), task key prefix.
-// Returns {outcome} or {1, msg, result or false}.
+// Returns {outcome} or {1, msg, result or false, pending tasks left}.
 var takeScript = redis.NewScript(`
 if redis.call("EXISTS", KEYS[2]) == 1 then return {2} end
 if redis.call("EXISTS", KEYS[5]) == 1 then return {3} end
@@ -67,7 +67,7 @@ redis.call("HSET", key, "state", "active")
 redis.call("HDEL", key, "pending_since")
 redis.call("ZADD", KEYS[4], ARGV[1], id)
 local v = redis.call("HMGET", key, "msg", "result")
-return {1, v[1], v[2]}
+return {1, v[1], v[2], redis.call("LLEN", KEYS[1])}
 `)
 
 // The statistics asynq keeps per queue (processed and failed, per day and in total).
@@ -210,6 +210,8 @@ type Taken struct {
 	Retry, Retried int
 	// Prior is the task's result (the sent marker) when it has one: Kaleyra accepted it before.
 	Prior string
+	// Left is how many tasks the lane had pending after this one was taken.
+	Left int64
 	// Bad is why the stored message could not be read; the caller dead-letters such a task.
 	Bad error
 	msg []byte // the TaskMessage as stored
@@ -241,6 +243,7 @@ func (l *Ledger) Take(ctx context.Context, lane string) (int, *Taken, error) {
 	if prior, ok := res[2].(string); ok {
 		t.Prior = prior
 	}
+	t.Left, _ = res[3].(int64)
 	return TakeTaken, t, nil
 }
 
@@ -533,50 +536,92 @@ func (l *Ledger) Expired(ctx context.Context, grace time.Duration) ([]*Taken, er
 	return out, nil
 }
 
-// KEYS: pending retry scheduled completed. ARGV: now, task key prefix, batch. Deletes up to a
-// batch of completed tasks whose retention ended (asynq's janitor) and returns the pending
-// count and the earliest retry or scheduled score (-1: none).
+// KEYS: pending active retry scheduled completed archived reconcile-mark. ARGV: now, task key
+// prefix, batch (0: no janitor this pass). Deletes up to a batch of completed tasks whose
+// retention ended (asynq's janitor) and returns the pending and active counts, the earliest
+// retry or scheduled score (-1: none) and 1 when asynq archived a task after the reconcile mark.
 var sweepScript = redis.NewScript(luaEarliest + `
-local ids = redis.call("ZRANGEBYSCORE", KEYS[4], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do
-  redis.call("DEL", ARGV[2] .. id)
-  redis.call("ZREM", KEYS[4], id)
+if tonumber(ARGV[3]) > 0 then
+  local ids = redis.call("ZRANGEBYSCORE", KEYS[5], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[3]))
+  for _, id in ipairs(ids) do
+    redis.call("DEL", ARGV[2] .. id)
+    redis.call("ZREM", KEYS[5], id)
+  end
 end
-return {redis.call("LLEN", KEYS[1]), tostring(earliest(KEYS[2], KEYS[3]))}
+local since = redis.call("GET", KEYS[7])
+if since then since = "(" .. since else since = "-inf" end
+local archived = #redis.call("ZRANGEBYSCORE", KEYS[6], since, "+inf", "LIMIT", 0, 1)
+return {redis.call("LLEN", KEYS[1]), redis.call("LLEN", KEYS[2]), tostring(earliest(KEYS[3], KEYS[4])), archived}
 `)
 
+// Swept is what the sweep found in one lane.
+type Swept struct {
+	Lane string
+	// Pending and Active are the lane's waiting and taken tasks; Due is the Unix second its
+	// earliest retry or scheduled task is due, -1 when it has none.
+	Pending, Active int64
+	Due             float64
+	// Archived: asynq archived a task after the reconcile mark (for the reconciler).
+	Archived bool
+}
+
+// Backlog is the lane's tasks still to be sent.
+func (s Swept) Backlog() bool { return s.Pending+s.Active > 0 || s.Due >= 0 }
+
 // Sweep is the upkeep's slow pass over lanes, one script call each: it deletes the completed
-// tasks whose retention ended, makes sure the due index lists a lane that has retries or
-// scheduled tasks, and returns the lanes that have pending tasks (for workers that missed
-// their wake-up).
-func (l *Ledger) Sweep(ctx context.Context, lanes []string) (pending []string, err error) {
+// tasks whose retention ended (when janitor), makes sure the due index lists a lane that has
+// retries or scheduled tasks, and reports what each lane holds: the pending ones for workers
+// that missed their wake-up, the backlog for retirement, new archives for the reconciler.
+func (l *Ledger) Sweep(ctx context.Context, lanes []string, janitor bool) ([]Swept, error) {
 	now := time.Now().Unix()
-	pipe := l.rdb.Pipeline()
-	reads := make([]*redis.Cmd, len(lanes))
-	for i, lane := range lanes {
-		p := asynqPrefix(lane)
-		reads[i] = sweepScript.Run(ctx, pipe, []string{p + "pending", p + "retry", p + "scheduled", p + "completed"}, now, p+"t:", 1000)
+	batch := 0
+	if janitor {
+		batch = 1000
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	run := func() ([]*redis.Cmd, error) {
+		pipe := l.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(lanes))
+		for i, lane := range lanes {
+			p := asynqPrefix(lane)
+			cmds[i] = sweepScript.EvalSha(ctx, pipe, []string{p + "pending", p + "active", p + "retry", p + "scheduled",
+				p + "completed", p + "archived", l.ReconcileMark(lane)}, now, p+"t:", batch)
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := run()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A Redis that has not seen the script (a restart, a new node): load it and go again.
+		if err := sweepScript.Load(ctx, l.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("sweep: %w", err)
+		}
+		cmds, err = run()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
+	out := make([]Swept, 0, len(lanes))
 	fix := l.rdb.Pipeline()
-	for i, r := range reads {
-		v, err := r.Slice()
-		if err != nil || len(v) != 2 {
+	for i, c := range cmds {
+		v, err := c.Slice()
+		if err != nil || len(v) != 4 {
 			continue
 		}
-		if n, _ := v[0].(int64); n > 0 {
-			pending = append(pending, lanes[i])
+		s := Swept{Lane: lanes[i]}
+		s.Pending, _ = v[0].(int64)
+		s.Active, _ = v[1].(int64)
+		s.Due, _ = strconv.ParseFloat(fmt.Sprint(v[2]), 64)
+		n, _ := v[3].(int64)
+		s.Archived = n > 0
+		if s.Due >= 0 {
+			fix.ZAddLT(ctx, l.dueKey(), redis.Z{Score: s.Due, Member: lanes[i]})
 		}
-		if first, _ := strconv.ParseFloat(fmt.Sprint(v[1]), 64); first >= 0 {
-			fix.ZAddLT(ctx, l.dueKey(), redis.Z{Score: first, Member: lanes[i]})
-		}
+		out = append(out, s)
 	}
 	if _, err := fix.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return pending, fmt.Errorf("sweep: %w", err)
+		return out, fmt.Errorf("sweep: %w", err)
 	}
-	return pending, nil
+	return out, nil
 }
 
 // WriteTaskResult writes a taken task's result (asynq's ResultWriter).
@@ -616,6 +661,17 @@ func (l *Ledger) LaneInfo(ctx context.Context, name string) (Lane, bool, error) 
 	}
 	ln, ok := parseLane(name, raw)
 	return ln, ok, nil
+}
+
+// LaneFromName is the lane named name with priority, its campaign and sender read from the
+// name; false when the priority is empty or the name has no lane's form.
+func LaneFromName(name string, priority Priority) (Lane, bool) {
+	if _, err := ParsePriority(string(priority)); err != nil || priority == "" {
+		return Lane{}, false
+	}
+	ln, ok := parseLane(name, "")
+	ln.Priority = priority
+	return ln, ok
 }
 
 // IsSuppressed reports whether one number is on the suppression list.

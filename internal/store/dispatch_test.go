@@ -99,6 +99,18 @@ func TestTakenTasksMoveThroughAsynqsStates(t *testing.T) {
 	if ti := taskState(t, insp, lane, d.ID); ti.State != asynq.TaskStateArchived || ti.LastErr != "E110: low balance" {
 		t.Errorf("archived task: %v, last error %q", ti.State, ti.LastErr)
 	}
+	// The sweep tells the reconciler of the new archive, until it has read it.
+	if sw, err := l.Sweep(ctx, []string{lane}, false); err != nil || len(sw) != 1 || !sw[0].Archived {
+		t.Errorf("sweep after an archive: %+v, %v; want it flagged", sw, err)
+	}
+	arch, err := l.ArchivedSince(ctx, lane, 10)
+	if err != nil || len(arch) != 1 {
+		t.Fatalf("archived since: %v, %v", arch, err)
+	}
+	l.rdb.Set(ctx, l.ReconcileMark(lane), arch[0].At, 0) // read up to and including it
+	if sw, err := l.Sweep(ctx, []string{lane}, false); err != nil || len(sw) != 1 || sw[0].Archived {
+		t.Errorf("sweep after the reconciler read the archive: %+v, %v; want nothing flagged", sw, err)
+	}
 
 	e := mustTake(t, l, lane)
 	if err := l.RequeueTask(ctx, e); err != nil {
@@ -186,9 +198,13 @@ func TestDueRetriesAreForwardedOnceDue(t *testing.T) {
 	}
 	// The index lost its entry (as if a rewrite raced a retry): the sweep puts it back.
 	l.rdb.ZRem(ctx, l.dueKey(), lane)
-	pending, err := l.Sweep(ctx, []string{lane})
-	if err != nil || len(pending) != 1 {
-		t.Fatalf("sweep: %v, %v; want the lane with a pending task", pending, err)
+	// A Redis that never saw the sweep's script (a restart): it is loaded, not answered NOSCRIPT.
+	if err := l.rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	swept, err := l.Sweep(ctx, []string{lane}, true)
+	if err != nil || len(swept) != 1 || swept[0].Pending != 1 || swept[0].Due < 0 || !swept[0].Backlog() || swept[0].Archived {
+		t.Fatalf("sweep: %+v, %v; want the lane with a pending task and a retry, nothing archived", swept, err)
 	}
 	if _, err := l.rdb.ZScore(ctx, l.dueKey(), lane).Result(); errors.Is(err, redis.Nil) {
 		t.Error("the sweep did not restore the due entry of a lane with a retry")

@@ -123,7 +123,8 @@ func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id
 // KEYS: info campaigns campaign live done state active finished, the namespace's paused flag.
 // ARGV: lane, JSON Lane, campaign id, 1 to keep a registered lane's priority (a redrive) or 0 to
 // set it, 1 to make the lane live or 0 only to declare it in its campaign, the channel to
-// announce a newly live lane on. Indexes the campaign as active (index.go). Returns the
+// announce a newly live lane on (the message: the lane's name, a space, its priority), the
+// lane's priority. Indexes the campaign as active (index.go). Returns the
 // campaign's paused, cancelled_at and send_at, for the lane to take its campaign's state, and
 // "1" when the namespace is paused (`wabulk queue pause`), for the lane to be paused too.
 var registerScript = redis.NewScript(`
@@ -139,7 +140,7 @@ redis.call('ZREM', KEYS[8], ARGV[3])
 if ARGV[5] == "1" then
   redis.call('ZREM', KEYS[5], ARGV[1])
   if redis.call('SADD', KEYS[4], ARGV[1]) == 1 then
-    redis.call('PUBLISH', ARGV[6], ARGV[1])
+    redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' ' .. ARGV[7])
   end
 end
 local s = redis.call('HMGET', KEYS[6], 'paused', 'cancelled_at', 'send_at')
@@ -187,7 +188,7 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 	}
 	state, err := registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
 		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign), l.activeKey(), l.finishedKey(), asynqPausedKey(l.queue)}, ln.Name, info, ln.Campaign, keep, makeLive,
-		l.lanesChannel()).Slice()
+		l.lanesChannel(), string(ln.Priority)).Slice()
 	if err != nil {
 		return "", fmt.Errorf("register lane %s: %w", ln.Name, err)
 	}
@@ -253,8 +254,17 @@ func (l *Ledger) ReviveOrphans(ctx context.Context) ([]string, error) {
 // lanesChannel is the PubSub channel a lane's name is published on when it becomes live.
 func (l *Ledger) lanesChannel() string { return l.nsKey("lanes:new") }
 
-// SubscribeLanes subscribes to the names of lanes as they become live, so a worker can serve a
-// new lane at once instead of at its next read of the live lanes. Close the PubSub when done.
+// ParseAnnouncement reads a message of the lanes channel: a lane's name, and its priority when
+// the lane was just registered live (empty otherwise).
+func ParseAnnouncement(msg string) (lane string, priority Priority) {
+	name, prio, _ := strings.Cut(msg, " ")
+	return name, Priority(prio)
+}
+
+// SubscribeLanes subscribes to the announcements of lanes that have work (Wake) or became live,
+// so a worker serves them at once instead of at its next read of the live lanes. Close the
+// PubSub when done; ParseAnnouncement reads a message.
+
 func (l *Ledger) SubscribeLanes(ctx context.Context) *redis.PubSub {
 	return l.rdb.Subscribe(ctx, l.lanesChannel())
 }
