@@ -133,7 +133,6 @@ type manyResult struct {
 	firstBase      []time.Duration
 	firstMany      []time.Duration
 	warnings       []string
-	sweepLoaded    string // what loading the sweep's script before c. found; empty: not tried
 }
 
 // noscript is the NOSCRIPT answers of a. and b.
@@ -509,8 +508,6 @@ func addCounts(a, c map[string]int) map[string]int {
 // manyIdle is (c) and (d): two workers with no lane, then with idleN live lanes that have
 // nothing due; Redis's work over a window, then first sends of new campaigns.
 func (b *bench) manyIdle(ctx context.Context, sb *fakeKaleyra, res *manyResult) error {
-	res.sweepLoaded = b.loadSweepScript(ctx, res.noscript())
-	b.logf("  c. %s", res.sweepLoaded)
 	baseDur := time.Duration(max(5, 30*b.scale) * float64(time.Second))
 	idleDur := time.Duration(max(10, 90*b.scale) * float64(time.Second))
 	res.warm = time.Duration(max(10, 70*b.scale) * float64(time.Second))
@@ -564,28 +561,6 @@ func (b *bench) manyIdle(ctx context.Context, sb *fakeKaleyra, res *manyResult) 
 		b.logf("  => d. median %v with %d lanes, %v with none (target ≤ %v)", ms(median(res.firstMany)), res.idleN, ms(median(res.firstBase)), ms(targetFirstSend))
 	}
 	return nil
-}
-
-// loadSweepScript loads Ledger.Sweep's script (its source read from internal/store/dispatch.go)
-// into Redis's script cache and says what it found. Ledger.Sweep runs the script by EVALSHA in a
-// pipeline, where go-redis cannot fall back to EVAL, and nothing else runs it: on a Redis that
-// has not seen it every sweep is answered NOSCRIPT and does nothing. c. measures the upkeep as
-// designed, the sweep included. noscript is the NOSCRIPT answers counted before.
-func (b *bench) loadSweepScript(ctx context.Context, noscript int64) string {
-	src, err := os.ReadFile(filepath.Join(b.root, "internal", "store", "dispatch.go"))
-	const open = "var sweepScript = redis.NewScript(`"
-	i := bytes.Index(src, []byte(open))
-	if err != nil || i < 0 {
-		return fmt.Sprintf("the sweep's script was not loaded by the benchmark (its source was not found: %v)", err)
-	}
-	lua := src[i+len(open):]
-	lua = lua[:max(0, bytes.IndexByte(lua, '`'))]
-	sha, err := b.redis.rdb.ScriptLoad(ctx, string(lua)).Result()
-	if err != nil {
-		return fmt.Sprintf("the sweep's script was not loaded by the benchmark: %v", err)
-	}
-	return fmt.Sprintf("the sweep's script (%.12s…) loaded by the benchmark before c.; a. and b. ran without it: %d NOSCRIPT answers there",
-		sha, noscript)
 }
 
 // idleAndFirst lets the workers settle (with lanes: res.warm, so the retirement checks reach

@@ -142,10 +142,10 @@ func (b *bench) manyReport(w *strings.Builder) {
 		p("")
 		p("**c. Idle lanes.** %d lanes of one sender (%d campaigns), each holding one task scheduled an hour ahead (asynq.Client "+
 			"with ProcessIn into the lane, then `RegisterLane` as the producer does): live, nothing due. %d workers started; "+
-			"after %v (the startup's takes over, each lane's retirement check at its longest gap, 30 s) Redis measured for %v: "+
+			"after %v (the startup's takes over, each lane's retirement check pushed out by the minute's sweep) Redis measured for %v: "+
 			"commands processed (INFO), commands clients sent (MONITOR; script-internal ones left out), the workers' CPU and "+
 			"VmRSS (summed), connected_clients (the benchmark's own INFO and MONITOR connections included). Baseline: the same "+
-			"workers with no lane, %v. Before c., %s.", many.lanes, many.lanes, manyWorkers, m.warm, many.dur, zero.dur, m.sweepLoaded)
+			"workers with no lane, %v.", many.lanes, many.lanes, manyWorkers, m.warm, many.dur, zero.dur)
 		p("")
 		p("| run | window | commands processed / s | client commands / s | workers' CPU s/s | workers' VmRSS | connected_clients | NOSCRIPT answers |")
 		p("| --- | --- | --- | --- | --- | --- | --- | --- |")
