@@ -46,10 +46,6 @@ type Config struct {
 	// masked.
 	LogPhoneNumbers bool
 
-	// PollInterval is how often an idle worker looks for new jobs of the single queue (asynq
-	// polls). Default 200ms. Lanes are not polled: their new work is announced (see
-	// LaneInterval).
-	PollInterval time.Duration
 	// ReconcileInterval is how often one worker looks for tasks asynq archived without the
 	// handler (a worker killed on a job's last attempt, an archive from asynqmon) and records
 	// their dead letters. Default 30s.
@@ -103,9 +99,6 @@ func (c *Config) withDefaults() {
 	}
 	if c.Retention <= 0 {
 		c.Retention = defaults.Retention
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = defaults.PollInterval
 	}
 	if c.LaneInterval <= 0 {
 		c.LaneInterval = defaults.LaneInterval

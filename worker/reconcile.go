@@ -32,7 +32,7 @@ const (
 type reconciler struct {
 	insp     *asynq.Inspector
 	ledger   *store.Ledger
-	lanes    func() []store.Lane // the live lanes; the single queue is always looked at
+	lanes    func() []store.Lane // the live lanes
 	interval time.Duration
 	log      *zap.Logger
 }
@@ -54,20 +54,16 @@ func (r *reconciler) run(ctx context.Context) {
 	}
 }
 
-// pass records the tasks archived since the last pass, in the single queue and every live
-// lane, and returns how many it recorded.
+// pass records the tasks archived since the last pass, in every live lane, and returns how many
+// it recorded.
 func (r *reconciler) pass(ctx context.Context) (int, error) {
 	ok, err := r.ledger.Lock(ctx, "reconcile:lock", r.interval*9/10)
 	if err != nil || !ok {
 		return 0, err
 	}
-	queues := []string{r.ledger.Namespace()}
-	for _, ln := range r.lanes() {
-		queues = append(queues, ln.Name)
-	}
 	recorded := 0
-	for _, q := range queues {
-		n, err := r.passQueue(ctx, q)
+	for _, ln := range r.lanes() {
+		n, err := r.passQueue(ctx, ln.Name)
 		recorded += n
 		if err != nil {
 			return recorded, err
@@ -113,17 +109,15 @@ func (r *reconciler) record(ctx context.Context, queue, id string) (bool, error)
 		return false, err
 	}
 	d := store.DeadLetter{TaskID: id, Message: ti.LastErr, Attempt: ti.Retried + 1, Time: ti.LastFailedAt.UTC()}
-	campaign := store.PoisonCampaign
 	if p, err := job.Decode(ti.Payload); err == nil {
-		d.Payload, campaign = p, p.Campaign
+		d.Payload = p
 	} else {
 		d.Raw = clipBytes(ti.Payload, 4096)
 	}
-	scope := r.ledger.Scope(queue, campaign)
-	if dead, err := r.ledger.IsDead(ctx, scope, id); err != nil || dead {
+	if dead, err := r.ledger.IsDead(ctx, queue, id); err != nil || dead {
 		return false, err
 	}
-	if sent, err := r.ledger.WasSent(ctx, campaign, id); err != nil || sent {
+	if sent, err := r.ledger.WasSent(ctx, queue, id); err != nil || sent {
 		return false, err
 	}
 	switch m := codePrefix.FindStringSubmatch(ti.LastErr); {
@@ -137,7 +131,7 @@ func (r *reconciler) record(ctx context.Context, queue, id string) (bool, error)
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
-	if err := r.ledger.Dead(ctx, scope, d); err != nil {
+	if err := r.ledger.Dead(ctx, queue, d); err != nil {
 		return false, err
 	}
 	return true, nil
