@@ -117,9 +117,7 @@ var migCountFields = []string{"enqueued", "completed", "dead", "retries", "redri
 // Migrate moves the single queue's tasks and records into the lanes and deletes it (see the
 // comment at the top of this file). With dryRun it only reads, and reports what it would do.
 func (l *Ledger) Migrate(ctx context.Context, dryRun bool) (*MigrateReport, error) {
-	m := &migration{l: l, dry: dryRun, now: time.Now(), jobs: map[string]map[string]*migJob{},
-		due: map[string]float64{}, wake: map[string]bool{},
-		report: &MigrateReport{DryRun: dryRun, Tasks: map[string]int{}, Counts: map[string]map[string]int64{}}}
+	m := l.newMigration(dryRun)
 	if err := m.checkIdle(ctx); err != nil {
 		return nil, err
 	}
@@ -174,6 +172,12 @@ func (l *Ledger) Migrate(ctx context.Context, dryRun bool) (*MigrateReport, erro
 		return nil, err
 	}
 	return m.report, nil
+}
+
+func (l *Ledger) newMigration(dryRun bool) *migration {
+	return &migration{l: l, dry: dryRun, now: time.Now(), jobs: map[string]map[string]*migJob{},
+		due: map[string]float64{}, wake: map[string]bool{},
+		report: &MigrateReport{DryRun: dryRun, Tasks: map[string]int{}, Counts: map[string]map[string]int64{}}}
 }
 
 // checkIdle refuses while a worker serves the single queue or a task of it is active under a
