@@ -236,12 +236,11 @@ func (b *bench) manyNotes(w *strings.Builder) {
 		p("Where a message's %.1f Redis commands go with a campaign each (%.1f with one), to its lane's retirement:", each.cmdsAll, one.cmdsAll)
 		p("")
 		p("- the API, %.1f per post (%.1f with one campaign; alone it answers %.0f posts/s against %.0f): a new campaign's lane is "+
-			"declared and then registered, one registration script each (`lanes,campaigns` above), besides the enqueue script; and "+
-			"every answer reads the campaign back (`Ledger.Campaign`: the counts of its lane and of the single queue's scope — the "+
-			"%.0f HGETALL per post in the table — its lanes, their info, done scores and paused flags), about 20 commands that are "+
-			"the same on both sides;", apiEach.cmdsPer, apiOne.cmdsPer, apiEach.rate, apiOne.rate, apiEach.top["hgetall"])
-		p("- the workers and the upkeep until the last call, %.1f (%.1f with one campaign): per lane its announcement's lookup "+
-			"(HGET of the lane's entry), and a second take that finds the lane empty and sets it aside;",
+			"declared and then registered, one registration script each (`lanes,campaigns` above), besides the enqueue script "+
+			"(an answer reads the campaign's state hash, %.0f HGETALL per post in the table);", apiEach.cmdsPer, apiOne.cmdsPer,
+			apiEach.rate, apiOne.rate, apiEach.top["hgetall"])
+		p("- the workers and the upkeep until the last call, %.1f (%.1f with one campaign): per message the take, the "+
+			"suppression check, the sent marker and the completion, each with the commands inside its script;",
 			each.cmdsSent-apiEach.cmdsPer, one.cmdsSent-apiOne.cmdsPer)
 		p("- each lane's retirement after the last call, %.1f (%.1f with one campaign): the upkeep finds the lane empty at two "+
 			"`Backlog` checks 10 s apart, then `RetireDrained` runs DEL of its live flag, `Backlog`, MULTI/SREM/ZADD/EXEC and "+

@@ -238,10 +238,9 @@ func (pr *profileResult) ownUS(fn string) (float64, bool) {
 func (pr *profileResult) ownSummary() string {
 	var parts []string
 	for _, s := range []struct{ fn, what string }{
-		{"worker.(*handler).ProcessTask", "the whole handler"},
+		{"worker.(*handler).process", "the whole handler"},
 		{"internal/kaleyra.(*Client).Send", "Kaleyra call (HTTP client)"},
 		{"worker.(*handler).sent", "`sent`: waiting for ledger.Sent + log line"},
-		{"internal/store.(*Ledger).Begin", "waiting for ledger.Begin"},
 		{"internal/store.(*Ledger).Batch.func1", "ledger writes (group commit, its own goroutine)"},
 		{"internal/ratelimit.(*bucket).fetch", "limiter fetch"},
 		{"wabulk/job.Decode", "job.Decode"},

@@ -24,9 +24,9 @@ import (
 	"github.com/wabulk/wabulk/worker"
 )
 
-// pollInterval is the worker's default asynq TaskCheckInterval (worker.Config.PollInterval),
-// and delayedCheck the DelayedTaskCheckInterval it derives from the default 5s retry base;
-// the bare server gets the same two.
+// pollInterval and delayedCheck are the bare server's asynq TaskCheckInterval and
+// DelayedTaskCheckInterval: what older workers used for their asynq server (200ms, and 1s from
+// the default 5s retry base).
 const (
 	pollInterval = 200 * time.Millisecond
 	delayedCheck = time.Second
@@ -37,8 +37,7 @@ const (
 
 func workerConfig(r *redisServer, sb *fakeKaleyra, conc int, rate float64) worker.Config {
 	return worker.Config{Redis: r.connOpt(), Queue: queue, Concurrency: conc, Rate: rate, From: sender,
-		PollInterval: pollInterval,
-		Kaleyra:      worker.KaleyraConfig{SID: sid, APIKey: apiKey, BaseURL: sb.URL, Timeout: 15 * time.Second}}
+		Kaleyra: worker.KaleyraConfig{SID: sid, APIKey: apiKey, BaseURL: sb.URL, Timeout: 15 * time.Second}}
 }
 
 // inProcessWorker runs worker.Run (the real package, the real zap JSON logger writing to a

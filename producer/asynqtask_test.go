@@ -186,9 +186,8 @@ func TestOneBatchGivesEachRecipientItsOwnOutcome(t *testing.T) {
 	// is live: the enqueue script writes (and counts) all its tasks and reads the lane's live
 	// flag; only a lane that is not live yet costs a registration call after it (the registry
 	// lives in the namespace's hash slot, not the lane's). The warm-up, on the same lane, loads
-	// the scripts, declares and registers the lane (a producer declares a lane once a minute,
-	// before its tasks are written) and finds the single queue (the namespace's) empty, so
-	// there is no look for TaskIDs held there from then on.
+	// the scripts and declares and registers the lane (a producer declares a lane once a
+	// minute, before its tasks are written).
 	if _, err := b.p.Send(ctx, "mix", job.Fields{To: number(9), Type: "image", MediaID: "m"}); err != nil {
 		t.Fatal(err)
 	}
@@ -235,9 +234,8 @@ func TestCampaignMixGivesExactOutcomesAndSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	// number(2) is held in the single queue (the namespace's): enqueuing it into its lane
-	// would send it twice, so it is a duplicate.
-	held := asynqEnqueue(t, srv, "mix", job.Fields{To: number(2), From: sender, Type: "image", MediaID: "m"}, asynq.Queue(queue))
+	// number(2) is held in its lane already, put there by asynq itself: a duplicate.
+	held := asynqEnqueue(t, srv, "mix", job.Fields{To: number(2), From: sender, Type: "image", MediaID: "m"}, asynq.Queue(lane("mix", sender)))
 	in := "to,type,media_id\n" +
 		number(1) + ",image,m\n" +
 		"98x,image,m\n" +

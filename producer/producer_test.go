@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -76,8 +75,8 @@ func run(t *testing.T, p *producer.Producer, campaign string, rows iter.Seq[prod
 // lane is the asynq queue the producer puts campaign's jobs from sender in.
 func lane(campaign, sender string) string { return store.New(nil, queue, 0).LaneName(campaign, sender) }
 
-// queued returns the TaskIDs pending in the namespace: in the single queue named after it
-// and in every lane (each listed in asynq:queues before its first task is written).
+// queued returns the TaskIDs pending in the namespace: in every lane (each listed in
+// asynq:queues before its first task is written).
 func queued(t *testing.T, insp *asynq.Inspector) map[string]*asynq.TaskInfo {
 	t.Helper()
 	qs, err := insp.Queues()
@@ -86,7 +85,7 @@ func queued(t *testing.T, insp *asynq.Inspector) map[string]*asynq.TaskInfo {
 	}
 	out := map[string]*asynq.TaskInfo{}
 	for _, q := range qs {
-		if q != queue && !strings.HasPrefix(q, queue+":") {
+		if !strings.HasPrefix(q, queue+":") {
 			continue
 		}
 		for id, ti := range pendingIn(t, insp, q) {
@@ -500,63 +499,5 @@ func TestNewRefusesAnInvalidDefaultSender(t *testing.T) {
 	srv := redistest.Start(t)
 	if _, err := producer.New(srv.ConnOpt(t), producer.Config{DefaultFrom: "12"}); err == nil || !strings.Contains(err.Error(), "KALEYRA_FROM") {
 		t.Fatalf("err %v, want one naming KALEYRA_FROM", err)
-	}
-}
-
-// A job in the single asynq queue named after the namespace (put there by another producer,
-// such as asynq.Client) that is still held there (pending, retrying, or completed within the
-// retention) must not be enqueued again into its lane when the campaign is run: the worker
-// serves the single queue too, and the recipient would get the message twice.
-func TestJobHeldInTheOldSingleQueueIsADuplicateAfterTheUpgrade(t *testing.T) {
-	b := setup(t, redistest.Options{})
-	ctx := context.Background()
-	// A job of campaign "mig" in the single queue, counted in the campaign's ledger apart from
-	// the enqueue.
-	held := asynqEnqueue(t, b.srv, "mig", job.Fields{To: number(1), From: sender, Type: "image", MediaID: "m"}, asynq.Queue(queue))
-	if err := b.led.AddEnqueued(ctx, "mig", 1); err != nil {
-		t.Fatal(err)
-	}
-
-	in := "to,type,media_id\n" + number(1) + ",image,m\n" + number(2) + ",image,m\n"
-	s, got, err := run(t, b.p, "mig", producer.ReadCSV(strings.NewReader(in)), producer.Options{})
-	if err != nil || s != (producer.Summary{Enqueued: 1, Duplicates: 1}) {
-		t.Fatalf("summary %+v %v, want 1 enqueued and 1 duplicate", s, err)
-	}
-	fresh := "mig:919800000001:919800000002"
-	want := []string{number(1) + " duplicate " + held, number(2) + " enqueued " + fresh}
-	if lines := outcomeLines(got); !slices.Equal(lines, want) {
-		t.Fatalf("outcomes\n got %q\nwant %q", lines, want)
-	}
-	// The held job stays where it was, alone; the new one is in its lane, alone.
-	if ids := slices.Sorted(maps.Keys(pendingIn(t, b.insp, queue))); !slices.Equal(ids, []string{held}) {
-		t.Fatalf("single queue holds %q, want only %q", ids, held)
-	}
-	ln := lane("mig", sender)
-	if ids := slices.Sorted(maps.Keys(pendingIn(t, b.insp, ln))); !slices.Equal(ids, []string{fresh}) {
-		t.Fatalf("lane %s holds %q, want only %q", ln, ids, fresh)
-	}
-	if _, err := b.insp.GetTaskInfo(ln, held); !errors.Is(err, asynq.ErrTaskNotFound) {
-		t.Fatalf("held job looked up in the lane: %v, want not found", err)
-	}
-	// The campaign counts both: the old queue's job and the lane's.
-	if c, err := b.led.Counts(ctx, "mig"); err != nil || c.Enqueued != 2 {
-		t.Fatalf("ledger %+v %v, want 2 enqueued", c, err)
-	}
-
-	// While the single queue holds tasks, the look for TaskIDs held there costs a batch one
-	// more script call beside the enqueue (the lane is live, so it is not registered again).
-	if err := b.srv.Client(t).ConfigResetStat(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := b.p.Send(ctx, "mig", job.Fields{To: number(1) + "," + number(3), Type: "image", MediaID: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want = []string{number(1) + " duplicate " + held, number(3) + " enqueued mig:919800000001:919800000003"}
-	if lines := outcomeLines(out); !slices.Equal(lines, want) {
-		t.Fatalf("Send outcomes\n got %q\nwant %q", lines, want)
-	}
-	if calls := b.srv.Info(t, "commandstats", "cmdstat_evalsha"); !strings.HasPrefix(calls, "calls=2,") {
-		t.Fatalf("EVALSHA stats %q, want two calls (held in the single queue, enqueue)", calls)
 	}
 }

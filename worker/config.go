@@ -46,14 +46,12 @@ type Config struct {
 	// masked.
 	LogPhoneNumbers bool
 
-	// PollInterval is how often an idle worker looks for new jobs of the single queue (asynq
-	// polls). Default 200ms. Lanes are not polled: their new work is announced (see
-	// LaneInterval).
-	PollInterval time.Duration
-	// ReconcileInterval is how often one worker looks for tasks archived in the single queue
-	// without the handler (an archive from asynqmon) and records their dead letters. Default
-	// 30s. In lanes, the upkeep's sweep (every minute) finds such archives; a task whose worker
-	// died on its last attempt gets its dead letter when it is taken back.
+	// ReconcileInterval is how often one worker sweeps the live lanes (store.Ledger.Sweep): it
+	// records the dead letters of tasks archived without the handler (an archive from
+	// asynqmon), announces lanes with pending work again, repairs the due index and reads each
+	// lane's backlog for retirement. Default 1m: one script per live lane per pass is most of
+	// an idle lane's Redis cost. A task whose worker died on its last attempt gets its dead
+	// letter when it is taken back.
 	ReconcileInterval time.Duration
 	// LaneInterval paces the lane upkeep: scheduled campaigns are started every LaneInterval, the
 	// live lanes are read again every 5 × LaneInterval (new work is announced at once; this read
@@ -104,9 +102,6 @@ func (c *Config) withDefaults() {
 	}
 	if c.Retention <= 0 {
 		c.Retention = defaults.Retention
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = defaults.PollInterval
 	}
 	if c.LaneInterval <= 0 {
 		c.LaneInterval = defaults.LaneInterval

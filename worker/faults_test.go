@@ -119,17 +119,11 @@ func TestUnknownTaskTypeIsDeadLetteredOnceAndTheWorkerKeepsRunning(t *testing.T)
 		t.Fatal(err)
 	}
 	body, _ := job.Encode(p)
-	if _, err := b.client.Enqueue(asynq.NewTask("kaleyra:whatsapp:text", body), asynq.Queue(testQueue),
-		asynq.TaskID("other-type"), asynq.MaxRetry(5)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.client.Enqueue(asynq.NewTask(job.TaskType, []byte{0xff, 0xfe, '{'}), asynq.Queue(testQueue),
-		asynq.TaskID("binary"), asynq.MaxRetry(5)); err != nil {
-		t.Fatal(err)
-	}
+	b.enqueueTasks("poison", "kaleyra:whatsapp:text", 5, store.Task{ID: "other-type", Payload: body})
+	lane := b.enqueueTasks("poison", job.TaskType, 5, store.Task{ID: "binary", Payload: []byte{0xff, 0xfe, '{'}})
 	b.run(b.config())
 	b.waitFor("2 archived", 10*time.Second, func() bool {
-		qi, err := b.Insp.GetQueueInfo(testQueue)
+		qi, err := b.Insp.GetQueueInfo(lane)
 		return err == nil && qi.Archived == 2
 	})
 	good := b.enqueue("after", "+919870000002", 3)
@@ -138,13 +132,16 @@ func TestUnknownTaskTypeIsDeadLetteredOnceAndTheWorkerKeepsRunning(t *testing.T)
 		t.Error("the job after the poison ones was not sent")
 	}
 	for _, id := range []string{"other-type", "binary"} {
-		ti := b.taskInfo(id)
+		ti, err := b.Insp.GetTaskInfo(lane, id)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if ti.State != asynq.TaskStateArchived || ti.Retried != 0 || !strings.HasPrefix(ti.LastErr, CodeBadPayload) {
 			t.Errorf("%s: state %v, retried %d, last error %q; want archived once with %s", id, ti.State, ti.Retried, ti.LastErr, CodeBadPayload)
 		}
 	}
 	var recs []store.DeadLetter
-	b.ledger.DeadLetters(context.Background(), store.PoisonCampaign, "", func(d store.DeadLetter) bool { recs = append(recs, d); return true })
+	b.ledger.DeadLetters(context.Background(), "poison", "", func(d store.DeadLetter) bool { recs = append(recs, d); return true })
 	if len(recs) != 2 {
 		t.Fatalf("poison dead-letter records = %d, want 2", len(recs))
 	}

@@ -36,8 +36,6 @@ const (
 	// outcomeRequeued: the job went back to the queue without an attempt (stop during a wait,
 	// paused queue, ledger unreachable).
 	outcomeRequeued = "requeued"
-	// outcomeCancelled: the job's campaign was cancelled; it is completed without a send.
-	outcomeCancelled = "cancelled"
 	// outcomeSuppressed: the job's recipient was put on the suppression list after the enqueue;
 	// it leaves its lane unsent.
 	outcomeSuppressed = "suppressed"
@@ -49,13 +47,12 @@ const (
 	CodeNoSender   = "NO_SENDER"
 )
 
-// handler is the asynq handler: one job, one attempt.
+// handler runs one attempt of a job the dispatcher took.
 type handler struct {
 	lanes   func() []store.Lane // the live lanes, for pausing them all
 	from    string
 	pauseOn []string
 	sender  messageSender
-	limiter rateLimiter
 	ledger  *store.Ledger
 	pauser  store.Pauser // pauses the lanes when an account-level code comes back (WABULK_PAUSE_ON)
 	log     *zap.Logger
@@ -63,22 +60,17 @@ type handler struct {
 	metrics *workerMetrics
 	// sendCount counts accepted sends per sender (`wabulk sender ls`); nil counts nothing.
 	sendCount *store.SendCounter
-	stopping  context.Context // cancelled when the job's server starts to stop
 }
 
-var _ asynq.Handler = (*handler)(nil)
-
-// attempt is one job's attempt as the handler sees it, whoever took the job: asynq's server
-// (the single queue) or the worker's dispatcher (lanes).
+// attempt is one job's attempt as the handler sees it.
 type attempt struct {
 	id, queue, typ    string
 	payload           []byte
 	retried, maxRetry int
 	// result writes the task's result (asynqmon shows it).
 	result func([]byte) error
-	// taken is set by the dispatcher: it held a rate token before it took the job, and the take
-	// read the sent marker (taken.Prior) and refused a cancelled lane, so neither the limiter nor
-	// Begin is asked again.
+	// taken is the task as the dispatcher took it: it held a rate token before it took the job,
+	// and the take read the sent marker (taken.Prior) and refused a cancelled lane.
 	taken *store.Taken
 }
 
@@ -86,18 +78,7 @@ type attempt struct {
 // list: the dispatcher drops it unsent, counted as suppressed.
 var errSuppressed = errors.New("the recipient is on the suppression list")
 
-// ProcessTask runs a job of the single queue, which asynq's own server serves.
-func (h *handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	a := attempt{typ: t.Type(), payload: t.Payload(), result: func(b []byte) error { _, err := t.ResultWriter().Write(b); return err }}
-	a.id, _ = asynq.GetTaskID(ctx)
-	a.queue, _ = asynq.GetQueueName(ctx)
-	a.retried, _ = asynq.GetRetryCount(ctx)
-	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
-	return h.process(ctx, a)
-}
-
-// process decodes the job, waits for the sender's turn (unless the dispatcher already did),
-// calls Kaleyra and acts on the answer per the table of Kaleyra's answers
+// process decodes the job (the dispatcher took it in its sender's turn), calls Kaleyra and acts on the answer per the table of Kaleyra's answers
 // (docs/guarantees.md). Its error decides what happens to the task, as in asynq: nil completes,
 // an error wrapping asynq.SkipRetry archives (dead letter), errNotFailure requeues without
 // using a retry, any other error retries with backoff.
@@ -111,15 +92,15 @@ func (h *handler) process(ctx context.Context, a attempt) error {
 	if a.typ != job.TaskType {
 		err = fmt.Errorf("task type %q is not %s", a.typ, job.TaskType)
 	}
-	if a.taken != nil && a.taken.Bad != nil {
+	if a.taken.Bad != nil {
 		err = a.taken.Bad
 	}
 	if err != nil {
 		// A payload that cannot be decoded will not decode next time either: dead-letter it once.
 		d := store.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(a.payload, 4096)}
-		return h.dead(ctx, log, h.ledger.Scope(queue, store.PoisonCampaign), h.laneSender(queue), d, 0, start)
+		return h.dead(ctx, log, queue, h.laneSender(queue), d, 0, start)
 	}
-	scope := h.ledger.Scope(queue, p.Campaign)
+	scope := queue // the lane's ledger
 	sender := h.metrics.sender(p.From)
 	from := p.From
 	if from == "" {
@@ -133,23 +114,7 @@ func (h *handler) process(ctx context.Context, a attempt) error {
 		return h.dead(ctx, log, scope, sender, d, 0, start)
 	}
 
-	var prior string
-	var alreadySent bool
-	if a.taken != nil {
-		prior, alreadySent = a.taken.Prior, a.taken.Prior != ""
-	} else {
-		prior, alreadySent, err = h.ledger.Begin(ctx, scope, id)
-	}
-	if errors.Is(err, store.ErrCancelled) {
-		// The campaign was cancelled after this job was taken: complete it unsent. The campaign's
-		// counts see it as cancelled (it left the queues neither sent nor dead).
-		h.metrics.send(sender, outcomeCancelled, "cancelled")
-		log.Info("send", zap.String("outcome", outcomeCancelled), zap.Duration("duration", time.Since(start)))
-		return nil
-	}
-	if err != nil {
-		return h.requeue(log, sender, fmt.Errorf("ledger unreachable: %w", err), start)
-	}
+	prior, alreadySent := a.taken.Prior, a.taken.Prior != ""
 	if alreadySent {
 		// Kaleyra accepted this job before and only the ack was lost: complete it, do not send again.
 		a.result([]byte(prior))
@@ -158,26 +123,15 @@ func (h *handler) process(ctx context.Context, a attempt) error {
 			zap.Int("status", 0), zap.Duration("duration", time.Since(start)))
 		return nil
 	}
-	if a.taken != nil {
-		// The suppression list as it is now: a number added after the enqueue is not sent to.
-		suppressed, err := h.ledger.IsSuppressed(ctx, p.To)
-		if err != nil {
-			return h.requeue(log, sender, fmt.Errorf("ledger unreachable: %w", err), start)
-		}
-		if suppressed {
-			h.metrics.send(sender, outcomeSuppressed, "suppressed")
-			log.Info("send", zap.String("outcome", outcomeSuppressed), zap.Duration("duration", time.Since(start)))
-			return errSuppressed
-		}
+	// The suppression list as it is now: a number added after the enqueue is not sent to.
+	suppressed, err := h.ledger.IsSuppressed(ctx, p.To)
+	if err != nil {
+		return h.requeue(log, sender, fmt.Errorf("ledger unreachable: %w", err), start)
 	}
-
-	if a.taken == nil {
-		waited, err := h.wait(ctx, from, retried < maxRetry)
-		h.metrics.wait.WithLabelValues(sender).Observe(waited.Seconds())
-		if err != nil {
-			h.ledger.Release(context.WithoutCancel(ctx), scope, id)
-			return h.requeue(log, sender, fmt.Errorf("rate-limit wait ended: %w", err), start)
-		}
+	if suppressed {
+		h.metrics.send(sender, outcomeSuppressed, "suppressed")
+		log.Info("send", zap.String("outcome", outcomeSuppressed), zap.Duration("duration", time.Since(start)))
+		return errSuppressed
 	}
 
 	callStart := time.Now()
@@ -206,7 +160,6 @@ func (h *handler) process(ctx context.Context, a attempt) error {
 		// asynq archives a job whose budget is spent whatever the error says, so a job on its
 		// last attempt cannot wait for the resume: it is dead-lettered (and can be redriven).
 		if retried < maxRetry {
-			h.ledger.Release(context.WithoutCancel(ctx), scope, id)
 			return h.requeue(log.With(zap.String("code", ke.Code), zap.Int("status", ke.Status)), sender,
 				fmt.Errorf("%s: %w", ke.Error(), errNotFailure), start)
 		}
@@ -222,21 +175,6 @@ func (h *handler) process(ctx context.Context, a attempt) error {
 	log.Info("send", zap.String("outcome", outcomeRetry), zap.String("code", ke.Label()), zap.Int("status", ke.Status),
 		zap.Duration("duration", time.Since(start)), zap.String("error", ke.Message))
 	return ke
-}
-
-// wait takes a token from the shared limiter. When the worker starts to stop, a job that still
-// has retries left gives up its wait and goes back to the queue at once (it was not attempted);
-// a job on its last attempt keeps waiting, because asynq archives a job whose budget is spent
-// whatever the error (it then finishes or is requeued when the shutdown timeout aborts it).
-func (h *handler) wait(ctx context.Context, from string, mayRequeue bool) (time.Duration, error) {
-	if !mayRequeue || h.stopping == nil {
-		return h.limiter.Wait(ctx, from)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// AfterFunc registers a callback rather than starting a goroutine per job.
-	defer context.AfterFunc(h.stopping, cancel)()
-	return h.limiter.Wait(ctx, from)
 }
 
 // markerPatience is how long a worker keeps trying to write a sent marker while Redis is away.
@@ -296,12 +234,9 @@ func (h *handler) requeue(log *zap.Logger, sender string, err error, start time.
 }
 
 // laneSender is the sender label of a job whose payload did not decode: the sender part of its
-// lane's name, or "none" for the single queue.
-func (h *handler) laneSender(queue string) string {
-	if queue == h.ledger.Namespace() {
-		return "none"
-	}
-	return h.metrics.senders.Value(queue[strings.LastIndexByte(queue, ':')+1:])
+// lane's name.
+func (h *handler) laneSender(lane string) string {
+	return h.metrics.senders.Value(lane[strings.LastIndexByte(lane, ':')+1:])
 }
 
 func message(p job.Payload) kaleyra.Message {
@@ -316,8 +251,9 @@ func clipBytes(b []byte, n int) []byte {
 	return b
 }
 
-// pauseAll pauses queue, every live lane and the single queue: the codes of WABULK_PAUSE_ON are
-// account-level, so every campaign would meet them.
+// pauseAll pauses queue, every live lane and the namespace (its flag pauses the lanes registered
+// after it too): the codes of WABULK_PAUSE_ON are account-level, so every campaign would meet
+// them.
 func (h *handler) pauseAll(queue string) error {
 	queues := []string{queue, h.ledger.Namespace()}
 	if h.lanes != nil {

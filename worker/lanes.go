@@ -21,7 +21,9 @@ type supervisor struct {
 	liveLanes func() []store.Lane
 	// reconcile records the dead letters of tasks asynq archived in lanes outside the handler.
 	reconcile func(ctx context.Context, lanes []string)
-	sweeps    int
+	// sweepEvery is how often the live lanes are swept (Config.ReconcileInterval).
+	sweepEvery time.Duration
+	sweeps     int
 }
 
 // startDue starts the scheduled campaigns whose time has come (their lanes are announced).
@@ -35,13 +37,10 @@ func (s *supervisor) startDue(ctx context.Context) {
 	}
 }
 
-// sweepEvery is how often the upkeep sweeps every live lane: one script per lane per pass (about
-// seven commands inside), which is most of the idle cost of a lane that has nothing due. Expired
-// completed tasks are deleted every janitorEvery-th pass.
-const (
-	sweepEvery   = time.Minute
-	janitorEvery = 10
-)
+// janitorEvery: expired completed tasks are deleted every janitorEvery-th sweep. A sweep costs
+// one script per live lane (about seven commands inside), most of the idle cost of a lane that
+// has nothing due.
+const janitorEvery = 10
 
 // laneCheck is when a live lane is next looked at for retirement, the gap after that, and
 // since when it has been found empty.
@@ -133,7 +132,7 @@ func (s *supervisor) maintain(ctx context.Context, every time.Duration) {
 		if err := s.retireDrained(ctx, every, 2*every, checks); err != nil && ctx.Err() == nil {
 			s.log.Warn("retire drained lanes", zap.Error(err))
 		}
-		if time.Since(lastSweep) >= sweepEvery {
+		if time.Since(lastSweep) >= s.sweepEvery {
 			lastSweep = time.Now()
 			s.sweep(ctx, checks)
 		}

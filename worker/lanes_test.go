@@ -299,22 +299,6 @@ func TestFinishedLaneIsGoneAfterTheRetention(t *testing.T) {
 	}
 }
 
-func TestJobsOfTheSingleQueueAreStillServedBesideLanes(t *testing.T) {
-	b, p := lanes(t)
-	old := b.enqueue("legacy", "+919811111111", 3) // into the single queue, with asynq.Client
-	campaign(t, p, "legacy", testkit.Sender, "", 0, 3)
-	cfg := b.config()
-	cfg.LaneInterval = 100 * time.Millisecond
-	b.run(cfg)
-	b.waitFor("both kinds of job", 10*time.Second, b.done("legacy", 4))
-	if c := b.counts("legacy"); c.Enqueued != 4 || c.Completed != 4 || c.Pending != 0 {
-		t.Errorf("counts = %+v, want 4 enqueued and completed", c)
-	}
-	if info := b.taskInfo(old); info == nil || string(info.Result) == "" {
-		t.Errorf("the single queue's job has no result: %+v", info)
-	}
-}
-
 func TestASenderRateChangedAtRunTimeIsFollowedWithinFiveSeconds(t *testing.T) {
 	b, p := lanes(t)
 	// Rates low enough to be reached under -race on two busy cores: the test is about following

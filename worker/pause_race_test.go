@@ -33,13 +33,14 @@ func TestConcurrentPauseOnCodesLogNoError(t *testing.T) {
 	cfg.PauseOn = []string{"E110"}
 	stop := b.run(cfg)
 	b.waitFor("every job to meet E110", 10*time.Second, func() bool { return len(sb.Calls()) >= jobs })
-	b.waitFor("the queue to pause", 10*time.Second, func() bool {
-		qi, err := b.Insp.GetQueueInfo(testQueue)
+	lane := b.ledger.LaneName("race", "")
+	b.waitFor("the lane to pause", 10*time.Second, func() bool {
+		qi, err := b.Insp.GetQueueInfo(lane)
 		return err == nil && qi.Paused
 	})
 	// Let the last answers be handled before reading the log.
-	b.waitFor("every job back in the queue", 10*time.Second, func() bool {
-		qi, err := b.Insp.GetQueueInfo(testQueue)
+	b.waitFor("every job back in the lane", 10*time.Second, func() bool {
+		qi, err := b.Insp.GetQueueInfo(lane)
 		return err == nil && qi.Active == 0
 	})
 	stop()

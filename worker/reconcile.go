@@ -23,54 +23,17 @@ const (
 )
 
 // reconciler records in the ledger every task asynq archived without the handler writing its
-// dead letter first: a worker killed during a job's last attempt (asynq's recoverer archives it
-// when its lease expires, no handler runs) or a task an operator archived in asynqmon. Without
-// it such a job would stay "active" in the campaign's counts and be missing from `wabulk dead`.
+// dead letter first: a task an operator archived in asynqmon (a task whose worker died on its
+// last attempt gets its record when the dispatcher takes it back). Without it such a job would
+// stay unfinished in the campaign's counts and be missing from `wabulk dead`.
 //
 // It reads only what was archived since its last pass (asynq's archived set is scored by archive
-// time), and one worker at a time does it (a Redis lock), so pods add no load as they scale.
+// time), in the lanes where the upkeep's sweep found new archives: one worker at a time, so pods
+// add no load as they scale, and no read at all of lanes with nothing new.
 type reconciler struct {
-	insp     *asynq.Inspector
-	ledger   *store.Ledger
-	interval time.Duration
-	log      *zap.Logger
-}
-
-func (r *reconciler) run(ctx context.Context) {
-	t := time.NewTicker(r.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := r.pass(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("reconcile archived tasks", zap.Error(err))
-			} else if n > 0 {
-				r.log.Info("recorded dead letters archived outside the handler", zap.Int("count", n))
-			}
-		}
-	}
-}
-
-// pass records the tasks archived since the last pass in the single queue, and returns how many
-// it recorded.
-func (r *reconciler) pass(ctx context.Context) (int, error) {
-	ok, err := r.ledger.Lock(ctx, "reconcile:lock", r.interval*9/10)
-	if err != nil || !ok {
-		return 0, err
-	}
-	// Lanes are looked at when the upkeep's sweep finds new archives in them (lanes).
-	queues := []string{r.ledger.Namespace()}
-	recorded := 0
-	for _, q := range queues {
-		n, err := r.passQueue(ctx, q)
-		recorded += n
-		if err != nil {
-			return recorded, err
-		}
-	}
-	return recorded, nil
+	insp   *asynq.Inspector
+	ledger *store.Ledger
+	log    *zap.Logger
 }
 
 // lanesPass records the dead letters of tasks archived in lanes since their last pass.
@@ -91,7 +54,7 @@ func (r *reconciler) lanesPass(ctx context.Context, lanes []string) {
 	}
 }
 
-// passQueue is pass for one queue.
+// passQueue reads one lane's new archives and records what the ledger lacks.
 func (r *reconciler) passQueue(ctx context.Context, queue string) (int, error) {
 	archived, err := r.ledger.ArchivedSince(ctx, queue, 1000)
 	if err != nil {
@@ -128,17 +91,15 @@ func (r *reconciler) record(ctx context.Context, queue, id string) (bool, error)
 		return false, err
 	}
 	d := store.DeadLetter{TaskID: id, Message: ti.LastErr, Attempt: ti.Retried + 1, Time: ti.LastFailedAt.UTC()}
-	campaign := store.PoisonCampaign
 	if p, err := job.Decode(ti.Payload); err == nil {
-		d.Payload, campaign = p, p.Campaign
+		d.Payload = p
 	} else {
 		d.Raw = clipBytes(ti.Payload, 4096)
 	}
-	scope := r.ledger.Scope(queue, campaign)
-	if dead, err := r.ledger.IsDead(ctx, scope, id); err != nil || dead {
+	if dead, err := r.ledger.IsDead(ctx, queue, id); err != nil || dead {
 		return false, err
 	}
-	if sent, err := r.ledger.WasSent(ctx, campaign, id); err != nil || sent {
+	if sent, err := r.ledger.WasSent(ctx, queue, id); err != nil || sent {
 		return false, err
 	}
 	switch m := codePrefix.FindStringSubmatch(ti.LastErr); {
@@ -152,7 +113,7 @@ func (r *reconciler) record(ctx context.Context, queue, id string) (bool, error)
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
-	if err := r.ledger.Dead(ctx, scope, d); err != nil {
+	if err := r.ledger.Dead(ctx, queue, d); err != nil {
 		return false, err
 	}
 	return true, nil

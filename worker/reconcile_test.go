@@ -23,7 +23,7 @@ func TestReconcilerCountsOnlyTheDeadLettersItAdds(t *testing.T) {
 		ids = append(ids, b.enqueue("rc", to, 3))
 	}
 	opID := b.enqueue("rc", "+919812345799", 3)
-	if err := b.Insp.ArchiveTask(testQueue, opID); err != nil {
+	if err := b.Insp.ArchiveTask(b.ledger.LaneName("rc", ""), opID); err != nil {
 		t.Fatal(err)
 	}
 	cfg := b.config()

@@ -11,9 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"regexp"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -23,7 +20,6 @@ import (
 
 	"github.com/wabulk/wabulk/internal/config"
 	"github.com/wabulk/wabulk/internal/kaleyra"
-	"github.com/wabulk/wabulk/internal/logging"
 	"github.com/wabulk/wabulk/internal/metrics"
 	"github.com/wabulk/wabulk/internal/probe"
 	"github.com/wabulk/wabulk/internal/ratelimit"
@@ -65,18 +61,15 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	return serve(ctx, cfg, log, rdb, client, limiter)
 }
 
-// serve runs the asynq server with the given sender and limiter (tests pass their own).
+// serve runs the dispatcher and the upkeep with the given sender and limiter (tests pass their own).
 func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.UniversalClient, sender messageSender, limiter rateLimiter) error {
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	reg := prometheus.NewRegistry()
 	metrics.RegisterProcess(reg, metrics.RoleWorker, rdb)
-	stopCtx, stop := context.WithCancel(context.Background())
-	defer stop()
 	h := &handler{
 		from:    cfg.From,
 		pauseOn: cfg.PauseOn,
 		sender:  sender,
-		limiter: limiter,
 		ledger:  store.New(rdb, cfg.Queue, cfg.Retention),
 		pauser:  inspector,
 		log:     log,
@@ -92,29 +85,12 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	// Every job's ledger writes (Begin, Sent) share round trips with the other jobs in flight.
 	stopBatch := h.ledger.Batch(cfg.Concurrency)
 	defer stopBatch()
-	// The single queue named after the namespace keeps asynq's own server: one fixed queue, no
-	// restarts. The lanes are served by the dispatcher.
-	legacy := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:              cfg.Concurrency,
-		Queues:                   map[string]int{h.ledger.Namespace(): 1},
-		RetryDelayFunc:           backoff(cfg.RetryBase, cfg.RetryMax),
-		IsFailure:                isFailure,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		DelayedTaskCheckInterval: min(max(cfg.RetryBase/4, 100*time.Millisecond), time.Second),
-		TaskCheckInterval:        cfg.PollInterval,
-		Logger:                   asynqLogger{log.Sugar().With("component", "asynq"), cfg.pii()},
-		LogLevel:                 asynq.WarnLevel,
-	})
-	legacyH := *h
-	legacyH.stopping = stopCtx
-	if err := legacy.Start(&legacyH); err != nil {
-		return fmt.Errorf("worker: start: %w", err)
-	}
+	// The lanes are served by the dispatcher.
 	d := newDispatcher(cfg, log, h, limiter)
 	h.lanes = d.liveLanes
-	legacyH.lanes = d.liveLanes
-	rc := &reconciler{insp: inspector, ledger: h.ledger, interval: cfg.ReconcileInterval, log: log}
-	sup := &supervisor{log: log, ledger: h.ledger, insp: inspector, liveLanes: d.liveLanes, reconcile: rc.lanesPass}
+	rc := &reconciler{insp: inspector, ledger: h.ledger, log: log}
+	sup := &supervisor{log: log, ledger: h.ledger, insp: inspector, liveLanes: d.liveLanes, reconcile: rc.lanesPass,
+		sweepEvery: cfg.ReconcileInterval}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	served := make(chan struct{})
@@ -141,7 +117,6 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 			stopRun()
 			<-served
 			<-upkept
-			legacy.Shutdown()
 			return fmt.Errorf("worker: WABULK_METRICS_ADDR: %w", err)
 		}
 		hs = &http.Server{Handler: probe.Handler(reg, rdb), ReadHeaderTimeout: 5 * time.Second}
@@ -155,19 +130,11 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 		defer func() { stopExp(); <-exported }()
 	}
 
-	reconciled := make(chan struct{})
-	go func() { rc.run(stopCtx); close(reconciled) }()
-
 	<-ctx.Done()
 	log.Info("worker stopping: finishing in-flight jobs", zap.Duration("timeout", cfg.ShutdownTimeout))
-	stop() // the single queue's rate-limit waits with retries left go back to the queue at once
 	stopRun()
-	var wg sync.WaitGroup
-	wg.Go(legacy.Shutdown)
 	<-served
 	<-upkept
-	wg.Wait()
-	<-reconciled
 	if hs != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		hs.Shutdown(sctx)
@@ -176,43 +143,3 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger, rdb redis.Universal
 	log.Info("worker stopped")
 	return nil
 }
-
-// asynqLogger sends asynq's own messages through zap. asynq names tasks by id ("Retry
-// exhausted for task id=…") and a TaskID ends with the recipient, so the recipient part of every
-// TaskID in its text is masked like the worker's own lines (WABULK_LOG_PII).
-type asynqLogger struct {
-	s   *zap.SugaredLogger
-	pii logging.Masker
-}
-
-// taskIDRecipient matches the sender and recipient parts of a TaskID (campaign:sender:recipient).
-var taskIDRecipient = regexp.MustCompile(`(:(?:[0-9]+|default):)([0-9]{6,})`)
-
-func (l asynqLogger) text(args []any) string {
-	s := fmt.Sprint(args...)
-	if l.pii.Full {
-		return s
-	}
-	return taskIDRecipient.ReplaceAllStringFunc(s, func(m string) string {
-		i := strings.LastIndexByte(m, ':')
-		return m[:i+1] + logging.MaskPhone(m[i+1:])
-	})
-}
-
-func (l asynqLogger) Debug(args ...any) { l.s.Debug(l.text(args)) }
-func (l asynqLogger) Info(args ...any)  { l.s.Info(l.text(args)) }
-
-// Warn passes asynq's warnings on, but for "Retry exhausted": asynq says it on every archive,
-// a first-attempt E110 or WA400 the handler dead-lettered itself (SkipRetry) included, and the
-// handler's "send" line (outcome dead, with the code) has already said it. It goes to debug.
-func (l asynqLogger) Warn(args ...any) {
-	s := l.text(args)
-	if strings.HasPrefix(s, "Retry exhausted for task") {
-		l.s.Debug(s)
-		return
-	}
-	l.s.Warn(s)
-}
-
-func (l asynqLogger) Error(args ...any) { l.s.Error(l.text(args)) }
-func (l asynqLogger) Fatal(args ...any) { l.s.Fatal(l.text(args)) }

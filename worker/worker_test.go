@@ -57,7 +57,7 @@ func (b *bundle) config() Config {
 		RetryMax:        200 * time.Millisecond,
 		ShutdownTimeout: 3 * time.Second,
 		From:            testkit.Sender,
-		PollInterval:    20 * time.Millisecond,
+		LaneInterval:    100 * time.Millisecond,
 		Kaleyra:         KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: b.Sandbox.URL, Timeout: 500 * time.Millisecond},
 	}
 }
@@ -82,6 +82,8 @@ func (b *bundle) run(cfg Config) (stop func()) {
 	return stop
 }
 
+// enqueue puts one job of campaign for to in the campaign's lane of the worker's default sender
+// and returns its TaskID.
 func (b *bundle) enqueue(campaign, to string, maxRetry int) string {
 	b.t.Helper()
 	p, err := job.New(campaign, job.Fields{To: to, Type: "image", MediaLink: "https://example.com/a.png", Ref: "customer-" + to[len(to)-4:], Ref1: "marketing", Ref2: "nov"})
@@ -90,22 +92,41 @@ func (b *bundle) enqueue(campaign, to string, maxRetry int) string {
 	}
 	body, _ := job.Encode(p)
 	id := job.TaskID(p)
-	if _, err := b.client.Enqueue(asynq.NewTask(job.TaskType, body), asynq.Queue(testQueue), asynq.TaskID(id),
-		asynq.MaxRetry(maxRetry), asynq.Retention(time.Hour)); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := b.ledger.AddEnqueued(context.Background(), campaign, 1); err != nil {
-		b.t.Fatal(err)
-	}
+	b.enqueueTasks(campaign, job.TaskType, maxRetry, store.Task{ID: id, Payload: body})
 	return id
+}
+
+// enqueueTasks writes tasks of type typ into the lane of campaign's jobs that name no sender,
+// counted as the producer counts them, registers the lane and returns its name.
+func (b *bundle) enqueueTasks(campaign, typ string, maxRetry int, tasks ...store.Task) string {
+	b.t.Helper()
+	ctx := context.Background()
+	lane := b.ledger.LaneName(campaign, "")
+	q := b.ledger.Enqueuer(typ, maxRetry)
+	for len(tasks) > 0 {
+		n := min(len(tasks), 1000)
+		if _, _, err := q.Enqueue(ctx, lane, tasks[:n], true); err != nil {
+			b.t.Fatal(err)
+		}
+		tasks = tasks[n:]
+	}
+	if err := b.ledger.RegisterLane(ctx, store.Lane{Campaign: campaign}, false); err != nil {
+		b.t.Fatal(err)
+	}
+	return lane
 }
 
 // waitFor polls cond until it holds or the deadline passes.
 func (b *bundle) waitFor(what string, d time.Duration, cond func() bool) {
 	b.t.Helper()
 	testkit.Eventually(b.t, d, what, cond, func() string {
-		qi, err := b.Insp.GetQueueInfo(testQueue)
-		return fmt.Sprintf("the single queue: %+v (%v)", qi, err)
+		qs, err := b.Insp.Queues()
+		var out []string
+		for _, q := range qs {
+			qi, err := b.Insp.GetQueueInfo(q)
+			out = append(out, fmt.Sprintf("%s: %+v (%v)", q, qi, err))
+		}
+		return fmt.Sprintf("the lanes (%v):\n%s", err, strings.Join(out, "\n"))
 	})
 }
 
@@ -121,9 +142,14 @@ func (b *bundle) done(campaign string, n int64) func() bool {
 	return func() bool { c := b.counts(campaign); return c.Completed+c.Dead == n }
 }
 
+// taskInfo is the task id in the lane its TaskID names.
 func (b *bundle) taskInfo(id string) *asynq.TaskInfo {
 	b.t.Helper()
-	ti, err := b.Insp.GetTaskInfo(testQueue, id)
+	lane, ok := b.ledger.LaneOfTask(id)
+	if !ok {
+		b.t.Fatalf("TaskID %s names no lane", id)
+	}
+	ti, err := b.Insp.GetTaskInfo(lane, id)
 	if err != nil {
 		b.t.Fatalf("GetTaskInfo(%s): %v", id, err)
 	}
@@ -166,7 +192,7 @@ func TestWA500TwiceThenSuccessIsSentOnceOnAttemptThree(t *testing.T) {
 	}
 	// The schedule the backoff allows: retry n waits at most min(max, base·2ⁿ) (full jitter),
 	// plus asynq's own granularity: retry times are stored in whole seconds and moved back to
-	// the queue by the forwarder every DelayedTaskCheckInterval (100 ms here).
+	// the lane by the upkeep every LaneInterval (100 ms here).
 	calls := b.Sandbox.Calls()
 	if len(calls) != 3 {
 		t.Fatalf("calls = %d, want 3", len(calls))
@@ -254,21 +280,23 @@ func TestTransientAnswersAreRetriedAndExhaustionDeadLetters(t *testing.T) {
 
 func TestPoisonPayloadIsDeadLetteredOnce(t *testing.T) {
 	b := setup(t)
+	var tasks []store.Task
 	for i, body := range []string{`{"v":99,"campaign":"x"}`, `not json`, `{"v":1,"campaign":"p","to":"+919812345605","type":"image","media_link":"ftp://x","wa_source":"api"}`} {
-		if _, err := b.client.Enqueue(asynq.NewTask(job.TaskType, []byte(body)), asynq.Queue(testQueue),
-			asynq.TaskID(fmt.Sprintf("poison-%d", i)), asynq.MaxRetry(5)); err != nil {
-			t.Fatal(err)
-		}
+		tasks = append(tasks, store.Task{ID: fmt.Sprintf("poison-%d", i), Payload: []byte(body)})
 	}
+	lane := b.enqueueTasks("p", job.TaskType, 5, tasks...)
 	b.run(b.config())
 	b.waitFor("3 archived", 10*time.Second, func() bool {
-		qi, err := b.Insp.GetQueueInfo(testQueue)
+		qi, err := b.Insp.GetQueueInfo(lane)
 		return err == nil && qi.Archived == 3
 	})
 	if got := b.Sandbox.Stats().Received; got != 0 {
 		t.Errorf("sandbox received %d calls for poison payloads", got)
 	}
-	ti := b.taskInfo("poison-1")
+	ti, err := b.Insp.GetTaskInfo(lane, "poison-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ti.Retried != 0 || !strings.HasPrefix(ti.LastErr, CodeBadPayload) {
 		t.Errorf("poison task retried %d, last error %q", ti.Retried, ti.LastErr)
 	}
@@ -314,14 +342,13 @@ func TestMoreThanTenThousandDeadLettersAreAllInTheRecord(t *testing.T) {
 	b.Sandbox.SetBalance(0) // every send answers E110
 	const n = 10_050
 	ctx := context.Background()
+	var tasks []store.Task
 	for i := range n {
 		p, _ := job.New("big", job.Fields{To: fmt.Sprintf("+91981%07d", i), Type: "image", MediaID: "123"})
 		body, _ := job.Encode(p)
-		if _, err := b.client.EnqueueContext(ctx, asynq.NewTask(job.TaskType, body), asynq.Queue(testQueue), asynq.TaskID(job.TaskID(p))); err != nil {
-			t.Fatal(err)
-		}
+		tasks = append(tasks, store.Task{ID: job.TaskID(p), Payload: body})
 	}
-	b.ledger.AddEnqueued(ctx, "big", n)
+	lane := b.enqueueTasks("big", job.TaskType, 25, tasks...)
 	cfg := b.config()
 	cfg.Concurrency = 100
 	cfg.Rate = 100000
@@ -335,7 +362,7 @@ func TestMoreThanTenThousandDeadLettersAreAllInTheRecord(t *testing.T) {
 	if c := b.counts("big"); c.DeadCodes["E110"] != n {
 		t.Errorf("dead by code = %v", c.DeadCodes)
 	}
-	qi, _ := b.Insp.GetQueueInfo(testQueue)
+	qi, _ := b.Insp.GetQueueInfo(lane)
 	t.Logf("asynq archive holds %d of %d (it trims at 10,000)", qi.Archived, n)
 }
 
@@ -384,17 +411,23 @@ func TestPauseOnAccountCodePausesQueueWithoutDeadLetters(t *testing.T) {
 	b.run(cfg)
 	// Paused, and no call in flight: an E110 answer still on its way would pause the queue
 	// again after the resume below, as it should (the balance was low when it was sent).
-	b.waitFor("the queue to pause with no job active", 10*time.Second, func() bool {
-		qi, err := b.Insp.GetQueueInfo(testQueue)
-		return err == nil && qi.Paused && qi.Active == 0
+	lane := b.ledger.LaneName("pause", "")
+	b.waitFor("the lane and the namespace to pause with no job active", 10*time.Second, func() bool {
+		qi, err := b.Insp.GetQueueInfo(lane)
+		paused, _ := b.ledger.NamespacePaused(context.Background())
+		return err == nil && qi.Paused && qi.Active == 0 && paused
 	})
 	if c := b.counts("pause"); c.Dead != 0 {
 		t.Errorf("dead = %d, want 0 while paused", c.Dead)
 	}
 	b.Sandbox.SetBalance(-1)
-	if err := b.Insp.UnpauseQueue(testQueue); err != nil {
-		t.Fatal(err)
+	// As `wabulk queue resume` does: the namespace, the lane, and word to the workers.
+	for _, q := range []string{testQueue, lane} {
+		if err := b.Insp.UnpauseQueue(q); err != nil {
+			t.Fatal(err)
+		}
 	}
+	b.ledger.Wake(context.Background(), lane)
 	b.waitFor("all sent after resume", 15*time.Second, b.done("pause", 5))
 	if c := b.counts("pause"); c.Completed != 5 {
 		t.Errorf("counts after resume = %+v", c)
@@ -415,7 +448,7 @@ func TestTasksArchivedOutsideTheHandlerGetADeadLetterRecord(t *testing.T) {
 	b := setup(t)
 	id := b.enqueue("arch", "+919812345607", 3)
 	// A task archived by an operator in asynqmon never reaches the handler.
-	if err := b.Insp.ArchiveTask(testQueue, id); err != nil {
+	if err := b.Insp.ArchiveTask(b.ledger.LaneName("arch", ""), id); err != nil {
 		t.Fatal(err)
 	}
 	cfg := b.config()
@@ -444,8 +477,8 @@ func TestPauseOnLastAttemptDeadLettersInsteadOfLosingTrack(t *testing.T) {
 	if c := b.counts("pauselast"); c.Dead != 1 || c.DeadCodes["E110"] != 1 || c.Active != 0 {
 		t.Errorf("counts = %+v, want one E110 dead letter and nothing active", c)
 	}
-	qi, err := b.Insp.GetQueueInfo(testQueue)
+	qi, err := b.Insp.GetQueueInfo(b.ledger.LaneName("pauselast", ""))
 	if err != nil || !qi.Paused {
-		t.Errorf("queue paused = %v (%v), want paused for the rest of the campaign", qi != nil && qi.Paused, err)
+		t.Errorf("lane paused = %v (%v), want paused for the rest of the campaign", qi != nil && qi.Paused, err)
 	}
 }

@@ -61,6 +61,7 @@ variables (docs/configuration.md); flags of the same meaning override them.`,
 		newSandboxCmd(),
 		newSendCmd(),
 		newDemoCmd(),
+		newMigrateCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -20,8 +20,8 @@ active, retry, completed (Kaleyra accepted the message), dead and dead letters b
 code. Campaign counts are counters kept as jobs change state, so status costs the same for ten
 jobs or ten million. Without --campaign it shows every campaign not finished and the most
 recently finished ones (--limit, 10 by default; --all for every one kept for WABULK_RETENTION),
-says how many finished campaigns it leaves out, and sums the queue counts over the single queue
-and the lanes of the campaigns shown: its cost follows the campaigns running, not those kept.`,
+says how many finished campaigns it leaves out, and sums the queue counts over the lanes of the
+campaigns shown: its cost follows the campaigns running, not those kept.`,
 		Example: `  wabulk status
   wabulk status --campaign spring-sale --watch
   wabulk status --all --limit 50

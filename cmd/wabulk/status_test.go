@@ -53,8 +53,7 @@ func TestOperatorCLIStatusQueueDead(t *testing.T) {
 	if r := runCLI(t, env, "queue", "pause"); r.code != 0 || !strings.Contains(r.stdout, "whatsapp: paused") {
 		t.Errorf("queue pause: %+v", r)
 	}
-	// queue ls lists the namespace first, its counts summed over the single queue of earlier
-	// versions and every lane, then each queue on its own: here the one lane of c1. The pause
+	// queue ls lists the namespace first, its counts summed over every lane, then each queue on its own: here the one lane of c1. The pause
 	// of the namespace pauses them all.
 	var qs []ops.QueueCounts
 	if r := runCLI(t, env, "queue", "ls", "--json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &qs) != nil {

@@ -40,12 +40,11 @@ const (
 	// below the 30 days Meta keeps uploaded media, so a cached id never outlives its media, with
 	// five days for the campaign that takes it (and its retries) to finish.
 	MediaCacheTTL = 25 * 24 * time.Hour
-	// PollInterval is how often an idle worker looks for new jobs.
-	PollInterval = 200 * time.Millisecond
 	// LaneInterval is how often a worker reads the live lanes.
 	LaneInterval = time.Second
-	// ReconcileInterval is how often a worker looks for tasks archived without the handler.
-	ReconcileInterval = 30 * time.Second
+	// ReconcileInterval is how often one worker sweeps the live lanes (archives made without the
+	// handler, missed announcements, due entries, backlogs).
+	ReconcileInterval = time.Minute
 )
 
 // Set gives *v the default d when it is unset: zero, negative or empty.

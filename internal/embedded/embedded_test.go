@@ -88,11 +88,8 @@ func TestAsynqRunsOnEmbeddedRedis(t *testing.T) {
 		return rdb.Exists(ctx, "ttl").Val() == 0
 	})
 	l := store.New(rdb, "q", time.Hour)
-	if err := l.AddEnqueued(ctx, "c", 1); err != nil {
-		t.Fatal(err)
-	}
 	d := store.DeadLetter{TaskID: "c:1", Code: "E110", Time: time.Now().UTC()}
-	d.Scope = l.LegacyScope("c")
+	d.Scope = l.LaneName("c", "")
 	if err := l.Dead(ctx, d.Scope, d); err != nil {
 		t.Fatal(err)
 	}

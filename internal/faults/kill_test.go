@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -22,64 +21,31 @@ import (
 // when a server starts and then once a minute. So a killed worker's in-flight jobs come back
 // 60–120 s after the kill. wabulk's dispatcher keeps the same lease layout and timing for the
 // lanes (store.LeaseDuration, extended every 5 s, recovered 30 s after it ends, looked at every
-// 5 s); a worker also runs one asynq server for the single queue, with its entry in
-// asynq:servers.
-const (
-	serversKey = "asynq:servers"
-	leaseTTL   = 30 // seconds
-)
+// 5 s).
+const leaseTTL = 30 // seconds
+
+// leaseExtendEvery is how often a worker extends the leases of the tasks it holds.
+const leaseExtendEvery = 5 * time.Second
 
 // leaseKey is the sorted set of the leases of queue's active tasks.
 func leaseKey(queue string) string { return "asynq:{" + queue + "}:lease" }
 
 // ageOrphanedLeases stands in for the minute asynq waits before it trusts that a lease is
-// dead: once every surviving worker has extended its own leases after the kill, the leases of
-// the campaign's queues (its lanes and the single queue) that still expire by kill+30 s belong
-// to the killed worker alone, and the test moves their expiry two minutes back, as if that time
-// had passed. Returns the orphans (the jobs in flight in the killed worker). survivors are the
-// PIDs of workers still running.
-func ageOrphanedLeases(t *testing.T, w *world, campaign string, killedAt time.Time, survivors ...int) []string {
+// dead: once every surviving worker has extended its own leases after the kill (with
+// survivors, it waits for two of their extensions), the leases of the campaign's lanes that
+// still expire by kill+30 s belong to the killed worker alone, and the test moves their expiry
+// two minutes back, as if that time had passed. Returns the orphans (the jobs in flight in the
+// killed worker).
+func ageOrphanedLeases(t *testing.T, w *world, campaign string, killedAt time.Time, survivors bool) []string {
 	t.Helper()
 	ctx := context.Background()
 	queues, err := w.queues(campaign)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, pid := range survivors {
-		// A heartbeat writes the server's entry (expiry = beat + 10 s), then its workers, then
-		// extends its leases: an entry past kill+10 s means a beat began after the kill. Every
-		// asynq server of the process must have beaten so.
-		var skeys []string
-		w.waitFor("a heartbeat of every server of the surviving worker after the kill", 15*time.Second, func() bool {
-			zs, _ := w.RDB.ZRangeWithScores(ctx, serversKey, 0, -1).Result()
-			skeys = skeys[:0]
-			for _, z := range zs {
-				m := z.Member.(string)
-				if !strings.Contains(m, ":"+strconv.Itoa(pid)+":") {
-					continue
-				}
-				if int64(z.Score) <= killedAt.Unix()+10 {
-					return false
-				}
-				skeys = append(skeys, m)
-			}
-			return len(skeys) > 0
-		})
-		// Their active tasks, as those beats listed them, are not orphans even if their lease
-		// extension is a few milliseconds behind.
-		w.waitFor("the survivor's leases extended", 5*time.Second, func() bool {
-			for _, skey := range skeys {
-				mine, _ := w.RDB.HKeys(ctx, strings.Replace(skey, "asynq:servers:", "asynq:workers:", 1)).Result()
-				for _, id := range mine {
-					for _, q := range queues {
-						if s, err := w.RDB.ZScore(ctx, leaseKey(q), id).Result(); err == nil && int64(s) <= killedAt.Unix()+leaseTTL {
-							return false
-						}
-					}
-				}
-			}
-			return true
-		})
+	if survivors {
+		// An extension at least 1 s after the kill sets an expiry past kill+30 s (whole seconds).
+		time.Sleep(time.Until(killedAt.Add(time.Second + 2*leaseExtendEvery)))
 	}
 	var orphans []string
 	past := float64(time.Now().Add(-2 * time.Minute).Unix())
@@ -127,7 +93,7 @@ func kill9MidCampaign(t *testing.T, realLease bool) {
 	if realLease {
 		restarted = startWorker(t, env)
 	} else {
-		orphans = ageOrphanedLeases(t, w, "kill9", killedAt, b.Cmd.Process.Pid)
+		orphans = ageOrphanedLeases(t, w, "kill9", killedAt, true)
 		if len(orphans) == 0 || len(orphans) > concurrency {
 			t.Fatalf("%d jobs orphaned by the kill, want 1..%d (the killed worker's concurrency)", len(orphans), concurrency)
 		}

@@ -29,19 +29,23 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	for i, a := range sandbox.Answers {
 		w.Sandbox.Script(phone(7, i), a, a)
 	}
+	// Two poison tasks, put by asynq.Client in a lane of their own.
 	client := asynq.NewClient(w.Redis.ConnOpt(t))
 	defer client.Close()
 	for i, body := range []string{`not json ` + testkit.APIKey[:6], `{"v":99}`} {
-		client.Enqueue(asynq.NewTask(job.TaskType, []byte(body)), asynq.Queue(testQueue), asynq.TaskID(fmt.Sprintf("poison-%d", i)))
+		client.Enqueue(asynq.NewTask(job.TaskType, []byte(body)), asynq.Queue(w.ledger.LaneName("poisoned", "")), asynq.TaskID(fmt.Sprintf("poison-%d", i)))
+	}
+	if err := w.ledger.RegisterLane(context.Background(), store.Lane{Campaign: "poisoned"}, false); err != nil {
+		t.Fatal(err)
 	}
 	addr := proctest.FreeAddr(t)
 	p := startWorker(t, w.env("WABULK_LOG_LEVEL=debug", "WABULK_METRICS_ADDR="+addr, "WABULK_HTTP_TIMEOUT=500ms", "WABULK_CONCURRENCY=20"))
-	// The campaign's dead jobs are archived in its lane, the two poison tasks in the single
-	// queue they were put in: queueInfo sums both.
+	// The campaign's dead jobs are archived in its lane, the two poison tasks in theirs.
 	w.waitFor("every job to end", 60*time.Second, func() bool {
 		c := w.counts("leak")
 		qi, err := w.queueInfo("leak")
-		return c.Completed+c.Dead == int64(n) && err == nil && qi.Archived == int(c.Dead)+2
+		pi, perr := w.queueInfo("poisoned")
+		return c.Completed+c.Dead == int64(n) && err == nil && qi.Archived == int(c.Dead) && perr == nil && pi.Archived == 2
 	})
 	w.checkEveryJobEnded("leak", ids)
 	code, metrics := get("http://" + addr + "/metrics")
@@ -75,10 +79,15 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	}
 	places["redis"] = all.String()
 	var tasks strings.Builder
-	queues, err := w.queues("leak") // the campaign's lane and the single queue (the poison tasks)
+	queues, err := w.queues("leak")
 	if err != nil {
 		t.Fatal(err)
 	}
+	poisoned, err := w.queues("poisoned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queues = append(queues, poisoned...)
 	for _, q := range queues {
 		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){w.Insp.ListCompletedTasks, w.Insp.ListArchivedTasks} {
 			infos, _ := list(q, asynq.PageSize(1000))
@@ -89,7 +98,7 @@ func TestAPIKeyNeverLeaksAndNumbersAreMasked(t *testing.T) {
 	}
 	places["task payloads, results, last errors"] = tasks.String()
 	var dead strings.Builder
-	for _, c := range []string{"leak", store.PoisonCampaign} {
+	for _, c := range []string{"leak", "poisoned"} {
 		w.ledger.DeadLetters(ctx, c, "", func(d store.DeadLetter) bool {
 			b, _ := json.Marshal(d)
 			dead.Write(b)

@@ -68,7 +68,7 @@ func TestSentTwiceWindow(t *testing.T) {
 		if sent, _ := w.ledger.WasSent(context.Background(), "window", ids[0]); sent {
 			t.Fatal("sent marker written before the answer arrived")
 		}
-		if orphans := ageOrphanedLeases(t, w, "window", killedAt); len(orphans) != 1 {
+		if orphans := ageOrphanedLeases(t, w, "window", killedAt, false); len(orphans) != 1 {
 			t.Fatalf("orphans = %v, want the one job", orphans)
 		}
 		startWorker(t, w.env())

@@ -99,24 +99,15 @@ func (w *world) waitFor(what string, d time.Duration, cond func() bool) time.Dur
 }
 
 // queues are the asynq queues a campaign's jobs can be in: its lanes, as the namespace's lane
-// registry lists them (producer.Producer enqueues into the lane of each (campaign, sender)),
-// and last the single queue named after the namespace (testQueue), which tests may fill
-// with asynq.Client.
+// registry lists them (producer.Producer enqueues into the lane of each (campaign, sender)).
 func (w *world) queues(campaign string) ([]string, error) {
-	lanes, err := w.ledger.CampaignLanes(context.Background(), campaign)
-	if err != nil {
-		return nil, err
-	}
-	return append(lanes, testQueue), nil
+	return w.ledger.CampaignLanes(context.Background(), campaign)
 }
 
-// taskQueue is the asynq queue of a TaskID: its lane, or the single queue for a task that has
-// no lane form (poison tasks).
+// taskQueue is the asynq queue of a TaskID: the lane it names.
 func (w *world) taskQueue(id string) string {
-	if lane, ok := w.ledger.LaneOfTask(id); ok {
-		return lane
-	}
-	return testQueue
+	lane, _ := w.ledger.LaneOfTask(id)
+	return lane
 }
 
 // queueInfo sums asynq's counts over the campaign's queues that exist (see queues); Queue
@@ -153,8 +144,8 @@ func (w *world) queueInfo(campaign string) (asynq.QueueInfo, error) {
 	return sum, nil
 }
 
-// describeQueues lists every queue of the namespace (the single queue and the lanes) with its
-// counts, for a failure message.
+// describeQueues lists every queue of the namespace (the lanes) with its counts, for a failure
+// message.
 func (w *world) describeQueues() string {
 	known, err := w.Insp.Queues()
 	if err != nil {
@@ -163,7 +154,7 @@ func (w *world) describeQueues() string {
 	slices.Sort(known)
 	var b strings.Builder
 	for _, n := range known {
-		if n != testQueue && !strings.HasPrefix(n, testQueue+":") {
+		if !strings.HasPrefix(n, testQueue+":") {
 			continue
 		}
 		qi, err := w.Insp.GetQueueInfo(n)
@@ -187,8 +178,7 @@ func (w *world) counts(campaign string) store.Counts {
 }
 
 // finished: every job of the campaign is completed or dead in the ledger, and asynq holds
-// nothing pending, active, scheduled or waiting for a retry in the campaign's lanes or the
-// single queue.
+// nothing pending, active, scheduled or waiting for a retry in the campaign's lanes.
 func (w *world) finished(campaign string, n int) func() bool {
 	return func() bool {
 		c := w.counts(campaign)

@@ -318,7 +318,7 @@ func TestErrorsAreProblemsWithStableCodes(t *testing.T) {
 			}
 		})
 	}
-	// Summed over the namespace: every lane and the single queue.
+	// Summed over the namespace: every lane.
 	if n, err := e.srv.ops.QueueCounts(""); err != nil || n.Pending > 50 {
 		t.Errorf("%d jobs pending (%v) after requests refused for their size, want at most the 50 before the stream limit", n.Pending, err)
 	}

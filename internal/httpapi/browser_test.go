@@ -100,7 +100,7 @@ func TestMonitorInChromium(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- worker.Run(ctx, worker.Config{Redis: e.rs.ConnOpt(t), Queue: testQueue, From: testkit.Sender, Rate: 1000,
-			Concurrency: 4, PollInterval: 20 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
+			Concurrency: 4, ShutdownTimeout: 2 * time.Second,
 			Kaleyra: worker.KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: sb.URL, Timeout: 2 * time.Second}}, zap.NewNop())
 	}()
 	var r resp

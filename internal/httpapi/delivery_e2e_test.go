@@ -40,7 +40,7 @@ func TestCampaignThroughTheSandboxCountsWhatItsCallbacksSaid(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- worker.Run(ctx, worker.Config{Redis: rs.ConnOpt(t), Queue: testQueue, Concurrency: 8, Rate: 1000,
-			From: testkit.Sender, PollInterval: 20 * time.Millisecond, ShutdownTimeout: 3 * time.Second, Retention: time.Hour,
+			From: testkit.Sender, ShutdownTimeout: 3 * time.Second, Retention: time.Hour,
 			MetricsAddr: "", Kaleyra: worker.KaleyraConfig{SID: testkit.SID, APIKey: testkit.APIKey, BaseURL: sb.URL, Timeout: 2 * time.Second}}, nil)
 	}()
 	t.Cleanup(func() {

@@ -103,15 +103,15 @@ var (
 
 	// The lane exporter: read from Redis on each scrape by the one process holding the lease.
 	QueueTasks = Def{"wabulk_queue_tasks", Gauge, []string{"queue", "state"}, ByExporter,
-		"Tasks of the single queue and every live lane, summed, by state (pending, active, scheduled, retry, archived, completed)."}
+		"Tasks of every live lane, summed, by state (pending, active, scheduled, retry, archived, completed)."}
 	QueuePaused = Def{"wabulk_queue_paused", Gauge, []string{"queue"}, ByExporter,
-		"1 when the single queue named after the namespace is paused (a pause on an account code pauses it with every lane)."}
+		"1 when the namespace is paused (`wabulk queue pause` without a queue, or a pause on an account code): lanes registered meanwhile are paused too."}
 	LaneTasks = Def{"wabulk_lane_tasks", Gauge, []string{"queue", "campaign", "sender", "state"}, ByExporter,
 		"Tasks of each live lane by state (pending, active, scheduled, retry, archived, completed)."}
 	LanePaused = Def{"wabulk_lane_paused", Gauge, []string{"queue", "campaign", "sender"}, ByExporter,
 		"1 when the live lane is paused, else 0."}
 	Runnable = Def{"wabulk_runnable_tasks", Gauge, []string{"queue"}, ByExporter,
-		"The work workers can do now: pending, active and retrying tasks plus scheduled ones due within 2 minutes, of the single queue and every live lane that is not paused. KEDA scales on it."}
+		"The work workers can do now: pending, active and retrying tasks plus scheduled ones due within 2 minutes, of every live lane that is not paused. KEDA scales on it."}
 	CampaignMessages = Def{"wabulk_campaign_messages", Gauge, []string{"queue", "campaign", "state"}, ByExporter,
 		"Messages of each campaign with a live lane by state (enqueued, sent, dead), from its ledger."}
 	Campaigns = Def{"wabulk_campaigns", Gauge, []string{"queue", "state"}, ByExporter,

@@ -135,18 +135,22 @@ func (e *Exporter) read(ctx context.Context) ([]prometheus.Metric, error) {
 	if err != nil {
 		return nil, err
 	}
-	queues := []string{e.queue}
-	for _, ln := range lanes {
-		queues = append(queues, ln.Name)
+	queues := make([]string, len(lanes))
+	for i, ln := range lanes {
+		queues[i] = ln.Name
 	}
 	stats, err := e.ledger.Stats(ctx, queues, e.now().Add(DueWithin))
+	if err != nil {
+		return nil, err
+	}
+	paused, err := e.ledger.NamespacePaused(ctx)
 	if err != nil {
 		return nil, err
 	}
 	// Lanes left live and empty by workers that stopped before they retired them: retired here
 	// once idle, so the next scrapes need not read them.
 	var idle []store.Lane
-	for i, s := range stats[1:] {
+	for i, s := range stats {
 		if s.Pending+s.Active+s.Scheduled+s.Retry == 0 && !s.Paused {
 			idle = append(idle, lanes[i])
 		}
@@ -164,10 +168,7 @@ func (e *Exporter) read(ctx context.Context) ([]prometheus.Metric, error) {
 			total[j] += n[j]
 		}
 		runnable += s.Runnable()
-		if i == 0 {
-			continue // the single queue: in the totals only
-		}
-		ln := lanes[i-1]
+		ln := lanes[i]
 		for j, st := range taskStates {
 			gauge(e.laneTasks, float64(n[j]), e.queue, ln.Campaign, ln.Sender, st)
 		}
@@ -176,7 +177,7 @@ func (e *Exporter) read(ctx context.Context) ([]prometheus.Metric, error) {
 	for j, st := range taskStates {
 		gauge(e.queueTasks, float64(total[j]), e.queue, st)
 	}
-	gauge(e.queuePaused, b2f(stats[0].Paused), e.queue)
+	gauge(e.queuePaused, b2f(paused), e.queue)
 	gauge(e.runnable, float64(runnable), e.queue)
 
 	campaigns, senders := map[string]bool{}, map[string]bool{}

@@ -190,7 +190,7 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d store.DeadLette
 		rep.Unreadable++
 		return nil
 	}
-	sent, err := o.ledger.WasSent(ctx, campaign, d.TaskID)
+	sent, err := o.ledger.WasSent(ctx, d.Scope, d.TaskID)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func (o *Ops) redriveOne(ctx context.Context, campaign string, d store.DeadLette
 		rep.ByCode[d.Code]++
 		return nil
 	}
-	queued, err := o.unarchive(o.ledger.QueueOf(d.Scope), d.TaskID)
+	queued, err := o.unarchive(d.Scope, d.TaskID)
 	if err != nil {
 		return err
 	}

@@ -44,35 +44,41 @@ func setup(t *testing.T) *bundle {
 	return &bundle{ops: o, rdb: rdb, conn: conn, ledger: store.New(rdb, testQueue, time.Hour), client: client, insp: insp}
 }
 
-// enqueue puts one job per recipient in the queue and counts them in the ledger, as the producer
-// does, and returns their TaskIDs.
+// enqueue puts one job per recipient in the campaign's lane (the worker's default sender) and
+// counts them in the ledger, as the producer does, and returns their TaskIDs.
 func (b *bundle) enqueue(t *testing.T, campaign string, to ...string) []string {
 	t.Helper()
 	ctx := context.Background()
 	var ids []string
+	var tasks []store.Task
 	for i, n := range to {
 		p, err := job.New(campaign, job.Fields{To: n, Type: "image", MediaLink: "https://example.com/a.jpg", Ref: "r" + string(rune('0'+i))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		raw, _ := job.Encode(p)
-		id := job.TaskID(p)
-		if _, err := b.client.Enqueue(asynq.NewTask(job.TaskType, raw), asynq.Queue(testQueue), asynq.TaskID(id), asynq.MaxRetry(3)); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+		tasks = append(tasks, store.Task{ID: job.TaskID(p), Payload: raw})
+		ids = append(ids, job.TaskID(p))
 	}
-	if err := b.ledger.AddEnqueued(ctx, campaign, int64(len(to))); err != nil {
+	ln := store.Lane{Campaign: campaign}
+	if _, _, err := b.ledger.Enqueuer(job.TaskType, 3).Enqueue(ctx, b.lane(campaign), tasks, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ledger.RegisterLane(ctx, ln, false); err != nil {
 		t.Fatal(err)
 	}
 	return ids
 }
 
+// lane is the lane of campaign's jobs, which name no sender.
+func (b *bundle) lane(campaign string) string { return b.ledger.LaneName(campaign, "") }
+
 // kill dead-letters a job as the worker does: the ledger's record first, then asynq's archive.
 func (b *bundle) kill(t *testing.T, id, code string, at time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	info, err := b.insp.GetTaskInfo(testQueue, id)
+	lane, _ := b.ledger.LaneOfTask(id)
+	info, err := b.insp.GetTaskInfo(lane, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,14 +86,11 @@ func (b *bundle) kill(t *testing.T, id, code string, at time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := b.ledger.Begin(ctx, b.ledger.LegacyScope(p.Campaign), id); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.ledger.Dead(ctx, b.ledger.LegacyScope(p.Campaign), store.DeadLetter{TaskID: id, Code: code, Status: 400, Message: code + " message",
+	if err := b.ledger.Dead(ctx, lane, store.DeadLetter{TaskID: id, Code: code, Status: 400, Message: code + " message",
 		Time: at, Attempt: 1, Payload: p}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.insp.ArchiveTask(testQueue, id); err != nil {
+	if err := b.insp.ArchiveTask(lane, id); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -124,21 +127,26 @@ func TestStatusFollowsRetriesDeadLettersAndRedrives(t *testing.T) {
 	}
 
 	// ids[0]: a retry, then sent. ids[1], ids[2]: dead letters. ids[3]: still pending.
-	if _, _, err := b.ledger.Begin(ctx, b.ledger.LegacyScope("c1"), ids[0]); err != nil {
+	lane := b.lane("c1")
+	outcome, taken, err := b.ledger.Take(ctx, lane)
+	if err != nil || outcome != store.TakeTaken || taken.ID != ids[0] {
+		t.Fatalf("take: %d %+v %v, want %s", outcome, taken, err, ids[0])
+	}
+	if err := b.ledger.Retry(ctx, lane, ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ledger.Retry(ctx, b.ledger.LegacyScope("c1"), ids[0]); err != nil {
+	if err := b.ledger.RetryTask(ctx, taken, time.Now().Add(time.Hour), "WA500: later", true); err != nil {
 		t.Fatal(err)
 	}
 	if got := b.counts(t, "c1"); got.Retry != 1 || got.Pending != 3 || got.Retries != 1 {
 		t.Errorf("after a retry: %+v", got)
 	}
-	if _, _, err := b.ledger.Begin(ctx, b.ledger.LegacyScope("c1"), ids[0]); err != nil {
+	// Its retry ran and was sent: asynq completes it.
+	if err := b.ledger.Sent(ctx, lane, ids[0], []byte(`{"id":"m1"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ledger.Sent(ctx, b.ledger.LegacyScope("c1"), ids[0], []byte(`{"id":"m1"}`)); err != nil {
-		t.Fatal(err)
-	}
+	b.rdb.ZRem(ctx, "asynq:{"+lane+"}:retry", ids[0])
+	b.rdb.ZAdd(ctx, store.CompletedKey(lane), redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: ids[0]})
 	now := time.Now().UTC()
 	b.kill(t, ids[1], "E110", now.Add(-time.Minute))
 	b.kill(t, ids[2], "WA400", now)
@@ -161,8 +169,7 @@ func TestStatusFollowsRetriesDeadLettersAndRedrives(t *testing.T) {
 	if diff := diff(want, b.counts(t, "c1")); diff != "" {
 		t.Errorf("after redriving the E110 (-want +got):\n%s", diff)
 	}
-	// A dead letter of the single queue is redriven into its lane.
-	lane, _ := b.ledger.LaneOfTask(ids[1])
+	// The dead letter is back in its lane with a fresh retry budget.
 	info, err := b.insp.GetTaskInfo(lane, ids[1])
 	if err != nil {
 		t.Fatal(err)
@@ -174,8 +181,8 @@ func TestStatusFollowsRetriesDeadLettersAndRedrives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.Archived != 1 || q.Scheduled != 0 || q.Pending != 4 {
-		t.Errorf("queue after redrive: %+v, want 1 archived, 4 pending (the redriven job, and the ledger-only sends still pending in asynq)", q)
+	if q.Archived != 1 || q.Scheduled != 0 || q.Pending != 3 || q.Completed != 1 {
+		t.Errorf("queue after redrive: %+v, want 1 archived, 3 pending (the redriven job, c1's last, c2's), 1 completed", q)
 	}
 
 	if _, err := b.ops.Status(ctx, "nope"); !errors.Is(err, ErrUnknownCampaign) {
@@ -251,19 +258,17 @@ func TestRedriveSkipsSentAndIsIdempotent(t *testing.T) {
 	// ids[0] has a sent marker beside its dead-letter record, as a version of wabulk whose Sent
 	// did not remove such records left them (a redrive that enqueued the job and stopped
 	// before removing the record, after which a worker sent it). It must not go out again.
-	if err := b.ledger.Sent(ctx, b.ledger.LegacyScope("c1"), ids[0], []byte(`{"id":"m"}`)); err != nil {
+	lane := b.lane("c1")
+	if err := b.ledger.Sent(ctx, lane, ids[0], []byte(`{"id":"m"}`)); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
 	for _, id := range ids {
 		b.kill(t, id, "E110", now)
 	}
-	if err := b.insp.DeleteTask(testQueue, ids[0]); err != nil {
-		t.Fatal(err)
-	}
 	// ids[1] is already back in the queue (pending) but still has its record: the same stop,
 	// before the job ran.
-	if err := b.insp.RunTask(testQueue, ids[1]); err != nil {
+	if err := b.insp.RunTask(lane, ids[1]); err != nil {
 		t.Fatal(err)
 	}
 
@@ -285,8 +290,8 @@ func TestRedriveSkipsSentAndIsIdempotent(t *testing.T) {
 	if diff := diff(RedriveReport{Matched: 3, Redriven: 1, AlreadySent: 1, AlreadyQueued: 1, ByCode: map[string]int{"E110": 1}}, rep); diff != "" {
 		t.Errorf("redrive (-want +got):\n%s", diff)
 	}
-	if _, err := b.insp.GetTaskInfo(testQueue, ids[0]); !errors.Is(err, asynq.ErrTaskNotFound) {
-		t.Errorf("the sent job was enqueued again: %v", err)
+	if info, err := b.insp.GetTaskInfo(lane, ids[0]); err != nil || info.State != asynq.TaskStateArchived {
+		t.Errorf("the sent job was enqueued again: %+v %v", info, err)
 	}
 	want := store.Counts{Campaign: "c1", Enqueued: 3, Pending: 2, Completed: 1, Redriven: 3}
 	if diff := diff(want, b.counts(t, "c1")); diff != "" {
@@ -311,8 +316,14 @@ func TestPauseResumeAndQueues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if qs := list.Queues; len(qs) != 1 || qs[0].Queue != testQueue || !qs[0].Paused || qs[0].Pending != 1 {
+	if qs := list.Queues; len(qs) != 2 || qs[0].Queue != testQueue || !qs[0].Paused || qs[0].Pending != 1 ||
+		qs[1].Queue != b.lane("c1") || !qs[1].Paused {
 		t.Fatalf("queues after pause: %+v", list)
+	}
+	// A lane registered while the namespace is paused is paused too.
+	b.enqueue(t, "c2", numbers[1])
+	if q, err := b.ops.QueueCounts(b.lane("c2")); err != nil || !q.Paused {
+		t.Fatalf("a lane registered during the pause: %+v, %v", q, err)
 	}
 	if err := b.ops.Resume(""); err != nil {
 		t.Fatal(err)

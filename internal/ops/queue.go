@@ -16,7 +16,7 @@ import (
 var ErrUnknownQueue = errors.New("unknown queue")
 
 // Pause stops workers from taking jobs of queue; empty or the namespace (WABULK_QUEUE) means
-// the single queue and every lane of it. Jobs already running finish; the rest wait in Redis
+// every lane of it, and the lanes registered while it is paused. Jobs already running finish; the rest wait in Redis
 // until Resume. Pausing a paused queue is no error; a queue asynq does not know is
 // ErrUnknownQueue.
 func (o *Ops) Pause(queue string) error { return o.setPaused(queue, true) }
@@ -39,6 +39,15 @@ func (o *Ops) setPaused(queue string, pause bool) error {
 		}
 		return o.setOnePaused(q, pause)
 	}
+	// The namespace's own flag (asynq's paused flag of a queue named after it) pauses the lanes
+	// registered while it is set (store.Ledger.RegisterLane) and holds the workers' dispatch.
+	if err := store.SetPaused(o.insp, o.cfg.Queue, pause); err != nil {
+		verb := "resume"
+		if pause {
+			verb = "pause"
+		}
+		return fmt.Errorf("%s %s: %w", verb, o.cfg.Queue, err)
+	}
 	names, err := o.namespaceQueues(ctx)
 	if err != nil {
 		return err
@@ -57,8 +66,7 @@ func (o *Ops) setPaused(queue string, pause bool) error {
 
 // setOnePaused pauses or resumes one queue whose state was just read. A repeat is not an
 // error, nor is losing the race to another pause or resume (a worker's WABULK_PAUSE_ON, a
-// second operator). The single queue named after the namespace is paused even before it exists
-// (asynq keeps the flag), so a task put there later waits too.
+// second operator).
 func (o *Ops) setOnePaused(q QueueCounts, pause bool) error {
 	if q.Exists && q.Paused == pause {
 		return nil
@@ -117,18 +125,18 @@ func (o *Ops) Queues(ctx context.Context, finished int) (QueueList, error) {
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-	qs, err := o.queueCounts(ctx, append([]string{o.cfg.Queue}, names...))
+	qs, err := o.queueCounts(ctx, names)
 	if err != nil {
 		return QueueList{}, err
 	}
-	// The namespace's row sums the single queue (qs[0]) and the namespace's lanes listed.
-	own := []QueueCounts{qs[0]}
-	for _, q := range qs[1:] {
+	// The namespace's row sums the namespace's lanes listed.
+	var own []QueueCounts
+	for _, q := range qs {
 		if strings.HasPrefix(q.Queue, o.cfg.Queue+":") {
 			own = append(own, q)
 		}
 	}
-	list := QueueList{Queues: append([]QueueCounts{sum(o.cfg.Queue, own)}, qs[1:]...)}
+	list := QueueList{Queues: append([]QueueCounts{sum(o.cfg.Queue, own)}, qs...)}
 	if total >= 0 {
 		listed := int64(0)
 		for _, q := range qs {

@@ -71,8 +71,8 @@ type View struct {
 }
 
 // QueueCounts returns the counts of queue, in one round trip. Empty or the namespace
-// (WABULK_QUEUE) means the whole namespace: the single queue and every lane asynq lists, summed,
-// paused when every one of them that exists is paused.
+// (WABULK_QUEUE) means the whole namespace: every lane asynq lists, summed, paused when every one
+// of them that exists is paused.
 func (o *Ops) QueueCounts(queue string) (QueueCounts, error) {
 	ctx := context.Background()
 	if queue != "" && queue != o.cfg.Queue {
@@ -125,7 +125,7 @@ func sum(name string, qs []QueueCounts) QueueCounts {
 	return sum
 }
 
-// namespaceQueues are the single queue and every lane asynq lists, sorted by name.
+// namespaceQueues are every lane of the namespace asynq lists, sorted by name.
 func (o *Ops) namespaceQueues(ctx context.Context) ([]string, error) {
 	all, err := o.ledger.QueueNames(ctx)
 	if err != nil {
@@ -134,16 +134,15 @@ func (o *Ops) namespaceQueues(ctx context.Context) ([]string, error) {
 	return o.ofNamespace(all), nil
 }
 
-// ofNamespace picks the lanes of the namespace out of names and puts them, sorted, after the
-// single queue.
+// ofNamespace picks the lanes of the namespace out of names, sorted.
 func (o *Ops) ofNamespace(names []string) []string {
-	out := []string{o.cfg.Queue}
+	var out []string
 	for _, n := range names {
 		if strings.HasPrefix(n, o.cfg.Queue+":") {
 			out = append(out, n)
 		}
 	}
-	slices.Sort(out[1:])
+	slices.Sort(out)
 	return out
 }
 
@@ -290,7 +289,7 @@ func (o *Ops) StatusOf(ctx context.Context, v View) (Status, error) {
 		return Status{}, err
 	}
 	st.Campaigns, st.FinishedCampaigns, st.UnlistedFinished = list.Campaigns, list.Finished, list.Unlisted
-	queues := []string{o.cfg.Queue}
+	var queues []string
 	for _, c := range list.Campaigns {
 		queues = append(queues, c.Lanes...)
 	}

@@ -70,72 +70,16 @@ type Task struct {
 // queues in asynq's own layout. It is safe for concurrent use.
 type Enqueuer struct {
 	rdb       redis.UniversalClient
-	legacy    string // the single queue named after the namespace
 	taskType  string
 	maxRetry  int
 	retention time.Duration
 	published sync.Map // queue name -> time it was last added to asynq:queues
-
-	mu          sync.Mutex
-	legacyEmpty bool      // the single queue held no task when last looked at
-	legacyAt    time.Time // when that was
 }
 
 // Enqueuer returns an Enqueuer of tasks of taskType with maxRetry retries (≥ 0) that asynq
 // keeps for the ledger's retention once completed.
 func (l *Ledger) Enqueuer(taskType string, maxRetry int) *Enqueuer {
-	return &Enqueuer{rdb: l.rdb, legacy: l.queue, taskType: taskType, maxRetry: maxRetry, retention: l.retention}
-}
-
-// KEYS: the single queue's task keys. Returns 1 for each that exists.
-var heldScript = redis.NewScript(`
-local out = {}
-for i = 1, #KEYS do out[i] = redis.call("EXISTS", KEYS[i]) end
-return out
-`)
-
-// KEYS: the single queue's pending, active, scheduled, retry, archived and completed keys.
-var legacySizeScript = redis.NewScript(`
-return redis.call("LLEN", KEYS[1]) + redis.call("LLEN", KEYS[2]) + redis.call("ZCARD", KEYS[3]) +
-  redis.call("ZCARD", KEYS[4]) + redis.call("ZCARD", KEYS[5]) + redis.call("ZCARD", KEYS[6])
-`)
-
-// legacyHeld reports which tasks the single queue still holds under their TaskID (pending,
-// retrying, archived or completed within its retention): enqueuing them into their lane would
-// send a job twice. wabulk's producer never enqueues into the single queue, so once it is
-// found empty it stays so, and the check costs nothing from then on.
-func (q *Enqueuer) legacyHeld(ctx context.Context, tasks []Task) ([]bool, error) {
-	q.mu.Lock()
-	empty, at := q.legacyEmpty, q.legacyAt
-	q.mu.Unlock()
-	if !empty && time.Since(at) > publishEvery {
-		p := asynqPrefix(q.legacy)
-		n, err := legacySizeScript.Run(ctx, q.rdb, []string{p + "pending", p + "active", p + "scheduled", p + "retry",
-			p + "archived", p + "completed"}).Int64()
-		if err != nil {
-			return nil, err
-		}
-		empty = n == 0
-		q.mu.Lock()
-		q.legacyEmpty, q.legacyAt = empty, time.Now()
-		q.mu.Unlock()
-	}
-	if empty {
-		return nil, nil
-	}
-	keys := make([]string, len(tasks))
-	for i, t := range tasks {
-		keys[i] = TaskKey(q.legacy, t.ID)
-	}
-	res, err := heldScript.Run(ctx, q.rdb, keys).Int64Slice()
-	if err != nil {
-		return nil, err
-	}
-	held := make([]bool, len(tasks))
-	for i := range held {
-		held[i] = i < len(res) && res[i] == 1
-	}
-	return held, nil
+	return &Enqueuer{rdb: l.rdb, taskType: taskType, maxRetry: maxRetry, retention: l.retention}
 }
 
 // publishEvery is how often an Enqueuer adds a queue it writes to to asynq:queues again: a lane
@@ -149,34 +93,6 @@ const publishEvery = time.Minute
 // again: see RetireDrained). On an error Redis may hold any of the tasks (and then counts
 // exactly those).
 func (q *Enqueuer) Enqueue(ctx context.Context, queue string, tasks []Task, count bool) (added []bool, live bool, err error) {
-	held, err := q.legacyHeld(ctx, tasks)
-	if err != nil {
-		return nil, false, err
-	}
-	if held == nil {
-		return q.enqueue(ctx, queue, tasks, count)
-	}
-	fresh := make([]Task, 0, len(tasks))
-	for i, t := range tasks {
-		if !held[i] {
-			fresh = append(fresh, t)
-		}
-	}
-	got, live, err := q.enqueue(ctx, queue, fresh, count)
-	if err != nil {
-		return nil, false, err
-	}
-	added = make([]bool, len(tasks))
-	for i := range tasks {
-		if !held[i] {
-			added[i], got = got[0], got[1:]
-		}
-	}
-	return added, live, nil
-}
-
-// enqueue is Enqueue without the look at the single queue.
-func (q *Enqueuer) enqueue(ctx context.Context, queue string, tasks []Task, count bool) (added []bool, live bool, err error) {
 	if len(tasks) == 0 {
 		return nil, false, nil
 	}

@@ -455,7 +455,7 @@ func (l *Ledger) CampaignInfos(ctx context.Context, ids []string) ([]CampaignInf
 		}
 		r := &campaignRead{id: id, lanes: lanes[i].Val(), state: parseState(states[i].Val())}
 		slices.Sort(r.lanes)
-		r.counts = l.queueCounts(ctx, pipe, append(slices.Clone(r.lanes), l.LegacyScope(id)), true)
+		r.counts = l.queueCounts(ctx, pipe, id, r.lanes, true)
 		if len(r.lanes) > 0 {
 			r.infos = pipe.HMGet(ctx, l.nsKey("lanes:info"), r.lanes...)
 			r.scores = pipe.ZMScore(ctx, l.nsKey("lanes:done"), r.lanes...)
@@ -605,9 +605,9 @@ func (l *Ledger) PurgeDead(ctx context.Context, campaign string) (int64, error) 
 			return n, err
 		}
 		n += k
-		if q := l.QueueOf(sc); q == sc && slices.Contains(queues, q) {
-			if _, err := insp.DeleteAllArchivedTasks(q); err != nil {
-				return n, fmt.Errorf("purge %s: lane %s: %w", campaign, q, err)
+		if slices.Contains(queues, sc) {
+			if _, err := insp.DeleteAllArchivedTasks(sc); err != nil {
+				return n, fmt.Errorf("purge %s: lane %s: %w", campaign, sc, err)
 			}
 		}
 	}

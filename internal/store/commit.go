@@ -15,8 +15,8 @@ import (
 // Begin and Sent are the two ledger writes on every message's path. Each call is an op; a
 // Ledger in Batch mode writes the ops of concurrent callers together ("group commit"): while
 // one pipeline is in flight the next calls queue, and the next pipeline carries all of them,
-// with one script call per scope and kind (a lane's Begin: one EXISTS and a read per job, no
-// script). Under load, N jobs in flight cost one round trip
+// with one script call per lane for its Sent ops (a lane's Begin: one EXISTS and a read per job,
+// no script). Under load, N jobs in flight cost one round trip
 // instead of N; a lone call goes out at once. Outside Batch mode a call's op is written alone,
 // on the caller's goroutine. Every op is idempotent, so a pipeline may be written twice.
 
@@ -48,38 +48,16 @@ type op struct {
 // a second send. Lane counts read asynq's own lists for waiting, active and retrying jobs, so a
 // lane's Begin writes nothing: it is one HGET per job and one EXISTS (the cancelled flag) per
 // batch, plain commands in the batch's pipeline.
-//
-// The single queue's task hashes live in the namespace's slot, apart from each campaign's ledger
-// scope, so there the marker is the scope's "sent" hash (value: the answer) beside the result,
-// and the scope's "active" and "retry" sets count what asynq's shared lists cannot tell apart.
-
-// KEYS: active retry sent cancelled (a single-queue scope). ARGV: taskIDs. For each task returns
-// 0, or the sent marker's value when it was sent already; -1 when the scope is cancelled.
-var beginScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
-local out = {}
-for i, id in ipairs(ARGV) do
-  local sent = redis.call('HGET', KEYS[3], id)
-  redis.call('SREM', KEYS[2], id)
-  if sent then
-    redis.call('SREM', KEYS[1], id)
-    out[i] = sent
-  else
-    redis.call('SADD', KEYS[1], id)
-    out[i] = 0
-  end
-end
-return out
-`)
 
 // ErrCancelled is Begin's answer for a job of a cancelled campaign: it must not be sent.
 var ErrCancelled = errors.New("the campaign is cancelled")
 
-// Begin marks the job active. When the job was already sent (a crash between Kaleyra's answer
-// and asynq's ack made it run again) it returns the stored answer and true: do not send again.
-// A job of a cancelled campaign is ErrCancelled.
-func (l *Ledger) Begin(ctx context.Context, scope, taskID string) (prior string, alreadySent bool, err error) {
-	o := &op{kind: opBegin, scope: scope, taskID: taskID}
+// Begin reads the sent marker of the job, a task of lane. When the job was already sent (a crash
+// between Kaleyra's answer and asynq's ack made it run again) it returns the stored answer and
+// true: do not send again. A job of a cancelled campaign is ErrCancelled. The dispatcher's Take
+// reads the same marker when it takes a task.
+func (l *Ledger) Begin(ctx context.Context, lane, taskID string) (prior string, alreadySent bool, err error) {
+	o := &op{kind: opBegin, scope: lane, taskID: taskID}
 	l.do(ctx, o)
 	if errors.Is(o.err, ErrCancelled) {
 		return "", false, ErrCancelled
@@ -92,8 +70,7 @@ func (l *Ledger) Begin(ctx context.Context, scope, taskID string) (prior string,
 
 // A job that has a dead-letter record and is then sent was dead-lettered by an attempt whose
 // archive never reached asynq (Redis went away first, so asynq ran the job again), or redriven
-// before its record was removed: it counts as sent, and the stale record goes. Both sent scripts
-// share that step.
+// before its record was removed: it counts as sent, and the stale record goes.
 const luaUndead = `
 local function undead(deadkey, codeskey, id)
   local old = redis.call('HGET', deadkey, id)
@@ -126,45 +103,26 @@ recent(KEYS[4], n)
 return n
 `)
 
-// KEYS: counts active sent dead deadcodes recent (a single-queue scope). ARGV: ttl seconds, then
-// taskID, answer for each task. The retry set is not touched: the attempt's Begin took the job
-// out of it, and only a failed attempt (Retry, not followed by Sent) puts it back.
-var sentScript = redis.NewScript(luaReplicate + luaUndead + luaRecent + `
-local n, un = 0, 0
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  redis.call('SREM', KEYS[2], id)
-  if redis.call('HSETNX', KEYS[3], id, ARGV[i+1]) == 1 then
-    n = n + 1
-    un = un + undead(KEYS[4], KEYS[5], id)
-  end
-end
-counted(KEYS[1], n, un)
-recent(KEYS[6], n)
-redis.call('EXPIRE', KEYS[3], ARGV[1])
-return n
-`)
-
 // Sent records that Kaleyra accepted the job: answer becomes the task's result (what asynqmon
 // shows) and the sent marker for the retention window. Every accepted message passes this way.
-func (l *Ledger) Sent(ctx context.Context, scope, taskID string, answer []byte) error {
-	return l.SentMessage(ctx, scope, taskID, "", answer)
+func (l *Ledger) Sent(ctx context.Context, lane, taskID string, answer []byte) error {
+	return l.SentMessage(ctx, lane, taskID, "", answer)
 }
 
 // SentMessage is Sent that also maps Kaleyra's message id msgID (empty: none) to the job in the
 // same round trip, so the status callbacks find it, and applies a callback that came first.
-func (l *Ledger) SentMessage(ctx context.Context, scope, taskID, msgID string, answer []byte) error {
+func (l *Ledger) SentMessage(ctx context.Context, lane, taskID, msgID string, answer []byte) error {
 	if !ValidMessageID(msgID) {
 		msgID = ""
 	}
-	o := &op{kind: opSent, scope: scope, taskID: taskID, msgID: msgID, answer: answer}
+	o := &op{kind: opSent, scope: lane, taskID: taskID, msgID: msgID, answer: answer}
 	l.do(ctx, o)
 	if o.err != nil {
 		return fmt.Errorf("ledger: sent: %w", o.err)
 	}
 	if o.parked != "" {
 		// Rare: the callback beat the worker's record. Its own round trips, after the marker.
-		if err := l.applyParked(ctx, scope, taskID, msgID, o.parked); err != nil {
+		if err := l.applyParked(ctx, lane, taskID, msgID, o.parked); err != nil {
 			return fmt.Errorf("ledger: sent: %w", err)
 		}
 	}
@@ -260,7 +218,7 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 				return g
 			}
 		}
-		g := &group{kind: o.kind, scope: o.scope, lane: l.isLane(o.scope)}
+		g := &group{kind: o.kind, scope: o.scope}
 		groups = append(groups, g)
 		return g
 	}
@@ -292,36 +250,28 @@ func (l *Ledger) write(ctx context.Context, ops []*op, evalsha bool) (noscript b
 	return false
 }
 
-// group is the ops of one kind and scope in one pipeline, and the commands that carry them.
+// group is the ops of one kind and lane in one pipeline, and the commands that carry them.
 type group struct {
 	kind  opKind
 	scope string
-	lane  bool
 	ops   []*op
-	// A lane's Begin: the cancelled flag and each task's result; any other group: one script.
+	// Begin: the cancelled flag and each task's result; Sent: one script.
 	cancelled *redis.IntCmd
 	results   []*redis.StringCmd
 	script    *redis.Cmd
-	writes    []*redis.IntCmd // the single queue's results, written beside the marker
 }
 
 // queue adds the group's commands to pipe.
 func (g *group) queue(ctx context.Context, l *Ledger, pipe redis.Pipeliner, run func(redis.Pipeliner, *redis.Script, []string, ...any) *redis.Cmd) {
 	s := g.scope
-	switch {
-	case g.kind == opBegin && g.lane:
+	switch g.kind {
+	case opBegin:
 		g.cancelled = pipe.Exists(ctx, key(s, "cancelled"))
 		g.results = make([]*redis.StringCmd, len(g.ops))
 		for i, o := range g.ops {
 			g.results[i] = pipe.HGet(ctx, TaskKey(s, o.taskID), "result")
 		}
-	case g.kind == opBegin:
-		args := make([]any, len(g.ops))
-		for i, o := range g.ops {
-			args[i] = o.taskID
-		}
-		g.script = run(pipe, beginScript, []string{key(s, "active"), key(s, "retry"), key(s, "sent"), key(s, "cancelled")}, args...)
-	case g.lane:
+	default:
 		keys := make([]string, 4, 4+len(g.ops))
 		keys[0], keys[1], keys[2], keys[3] = key(s, "counts"), key(s, "dead"), key(s, "deadcodes"), recentKey(s)
 		args := make([]any, 2*len(g.ops))
@@ -330,18 +280,6 @@ func (g *group) queue(ctx context.Context, l *Ledger, pipe redis.Pipeliner, run 
 			args[i], args[len(g.ops)+i] = o.taskID, o.answer
 		}
 		g.script = run(pipe, laneSentScript, keys, args...)
-	default:
-		args := make([]any, 1, 1+2*len(g.ops))
-		args[0] = int64(l.retention / time.Second)
-		for _, o := range g.ops {
-			args = append(args, o.taskID, o.answer)
-		}
-		g.script = run(pipe, sentScript, []string{key(s, "counts"), key(s, "active"), key(s, "sent"), key(s, "dead"),
-			key(s, "deadcodes"), recentKey(s)}, args...)
-		// The result beside the marker, as asynq's ResultWriter writes it.
-		for _, o := range g.ops {
-			g.writes = append(g.writes, pipe.HSet(ctx, TaskKey(l.queue, o.taskID), "result", o.answer))
-		}
 	}
 }
 
@@ -356,44 +294,24 @@ func (g *group) read() {
 		fail(g.script.Err())
 		return
 	}
-	for _, w := range g.writes {
-		if err := w.Err(); err != nil {
-			fail(err)
-			return
-		}
+	if g.kind != opBegin {
+		return
 	}
-	switch {
-	case g.kind != opBegin:
-	case g.lane:
-		if err := g.cancelled.Err(); err != nil {
-			fail(err)
-			return
+	if err := g.cancelled.Err(); err != nil {
+		fail(err)
+		return
+	}
+	if g.cancelled.Val() == 1 {
+		fail(ErrCancelled)
+		return
+	}
+	for i, o := range g.ops {
+		r := g.results[i]
+		if err := r.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			o.err = err
+			continue
 		}
-		if g.cancelled.Val() == 1 {
-			fail(ErrCancelled)
-			return
-		}
-		for i, o := range g.ops {
-			r := g.results[i]
-			if err := r.Err(); err != nil && !errors.Is(err, redis.Nil) {
-				o.err = err
-				continue
-			}
-			o.prior, o.alreadySent = r.Val(), r.Err() == nil
-		}
-	default:
-		if n, ok := g.script.Val().(int64); ok && n == -1 {
-			fail(ErrCancelled)
-			return
-		}
-		vals, _ := g.script.Val().([]any)
-		if len(vals) != len(g.ops) {
-			fail(fmt.Errorf("begin script answered %d values for %d tasks", len(vals), len(g.ops)))
-			return
-		}
-		for i, o := range g.ops {
-			o.prior, o.alreadySent = vals[i].(string)
-		}
+		o.prior, o.alreadySent = r.Val(), r.Err() == nil
 	}
 }
 

@@ -3,7 +3,7 @@ package store
 // Delivery status. Kaleyra's 2xx only says it accepted a message; WhatsApp's verdict comes later
 // in status callbacks that name the message by the id Kaleyra's answer carried. The records:
 //
-//	wabulk:<ns>:m:{<message id>}      STRING the message's scope and TaskID ("<TaskID>" for a lane, "<scope> <TaskID>" for the single queue), retention TTL
+//	wabulk:<ns>:m:{<message id>}      STRING the message's scope and TaskID ("<TaskID>", or "<lane> <TaskID>" when the TaskID does not name its lane), retention TTL
 //	wabulk:<ns>:p:{<message id>}      STRING a status that arrived before the mapping (parked), "<state>|<code>|<time>", with "|s" after it when it suppresses, retention TTL
 //	wabulk:{<scope>}:dlv              HASH   TaskID -> "<state>|<code>|<time>", the furthest status, retention TTL
 //	wabulk:{<scope>}:failcodes        HASH   Meta error code -> failed messages
@@ -245,8 +245,8 @@ func parseRecord(rec string) (status, code string, at int64) {
 	return status, code, at
 }
 
-// mapValue and parseMapValue write and read a message's scope and TaskID: a lane's TaskID names
-// its lane, so only the single queue's scope is stored.
+// mapValue and parseMapValue write and read a message's lane and TaskID: a TaskID names its
+// lane, so the lane is stored only for a task whose TaskID does not.
 func (l *Ledger) mapValue(scope, taskID string) string {
 	if lane, ok := l.LaneOfTask(taskID); ok && lane == scope {
 		return taskID

@@ -17,7 +17,6 @@ func TestStatusMovesForwardOnlyAndCountsOnce(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	lane := l.LaneName("c", "+919000000001")
-	l.AddEnqueued(ctx, "c", 4)
 	for i := 1; i <= 4; i++ {
 		tid := fmt.Sprintf("c:919000000001:9198000000%02d", i)
 		if err := l.SentMessage(ctx, lane, tid, fmt.Sprintf("wamid.%d", i), []byte("a")); err != nil {

@@ -6,13 +6,12 @@ package store
 // follows the active campaigns, not the retention. Both keys are in the namespace's slot:
 //
 //	wabulk:{ns}:campaigns:active    SET   campaigns not finished: a lane not yet found drained,
-//	                                      a send time to come, or jobs of the single queue
+//	                                      or a send time to come
 //	wabulk:{ns}:campaigns:finished  ZSET  campaigns whose lanes were all found drained, scored
 //	                                      by when the last one was (Unix ms)
 //
 // A campaign joins active when a lane of it is declared or registered (registerScript, which
-// also takes it out of finished), when it is scheduled, and when jobs of it are counted in the
-// single queue. It moves to finished when its last lane is retired (RetireDrained): retiring is
+// also takes it out of finished) and when it is scheduled. It moves to finished when its last lane is retired (RetireDrained): retiring is
 // what makes the next enqueue into a lane register it again, and so bring its campaign back.
 // Both entries go with the campaign's record (dropLane).
 //

@@ -68,11 +68,8 @@ func TestCampaignIndexFollowsTheLanesAndRebuildsItself(t *testing.T) {
 	declareAndEnqueue(t, l, "c1", c1[1:])
 	wantIndex(t, l, "enqueued again", []string{"c1"}, nil)
 
-	// A campaign waiting for its time, and one of the single queue, are active.
+	// A campaign waiting for its time is active.
 	if err := l.ScheduleCampaign(ctx, "c2", time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.AddEnqueued(ctx, "c3", 1); err != nil {
 		t.Fatal(err)
 	}
 	c4 := cancelTasks(t, "c4", 10, 1)
@@ -81,13 +78,13 @@ func TestCampaignIndexFollowsTheLanesAndRebuildsItself(t *testing.T) {
 	if _, err := l.RetireDrained(ctx, []Lane{{Name: lane4, Campaign: "c4"}}); err != nil {
 		t.Fatal(err)
 	}
-	wantIndex(t, l, "scheduled, single queue, finished", []string{"c1", "c2", "c3"}, []string{"c4"})
+	wantIndex(t, l, "scheduled, finished", []string{"c1", "c2"}, []string{"c4"})
 
 	// Data from before the index (or from an older wabulk): the next read indexes it, each
 	// campaign where its lanes say, and drops what is gone.
 	l.rdb.Del(ctx, l.activeKey(), l.finishedKey())
 	l.rdb.SAdd(ctx, l.activeKey(), "gone")
-	wantIndex(t, l, "rebuilt", []string{"c1", "c2", "c3"}, []string{"c4"})
+	wantIndex(t, l, "rebuilt", []string{"c1", "c2"}, []string{"c4"})
 	done, _ := l.rdb.ZScore(ctx, l.nsKey("lanes:done"), lane4).Result()
 	if at, _ := l.rdb.ZScore(ctx, l.finishedKey(), "c4").Result(); at != done*1000 {
 		t.Errorf("c4 rebuilt as finished at %v, want its lane's drain time %v ms", at, done*1000)
@@ -98,9 +95,9 @@ func TestCampaignIndexFollowsTheLanesAndRebuildsItself(t *testing.T) {
 	if n, err := l.CleanUp(ctx, asynq.NewInspectorFromRedisClient(l.rdb), 10); err != nil || n != 1 {
 		t.Fatalf("clean up: %d, %v; want the lane of c4 removed", n, err)
 	}
-	wantIndex(t, l, "after the clean-up", []string{"c1", "c2", "c3"}, nil)
-	if n, _ := l.rdb.SCard(ctx, l.campaignsKey()).Result(); n != 3 {
-		t.Errorf("%d campaigns listed after the clean-up, want 3", n)
+	wantIndex(t, l, "after the clean-up", []string{"c1", "c2"}, nil)
+	if n, _ := l.rdb.SCard(ctx, l.campaignsKey()).Result(); n != 2 {
+		t.Errorf("%d campaigns listed after the clean-up, want 2", n)
 	}
 
 	// The finished ones come newest first, as many as asked for.

@@ -8,7 +8,7 @@ package store
 //
 // The namespace's lane registry lives in the slot {<namespace>}:
 //
-//	wabulk:{ns}:campaigns          SET  every campaign that has a lane (or a record of the single queue)
+//	wabulk:{ns}:campaigns          SET  every campaign that has a lane or a campaign-scope record
 //	wabulk:{ns}:lanes:info         HASH lane -> JSON Lane, from its first enqueue until it is cleaned up
 //	wabulk:{ns}:lanes:live         SET  lanes workers serve: registered and not yet found drained
 //	wabulk:{ns}:lanes:done         ZSET lanes found drained, scored by that time (Unix seconds)
@@ -70,8 +70,7 @@ type Lane struct {
 // KALEYRA_FROM sends them.
 const DefaultSender = "default"
 
-// Namespace is the ledger's namespace (WABULK_QUEUE): the prefix of every lane, and the name of
-// the single queue, which workers serve beside the lanes.
+// Namespace is the ledger's namespace (WABULK_QUEUE): the prefix of every lane.
 func (l *Ledger) Namespace() string { return l.queue }
 
 // SenderPart is how sender (E.164, "+" optional; empty: the worker's default) appears in lane
@@ -97,17 +96,9 @@ func (l *Ledger) LaneOfTask(taskID string) (string, bool) {
 	return l.queue + ":" + taskID[:i], true
 }
 
-// LegacyScope is the ledger scope of campaign's jobs in the single queue named after the namespace.
-func (l *Ledger) LegacyScope(campaign string) string { return l.queue + ":" + campaign }
-
-// Scope is the ledger scope of a job of campaign taken from queue: the lane itself, or for the
-// single queue the campaign's scope there.
-func (l *Ledger) Scope(queue, campaign string) string {
-	if queue == l.queue {
-		return l.LegacyScope(campaign)
-	}
-	return queue
-}
+// campaignScope is the ledger scope of campaign's records that belong to none of its lanes
+// (see the package comment).
+func (l *Ledger) campaignScope(campaign string) string { return l.queue + ":" + campaign }
 
 func (l *Ledger) nsKey(what string) string { return "wabulk:{" + l.queue + "}:" + what }
 
@@ -351,13 +342,13 @@ func (l *Ledger) LanesOf(ctx context.Context, campaigns []string) ([][]string, e
 	return out, nil
 }
 
-// scopes are the ledger scopes of campaign: its lanes and its scope in the single queue.
+// scopes are the ledger scopes of campaign's jobs: its lanes.
 func (l *Ledger) scopes(ctx context.Context, campaign string) ([]string, error) {
 	lanes, err := l.CampaignLanes(ctx, campaign)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: lanes of %s: %w", campaign, err)
 	}
-	return append(lanes, l.LegacyScope(campaign)), nil
+	return lanes, nil
 }
 
 // KEYS: a queue's asynq pending, active, scheduled and retry keys. Returns how many tasks they
@@ -607,8 +598,8 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 	if err != nil || left > 0 {
 		return err
 	}
-	legacy, err := l.rdb.Exists(ctx, keys(l.LegacyScope(campaign))...).Result()
-	if err != nil || legacy > 0 {
+	kept, err := l.rdb.Exists(ctx, keys(l.campaignScope(campaign))...).Result()
+	if err != nil || kept > 0 {
 		return err
 	}
 	pipe = l.rdb.TxPipeline()
@@ -626,37 +617,5 @@ func (l *Ledger) Lock(ctx context.Context, name string, ttl time.Duration) (bool
 	return l.rdb.SetNX(ctx, l.nsKey(name), "1", ttl).Result()
 }
 
-// QueueOf is the asynq queue of a ledger scope: the lane itself, or the single queue.
-func (l *Ledger) QueueOf(scope string) string {
-	if strings.Count(strings.TrimPrefix(scope, l.queue+":"), ":") == 0 {
-		return l.queue
-	}
-	return scope
-}
-
-// isLane reports whether a ledger scope is a lane (not a campaign's scope in the single queue).
-func (l *Ledger) isLane(scope string) bool { return l.QueueOf(scope) == scope }
-
-// ReconcileMark is the key where the reconciler keeps the archive time it has read queue up to.
-// The single queue's mark is a key of the namespace's slot.
-func (l *Ledger) ReconcileMark(queue string) string {
-	if queue == l.queue {
-		return l.nsKey("reconcile:since")
-	}
-	return key(queue, "reconcile:since")
-}
-
-// AddEnqueued counts n jobs of campaign enqueued into the single queue, which is counted apart
-// from the enqueue (wabulk's producer writes only lanes; workers serve that queue too). Lanes
-// count in the enqueue script instead (Enqueuer.Enqueue).
-func (l *Ledger) AddEnqueued(ctx context.Context, campaign string, n int64) error {
-	pipe := l.rdb.Pipeline()
-	pipe.HIncrBy(ctx, key(l.LegacyScope(campaign), "counts"), "enqueued", n)
-	pipe.SAdd(ctx, l.campaignsKey(), campaign)
-	pipe.SAdd(ctx, l.activeKey(), campaign)
-	pipe.ZRem(ctx, l.finishedKey(), campaign)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("ledger: count enqueued: %w", err)
-	}
-	return nil
-}
+// ReconcileMark is the key where the reconciler keeps the archive time it has read lane up to.
+func (l *Ledger) ReconcileMark(lane string) string { return key(lane, "reconcile:since") }

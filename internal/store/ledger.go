@@ -13,9 +13,11 @@
 // lane the marker is the task's result, see commit.go) and as dead only when its dead record is
 // new; a redrive removes the dead record and decrements in the same script. So a job that a
 // crash makes run twice, or a redrive that races a worker, cannot count twice. A lane's waiting,
-// active and retrying jobs are what asynq's own lists of the lane hold; in the single queue,
-// shared by campaigns, "active" and "retry" are the scope's sets of TaskIDs (adding twice is a
-// no-op) and pending is derived: enqueued − sent − dead − active − retry.
+// active and retrying jobs are what asynq's own lists of the lane hold.
+//
+// Beside its lanes, each campaign has one campaign scope, "<namespace>:<campaign>", for the
+// records that belong to no lane: the recipients its enqueues skipped as suppressed (count and
+// set, suppress.go) and the delivery counts of messages older wabulk versions sent outside lanes.
 package store
 
 import (
@@ -23,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -69,66 +72,39 @@ type DeadLetter struct {
 }
 
 // key is one of a scope's ledger keys. A scope is a lane (its asynq queue name, so the ledger
-// keys share the lane's hash slot with asynq's keys of that queue) or, for jobs of the single
-// queue named after the namespace, "<namespace>:<campaign>".
+// keys share the lane's hash slot with asynq's keys of that queue) or a campaign scope.
 func key(scope, what string) string { return "wabulk:{" + scope + "}:" + what }
 
 // keys returns the scope's keys in the order the scripts read them.
 func keys(scope string) []string {
-	return []string{key(scope, "counts"), key(scope, "active"), key(scope, "retry"),
-		key(scope, "sent"), key(scope, "dead"), key(scope, "deadcodes")}
+	return []string{key(scope, "counts"), key(scope, "dead"), key(scope, "deadcodes")}
 }
 
-// KEYS: counts active retry. ARGV: taskID.
-var retryScript = redis.NewScript(`
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'retries', 1)
-return 1
-`)
-
 // Retry records a transient failure that asynq will retry. A lane's retrying jobs are read from
-// asynq's retry set, so there it only counts the retry.
-func (l *Ledger) Retry(ctx context.Context, scope, taskID string) error {
-	var err error
-	if l.isLane(scope) {
-		err = l.rdb.HIncrBy(ctx, key(scope, "counts"), "retries", 1).Err()
-	} else {
-		err = retryScript.Run(ctx, l.rdb, keys(scope)[:3], taskID).Err()
-	}
-	if err != nil {
+// asynq's retry set, so it only counts the retry.
+func (l *Ledger) Retry(ctx context.Context, lane, taskID string) error {
+	if err := l.rdb.HIncrBy(ctx, key(lane, "counts"), "retries", 1).Err(); err != nil {
 		return fmt.Errorf("ledger: retry: %w", err)
 	}
 	return nil
 }
 
-// Release takes the job out of "active" without an outcome (shutdown, a rate-limit wait cut
-// short): it goes back to pending. A lane's Begin marked nothing, so there is nothing to undo.
-func (l *Ledger) Release(ctx context.Context, scope, taskID string) error {
-	if l.isLane(scope) {
-		return nil
-	}
-	return l.rdb.SRem(ctx, key(scope, "active"), taskID).Err()
-}
-
-// KEYS: counts active retry sent dead deadcodes. ARGV: taskID, record, code.
+// KEYS: counts dead deadcodes. ARGV: taskID, record, code.
 var deadScript = redis.NewScript(`
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-local old = redis.call('HGET', KEYS[5], ARGV[1])
+local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old then
   local oc = cjson.decode(old)['code']
-  redis.call('HINCRBY', KEYS[6], oc, -1)
+  redis.call('HINCRBY', KEYS[3], oc, -1)
 else
   redis.call('HINCRBY', KEYS[1], 'dead', 1)
 end
-redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[6], ARGV[3], 1)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 return 1
 `)
 
-// Dead writes the durable dead-letter record in scope. A job dead-lettered twice keeps one
-// record (the newest) and counts once.
+// Dead writes the durable dead-letter record in scope (a lane). A job dead-lettered twice keeps
+// one record (the newest) and counts once.
 func (l *Ledger) Dead(ctx context.Context, scope string, d DeadLetter) error {
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
@@ -140,25 +116,23 @@ func (l *Ledger) Dead(ctx context.Context, scope string, d DeadLetter) error {
 	if err := deadScript.Run(ctx, l.rdb, keys(scope), d.TaskID, rec, d.Code).Err(); err != nil {
 		return fmt.Errorf("ledger: dead: %w", err)
 	}
-	if scope == l.LegacyScope(PoisonCampaign) {
-		return l.rdb.SAdd(ctx, l.campaignsKey(), PoisonCampaign).Err()
-	}
 	return nil
 }
 
-// PoisonCampaign holds the dead letters of payloads too broken to name their campaign.
+// PoisonCampaign holds the dead letters of payloads too broken to name their campaign and lane
+// (`wabulk migrate` puts those it finds there, in the campaign's default lane).
 const PoisonCampaign = "_undecodable"
 
-// KEYS: counts active retry sent dead deadcodes. ARGV: taskID, the record's time.
+// KEYS: counts dead deadcodes. ARGV: taskID, the record's time.
 // Removes the record only when it is the one the caller read (same time): a worker that
 // dead-lettered the redriven job again meanwhile wrote a newer record, which must stay.
 var undeadScript = redis.NewScript(`
-local old = redis.call('HGET', KEYS[5], ARGV[1])
+local old = redis.call('HGET', KEYS[2], ARGV[1])
 if not old then return false end
 local rec = cjson.decode(old)
 if rec['time'] ~= ARGV[2] then return false end
-redis.call('HDEL', KEYS[5], ARGV[1])
-redis.call('HINCRBY', KEYS[6], rec['code'], -1)
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], rec['code'], -1)
 redis.call('HINCRBY', KEYS[1], 'dead', -1)
 redis.call('HINCRBY', KEYS[1], 'redriven', 1)
 return 1
@@ -189,35 +163,26 @@ func (l *Ledger) IsDead(ctx context.Context, scope, taskID string) (bool, error)
 }
 
 // WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention): a
-// result on its task in its lane or, for a job of the single queue, a marker in its campaign's
-// scope.
-func (l *Ledger) WasSent(ctx context.Context, campaign, taskID string) (bool, error) {
-	pipe := l.rdb.Pipeline()
-	var cmds []*redis.BoolCmd
-	if lane, ok := l.LaneOfTask(taskID); ok {
-		cmds = append(cmds, pipe.HExists(ctx, TaskKey(lane, taskID), "result"))
-	}
-	cmds = append(cmds, pipe.HExists(ctx, key(l.LegacyScope(campaign), "sent"), taskID))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, err
-	}
-	for _, c := range cmds {
-		if c.Val() {
-			return true, nil
-		}
-	}
-	return false, nil
+// result on its task in lane.
+func (l *Ledger) WasSent(ctx context.Context, lane, taskID string) (bool, error) {
+	return l.rdb.HExists(ctx, TaskKey(lane, taskID), "result").Result()
 }
 
-// Counts returns a campaign's counts, summed over its lanes, in one round trip per Redis node.
+// Counts returns a campaign's counts, summed over its lanes and its campaign scope, in one round
+// trip per Redis node.
 func (l *Ledger) Counts(ctx context.Context, campaign string) (Counts, error) {
-	scopes, err := l.scopes(ctx, campaign)
+	lanes, err := l.scopes(ctx, campaign)
 	if err != nil {
 		return Counts{}, err
 	}
-	c, err := l.counts(ctx, scopes)
+	pipe := l.rdb.Pipeline()
+	r := l.queueCounts(ctx, pipe, campaign, lanes, false)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
+	}
+	c := r.sum()
 	c.Campaign = campaign
-	return c, err
+	return c, nil
 }
 
 // CountsOf returns the counts of each of campaigns, in their order, in two round trips (per Redis
@@ -234,7 +199,7 @@ func (l *Ledger) CountsOf(ctx context.Context, campaigns []string) ([]Counts, er
 	pipe = l.rdb.Pipeline()
 	reads := make([]countsRead, len(campaigns))
 	for i, c := range campaigns {
-		reads[i] = l.queueCounts(ctx, pipe, append(lanes[i].Val(), l.LegacyScope(c)), false)
+		reads[i] = l.queueCounts(ctx, pipe, c, lanes[i].Val(), false)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("ledger: counts: %w", err)
@@ -247,16 +212,6 @@ func (l *Ledger) CountsOf(ctx context.Context, campaigns []string) ([]Counts, er
 	return out, nil
 }
 
-// counts sums the counts of scopes, in one round trip (one per Redis node).
-func (l *Ledger) counts(ctx context.Context, scopes []string) (Counts, error) {
-	pipe := l.rdb.Pipeline()
-	r := l.queueCounts(ctx, pipe, scopes, false)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Counts{}, fmt.Errorf("ledger: counts: %w", err)
-	}
-	return r.sum(), nil
-}
-
 // countsRead is the read of some scopes' counts queued in a pipeline; sum them once it ran.
 type countsRead []scopeRead
 
@@ -266,19 +221,18 @@ type scopeRead struct {
 	lane                              bool
 }
 
-// queueCounts queues the reads of scopes' counts in pipe, and of their recent sends (rate.go)
-// when recent is set.
-func (l *Ledger) queueCounts(ctx context.Context, pipe redis.Pipeliner, scopes []string, recent bool) countsRead {
+// queueCounts queues the reads of the counts of campaign's lanes and campaign scope in pipe, and
+// of their recent sends (rate.go) when recent is set.
+func (l *Ledger) queueCounts(ctx context.Context, pipe redis.Pipeliner, campaign string, lanes []string, recent bool) countsRead {
+	scopes := append(slices.Clip(lanes), l.campaignScope(campaign))
 	reads := make(countsRead, len(scopes))
 	for i, s := range scopes {
 		r := scopeRead{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")),
-			fcodes: pipe.HGetAll(ctx, key(s, "failcodes")), lane: l.isLane(s)}
+			fcodes: pipe.HGetAll(ctx, key(s, "failcodes")), lane: i < len(lanes)}
 		if r.lane {
 			p := asynqPrefix(s)
 			r.pending, r.scheduled = pipe.LLen(ctx, p+"pending"), pipe.ZCard(ctx, p+"scheduled")
 			r.active, r.retry = pipe.LLen(ctx, p+"active"), pipe.ZCard(ctx, p+"retry")
-		} else {
-			r.active, r.retry = pipe.SCard(ctx, key(s, "active")), pipe.SCard(ctx, key(s, "retry"))
 		}
 		if recent {
 			r.recent = pipe.HGetAll(ctx, recentKey(s))
@@ -301,8 +255,7 @@ func (rs countsRead) recent() []map[string]string {
 
 // sum adds up the scopes' counts. A lane's waiting, active and retrying jobs are read from
 // asynq's own lists, so a task removed there (a cancel, a delete in asynqmon) is seen: the jobs
-// neither in a list nor sent nor dead are cancelled. The single queue is shared by campaigns,
-// so there the waiting jobs are what the ledger has not seen finish.
+// neither in a list nor sent nor dead are cancelled. A campaign scope holds no jobs, only counts.
 func (rs countsRead) sum() Counts {
 	var c Counts
 	for _, r := range rs {
@@ -328,8 +281,7 @@ func (rs countsRead) sum() Counts {
 		}
 		if r.lane {
 			// What asynq holds, within what the ledger says is unfinished: a job being sent is
-			// counted completed just before asynq moves it out of active, and a dead letter of
-			// the single queue redriven into a lane is counted unfinished in its old scope.
+			// counted completed just before asynq moves it out of active.
 			left := max(0, enq-done-dead-n("suppressed"))
 			active := min(r.active.Val(), left)
 			retry := min(r.retry.Val(), left-active)
@@ -338,10 +290,6 @@ func (rs countsRead) sum() Counts {
 			c.Retry += retry
 			c.Pending += waiting
 			c.Cancelled += left - active - retry - waiting
-		} else {
-			c.Active += r.active.Val()
-			c.Retry += r.retry.Val()
-			c.Pending += max(0, enq-done-dead-r.active.Val()-r.retry.Val())
 		}
 		for code, v := range r.codes.Val() {
 			if k, _ := strconv.ParseInt(v, 10, 64); k > 0 {

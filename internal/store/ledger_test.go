@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/wabulk/wabulk/internal/redistest"
 	"github.com/wabulk/wabulk/job"
@@ -30,38 +33,71 @@ func (l *Ledger) mustCounts(t *testing.T) Counts {
 	return c
 }
 
+// laneCounts are the counts of one lane alone.
+func (l *Ledger) laneCounts(t *testing.T, lane string) Counts {
+	t.Helper()
+	ctx := context.Background()
+	pipe := l.rdb.Pipeline()
+	r := l.queueCounts(ctx, pipe, "", []string{lane}, false)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	return r.sum()
+}
+
+// take takes the next task of lane, failing when there is none.
+func (l *Ledger) take(t *testing.T, lane string) *Taken {
+	t.Helper()
+	outcome, tk, err := l.Take(context.Background(), lane)
+	if err != nil || outcome != TakeTaken {
+		t.Fatalf("take from %s: %d %v", lane, outcome, err)
+	}
+	return tk
+}
+
 func TestTransitionsCountOnceWhateverTheyRepeat(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
-	if err := l.AddEnqueued(ctx, "c", 3); err != nil {
-		t.Fatal(err)
-	}
-	// Job 1: begins twice (a crash re-ran it), retries, then is sent twice (ack lost).
+	tasks := cancelTasks(t, "c", 1, 3)
+	lane := declareAndEnqueue(t, l, "c", tasks)
+	// Job 1: begins twice (a crash re-ran it), then is sent twice (ack lost).
+	t1 := l.take(t, lane)
 	for range 2 {
-		if _, sent, err := l.Begin(ctx, l.LegacyScope("c"), "c:1"); err != nil || sent {
+		if _, sent, err := l.Begin(ctx, lane, t1.ID); err != nil || sent {
 			t.Fatalf("begin: sent=%v err=%v", sent, err)
 		}
 	}
 	if c := l.mustCounts(t); c.Active != 1 || c.Pending != 2 {
 		t.Fatalf("after begin: %+v", c)
 	}
-	l.Retry(ctx, l.LegacyScope("c"), "c:1")
-	l.Begin(ctx, l.LegacyScope("c"), "c:1")
-	l.Sent(ctx, l.LegacyScope("c"), "c:1", []byte(`{"id":"wamid.1"}`))
-	l.Sent(ctx, l.LegacyScope("c"), "c:1", []byte(`{"id":"wamid.1"}`))
+	l.Sent(ctx, lane, t1.ID, []byte(`{"id":"wamid.1"}`))
+	l.Sent(ctx, lane, t1.ID, []byte(`{"id":"wamid.1"}`))
 	// A run after the send is told so, with the stored answer.
-	prior, sent, err := l.Begin(ctx, l.LegacyScope("c"), "c:1")
+	prior, sent, err := l.Begin(ctx, lane, t1.ID)
 	if err != nil || !sent || prior != `{"id":"wamid.1"}` {
 		t.Fatalf("begin after send: %q %v %v", prior, sent, err)
 	}
-	// Job 2: dead twice with different codes keeps one record, counted once, under the newer code.
+	if err := l.CompleteTask(ctx, t1); err != nil {
+		t.Fatal(err)
+	}
+	// Job 2: fails, to be retried.
+	t2 := l.take(t, lane)
+	l.Retry(ctx, lane, t2.ID)
+	if err := l.RetryTask(ctx, t2, time.Now().Add(time.Hour), "WA500: later", true); err != nil {
+		t.Fatal(err)
+	}
+	// Job 3: dead twice with different codes keeps one record, counted once, under the newer code.
+	t3 := l.take(t, lane)
 	t0 := time.Now().UTC()
-	l.Dead(ctx, l.LegacyScope("c"), dead("c:2", "WA500", t0))
-	l.Dead(ctx, l.LegacyScope("c"), dead("c:2", "E110", t0.Add(time.Second)))
+	l.Dead(ctx, lane, dead(t3.ID, "WA500", t0))
+	l.Dead(ctx, lane, dead(t3.ID, "E110", t0.Add(time.Second)))
+	if err := l.ArchiveTask(ctx, t3, "E110: low balance"); err != nil {
+		t.Fatal(err)
+	}
 	c := l.mustCounts(t)
-	want := Counts{Campaign: "c", Enqueued: 3, Pending: 1, Completed: 1, Dead: 1, Retries: 1, DeadCodes: map[string]int64{"E110": 1}}
-	if c.Enqueued != want.Enqueued || c.Pending != want.Pending || c.Completed != 1 || c.Dead != 1 || c.Retries != 1 ||
-		c.Active != 0 || c.Retry != 0 || len(c.DeadCodes) != 1 || c.DeadCodes["E110"] != 1 {
+	want := Counts{Campaign: "c", Enqueued: 3, Completed: 1, Dead: 1, Retries: 1, Retry: 1, DeadCodes: map[string]int64{"E110": 1}}
+	if c.Enqueued != want.Enqueued || c.Pending != 0 || c.Completed != 1 || c.Dead != 1 || c.Retries != 1 ||
+		c.Active != 0 || c.Retry != 1 || c.Cancelled != 0 || len(c.DeadCodes) != 1 || c.DeadCodes["E110"] != 1 {
 		t.Fatalf("counts = %+v, want %+v", c, want)
 	}
 }
@@ -71,15 +107,16 @@ func TestTransitionsCountOnceWhateverTheyRepeat(t *testing.T) {
 func TestSentAfterADeadLetterCountsAsSentOnly(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
-	l.AddEnqueued(ctx, "c", 2)
+	tasks := cancelTasks(t, "c", 1, 2)
+	lane := declareAndEnqueue(t, l, "c", tasks)
 	t0 := time.Now().UTC()
-	l.Dead(ctx, l.LegacyScope("c"), dead("c:1", "WA400", t0))
-	l.Dead(ctx, l.LegacyScope("c"), dead("c:2", "WA400", t0))
-	if _, _, err := l.Begin(ctx, l.LegacyScope("c"), "c:1"); err != nil {
+	l.Dead(ctx, lane, dead(tasks[0].ID, "WA400", t0))
+	l.Dead(ctx, lane, dead(tasks[1].ID, "WA400", t0))
+	if _, _, err := l.Begin(ctx, lane, tasks[0].ID); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // the second is an ack-lost re-run: it changes nothing
-		if err := l.Sent(ctx, l.LegacyScope("c"), "c:1", []byte("answer")); err != nil {
+		if err := l.Sent(ctx, lane, tasks[0].ID, []byte("answer")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -89,28 +126,30 @@ func TestSentAfterADeadLetterCountsAsSentOnly(t *testing.T) {
 	}
 	var left []string
 	l.DeadLetters(ctx, "c", "", func(d DeadLetter) bool { left = append(left, d.TaskID); return true })
-	if len(left) != 1 || left[0] != "c:2" {
-		t.Fatalf("dead letters left: %v, want [c:2]", left)
+	if len(left) != 1 || left[0] != tasks[1].ID {
+		t.Fatalf("dead letters left: %v, want [%s]", left, tasks[1].ID)
 	}
 }
 
 func TestUndeadRemovesOnlyTheRecordItRead(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
-	l.AddEnqueued(ctx, "c", 1)
+	tasks := cancelTasks(t, "c", 1, 1)
+	lane := declareAndEnqueue(t, l, "c", tasks)
+	id := tasks[0].ID
 	t0 := time.Now().UTC()
-	old := dead("c:1", "E110", t0)
-	l.Dead(ctx, l.LegacyScope("c"), old)
+	old := dead(id, "E110", t0)
+	l.Dead(ctx, lane, old)
 	// Redriven, then dead-lettered again before the redrive removed the record it read.
-	l.Dead(ctx, l.LegacyScope("c"), dead("c:1", "WA400", t0.Add(time.Second)))
-	old.Scope = l.LegacyScope("c")
+	l.Dead(ctx, lane, dead(id, "WA400", t0.Add(time.Second)))
+	old.Scope = lane
 	if ok, err := l.Undead(ctx, old); err != nil || ok {
 		t.Fatalf("undead of a replaced record: ok=%v err=%v, want false", ok, err)
 	}
 	var got []DeadLetter
 	l.DeadLetters(ctx, "c", "", func(d DeadLetter) bool { got = append(got, d); return true })
-	if len(got) != 1 || got[0].Code != "WA400" {
-		t.Fatalf("records = %+v, want the newer WA400 one", got)
+	if len(got) != 1 || got[0].Code != "WA400" || got[0].Scope != lane {
+		t.Fatalf("records = %+v, want the newer WA400 one in %s", got, lane)
 	}
 	if ok, err := l.Undead(ctx, got[0]); err != nil || !ok {
 		t.Fatalf("undead of the current record: ok=%v err=%v", ok, err)
@@ -123,22 +162,21 @@ func TestUndeadRemovesOnlyTheRecordItRead(t *testing.T) {
 func TestDeadLettersFiltersByCodeAndReadsPoisonRecords(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
+	lane := declareAndEnqueue(t, l, "c", cancelTasks(t, "c", 1, 1))
 	for i, code := range []string{"E110", "E110", "WA400"} {
-		l.Dead(ctx, l.LegacyScope("c"), dead("c:"+string(rune('a'+i)), code, time.Now().UTC()))
+		l.Dead(ctx, lane, dead("c:"+string(rune('a'+i)), code, time.Now().UTC()))
 	}
 	n := 0
 	l.DeadLetters(ctx, "c", "E110", func(DeadLetter) bool { n++; return true })
 	if n != 2 {
 		t.Fatalf("E110 records = %d, want 2", n)
 	}
-	l.Dead(ctx, l.LegacyScope(PoisonCampaign), DeadLetter{TaskID: "x", Code: "INVALID_PAYLOAD", Raw: []byte("not json")})
-	names, _ := l.Campaigns(ctx)
-	found := false
-	for _, c := range names {
-		found = found || c == PoisonCampaign
-	}
-	if !found {
-		t.Fatalf("campaigns %v lack %s", names, PoisonCampaign)
+	// A payload that did not decode keeps its bytes.
+	l.Dead(ctx, lane, DeadLetter{TaskID: "x", Code: "INVALID_PAYLOAD", Raw: []byte("not json")})
+	var raw []byte
+	l.DeadLetters(ctx, "c", "INVALID_PAYLOAD", func(d DeadLetter) bool { raw = d.Raw; return true })
+	if string(raw) != "not json" {
+		t.Fatalf("poison record's bytes = %q", raw)
 	}
 }
 
@@ -146,15 +184,12 @@ func TestSentSurvivesAFlushedScriptCacheAndWritesTheResult(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
 	l := New(rdb, "whatsapp", time.Hour)
-	l.AddEnqueued(ctx, "c", 2)
 	lane := l.LaneName("c", "+919000000001")
 	lid := func(n string) string { return "c:919000000001:" + n }
 	sent := func() {
 		t.Helper()
-		for _, s := range [][2]string{{l.LegacyScope("c"), "c:1"}, {lane, lid("1")}} {
-			if err := l.Sent(ctx, s[0], s[1], []byte("answer")); err != nil {
-				t.Fatalf("Sent %s: %v", s[1], err)
-			}
+		if err := l.Sent(ctx, lane, lid("1"), []byte("answer")); err != nil {
+			t.Fatalf("Sent: %v", err)
 		}
 	}
 	sent()
@@ -162,24 +197,19 @@ func TestSentSurvivesAFlushedScriptCacheAndWritesTheResult(t *testing.T) {
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range [][2]string{{l.LegacyScope("c"), "c:2"}, {lane, lid("2")}} {
-		if err := l.Sent(ctx, s[0], s[1], []byte("answer")); err != nil {
-			t.Fatalf("Sent %s after SCRIPT FLUSH: %v", s[1], err)
-		}
+	if err := l.Sent(ctx, lane, lid("2"), []byte("answer")); err != nil {
+		t.Fatalf("Sent after SCRIPT FLUSH: %v", err)
 	}
-	for _, k := range []string{TaskKey("whatsapp", "c:1"), TaskKey("whatsapp", "c:2"), TaskKey(lane, lid("1")), TaskKey(lane, lid("2"))} {
+	for _, k := range []string{TaskKey(lane, lid("1")), TaskKey(lane, lid("2"))} {
 		if v, _ := rdb.HGet(ctx, k, "result").Result(); v != "answer" {
 			t.Errorf("task result %s = %q, want the answer", k, v)
 		}
 	}
-	if c := l.mustCounts(t); c.Completed != 2 {
-		t.Errorf("single-queue completed = %d, want 2", c.Completed)
-	}
-	if c, _ := l.counts(ctx, []string{lane}); c.Completed != 2 {
+	if c := l.laneCounts(t, lane); c.Completed != 2 {
 		t.Errorf("lane completed = %d, want 2", c.Completed)
 	}
 	sent() // repeats count nothing
-	if c, _ := l.counts(ctx, []string{lane}); c.Completed != 2 {
+	if c := l.laneCounts(t, lane); c.Completed != 2 {
 		t.Errorf("lane completed after a repeat = %d, want 2", c.Completed)
 	}
 }
@@ -190,12 +220,10 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 	rdb := srv.Client(t)
 	l := New(rdb, "whatsapp", time.Hour)
 	const perCampaign = 150
-	// Campaign a is in the single queue, b in its lane: the two kinds of sent marker.
 	campaigns := []string{"a", "b"}
-	scope := map[string]string{"a": l.LegacyScope("a"), "b": l.LaneName("b", "+919000000001")}
+	scope := map[string]string{"a": l.LaneName("a", "+919000000001"), "b": l.LaneName("b", "+919000000001")}
 	id := func(c string, i int) string { return fmt.Sprintf("%s:919000000001:%d", c, i) }
 	for _, c := range campaigns {
-		l.AddEnqueued(ctx, c, perCampaign)
 		for i := range 10 { // sent before: a crash lost their acks
 			if err := l.Sent(ctx, scope[c], id(c, i), []byte("prior "+id(c, i))); err != nil {
 				t.Fatal(err)
@@ -248,10 +276,7 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range campaigns {
-		got, err := l.counts(ctx, []string{scope[c]})
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := l.laneCounts(t, scope[c])
 		want := int64(perCampaign)
 		if c == "a" {
 			want++
@@ -261,13 +286,8 @@ func TestBatchSharesRoundTripsAndKeepsEachOutcome(t *testing.T) {
 		}
 		for i := 10; i < perCampaign; i++ {
 			tid := id(c, i)
-			if v, _ := rdb.HGet(ctx, TaskKey(l.QueueOf(scope[c]), tid), "result").Result(); v != "answer "+tid {
+			if v, _ := rdb.HGet(ctx, TaskKey(scope[c], tid), "result").Result(); v != "answer "+tid {
 				t.Fatalf("%s: task result %q", tid, v)
-			}
-			if c == "a" {
-				if v, _ := rdb.HGet(ctx, key(scope[c], "sent"), tid).Result(); v != "answer "+tid {
-					t.Fatalf("%s: sent marker %q", tid, v)
-				}
 			}
 		}
 	}

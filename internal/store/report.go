@@ -54,22 +54,18 @@ func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow)
 	if err != nil {
 		return err
 	}
-	for _, scope := range scopes {
-		lane := l.isLane(scope)
-		queue := l.QueueOf(scope)
-		if err := l.reportSent(ctx, scope, queue, st.cancelledAt, fn); err != nil {
+	for _, lane := range scopes {
+		if err := l.reportSent(ctx, lane, st.cancelledAt, fn); err != nil {
 			return err
 		}
-		if err := l.reportDead(ctx, scope, fn); err != nil {
+		if err := l.reportDead(ctx, lane, fn); err != nil {
 			return err
 		}
-		if lane {
-			if err := l.reportWaiting(ctx, queue, fn); err != nil {
-				return err
-			}
+		if err := l.reportWaiting(ctx, lane, fn); err != nil {
+			return err
 		}
-		if lane && !st.cancelledAt.IsZero() {
-			if err := l.reportCancelled(ctx, queue, st.cancelledAt, fn); err != nil {
+		if !st.cancelledAt.IsZero() {
+			if err := l.reportCancelled(ctx, lane, st.cancelledAt, fn); err != nil {
 				return err
 			}
 		}
@@ -77,68 +73,38 @@ func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow)
 	return l.reportSuppressed(ctx, campaign, fn)
 }
 
-// reportSent lists the scope's sent jobs with their delivery status. A lane's are its completed
-// tasks that carry a result (the sent marker); one completed without a result was taken after
-// its campaign was cancelled (at cancelled) and is listed as cancelled. The single queue's are
-// its scope's sent markers.
-func (l *Ledger) reportSent(ctx context.Context, scope, queue string, cancelled time.Time, fn func(ReportRow) error) error {
-	if queue == scope {
-		return l.pageIDs(ctx, CompletedKey(queue), zrange, func(ids []string) error {
-			pipe := l.rdb.Pipeline()
-			dlv := pipe.HMGet(ctx, key(scope, "dlv"), ids...)
-			tasks := make([]*redis.SliceCmd, len(ids))
-			for i, id := range ids {
-				tasks[i] = pipe.HMGet(ctx, TaskKey(queue, id), "msg", "result")
-			}
-			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("report: %w", err)
-			}
-			var refusedIDs []string
-			var refused []ReportRow
-			for i, id := range ids {
-				v := tasks[i].Val()
-				msg, _ := v[0].(string)
-				answer, sent := v[1].(string)
-				row := sentRow(id, answer, dlv.Val()[i], msg)
-				if !sent {
-					refusedIDs = append(refusedIDs, id)
-					refused = append(refused, ReportRow{To: row.To, Ref: row.Ref, Ref1: row.Ref1, Ref2: row.Ref2})
-					continue
-				}
-				if err := fn(row); err != nil {
-					return err
-				}
-			}
-			return l.reportRefused(ctx, queue, refusedIDs, refused, cancelled, fn)
-		})
-	}
-	var cursor uint64
-	for {
-		kv, next, err := l.rdb.HScan(ctx, key(scope, "sent"), cursor, "", reportBatch).Result()
-		if err != nil {
+// reportSent lists the lane's sent jobs with their delivery status: its completed tasks that
+// carry a result (the sent marker). One completed without a result was taken after its campaign
+// was cancelled (at cancelled) and is listed as cancelled.
+func (l *Ledger) reportSent(ctx context.Context, lane string, cancelled time.Time, fn func(ReportRow) error) error {
+	return l.pageIDs(ctx, CompletedKey(lane), zrange, func(ids []string) error {
+		pipe := l.rdb.Pipeline()
+		dlv := pipe.HMGet(ctx, key(lane, "dlv"), ids...)
+		tasks := make([]*redis.SliceCmd, len(ids))
+		for i, id := range ids {
+			tasks[i] = pipe.HMGet(ctx, TaskKey(lane, id), "msg", "result")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return fmt.Errorf("report: %w", err)
 		}
-		ids := make([]string, 0, len(kv)/2)
-		for i := 0; i+1 < len(kv); i += 2 {
-			ids = append(ids, kv[i])
-		}
-		if len(ids) > 0 {
-			pipe := l.rdb.Pipeline()
-			dlv := pipe.HMGet(ctx, key(scope, "dlv"), ids...)
-			msgs := l.taskMessages(ctx, pipe, queue, ids)
-			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("report: %w", err)
+		var refusedIDs []string
+		var refused []ReportRow
+		for i, id := range ids {
+			v := tasks[i].Val()
+			msg, _ := v[0].(string)
+			answer, sent := v[1].(string)
+			row := sentRow(id, answer, dlv.Val()[i], msg)
+			if !sent {
+				refusedIDs = append(refusedIDs, id)
+				refused = append(refused, ReportRow{To: row.To, Ref: row.Ref, Ref1: row.Ref1, Ref2: row.Ref2})
+				continue
 			}
-			for i, id := range ids {
-				if err := fn(sentRow(id, kv[2*i+1], dlv.Val()[i], msgs[i].Val())); err != nil {
-					return err
-				}
+			if err := fn(row); err != nil {
+				return err
 			}
 		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
-	}
+		return l.reportRefused(ctx, lane, refusedIDs, refused, cancelled, fn)
+	})
 }
 
 // sentRow is the report's row of a sent job: Kaleyra's answer, its furthest delivery status
@@ -237,7 +203,7 @@ func (l *Ledger) pageIDs(ctx context.Context, key string, read rangeFunc, emit f
 }
 
 func (l *Ledger) campaignSuppressedKey(campaign string) string {
-	return key(l.LegacyScope(campaign), "suppressed")
+	return key(l.campaignScope(campaign), "suppressed")
 }
 
 func (l *Ledger) reportSuppressed(ctx context.Context, campaign string, fn func(ReportRow) error) error {

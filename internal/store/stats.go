@@ -55,7 +55,7 @@ return {redis.call('LLEN', KEYS[1]), redis.call('LLEN', KEYS[2]), redis.call('ZC
   tonumber(redis.call('GET', KEYS[8]) or '0'), tonumber(redis.call('GET', KEYS[9]) or '0'), since}
 `
 
-// Stats reads the stats of queues (lanes, or the single queue) in one pipeline (one round trip
+// Stats reads the stats of queues (lanes) in one pipeline (one round trip
 // per Redis node), counting as due the scheduled tasks due by `due`.
 func (l *Ledger) Stats(ctx context.Context, queues []string, due time.Time) ([]QueueStats, error) {
 	if len(queues) == 0 {

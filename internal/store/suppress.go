@@ -168,7 +168,7 @@ func (l *Ledger) CountSuppressed(ctx context.Context, campaign string, numbers [
 	pipe := l.rdb.Pipeline()
 	pipe.Expire(ctx, k, l.retention)
 	if added > 0 {
-		pipe.HIncrBy(ctx, key(l.LegacyScope(campaign), "counts"), "suppressed", added)
+		pipe.HIncrBy(ctx, key(l.campaignScope(campaign), "counts"), "suppressed", added)
 	}
 	pipe.SAdd(ctx, l.campaignsKey(), campaign)
 	if _, err := pipe.Exec(ctx); err != nil {
