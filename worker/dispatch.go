@@ -1,7 +1,7 @@
 package worker
 
-// The dispatcher serves the lanes. Per sender it runs one loop that takes a rate token from the
-// shared limiter first, then picks the next lane with work by deficit round-robin, and only
+// The dispatcher serves the lanes. Per sender it runs a few loops (takers) that each take a rate
+// token from the shared limiter first, then picks the next lane with work by deficit round-robin, and only
 // then takes one task from Redis (store.Ledger.Take) and starts its attempt. So a job leaves
 // Redis only when its sender can send it now: a pause, a cancel, a suppression or a lowered
 // rate decided before that moment holds for it, and a worker holds no job that waits on the
@@ -33,6 +33,11 @@ import (
 	"github.com/wabulk/wabulk/internal/store"
 	"github.com/wabulk/wabulk/job"
 )
+
+// takers is how many dispatch loops a sender runs in one worker (at most its concurrency): each
+// holds one rate token at a time and takes one task with it, so their round trips to Redis
+// overlap when the rate does not bind, as asynq's processors' dequeues do.
+const takers = 16
 
 // Priority quanta of the round-robin; the high lanes' is computed (see quantum).
 const (
@@ -302,7 +307,7 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// dispatcher runs every sender's loop of one worker and the work around them: lane discovery,
+// dispatcher runs every sender's loops of one worker and the work around them: lane discovery,
 // lease extension, forwarding due retries and recovering tasks of dead workers.
 type dispatcher struct {
 	cfg     Config
@@ -361,7 +366,9 @@ func (d *dispatcher) queue(part string) *senderQueue {
 		q = &senderQueue{d: d, part: part, from: from, slots: make(chan struct{}, d.cfg.Concurrency),
 			lanes: map[string]*laneState{}, wake: make(chan struct{}, 1)}
 		d.senders[part] = q
-		d.loops.Go(func() { q.run(d.run) })
+		for range min(d.cfg.Concurrency, takers) {
+			d.loops.Go(func() { q.run(d.run) })
+		}
 	}
 	return q
 }
