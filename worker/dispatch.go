@@ -274,8 +274,12 @@ func (q *senderQueue) takeOne(ctx context.Context) bool {
 		// Not cut short by the stop: a take that reached Redis must come back, or its task would
 		// sit in active until its lease ran out.
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		outcome, t, err := d.ledger.Take(tctx, ls.lane.Name)
+		index, at := d.indexDue(ls.lane.Name), time.Now()
+		outcome, t, err := d.ledger.Take(tctx, ls.lane.Name, index)
 		cancel()
+		if index && err == nil && outcome == store.TakeTaken {
+			d.indexedNow(ls.lane.Name, at)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("take a job", zap.String("lane", ls.lane.Name), zap.Error(err))
@@ -324,6 +328,7 @@ type dispatcher struct {
 	senders map[string]*senderQueue
 	known   map[string]store.Lane // live lanes as last read
 	held    map[string]map[string]bool
+	indexed map[string]time.Time // when this worker last recorded a lane in the lease index
 
 	run        context.Context // the loops; ends at the stop
 	cancelRun  context.CancelFunc
@@ -336,7 +341,8 @@ type dispatcher struct {
 func newDispatcher(cfg Config, log *zap.Logger, h *handler, limiter rateLimiter) *dispatcher {
 	d := &dispatcher{cfg: cfg, log: log, ledger: h.ledger, h: h, limiter: limiter,
 		retry: backoff(cfg.RetryBase, cfg.RetryMax), pauseEvery: 250 * time.Millisecond,
-		senders: map[string]*senderQueue{}, known: map[string]store.Lane{}, held: map[string]map[string]bool{}}
+		senders: map[string]*senderQueue{}, known: map[string]store.Lane{}, held: map[string]map[string]bool{},
+		indexed: map[string]time.Time{}}
 	d.run, d.cancelRun = context.WithCancel(context.Background())
 	d.jobsCtx, d.cancelJobs = context.WithCancel(context.Background())
 	return d
@@ -423,6 +429,25 @@ func (d *dispatcher) woken(ctx context.Context, msg string) {
 		d.mu.Unlock()
 	}
 	d.queue(ln.Sender).ready(ln)
+}
+
+// indexDue reports whether a take from lane must record it in the lease index: not when this
+// worker did less than store.IndexEvery ago.
+func (d *dispatcher) indexDue(lane string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.indexed[lane]
+	return !ok || time.Since(at) >= store.IndexEvery
+}
+
+// indexedNow records that a take just recorded lane in the lease index.
+func (d *dispatcher) indexedNow(lane string, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.indexed) > 10000 {
+		clear(d.indexed)
+	}
+	d.indexed[lane] = at
 }
 
 // hold records a taken task, for its lease's extension.

@@ -128,7 +128,7 @@ func TestStatusFollowsRetriesDeadLettersAndRedrives(t *testing.T) {
 
 	// ids[0]: a retry, then sent. ids[1], ids[2]: dead letters. ids[3]: still pending.
 	lane := b.lane("c1")
-	outcome, taken, err := b.ledger.Take(ctx, lane)
+	outcome, taken, err := b.ledger.Take(ctx, lane, true)
 	if err != nil || outcome != store.TakeTaken || taken.ID != ids[0] {
 		t.Fatalf("take: %d %+v %v, want %s", outcome, taken, err, ids[0])
 	}

@@ -44,6 +44,11 @@ const (
 	archiveDays    = 90
 )
 
+// IndexEvery is how often a worker that keeps taking from a lane must record it in the lease
+// index. An entry's score is the lease expiry it was written with, so while takes go on it
+// stays in the future, and Expired drops only entries whose score has passed.
+const IndexEvery = 5 * time.Second
+
 // ErrLeaseExpired is the error a task gets when its worker's lease ran out (asynq's text).
 var ErrLeaseExpired = errors.New("asynq: task lease expired")
 
@@ -219,9 +224,10 @@ type Taken struct {
 
 // Take takes the next pending task of lane and leases it to the caller for LeaseDuration. The
 // outcome is TakeTaken with the task, or why there was none: TakeEmpty, TakeHeld (paused) or
-// TakeCancelled. The lease is recorded in the namespace's index after the lane's script, so
-// the upkeep finds it should the worker die.
-func (l *Ledger) Take(ctx context.Context, lane string) (int, *Taken, error) {
+// TakeCancelled. With index, the lane is recorded in the namespace's lease index after the
+// lane's script, so the upkeep finds the lease should the worker die; a caller that indexed the
+// lane less than IndexEvery ago may leave it out (Expired keeps an entry that recent).
+func (l *Ledger) Take(ctx context.Context, lane string, index bool) (int, *Taken, error) {
 	p := asynqPrefix(lane)
 	expiry := time.Now().Add(LeaseDuration).Unix()
 	res, err := takeScript.Run(ctx, l.rdb, []string{p + "pending", p + "paused", p + "active", p + "lease",
@@ -233,8 +239,10 @@ func (l *Ledger) Take(ctx context.Context, lane string) (int, *Taken, error) {
 	if outcome != TakeTaken {
 		return int(outcome), nil, nil
 	}
-	if err := l.rdb.ZAddGT(ctx, l.leasedKey(), redis.Z{Score: float64(expiry), Member: lane}).Err(); err != nil {
-		return 0, nil, fmt.Errorf("take from %s: %w", lane, err)
+	if index {
+		if err := l.rdb.ZAddGT(ctx, l.leasedKey(), redis.Z{Score: float64(expiry), Member: lane}).Err(); err != nil {
+			return 0, nil, fmt.Errorf("take from %s: %w", lane, err)
+		}
 	}
 	raw, _ := res[1].(string)
 	t, err := decodeTask([]byte(raw))
@@ -526,8 +534,9 @@ func (l *Ledger) Expired(ctx context.Context, grace time.Duration) ([]*Taken, er
 			t.Lane = lane
 			out = append(out, t)
 		}
-		if res[len(res)-1] == "0" {
-			// No lease left: drop the entry unless a take raised it meanwhile (ZADD GT).
+		if res[len(res)-1] == "0" && z.Score < float64(time.Now().Unix()) {
+			// No lease left, and no take indexed the lane within a lease (takes may leave the
+			// index out for IndexEvery): drop the entry unless a take raised it meanwhile.
 			if err := dropIfScoreScript.Run(ctx, l.rdb, []string{l.leasedKey()}, lane, z.Score).Err(); err != nil {
 				return out, err
 			}

@@ -48,7 +48,7 @@ func (l *Ledger) laneCounts(t *testing.T, lane string) Counts {
 // take takes the next task of lane, failing when there is none.
 func (l *Ledger) take(t *testing.T, lane string) *Taken {
 	t.Helper()
-	outcome, tk, err := l.Take(context.Background(), lane)
+	outcome, tk, err := l.Take(context.Background(), lane, true)
 	if err != nil || outcome != TakeTaken {
 		t.Fatalf("take from %s: %d %v", lane, outcome, err)
 	}
