@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // asynqDefaultTimeout is the Timeout asynq.Client.EnqueueContext gives a task that sets
@@ -33,10 +32,10 @@ const asynqDefaultTimeout = 30 * time.Minute
 // so a producer registers it only when it is not. Every key holds the hash tag {queue}, so one
 // call stays in one slot on Redis Cluster.
 //
-// KEYS[1] -> asynq:{<queue>}:pending
+// KEYS[1] -> PendingKey(queue) (asynq's layout: asynqlayout.go)
 // KEYS[2] -> wabulk:{<queue>}:counts
 // KEYS[3] -> wabulk:{<queue>}:live (the flag RegisterLane sets and RetireDrained clears)
-// KEYS[3+i] -> asynq:{<queue>}:t:<id of task i>
+// KEYS[3+i] -> TaskKey(queue, id of task i)
 // ARGV[1] -> current unix time in nanoseconds
 // ARGV[2] -> 1 to count the new tasks as enqueued, 0 not to (a redrive)
 // ARGV[1+2i], ARGV[2+2i] -> id and encoded TaskMessage of task i
@@ -104,9 +103,9 @@ func (q *Enqueuer) Enqueue(ctx context.Context, queue string, tasks []Task, coun
 		}
 		q.published.Store(queue, time.Now())
 	}
-	prefix := asynqPrefix(queue)
+	prefix := asynqKeys(queue).task
 	keys := make([]string, 3, 3+len(tasks))
-	keys[0], keys[1], keys[2] = PendingKey(queue), key(queue, "counts"), key(queue, "live")
+	keys[0], keys[1], keys[2] = PendingKey(queue), countsKey(queue), liveKey(queue)
 	args := make([]any, 2, 2+2*len(tasks))
 	args[0] = time.Now().UnixNano()
 	args[1] = 0
@@ -115,7 +114,7 @@ func (q *Enqueuer) Enqueue(ctx context.Context, queue string, tasks []Task, coun
 	}
 	var buf []byte
 	for _, t := range tasks {
-		keys = append(keys, prefix+"t:"+t.ID)
+		keys = append(keys, prefix+t.ID)
 		start := len(buf)
 		buf = q.message(buf, queue, t)
 		args = append(args, t.ID, buf[start:len(buf):len(buf)])
@@ -132,61 +131,6 @@ func (q *Enqueuer) Enqueue(ctx context.Context, queue string, tasks []Task, coun
 		added[i] = n == 1
 	}
 	return added, res[len(tasks)] == 1, nil
-}
-
-// allQueuesKey is asynq's set of queue names (base.AllQueues).
-const allQueuesKey = "asynq:queues"
-
-// asynqPrefix is the prefix of every key asynq keeps for queue (base.QueueKeyPrefix).
-func asynqPrefix(queue string) string { return "asynq:{" + queue + "}:" }
-
-// PendingKey is the Redis list asynq keeps a queue's pending task ids in (base.PendingKey).
-func PendingKey(queue string) string { return asynqPrefix(queue) + "pending" }
-
-// TaskKey is the Redis hash asynq keeps a task in (asynq's base.TaskKey); its "result" field is
-// what asynq's ResultWriter writes and Inspector reads, and a lane's sent marker (commit.go).
-func TaskKey(queue, id string) string { return asynqPrefix(queue) + "t:" + id }
-
-// CompletedKey is asynq's sorted set of a queue's completed task ids, scored by the Unix second
-// they expire (base.CompletedKey).
-func CompletedKey(queue string) string { return asynqPrefix(queue) + "completed" }
-
-// ArchivedKey is asynq's sorted set of a queue's archived task ids, scored by archive time in
-// Unix seconds (base.ArchivedKey).
-func ArchivedKey(queue string) string { return asynqPrefix(queue) + "archived" }
-
-// message appends t as base.EncodeMessage writes the TaskMessage asynq.Client.EnqueueContext
-// builds for it: proto3 fields in field-number order, zero values left out. Headers (15),
-// Deadline (9, Unix time 0 when only a timeout is set), UniqueKey and GroupKey are empty for
-// wabulk's tasks; Retried, ErrorMsg, LastFailedAt and CompletedAt are zero when enqueued.
-func (q *Enqueuer) message(b []byte, queue string, t Task) []byte {
-	b = appendString(b, 1, q.taskType)
-	if len(t.Payload) > 0 {
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendBytes(b, t.Payload)
-	}
-	b = appendString(b, 3, t.ID)
-	b = appendString(b, 4, queue)
-	b = appendVarint(b, 5, uint64(int64(int32(q.maxRetry)))) // int32: a negative one sign-extends
-	b = appendVarint(b, 8, uint64(int64(asynqDefaultTimeout.Seconds())))
-	b = appendVarint(b, 12, uint64(int64(q.retention.Seconds())))
-	return b
-}
-
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
 }
 
 // Pauser pauses and resumes asynq queues; *asynq.Inspector is one.

@@ -7,7 +7,7 @@ package store
 //	wabulk:{ns}:lanes:paused         SET  lanes of paused or scheduled campaigns: workers do not
 //	                                      serve them (no poll, no slot), see liveLanesScript
 //
-// and acts on the campaign's lanes in their own slots: asynq's paused flag (asynq:{lane}:paused,
+// and acts on the campaign's lanes in their own slots: asynq's paused flag (asynqPausedKey,
 // the flag asynqmon's "pause" sets, so a lane paused there is paused for asynq too) stops every
 // worker taking the lane's jobs at once, and the lane's cancelled flag (wabulk:{lane}:cancelled)
 // makes the pre-send check (Begin) refuse every job of the lane that is still in a queue. A lane
@@ -40,13 +40,6 @@ const (
 	StateCancelled = "cancelled" // cancelled: nothing more of it is sent
 	StateDone      = "done"      // every job sent, dead or removed
 )
-
-func (l *Ledger) stateKey(campaign string) string { return l.campaignKey(campaign) + ":state" }
-func (l *Ledger) scheduledKey() string            { return l.nsKey("scheduled") }
-func (l *Ledger) pausedLanesKey() string          { return l.nsKey("lanes:paused") }
-
-// asynqPausedKey is asynq's paused flag of a queue (base.PausedKey).
-func asynqPausedKey(queue string) string { return asynqPrefix(queue) + "paused" }
 
 // CampaignExists reports whether the namespace has a record of campaign: one SISMEMBER, never a
 // scan of all campaigns.
@@ -220,7 +213,7 @@ func (l *Ledger) CancelCampaign(ctx context.Context, campaign string) (bool, err
 	// pre-send check; then remove what waits, and let the workers drain the rest (a job in flight
 	// whose attempt fails comes back to a queue and is refused on its next try).
 	for _, ln := range lanes {
-		if err := l.rdb.Set(ctx, key(ln, "cancelled"), "1", 0).Err(); err != nil {
+		if err := l.rdb.Set(ctx, cancelledKey(ln), "1", 0).Err(); err != nil {
 			return false, err
 		}
 	}
@@ -326,7 +319,7 @@ func (l *Ledger) flagDeclaredLane(ctx context.Context, campaign, lane string, li
 		return ""
 	}
 	if get(1) != "" {
-		if err := l.rdb.Set(ctx, key(lane, "cancelled"), "1", 0).Err(); err != nil {
+		if err := l.rdb.Set(ctx, cancelledKey(lane), "1", 0).Err(); err != nil {
 			return fmt.Errorf("lane %s: %w", lane, err)
 		}
 		return nil
@@ -457,8 +450,8 @@ func (l *Ledger) CampaignInfos(ctx context.Context, ids []string) ([]CampaignInf
 		slices.Sort(r.lanes)
 		r.counts = l.queueCounts(ctx, pipe, id, r.lanes, true)
 		if len(r.lanes) > 0 {
-			r.infos = pipe.HMGet(ctx, l.nsKey("lanes:info"), r.lanes...)
-			r.scores = pipe.ZMScore(ctx, l.nsKey("lanes:done"), r.lanes...)
+			r.infos = pipe.HMGet(ctx, l.lanesInfoKey(), r.lanes...)
+			r.scores = pipe.ZMScore(ctx, l.lanesDoneKey(), r.lanes...)
 			for _, ln := range r.lanes {
 				r.paused = append(r.paused, pipe.Exists(ctx, asynqPausedKey(ln)))
 			}
@@ -597,11 +590,11 @@ func (l *Ledger) PurgeDead(ctx context.Context, campaign string) (int64, error) 
 	}
 	var n int64
 	for _, sc := range scopes {
-		k, err := l.rdb.HLen(ctx, key(sc, "dead")).Result()
+		k, err := l.rdb.HLen(ctx, deadKey(sc)).Result()
 		if err != nil {
 			return n, err
 		}
-		if err := l.rdb.Del(ctx, key(sc, "dead")).Err(); err != nil {
+		if err := l.rdb.Del(ctx, deadKey(sc)).Err(); err != nil {
 			return n, err
 		}
 		n += k

@@ -30,7 +30,8 @@ const cancelBatch = 1000
 // task key prefix, the batch size, the TTL in seconds. Removes up to a batch of the lane's
 // waiting tasks as asynq's DeleteAll*Tasks do (the task hash, its unique lock if it holds one,
 // the id in its list) and records each one's refs, read from field 2 (the payload) of asynq's
-// TaskMessage. Returns how many it removed.
+// TaskMessage (its encoding: asynqlayout.go, which this parser must follow). Returns how many it
+// removed.
 var cancelScript = redis.NewScript(`
 local function varint(s, i)
   local v, m = 0, 1
@@ -102,17 +103,15 @@ if n > 0 then redis.call('EXPIRE', KEYS[4], ARGV[3]) end
 return n
 `)
 
-func cancelledJobsKey(lane string) string { return key(lane, "cancelledjobs") }
-
 // cancelWaiting removes every waiting task of lane (pending, scheduled, retrying), keeping what
 // the report needs of each, and returns how many it removed.
 func (l *Ledger) cancelWaiting(ctx context.Context, lane string) (int64, error) {
-	p := asynqPrefix(lane)
-	keys := []string{p + "pending", p + "scheduled", p + "retry", cancelledJobsKey(lane)}
+	p := asynqKeys(lane)
+	keys := []string{p.pending, p.scheduled, p.retry, cancelledJobsKey(lane)}
 	ttl := int64(l.retention / time.Second)
 	var total int64
 	for {
-		n, err := cancelScript.Run(ctx, l.rdb, keys, p+"t:", cancelBatch, ttl).Int64()
+		n, err := cancelScript.Run(ctx, l.rdb, keys, p.task, cancelBatch, ttl).Int64()
 		if err != nil {
 			return total, fmt.Errorf("cancel lane %s: %w", lane, err)
 		}

@@ -266,14 +266,14 @@ func (g *group) queue(ctx context.Context, l *Ledger, pipe redis.Pipeliner, run 
 	s := g.scope
 	switch g.kind {
 	case opBegin:
-		g.cancelled = pipe.Exists(ctx, key(s, "cancelled"))
+		g.cancelled = pipe.Exists(ctx, cancelledKey(s))
 		g.results = make([]*redis.StringCmd, len(g.ops))
 		for i, o := range g.ops {
 			g.results[i] = pipe.HGet(ctx, TaskKey(s, o.taskID), "result")
 		}
 	default:
 		keys := make([]string, 4, 4+len(g.ops))
-		keys[0], keys[1], keys[2], keys[3] = key(s, "counts"), key(s, "dead"), key(s, "deadcodes"), recentKey(s)
+		keys[0], keys[1], keys[2], keys[3] = countsKey(s), deadKey(s), deadCodesKey(s), recentKey(s)
 		args := make([]any, 2*len(g.ops))
 		for i, o := range g.ops {
 			keys = append(keys, TaskKey(s, o.taskID))

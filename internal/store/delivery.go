@@ -194,7 +194,7 @@ func (l *Ledger) applyScope(ctx context.Context, scope string, items []statusIte
 		}
 		args = append(args, it.taskID, it.rec, sup)
 	}
-	keys := []string{key(scope, "counts"), key(scope, "dlv"), key(scope, "failcodes"), key(scope, "suppressing")}
+	keys := []string{countsKey(scope), dlvKey(scope), failCodesKey(scope), suppressingKey(scope)}
 	out, err := applyScript.Run(ctx, l.rdb, keys, args...).Slice()
 	if err != nil {
 		return 0, err
@@ -210,10 +210,6 @@ func (l *Ledger) applyScope(ctx context.Context, scope string, items []statusIte
 	}
 	return l.suppressDue(ctx, scope, due)
 }
-
-func (l *Ledger) mapKey(msgID string) string  { return "wabulk:" + l.queue + ":m:{" + msgID + "}" }
-func (l *Ledger) parkKey(msgID string) string { return "wabulk:" + l.queue + ":p:{" + msgID + "}" }
-func (l *Ledger) callbacksKey() string        { return l.nsKey("callbacks") }
 
 // record is a status as the ledger stores it.
 func record(u StatusUpdate) string {
@@ -403,7 +399,7 @@ func (l *Ledger) Unmatched(ctx context.Context) (int64, error) {
 // DeliveryStatus returns a message's furthest status in scope ("" when no callback came), its
 // code and time.
 func (l *Ledger) DeliveryStatus(ctx context.Context, scope, taskID string) (status, code string, at int64, err error) {
-	rec, err := l.rdb.HGet(ctx, key(scope, "dlv"), taskID).Result()
+	rec, err := l.rdb.HGet(ctx, dlvKey(scope), taskID).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", "", 0, nil
 	}

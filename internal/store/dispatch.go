@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // LeaseDuration is how long a taken task is a worker's before the upkeep may give it to another
@@ -202,9 +201,6 @@ if s and tonumber(s) == tonumber(ARGV[2]) then redis.call("ZREM", KEYS[1], ARGV[
 return 0
 `)
 
-func (l *Ledger) dueKey() string    { return l.nsKey("due") }
-func (l *Ledger) leasedKey() string { return l.nsKey("leased") }
-
 // Taken is a task a worker took from its lane.
 type Taken struct {
 	Lane    string
@@ -228,10 +224,10 @@ type Taken struct {
 // lane's script, so the upkeep finds the lease should the worker die; a caller that indexed the
 // lane less than IndexEvery ago may leave it out (Expired keeps an entry that recent).
 func (l *Ledger) Take(ctx context.Context, lane string, index bool) (int, *Taken, error) {
-	p := asynqPrefix(lane)
+	p := asynqKeys(lane)
 	expiry := time.Now().Add(LeaseDuration).Unix()
-	res, err := takeScript.Run(ctx, l.rdb, []string{p + "pending", p + "paused", p + "active", p + "lease",
-		key(lane, "cancelled")}, expiry, p+"t:").Slice()
+	res, err := takeScript.Run(ctx, l.rdb, []string{p.pending, p.paused, p.active, p.lease,
+		cancelledKey(lane)}, expiry, p.task).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("take from %s: %w", lane, err)
 	}
@@ -255,113 +251,14 @@ func (l *Ledger) Take(ctx context.Context, lane string, index bool) (int, *Taken
 	return TakeTaken, t, nil
 }
 
-// decodeTask reads the fields of asynq's TaskMessage a worker needs.
-func decodeTask(b []byte) (*Taken, error) {
-	t := &Taken{msg: b}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return t, errors.New("task message: bad tag")
-		}
-		b = b[n:]
-		switch {
-		case typ == protowire.BytesType && (num == 1 || num == 2 || num == 3):
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return t, errors.New("task message: bad field")
-			}
-			switch num {
-			case 1:
-				t.Type = string(v)
-			case 2:
-				t.Payload = v
-			case 3:
-				t.ID = string(v)
-			}
-			n = m
-		case typ == protowire.VarintType && (num == 5 || num == 6):
-			v, m := protowire.ConsumeVarint(b)
-			if m < 0 {
-				return t, errors.New("task message: bad field")
-			}
-			if num == 5 {
-				t.Retry = int(int32(v))
-			} else {
-				t.Retried = int(int32(v))
-			}
-			n = m
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return t, errors.New("task message: bad field")
-			}
-		}
-		b = b[n:]
-	}
-	if t.ID == "" {
-		return t, errors.New("task message: no id")
-	}
-	return t, nil
-}
-
-// rewrite returns msg with the varint fields in set replaced (0 drops one) and string field 7
-// (error_msg) set to errMsg when withErr, in field-number order as asynq's encoder writes them.
-func rewrite(msg []byte, set map[protowire.Number]int64, errMsg string, withErr bool) []byte {
-	type field struct {
-		num protowire.Number
-		raw []byte
-	}
-	var fields []field
-	for b := msg; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			break
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			break
-		}
-		_, replaced := set[num]
-		if !replaced && !(withErr && num == 7) {
-			fields = append(fields, field{num, b[:n+m]})
-		}
-		b = b[n+m:]
-	}
-	for num, v := range set {
-		if v != 0 {
-			fields = append(fields, field{num, appendVarint(nil, num, uint64(v))})
-		}
-	}
-	if withErr && errMsg != "" {
-		fields = append(fields, field{7, appendString(nil, 7, errMsg)})
-	}
-	// Stable insertion sort: a message has a dozen fields at most.
-	for i := 1; i < len(fields); i++ {
-		for j := i; j > 0 && fields[j].num < fields[j-1].num; j-- {
-			fields[j], fields[j-1] = fields[j-1], fields[j]
-		}
-	}
-	out := make([]byte, 0, len(msg)+len(errMsg)+16)
-	for _, f := range fields {
-		out = append(out, f.raw...)
-	}
-	return out
-}
-
-func statsKeys(lane string, now time.Time) (processedDay, failedDay string) {
-	day := now.UTC().Format("2006-01-02")
-	p := asynqPrefix(lane)
-	return p + "processed:" + day, p + "failed:" + day
-}
-
 // CompleteTask marks a taken task completed, kept for the retention (asynq's MarkAsComplete). Its
 // result, when it was sent, is the sent marker the ledger wrote.
 func (l *Ledger) CompleteTask(ctx context.Context, t *Taken) error {
 	now := time.Now()
-	p := asynqPrefix(t.Lane)
+	p := asynqKeys(t.Lane)
 	pd, _ := statsKeys(t.Lane, now)
-	msg := rewrite(t.msg, map[protowire.Number]int64{13: now.Unix()}, "", false)
-	return l.finish(completeScript.Run(ctx, l.rdb, []string{p + "active", p + "lease", p + "completed", p + "t:" + t.ID, pd, p + "processed"},
+	msg := markCompleted(t.msg, now)
+	return l.finish(completeScript.Run(ctx, l.rdb, []string{p.active, p.lease, p.completed, p.task + t.ID, pd, p.processed},
 		t.ID, now.Add(statsTTL).Unix(), now.Add(l.retention).Unix(), msg).Err())
 }
 
@@ -369,7 +266,7 @@ func (l *Ledger) CompleteTask(ctx context.Context, t *Taken) error {
 // failure uses one of its retries (asynq's Retry). The namespace's due index learns of it.
 func (l *Ledger) RetryTask(ctx context.Context, t *Taken, at time.Time, errMsg string, failure bool) error {
 	now := time.Now()
-	p := asynqPrefix(t.Lane)
+	p := asynqKeys(t.Lane)
 	pd, fd := statsKeys(t.Lane, now)
 	retried := int64(t.Retried)
 	fail := 0
@@ -377,8 +274,8 @@ func (l *Ledger) RetryTask(ctx context.Context, t *Taken, at time.Time, errMsg s
 		retried++
 		fail = 1
 	}
-	msg := rewrite(t.msg, map[protowire.Number]int64{6: retried, 11: now.Unix()}, errMsg, true)
-	err := retryTaskScript.Run(ctx, l.rdb, []string{p + "active", p + "lease", p + "retry", p + "t:" + t.ID, pd, fd, p + "processed", p + "failed"},
+	msg := markRetried(t.msg, retried, now, errMsg)
+	err := retryTaskScript.Run(ctx, l.rdb, []string{p.active, p.lease, p.retry, p.task + t.ID, pd, fd, p.processed, p.failed},
 		t.ID, msg, at.Unix(), now.Add(statsTTL).Unix(), fail).Err()
 	if errors.Is(err, redis.Nil) {
 		return nil // not active any more: the upkeep took it back
@@ -397,25 +294,25 @@ func (l *Ledger) markDue(ctx context.Context, lane string, at int64) error {
 // Archive): a dead letter in asynq's view.
 func (l *Ledger) ArchiveTask(ctx context.Context, t *Taken, errMsg string) error {
 	now := time.Now()
-	p := asynqPrefix(t.Lane)
+	p := asynqKeys(t.Lane)
 	pd, fd := statsKeys(t.Lane, now)
-	msg := rewrite(t.msg, map[protowire.Number]int64{11: now.Unix()}, errMsg, true)
-	return l.finish(archiveScript.Run(ctx, l.rdb, []string{p + "active", p + "lease", p + "archived", p + "t:" + t.ID, pd, fd, p + "processed", p + "failed"},
-		t.ID, msg, now.Unix(), now.AddDate(0, 0, -archiveDays).Unix(), maxArchiveSize, now.Add(statsTTL).Unix(), p+"t:").Err())
+	msg := markArchived(t.msg, now, errMsg)
+	return l.finish(archiveScript.Run(ctx, l.rdb, []string{p.active, p.lease, p.archived, p.task + t.ID, pd, fd, p.processed, p.failed},
+		t.ID, msg, now.Unix(), now.AddDate(0, 0, -archiveDays).Unix(), maxArchiveSize, now.Add(statsTTL).Unix(), p.task).Err())
 }
 
 // RequeueTask puts a taken task back at the head of its lane, unattempted.
 func (l *Ledger) RequeueTask(ctx context.Context, t *Taken) error {
-	p := asynqPrefix(t.Lane)
-	return l.finish(requeueScript.Run(ctx, l.rdb, []string{p + "active", p + "lease", p + "pending", p + "t:" + t.ID}, t.ID).Err())
+	p := asynqKeys(t.Lane)
+	return l.finish(requeueScript.Run(ctx, l.rdb, []string{p.active, p.lease, p.pending, p.task + t.ID}, t.ID).Err())
 }
 
 // DropSuppressed takes a task whose recipient is on the suppression list out of its lane
 // unsent, counts it suppressed in the lane, and lists the recipient among the campaign's
 // suppressed (the report's rows).
 func (l *Ledger) DropSuppressed(ctx context.Context, t *Taken, campaign, to string) error {
-	p := asynqPrefix(t.Lane)
-	n, err := dropScript.Run(ctx, l.rdb, []string{p + "active", p + "lease", p + "t:" + t.ID, key(t.Lane, "counts")}, t.ID).Int()
+	p := asynqKeys(t.Lane)
+	n, err := dropScript.Run(ctx, l.rdb, []string{p.active, p.lease, p.task + t.ID, countsKey(t.Lane)}, t.ID).Int()
 	if err != nil || n == 0 {
 		return l.finish(err)
 	}
@@ -447,7 +344,7 @@ func (l *Ledger) ExtendLeases(ctx context.Context, held map[string][]string) err
 		for i, id := range ids {
 			zs[i] = redis.Z{Score: expiry, Member: id}
 		}
-		pipe.ZAddXX(ctx, asynqPrefix(lane)+"lease", zs...)
+		pipe.ZAddXX(ctx, asynqKeys(lane).lease, zs...)
 		pipe.ZAddGT(ctx, l.leasedKey(), redis.Z{Score: expiry, Member: lane})
 	}
 	_, err := pipe.Exec(ctx)
@@ -482,9 +379,9 @@ func (l *Ledger) ForwardDue(ctx context.Context) ([]string, error) {
 // left. It then reads the lane again, so a retry that landed after the forward but wrote its
 // entry before the rewrite is not lost.
 func (l *Ledger) forwardLane(ctx context.Context, lane string, score float64, now time.Time) (int64, error) {
-	p := asynqPrefix(lane)
-	keys := []string{p + "scheduled", p + "retry", p + "pending"}
-	res, err := forwardScript.Run(ctx, l.rdb, keys, now.Unix(), p+"t:", now.UnixNano()).Slice()
+	p := asynqKeys(lane)
+	keys := []string{p.scheduled, p.retry, p.pending}
+	res, err := forwardScript.Run(ctx, l.rdb, keys, now.Unix(), p.task, now.UnixNano()).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("forward %s: %w", lane, err)
 	}
@@ -521,8 +418,8 @@ func (l *Ledger) Expired(ctx context.Context, grace time.Duration) ([]*Taken, er
 	var out []*Taken
 	for _, z := range lanes {
 		lane := z.Member.(string)
-		p := asynqPrefix(lane)
-		res, err := expiredScript.Run(ctx, l.rdb, []string{p + "lease"}, cutoff, p+"t:").StringSlice()
+		p := asynqKeys(lane)
+		res, err := expiredScript.Run(ctx, l.rdb, []string{p.lease}, cutoff, p.task).StringSlice()
 		if err != nil {
 			return out, fmt.Errorf("expired leases of %s: %w", lane, err)
 		}
@@ -591,9 +488,9 @@ func (l *Ledger) Sweep(ctx context.Context, lanes []string, janitor bool) ([]Swe
 		pipe := l.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(lanes))
 		for i, lane := range lanes {
-			p := asynqPrefix(lane)
-			cmds[i] = sweepScript.EvalSha(ctx, pipe, []string{p + "pending", p + "active", p + "retry", p + "scheduled",
-				p + "completed", p + "archived", l.ReconcileMark(lane)}, now, p+"t:", batch)
+			p := asynqKeys(lane)
+			cmds[i] = sweepScript.EvalSha(ctx, pipe, []string{p.pending, p.active, p.retry, p.scheduled,
+				p.completed, p.archived, l.ReconcileMark(lane)}, now, p.task, batch)
 		}
 		_, err := pipe.Exec(ctx)
 		return cmds, err
@@ -661,7 +558,7 @@ func (l *Ledger) NamespacePaused(ctx context.Context) (bool, error) {
 
 // LaneInfo reads one lane's registry entry; false when it has none.
 func (l *Ledger) LaneInfo(ctx context.Context, name string) (Lane, bool, error) {
-	raw, err := l.rdb.HGet(ctx, l.nsKey("lanes:info"), name).Result()
+	raw, err := l.rdb.HGet(ctx, l.lanesInfoKey(), name).Result()
 	if errors.Is(err, redis.Nil) {
 		return Lane{}, false, nil
 	}

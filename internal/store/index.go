@@ -29,9 +29,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func (l *Ledger) activeKey() string   { return l.nsKey("campaigns:active") }
-func (l *Ledger) finishedKey() string { return l.nsKey("campaigns:finished") }
-
 // luaLanesDone is shared by the scripts that decide a campaign is finished: every lane of the
 // campaign's lane set (key) has a score in the drained lanes (done) or has left the registry
 // (info: cleaned up, kept in its campaign for its dead letters). It returns that and the latest
@@ -107,7 +104,7 @@ return 1
 
 // indexKeys are the fixed keys of finishScript and indexScript, then each campaign's lane set.
 func (l *Ledger) indexKeys(ids []string) []string {
-	ks := []string{l.activeKey(), l.finishedKey(), l.nsKey("lanes:done"), l.scheduledKey(), l.nsKey("lanes:info")}
+	ks := []string{l.activeKey(), l.finishedKey(), l.lanesDoneKey(), l.scheduledKey(), l.lanesInfoKey()}
 	for _, id := range ids {
 		ks = append(ks, l.campaignKey(id))
 	}

@@ -100,16 +100,12 @@ func (l *Ledger) LaneOfTask(taskID string) (string, bool) {
 // (see the package comment).
 func (l *Ledger) campaignScope(campaign string) string { return l.queue + ":" + campaign }
 
-func (l *Ledger) nsKey(what string) string { return "wabulk:{" + l.queue + "}:" + what }
-
 // cluster reports whether the ledger talks to a Redis Cluster, where one command cannot span
 // slots.
 func (l *Ledger) cluster() bool {
 	_, ok := l.rdb.(*redis.ClusterClient)
 	return ok
 }
-func (l *Ledger) campaignsKey() string         { return l.nsKey("campaigns") }
-func (l *Ledger) campaignKey(id string) string { return l.nsKey("campaign:" + id) }
 
 // KEYS: info campaigns campaign live done state active finished, the namespace's paused flag.
 // ARGV: lane, JSON Lane, campaign id, 1 to keep a registered lane's priority (a redrive) or 0 to
@@ -150,7 +146,7 @@ func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) e
 	// The lane's own live flag, in its slot, tells the next enqueues that the lane is live, so
 	// they need not register it again. Set after the registry: a flag without a registration
 	// could hide a lane from the workers.
-	if err := l.rdb.Set(ctx, key(name, "live"), "1", 0).Err(); err != nil {
+	if err := l.rdb.Set(ctx, liveKey(name), "1", 0).Err(); err != nil {
 		return fmt.Errorf("register lane %s: %w", name, err)
 	}
 	return nil
@@ -177,8 +173,8 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 	if live {
 		makeLive = 1
 	}
-	state, err := registerScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:info"), l.campaignsKey(), l.campaignKey(ln.Campaign),
-		l.nsKey("lanes:live"), l.nsKey("lanes:done"), l.stateKey(ln.Campaign), l.activeKey(), l.finishedKey(), asynqPausedKey(l.queue)}, ln.Name, info, ln.Campaign, keep, makeLive,
+	state, err := registerScript.Run(ctx, l.rdb, []string{l.lanesInfoKey(), l.campaignsKey(), l.campaignKey(ln.Campaign),
+		l.lanesLiveKey(), l.lanesDoneKey(), l.stateKey(ln.Campaign), l.activeKey(), l.finishedKey(), asynqPausedKey(l.queue)}, ln.Name, info, ln.Campaign, keep, makeLive,
 		l.lanesChannel(), string(ln.Priority)).Slice()
 	if err != nil {
 		return "", fmt.Errorf("register lane %s: %w", ln.Name, err)
@@ -209,9 +205,9 @@ func (l *Ledger) revive(ctx context.Context, name, raw string) error {
 // producer died between writing a lane's first tasks and registering it. It returns their names.
 func (l *Ledger) ReviveOrphans(ctx context.Context) ([]string, error) {
 	pipe := l.rdb.Pipeline()
-	info := pipe.HGetAll(ctx, l.nsKey("lanes:info"))
-	live := pipe.SMembers(ctx, l.nsKey("lanes:live"))
-	done := pipe.ZRange(ctx, l.nsKey("lanes:done"), 0, -1)
+	info := pipe.HGetAll(ctx, l.lanesInfoKey())
+	live := pipe.SMembers(ctx, l.lanesLiveKey())
+	done := pipe.ZRange(ctx, l.lanesDoneKey(), 0, -1)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, err
 	}
@@ -241,9 +237,6 @@ func (l *Ledger) ReviveOrphans(ctx context.Context) ([]string, error) {
 	}
 	return revived, nil
 }
-
-// lanesChannel is the PubSub channel a lane's name is published on when it becomes live.
-func (l *Ledger) lanesChannel() string { return l.nsKey("lanes:new") }
 
 // ParseAnnouncement reads a message of the lanes channel: a lane's name, and its priority when
 // the lane was just registered live (empty otherwise).
@@ -279,7 +272,7 @@ return out
 // LiveLanes returns the lanes workers serve (live, and not held by a paused or scheduled
 // campaign), sorted by name, in one Redis call.
 func (l *Ledger) LiveLanes(ctx context.Context) ([]Lane, error) {
-	vals, err := liveLanesScript.Run(ctx, l.rdb, []string{l.nsKey("lanes:live"), l.nsKey("lanes:info"), l.pausedLanesKey()}).Slice()
+	vals, err := liveLanesScript.Run(ctx, l.rdb, []string{l.lanesLiveKey(), l.lanesInfoKey(), l.pausedLanesKey()}).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("live lanes: %w", err)
 	}
@@ -359,8 +352,8 @@ return redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('Z
 
 // Backlog is how many of queue's tasks are pending, active, scheduled or retrying.
 func (l *Ledger) Backlog(ctx context.Context, queue string) (int64, error) {
-	p := asynqPrefix(queue)
-	return backlogScript.Run(ctx, l.rdb, []string{PendingKey(queue), p + "active", p + "scheduled", p + "retry"}).Int64()
+	p := asynqKeys(queue)
+	return backlogScript.Run(ctx, l.rdb, []string{PendingKey(queue), p.active, p.scheduled, p.retry}).Int64()
 }
 
 // RetireDrained takes the lanes whose backlog is empty out of the live set (workers stop serving
@@ -384,7 +377,7 @@ func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) (retired []str
 	// registered again by its next enqueue: one call, harmless.
 	pipe := l.rdb.Pipeline()
 	for _, ln := range lanes {
-		pipe.Del(ctx, key(ln.Name, "live"))
+		pipe.Del(ctx, liveKey(ln.Name))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, err
@@ -405,8 +398,8 @@ func (l *Ledger) RetireDrained(ctx context.Context, lanes []Lane) (retired []str
 	now := float64(time.Now().Unix())
 	tx := l.rdb.TxPipeline()
 	for _, ln := range empty {
-		tx.SRem(ctx, l.nsKey("lanes:live"), ln.Name)
-		tx.ZAdd(ctx, l.nsKey("lanes:done"), redis.Z{Score: now, Member: ln.Name})
+		tx.SRem(ctx, l.lanesLiveKey(), ln.Name)
+		tx.ZAdd(ctx, l.lanesDoneKey(), redis.Z{Score: now, Member: ln.Name})
 	}
 	if _, err := tx.Exec(ctx); err != nil {
 		return nil, err
@@ -436,8 +429,8 @@ func (l *Ledger) backlogs(ctx context.Context, lanes []Lane) ([]int64, error) {
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(lanes))
 	for i, ln := range lanes {
-		p := asynqPrefix(ln.Name)
-		cmds[i] = backlogScript.Eval(ctx, pipe, []string{PendingKey(ln.Name), p + "active", p + "scheduled", p + "retry"})
+		p := asynqKeys(ln.Name)
+		cmds[i] = backlogScript.Eval(ctx, pipe, []string{PendingKey(ln.Name), p.active, p.scheduled, p.retry})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("backlog: %w", err)
@@ -466,7 +459,7 @@ func (l *Ledger) RetireIdle(ctx context.Context, lanes []Lane) ([]string, error)
 	for i, ln := range lanes {
 		members[i] = ln.Name
 	}
-	live := pipe.SMIsMember(ctx, l.nsKey("lanes:live"), members...)
+	live := pipe.SMIsMember(ctx, l.lanesLiveKey(), members...)
 	recent := make([]*redis.IntCmd, len(lanes))
 	for i, ln := range lanes {
 		recent[i] = pipe.Exists(ctx, recentKey(ln.Name))
@@ -495,7 +488,7 @@ func (l *Ledger) RetireCampaign(ctx context.Context, campaign string) error {
 	for i, n := range names {
 		members[i] = n
 	}
-	live, err := l.rdb.SMIsMember(ctx, l.nsKey("lanes:live"), members...).Result()
+	live, err := l.rdb.SMIsMember(ctx, l.lanesLiveKey(), members...).Result()
 	if err != nil {
 		return err
 	}
@@ -516,7 +509,7 @@ func (l *Ledger) RetireCampaign(ctx context.Context, campaign string) error {
 // 90 days) is looked at again one retention later. It returns how many lanes it removed.
 func (l *Ledger) CleanUp(ctx context.Context, insp *asynq.Inspector, limit int) (int, error) {
 	cutoff := time.Now().Add(-l.retention).Unix()
-	names, err := l.rdb.ZRangeByScore(ctx, l.nsKey("lanes:done"), &redis.ZRangeBy{Min: "-inf",
+	names, err := l.rdb.ZRangeByScore(ctx, l.lanesDoneKey(), &redis.ZRangeBy{Min: "-inf",
 		Max: strconv.FormatInt(cutoff, 10), Count: int64(limit)}).Result()
 	if err != nil {
 		return 0, err
@@ -526,7 +519,7 @@ func (l *Ledger) CleanUp(ctx context.Context, insp *asynq.Inspector, limit int) 
 		if n, err := l.Backlog(ctx, name); err != nil {
 			return removed, err
 		} else if n > 0 {
-			info, _ := l.rdb.HGet(ctx, l.nsKey("lanes:info"), name).Result()
+			info, _ := l.rdb.HGet(ctx, l.lanesInfoKey(), name).Result()
 			if err := l.revive(ctx, name, info); err != nil {
 				return removed, err
 			}
@@ -537,7 +530,7 @@ func (l *Ledger) CleanUp(ctx context.Context, insp *asynq.Inspector, limit int) 
 		}
 		if err := insp.DeleteQueue(name, false); err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
 			// Archived tasks left: look again later.
-			l.rdb.ZAdd(ctx, l.nsKey("lanes:done"), redis.Z{Score: float64(time.Now().Unix()), Member: name})
+			l.rdb.ZAdd(ctx, l.lanesDoneKey(), redis.Z{Score: float64(time.Now().Unix()), Member: name})
 			continue
 		}
 		if err := l.dropLane(ctx, name); err != nil {
@@ -554,36 +547,36 @@ const asynqStatsDays = 90
 // dropLane removes a lane whose queue is gone from the registry, and its ledger unless it holds
 // dead letters.
 func (l *Ledger) dropLane(ctx context.Context, name string) error {
-	dead, err := l.rdb.HLen(ctx, key(name, "dead")).Result()
+	dead, err := l.rdb.HLen(ctx, deadKey(name)).Result()
 	if err != nil {
 		return err
 	}
 	campaign := ""
-	if info, err := l.rdb.HGet(ctx, l.nsKey("lanes:info"), name).Result(); err == nil {
+	if info, err := l.rdb.HGet(ctx, l.lanesInfoKey(), name).Result(); err == nil {
 		if ln, ok := parseLane(name, info); ok {
 			campaign = ln.Campaign
 		}
 	}
 	// asynq's DeleteQueue leaves the queue's statistics and flags behind: its processed and
 	// failed totals, the daily counters (kept 90 days), the lease set and the paused flag.
-	p := asynqPrefix(name)
-	ks := []string{p + "processed", p + "failed", p + "lease", p + "paused", p + "completed"}
+	p := asynqKeys(name)
+	ks := []string{p.processed, p.failed, p.lease, p.paused, p.completed}
 	for d := 0; d <= asynqStatsDays; d++ {
 		day := time.Now().UTC().AddDate(0, 0, -d).Format("2006-01-02")
-		ks = append(ks, p+"processed:"+day, p+"failed:"+day)
+		ks = append(ks, p.processedOn(day), p.failedOn(day))
 	}
 	if dead == 0 {
 		ks = append(ks, keys(name)...)
-		ks = append(ks, key(name, "reconcile:since"), key(name, "live"), cancelledJobsKey(name), recentKey(name))
+		ks = append(ks, l.ReconcileMark(name), liveKey(name), cancelledJobsKey(name), recentKey(name))
 	}
 	// One slot: asynq's keys of the lane and the ledger's share the tag {lane}.
 	if err := l.rdb.Del(ctx, ks...).Err(); err != nil {
 		return err
 	}
 	pipe := l.rdb.TxPipeline()
-	pipe.HDel(ctx, l.nsKey("lanes:info"), name)
-	pipe.SRem(ctx, l.nsKey("lanes:live"), name)
-	pipe.ZRem(ctx, l.nsKey("lanes:done"), name)
+	pipe.HDel(ctx, l.lanesInfoKey(), name)
+	pipe.SRem(ctx, l.lanesLiveKey(), name)
+	pipe.ZRem(ctx, l.lanesDoneKey(), name)
 	if campaign != "" && dead == 0 {
 		pipe.SRem(ctx, l.campaignKey(campaign), name)
 	}
@@ -614,8 +607,5 @@ func (l *Ledger) dropLane(ctx context.Context, name string) error {
 // Lock takes the namespace's lock name for ttl and reports whether it got it: for work one
 // worker at a time does (lane upkeep, reconciling archives).
 func (l *Ledger) Lock(ctx context.Context, name string, ttl time.Duration) (bool, error) {
-	return l.rdb.SetNX(ctx, l.nsKey(name), "1", ttl).Result()
+	return l.rdb.SetNX(ctx, l.lockKey(name), "1", ttl).Result()
 }
-
-// ReconcileMark is the key where the reconciler keeps the archive time it has read lane up to.
-func (l *Ledger) ReconcileMark(lane string) string { return key(lane, "reconcile:since") }

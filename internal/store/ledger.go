@@ -71,19 +71,10 @@ type DeadLetter struct {
 	Scope string `json:"-"`
 }
 
-// key is one of a scope's ledger keys. A scope is a lane (its asynq queue name, so the ledger
-// keys share the lane's hash slot with asynq's keys of that queue) or a campaign scope.
-func key(scope, what string) string { return "wabulk:{" + scope + "}:" + what }
-
-// keys returns the scope's keys in the order the scripts read them.
-func keys(scope string) []string {
-	return []string{key(scope, "counts"), key(scope, "dead"), key(scope, "deadcodes")}
-}
-
 // Retry records a transient failure that asynq will retry. A lane's retrying jobs are read from
 // asynq's retry set, so it only counts the retry.
 func (l *Ledger) Retry(ctx context.Context, lane, taskID string) error {
-	if err := l.rdb.HIncrBy(ctx, key(lane, "counts"), "retries", 1).Err(); err != nil {
+	if err := l.rdb.HIncrBy(ctx, countsKey(lane), "retries", 1).Err(); err != nil {
 		return fmt.Errorf("ledger: retry: %w", err)
 	}
 	return nil
@@ -154,12 +145,12 @@ func (l *Ledger) Undead(ctx context.Context, d DeadLetter) (bool, error) {
 
 // CountRedriven counts a redrive in scope whose record was already gone (see Undead).
 func (l *Ledger) CountRedriven(ctx context.Context, scope string) error {
-	return l.rdb.HIncrBy(ctx, key(scope, "counts"), "redriven", 1).Err()
+	return l.rdb.HIncrBy(ctx, countsKey(scope), "redriven", 1).Err()
 }
 
 // IsDead reports whether the job has a dead-letter record in scope.
 func (l *Ledger) IsDead(ctx context.Context, scope, taskID string) (bool, error) {
-	return l.rdb.HExists(ctx, key(scope, "dead"), taskID).Result()
+	return l.rdb.HExists(ctx, deadKey(scope), taskID).Result()
 }
 
 // WasSent reports whether the job has a sent marker (Kaleyra accepted it within retention): a
@@ -227,12 +218,12 @@ func (l *Ledger) queueCounts(ctx context.Context, pipe redis.Pipeliner, campaign
 	scopes := append(slices.Clip(lanes), l.campaignScope(campaign))
 	reads := make(countsRead, len(scopes))
 	for i, s := range scopes {
-		r := scopeRead{h: pipe.HGetAll(ctx, key(s, "counts")), codes: pipe.HGetAll(ctx, key(s, "deadcodes")),
-			fcodes: pipe.HGetAll(ctx, key(s, "failcodes")), lane: i < len(lanes)}
+		r := scopeRead{h: pipe.HGetAll(ctx, countsKey(s)), codes: pipe.HGetAll(ctx, deadCodesKey(s)),
+			fcodes: pipe.HGetAll(ctx, failCodesKey(s)), lane: i < len(lanes)}
 		if r.lane {
-			p := asynqPrefix(s)
-			r.pending, r.scheduled = pipe.LLen(ctx, p+"pending"), pipe.ZCard(ctx, p+"scheduled")
-			r.active, r.retry = pipe.LLen(ctx, p+"active"), pipe.ZCard(ctx, p+"retry")
+			p := asynqKeys(s)
+			r.pending, r.scheduled = pipe.LLen(ctx, p.pending), pipe.ZCard(ctx, p.scheduled)
+			r.active, r.retry = pipe.LLen(ctx, p.active), pipe.ZCard(ctx, p.retry)
 		}
 		if recent {
 			r.recent = pipe.HGetAll(ctx, recentKey(s))
@@ -323,7 +314,7 @@ func (l *Ledger) DeadLetters(ctx context.Context, campaign, code string, fn func
 func (l *Ledger) deadLetters(ctx context.Context, scope, code string, fn func(DeadLetter) bool) (bool, error) {
 	var cursor uint64
 	for {
-		kv, next, err := l.rdb.HScan(ctx, key(scope, "dead"), cursor, "", 500).Result()
+		kv, next, err := l.rdb.HScan(ctx, deadKey(scope), cursor, "", 500).Result()
 		if err != nil {
 			return false, fmt.Errorf("ledger: dead letters: %w", err)
 		}

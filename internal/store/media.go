@@ -52,7 +52,7 @@ func (l *Ledger) mediaKey(k MediaKey) (string, error) {
 		return "", fmt.Errorf("%w: file hash %q is not a hex SHA-256", ErrBadMediaKey, clip(k.SHA256))
 	}
 	scope := sha256.Sum256([]byte(k.Account + "\x00" + k.MIME))
-	return l.nsKey("media:" + d + ":" + strings.ToLower(k.SHA256) + ":" + hex.EncodeToString(scope[:8])), nil
+	return l.mediaCacheKey(d, strings.ToLower(k.SHA256), hex.EncodeToString(scope[:8])), nil
 }
 
 // MediaID returns the cached media id of k, and whether there is one. A value that cannot be an

@@ -4,7 +4,7 @@ package store
 // lanes (`wabulk migrate`). Older versions served, beside the lanes, one asynq queue named after
 // the namespace, and kept its jobs' records in each campaign's scope "<ns>:<campaign>":
 //
-//	asynq:{ns}:…                       the single queue (pending, active, scheduled, retry, archived,
+//	asynqKeys(ns) (asynqlayout.go)     the single queue (pending, active, scheduled, retry, archived,
 //	                                   completed, lease, stats, task hashes t:<id>); its paused flag
 //	                                   stays: it is the namespace's (`wabulk queue pause`)
 //	wabulk:{ns:campaign}:counts        enqueued completed dead retries redriven (the other fields stay)
@@ -47,7 +47,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/wabulk/wabulk/job"
 )
@@ -193,12 +192,12 @@ func (m *migration) checkIdle(ctx context.Context) error {
 				ErrMigrateBusy, s.Host, s.PID)
 		}
 	}
-	p := asynqPrefix(m.l.queue)
-	ids, err := m.l.rdb.LRange(ctx, p+"active", 0, -1).Result()
+	p := asynqKeys(m.l.queue)
+	ids, err := m.l.rdb.LRange(ctx, p.active, 0, -1).Result()
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	leases, err := m.l.rdb.ZMScore(ctx, p+"lease", ids...).Result()
+	leases, err := m.l.rdb.ZMScore(ctx, p.lease, ids...).Result()
 	if err != nil {
 		return err
 	}
@@ -261,7 +260,7 @@ return 1
 
 // copyTasks copies the single queue's tasks of one state into their lanes, oldest first.
 func (m *migration) copyTasks(ctx context.Context, state string, list bool) error {
-	src := asynqPrefix(m.l.queue) + state
+	src := asynqKeys(m.l.queue).state(state)
 	for start := int64(0); ; start += migBatch {
 		var ids []string
 		var scores []float64
@@ -334,7 +333,7 @@ func (m *migration) copyTask(ctx context.Context, pipe redis.Pipeliner, state, i
 			Raw: t.Payload[:min(len(t.Payload), 4096)]}
 		rec, _ := json.Marshal(d)
 		if !m.dry {
-			pipe.HSetNX(ctx, key(lane, "dead"), id, rec)
+			pipe.HSetNX(ctx, deadKey(lane), id, rec)
 		}
 		m.job(campaign, id).dead = d.Code
 		m.report.Poison++
@@ -375,39 +374,12 @@ func (m *migration) copyTask(ctx context.Context, pipe redis.Pipeliner, state, i
 	for _, f := range slices.Sorted(maps.Keys(fields)) {
 		args = append(args, f, fields[f])
 	}
-	migTaskScript.Run(ctx, pipe, []string{TaskKey(lane, id), asynqPrefix(lane) + to}, args...)
+	migTaskScript.Run(ctx, pipe, []string{TaskKey(lane, id), asynqKeys(lane).state(to)}, args...)
 }
 
 // codeBadPayload is the code of a dead letter whose payload does not decode (the worker's
 // CodeBadPayload).
 const codeBadPayload = "INVALID_PAYLOAD"
-
-// withQueue returns the TaskMessage msg with its queue (field 4) set to queue.
-func withQueue(msg []byte, queue string) []byte {
-	out := make([]byte, 0, len(msg)+len(queue))
-	set := false
-	for b := msg; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return msg
-		}
-		k := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if k < 0 {
-			return msg
-		}
-		if num > 4 && !set {
-			out, set = appendString(out, 4, queue), true
-		}
-		if num != 4 {
-			out = append(out, b[:n+k]...)
-		}
-		b = b[n+k:]
-	}
-	if !set {
-		out = appendString(out, 4, queue)
-	}
-	return out
-}
 
 // exec runs pipe and returns its first error but a script's NOSCRIPT, which it loads and runs
 // again (Run falls back from EVALSHA to EVAL only outside a pipeline). Every write is idempotent.
@@ -455,7 +427,7 @@ return 1
 // of their jobs.
 func (m *migration) copyRecords(ctx context.Context, campaign string) error {
 	scope := m.l.campaignScope(campaign)
-	ttl, err := m.l.rdb.TTL(ctx, key(scope, "sent")).Result()
+	ttl, err := m.l.rdb.TTL(ctx, sentKey(scope)).Result()
 	if err != nil {
 		return err
 	}
@@ -464,7 +436,7 @@ func (m *migration) copyRecords(ctx context.Context, campaign string) error {
 	}
 	expiry := m.now.Add(ttl).Unix()
 	enq := &Enqueuer{taskType: job.TaskType, retention: m.l.retention}
-	err = m.scanHash(ctx, key(scope, "sent"), func(pipe redis.Pipeliner, id, answer string) {
+	err = m.scanHash(ctx, sentKey(scope), func(pipe redis.Pipeliner, id, answer string) {
 		j := m.job(campaign, id)
 		if j.lane == "" {
 			j.lane = m.laneOf(campaign, id)
@@ -479,7 +451,7 @@ func (m *migration) copyRecords(ctx context.Context, campaign string) error {
 	if err != nil {
 		return err
 	}
-	err = m.scanHash(ctx, key(scope, "dead"), func(pipe redis.Pipeliner, id, rec string) {
+	err = m.scanHash(ctx, deadKey(scope), func(pipe redis.Pipeliner, id, rec string) {
 		j := m.job(campaign, id)
 		if j.lane == "" {
 			var d DeadLetter
@@ -496,14 +468,14 @@ func (m *migration) copyRecords(ctx context.Context, campaign string) error {
 		j.dead = d.Code
 		m.report.Dead++
 		if !m.dry {
-			pipe.HSetNX(ctx, key(j.lane, "dead"), id, rec)
+			pipe.HSetNX(ctx, deadKey(j.lane), id, rec)
 		}
 	})
 	if err != nil {
 		return err
 	}
-	for _, what := range []string{"dlv", "suppressing"} {
-		ttl, err := m.l.rdb.TTL(ctx, key(scope, what)).Result()
+	for _, what := range []func(string) string{dlvKey, suppressingKey} {
+		ttl, err := m.l.rdb.TTL(ctx, what(scope)).Result()
 		if err != nil {
 			return err
 		}
@@ -511,15 +483,15 @@ func (m *migration) copyRecords(ctx context.Context, campaign string) error {
 			ttl = m.l.retention
 		}
 		lanes := map[string]bool{}
-		err = m.scanHash(ctx, key(scope, what), func(pipe redis.Pipeliner, id, rec string) {
+		err = m.scanHash(ctx, what(scope), func(pipe redis.Pipeliner, id, rec string) {
 			j := m.jobs[campaign][id]
 			if j == nil || m.dry {
 				return // the job's other records are gone: nothing to show it with
 			}
-			pipe.HSetNX(ctx, key(j.lane, what), id, rec)
+			pipe.HSetNX(ctx, what(j.lane), id, rec)
 			if !lanes[j.lane] {
 				lanes[j.lane] = true
-				pipe.ExpireNX(ctx, key(j.lane, what), ttl)
+				pipe.ExpireNX(ctx, what(j.lane), ttl)
 			}
 		})
 		if err != nil {
@@ -562,16 +534,13 @@ for i = 2 * n + 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 
 return 1
 `)
 
-// migLanesKey lists the lanes whose migrated marker is set, until step 3 deletes them.
-func (l *Ledger) migLanesKey() string { return l.nsKey("migrate:lanes") }
-
 // count gives each lane of campaign the counts of what it received, and its first lane the rest
 // of the counts of the campaign's scope; it adds the lanes to lanes.
 func (m *migration) count(ctx context.Context, campaign string, lanes map[string]string) error {
 	scope := m.l.campaignScope(campaign)
 	pipe := m.l.rdb.Pipeline()
-	countsCmd := pipe.HMGet(ctx, key(scope, "counts"), migCountFields...)
-	codesCmd := pipe.HGetAll(ctx, key(scope, "deadcodes"))
+	countsCmd := pipe.HMGet(ctx, countsKey(scope), migCountFields...)
+	codesCmd := pipe.HGetAll(ctx, deadCodesKey(scope))
 	known := pipe.SMembers(ctx, m.l.campaignKey(campaign))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("migrate: counts of %s: %w", campaign, err)
@@ -657,7 +626,7 @@ func (m *migration) count(ctx context.Context, campaign string, lanes map[string
 		if err := m.l.rdb.SAdd(ctx, m.l.migLanesKey(), lane).Err(); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		if err := migCountScript.Run(ctx, m.l.rdb, []string{key(lane, "counts"), key(lane, "deadcodes"), key(lane, "migrated")}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		if err := migCountScript.Run(ctx, m.l.rdb, []string{countsKey(lane), deadCodesKey(lane), migratedKey(lane)}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return fmt.Errorf("migrate: counts of %s: %w", lane, err)
 		}
 	}
@@ -690,8 +659,7 @@ func (m *migration) register(ctx context.Context, lanes map[string]string) error
 // remap rewrites the message-id mappings that name a campaign scope to name the job's lane, so
 // the status callbacks of messages the single queue sent reach the lane's records.
 func (m *migration) remap(ctx context.Context) error {
-	prefix := "wabulk:" + m.l.queue + ":m:{"
-	return m.l.scanKeys(ctx, prefix+"*", func(ks []string) error {
+	return m.l.scanKeys(ctx, m.l.mapKeyPattern(), func(ks []string) error {
 		vals, err := m.l.mget(ctx, ks)
 		if err != nil {
 			return err
@@ -776,7 +744,7 @@ func (m *migration) deleteOld(ctx context.Context, campaigns []string) error {
 		return err
 	}
 	paused := asynqPausedKey(m.l.queue)
-	err := m.l.scanKeys(ctx, asynqPrefix(m.l.queue)+"*", func(ks []string) error {
+	err := m.l.scanKeys(ctx, asynqKeys(m.l.queue).all(), func(ks []string) error {
 		ks = slices.DeleteFunc(ks, func(k string) bool { return k == paused })
 		if len(ks) == 0 {
 			return nil
@@ -793,7 +761,7 @@ func (m *migration) deleteOld(ctx context.Context, campaigns []string) error {
 	if err != nil {
 		return fmt.Errorf("migrate: delete the single queue: %w", err)
 	}
-	if err := del(m.l.nsKey("reconcile:since")); err != nil {
+	if err := del(m.l.ReconcileMark(m.l.queue)); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if !m.dry {
@@ -803,15 +771,15 @@ func (m *migration) deleteOld(ctx context.Context, campaigns []string) error {
 	}
 	for _, c := range campaigns {
 		scope := m.l.campaignScope(c)
-		for _, what := range []string{"sent", "dead", "deadcodes", "active", "retry", "dlv", "suppressing"} {
-			if err := del(key(scope, what)); err != nil {
+		for _, what := range []func(string) string{sentKey, deadKey, deadCodesKey, oldActiveKey, oldRetryKey, dlvKey, suppressingKey} {
+			if err := del(what(scope)); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
 		}
 		if m.dry {
 			continue
 		}
-		if err := m.l.rdb.HDel(ctx, key(scope, "counts"), migCountFields...).Err(); err != nil {
+		if err := m.l.rdb.HDel(ctx, countsKey(scope), migCountFields...).Err(); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}
@@ -823,7 +791,7 @@ func (m *migration) deleteOld(ctx context.Context, campaigns []string) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, lane := range marked {
-		if err := m.l.rdb.Del(ctx, key(lane, "migrated")).Err(); err != nil {
+		if err := m.l.rdb.Del(ctx, migratedKey(lane)).Err(); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}

@@ -30,9 +30,6 @@ const (
 	rateKeep = 120
 )
 
-// recentKey is the scope's sends by period.
-func recentKey(scope string) string { return key(scope, "recent") }
-
 // luaReplicate lets a script of Redis 6 read TIME after writing (effects replication, the only
 // mode of Redis 7).
 const luaReplicate = `

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // The states of a recipient in a campaign's report.
@@ -79,7 +78,7 @@ func (l *Ledger) Report(ctx context.Context, campaign string, fn func(ReportRow)
 func (l *Ledger) reportSent(ctx context.Context, lane string, cancelled time.Time, fn func(ReportRow) error) error {
 	return l.pageIDs(ctx, CompletedKey(lane), zrange, func(ids []string) error {
 		pipe := l.rdb.Pipeline()
-		dlv := pipe.HMGet(ctx, key(lane, "dlv"), ids...)
+		dlv := pipe.HMGet(ctx, dlvKey(lane), ids...)
 		tasks := make([]*redis.SliceCmd, len(ids))
 		for i, id := range ids {
 			tasks[i] = pipe.HMGet(ctx, TaskKey(lane, id), "msg", "result")
@@ -145,7 +144,7 @@ func (l *Ledger) reportDead(ctx context.Context, scope string, fn func(ReportRow
 
 // reportWaiting lists a lane's pending, scheduled, active and retrying jobs.
 func (l *Ledger) reportWaiting(ctx context.Context, queue string, fn func(ReportRow) error) error {
-	p := asynqPrefix(queue)
+	p := asynqKeys(queue)
 	emit := func(ids []string) error {
 		pipe := l.rdb.Pipeline()
 		msgs := l.taskMessages(ctx, pipe, queue, ids)
@@ -165,7 +164,7 @@ func (l *Ledger) reportWaiting(ctx context.Context, queue string, fn func(Report
 	for _, src := range []struct {
 		key  string
 		read rangeFunc
-	}{{p + "pending", lrange}, {p + "active", lrange}, {p + "scheduled", zrange}, {p + "retry", zrange}} {
+	}{{p.pending, lrange}, {p.active, lrange}, {p.scheduled, zrange}, {p.retry, zrange}} {
 		if err := l.pageIDs(ctx, src.key, src.read, emit); err != nil {
 			return err
 		}
@@ -202,10 +201,6 @@ func (l *Ledger) pageIDs(ctx context.Context, key string, read rangeFunc, emit f
 	}
 }
 
-func (l *Ledger) campaignSuppressedKey(campaign string) string {
-	return key(l.campaignScope(campaign), "suppressed")
-}
-
 func (l *Ledger) reportSuppressed(ctx context.Context, campaign string, fn func(ReportRow) error) error {
 	var cursor uint64
 	for {
@@ -231,30 +226,6 @@ func (l *Ledger) taskMessages(ctx context.Context, pipe redis.Pipeliner, queue s
 		out[i] = pipe.HGet(ctx, TaskKey(queue, id), "msg")
 	}
 	return out
-}
-
-// refsOf reads ref, ref1 and ref2 from a task's asynq message: its payload is field 2.
-func refsOf(b []byte) (ref, ref1, ref2 string) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return
-		}
-		b = b[n:]
-		if num == 2 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return
-			}
-			return refsOfPayload(v)
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return
-		}
-		b = b[m:]
-	}
-	return
 }
 
 // answerMessageID is the first message id in Kaleyra's answer, or "".

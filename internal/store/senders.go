@@ -51,12 +51,6 @@ const (
 	sendsTTL = 3 * time.Minute
 )
 
-func (l *Ledger) ratesKey() string       { return l.nsKey("senders:rates") }
-func (l *Ledger) defaultRateKey() string { return l.nsKey("senders:default") }
-func (l *Ledger) sendsKey(minute int64) string {
-	return l.nsKey("sends:" + strconv.FormatInt(minute, 10))
-}
-
 // storedRate is a SenderRate as the hash holds it.
 type storedRate struct {
 	Rate  float64 `json:"rate"`

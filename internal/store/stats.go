@@ -71,9 +71,9 @@ func (l *Ledger) Stats(ctx context.Context, queues []string, due time.Time) ([]Q
 	at := strconv.FormatInt(due.Unix(), 10)
 	day := time.Now().UTC().Format("2006-01-02")
 	for i, q := range queues {
-		p := asynqPrefix(q)
-		cmds[i] = pipe.Eval(ctx, queueStatsScript, []string{p + "pending", p + "active", p + "scheduled", p + "retry",
-			p + "archived", p + "completed", p + "paused", p + "processed:" + day, p + "failed:" + day}, at, p+"t:")
+		p := asynqKeys(q)
+		cmds[i] = pipe.Eval(ctx, queueStatsScript, []string{p.pending, p.active, p.scheduled, p.retry,
+			p.archived, p.completed, p.paused, p.processedOn(day), p.failedOn(day)}, at, p.task)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("queue stats: %w", err)
@@ -129,7 +129,7 @@ return 0
 // holds it. Unlike Lock, the holder keeps it as long as it renews in time, so the work stays
 // with one process instead of moving at every tick.
 func (l *Ledger) HoldLease(ctx context.Context, name, id string, ttl time.Duration) (bool, error) {
-	n, err := leaseScript.Run(ctx, l.rdb, []string{l.nsKey(name)}, id, ttl.Milliseconds()).Int()
+	n, err := leaseScript.Run(ctx, l.rdb, []string{l.lockKey(name)}, id, ttl.Milliseconds()).Int()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, fmt.Errorf("lease %s: %w", name, err)
 	}
@@ -139,5 +139,5 @@ func (l *Ledger) HoldLease(ctx context.Context, name, id string, ttl time.Durati
 // ReleaseLease frees the lease name if id holds it, so another process takes it at its next try
 // instead of after the TTL.
 func (l *Ledger) ReleaseLease(ctx context.Context, name, id string) error {
-	return releaseScript.Run(ctx, l.rdb, []string{l.nsKey(name)}, id).Err()
+	return releaseScript.Run(ctx, l.rdb, []string{l.lockKey(name)}, id).Err()
 }

@@ -19,8 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func (l *Ledger) suppressedKey() string { return l.nsKey("suppressed") }
-
 // Suppression is one number on the list.
 type Suppression struct {
 	Number string    `json:"number"`
@@ -92,7 +90,7 @@ func (l *Ledger) suppressDue(ctx context.Context, scope string, due []pendingSup
 	for i, d := range due {
 		ids[i] = d.taskID
 	}
-	if err := l.rdb.HDel(ctx, key(scope, "suppressing"), ids...).Err(); err != nil {
+	if err := l.rdb.HDel(ctx, suppressingKey(scope), ids...).Err(); err != nil {
 		return added, fmt.Errorf("suppress: %w", err)
 	}
 	return added, nil
@@ -168,7 +166,7 @@ func (l *Ledger) CountSuppressed(ctx context.Context, campaign string, numbers [
 	pipe := l.rdb.Pipeline()
 	pipe.Expire(ctx, k, l.retention)
 	if added > 0 {
-		pipe.HIncrBy(ctx, key(l.campaignScope(campaign), "counts"), "suppressed", added)
+		pipe.HIncrBy(ctx, countsKey(l.campaignScope(campaign)), "suppressed", added)
 	}
 	pipe.SAdd(ctx, l.campaignsKey(), campaign)
 	if _, err := pipe.Exec(ctx); err != nil {
