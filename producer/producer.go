@@ -598,15 +598,18 @@ func (p *Producer) skipSuppressed(ctx context.Context, campaign string, rs []res
 }
 
 // enqueue writes tasks of campaign from sender into their lane (counting the new ones when
-// count is set) and then registers the lane, so workers serve it, unless it was live already. The lane is declared in its
-// campaign first (once a minute per producer and lane), so the campaign's counts see its tasks
-// even if this process dies between the two.
+// count is set) and announces them to the workers. The lane is registered live in its campaign
+// first (once a minute per producer and lane), so the campaign's counts see its tasks even if
+// this process dies midway; when the enqueue script finds the lane no longer live (a retirement
+// came between), it is registered again.
 func (p *Producer) enqueue(ctx context.Context, campaign, sender string, prio store.Priority, tasks []store.Task, count bool) ([]bool, error) {
 	name := p.ledger.LaneName(campaign, sender)
 	ln := store.Lane{Name: name, Campaign: campaign, Sender: sender, Priority: prio}
 	declared := name + "\x00" + string(prio)
 	if at, ok := p.declared.Load(declared); !ok || time.Since(at.(time.Time)) > time.Minute {
-		if err := p.ledger.DeclareLane(ctx, ln, prio == ""); err != nil {
+		// Registered live ahead of its tasks (one registration, where declaring and then
+		// registering took two), and announced once they are in.
+		if err := p.ledger.RegisterLaneAhead(ctx, ln, prio == ""); err != nil {
 			return nil, err
 		}
 		p.declared.Store(declared, time.Now())

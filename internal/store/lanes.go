@@ -110,7 +110,7 @@ func (l *Ledger) cluster() bool {
 // KEYS: info campaigns campaign live done state active finished, the namespace's paused flag.
 // ARGV: lane, JSON Lane, campaign id, 1 to keep a registered lane's priority (a redrive) or 0 to
 // set it, 1 to make the lane live or 0 only to declare it in its campaign, the channel to
-// announce a newly live lane on (the message: the lane's name, a space, its priority), the
+// announce a newly live lane on or empty not to (the message: the lane's name, a space, its priority), the
 // lane's priority. Indexes the campaign as active (index.go). Returns the
 // campaign's paused, cancelled_at and send_at, for the lane to take its campaign's state, and
 // "1" when the namespace is paused (`wabulk queue pause`), for the lane to be paused too.
@@ -127,7 +127,7 @@ redis.call('ZREM', KEYS[8], ARGV[3])
 if ARGV[5] == "1" then
   redis.call('ZREM', KEYS[5], ARGV[1])
   if redis.call('SADD', KEYS[4], ARGV[1]) == 1 then
-    redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' ' .. ARGV[7])
+    if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' ' .. ARGV[7]) end
   end
 end
 local s = redis.call('HMGET', KEYS[6], 'paused', 'cancelled_at', 'send_at')
@@ -139,7 +139,20 @@ return s
 // it after writing the lane's tasks (see the package comment). keepPriority leaves the priority
 // of a lane already registered as it is.
 func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) error {
-	name, err := l.register(ctx, ln, keepPriority, true)
+	return l.registerLive(ctx, ln, keepPriority, true)
+}
+
+// RegisterLaneAhead registers the lane live before its first tasks are written, without
+// announcing it (workers would find it empty): the producer announces it once they are in
+// (Wake). One registration where DeclareLane and RegisterLane are two. It is as safe: an enqueue
+// whose script finds the lane's live flag cleared by a retirement registers it again, as after
+// DeclareLane.
+func (l *Ledger) RegisterLaneAhead(ctx context.Context, ln Lane, keepPriority bool) error {
+	return l.registerLive(ctx, ln, keepPriority, false)
+}
+
+func (l *Ledger) registerLive(ctx context.Context, ln Lane, keepPriority, announce bool) error {
+	name, err := l.register(ctx, ln, keepPriority, true, announce)
 	if err != nil {
 		return err
 	}
@@ -154,7 +167,7 @@ func (l *Ledger) RegisterLane(ctx context.Context, ln Lane, keepPriority bool) e
 
 // register runs registerScript for ln, live or only declared in its campaign, and returns the
 // lane's name.
-func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool) (string, error) {
+func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live, announce bool) (string, error) {
 	if ln.Name == "" {
 		ln.Name = l.LaneName(ln.Campaign, ln.Sender)
 	}
@@ -173,9 +186,13 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 	if live {
 		makeLive = 1
 	}
+	channel := ""
+	if announce {
+		channel = l.lanesChannel()
+	}
 	state, err := registerScript.Run(ctx, l.rdb, []string{l.lanesInfoKey(), l.campaignsKey(), l.campaignKey(ln.Campaign),
 		l.lanesLiveKey(), l.lanesDoneKey(), l.stateKey(ln.Campaign), l.activeKey(), l.finishedKey(), asynqPausedKey(l.queue)}, ln.Name, info, ln.Campaign, keep, makeLive,
-		l.lanesChannel(), string(ln.Priority)).Slice()
+		channel, string(ln.Priority)).Slice()
 	if err != nil {
 		return "", fmt.Errorf("register lane %s: %w", ln.Name, err)
 	}
@@ -187,7 +204,7 @@ func (l *Ledger) register(ctx context.Context, ln Lane, keepPriority, live bool)
 // a declared lane only once it is registered, or when their upkeep finds it holding work
 // (ReviveOrphans).
 func (l *Ledger) DeclareLane(ctx context.Context, ln Lane, keepPriority bool) error {
-	_, err := l.register(ctx, ln, keepPriority, false)
+	_, err := l.register(ctx, ln, keepPriority, false, false)
 	return err
 }
 
