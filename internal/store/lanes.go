@@ -16,12 +16,13 @@ package store
 //
 // and the index of campaigns active and finished beside it (index.go).
 //
-// Why no lane is ever lost between a producer and a retiring worker: a producer declares the
-// lane (info and campaign index, so the campaign's counts see its tasks at once), writes its
-// tasks, and only then registers it live, unless the enqueue script saw the lane's live flag
-// (see RetireDrained for why skipping is safe then); a worker retires a lane by checking that it
-// is empty, taking it out of live, and checking again, putting it back if it is not empty. Any
-// enqueue either lands before the second check (seen there) or registers after the removal.
+// Why no lane is ever lost between a producer and a retiring worker: a producer registers the
+// lane live ahead of its tasks (info and campaign index, so the campaign's counts see its tasks
+// at once; RegisterLaneAhead), writes its tasks, and registers it again unless the enqueue
+// script saw the lane's live flag (see RetireDrained for why skipping is safe then); a worker
+// retires a lane by clearing the flag, checking that the lane is empty, taking it out of live,
+// and checking again, putting it back if it is not empty. Any enqueue either lands before the
+// second check (seen there) or finds the flag cleared and registers after the removal.
 
 import (
 	"context"
