@@ -88,7 +88,7 @@ func (b *bench) manyReport(w *strings.Builder) {
 		p("")
 		p("| command | a campaign each | of which the API | one campaign | of which the API |")
 		p("| --- | --- | --- | --- | --- |")
-		keys := slices.Sorted(maps.Keys(mergeFloatKeys(each, one)))
+		keys := slices.Sorted(maps.Keys(mergeKeys(each, one)))
 		slices.SortStableFunc(keys, func(x, y string) int {
 			switch {
 			case each[x] > each[y]:
@@ -189,17 +189,6 @@ func (b *bench) manyReport(w *strings.Builder) {
 		p("Worker log warnings (c., d.): %s.", strings.Join(m.warnings, "; "))
 	}
 	b.notes(w, "many")
-}
-
-func mergeFloatKeys(a, c map[string]float64) map[string]bool {
-	m := map[string]bool{}
-	for k := range a {
-		m[k] = true
-	}
-	for k := range c {
-		m[k] = true
-	}
-	return m
 }
 
 // manyNotes writes, under §10, what each missed target means, from this run's figures.

@@ -315,7 +315,8 @@ func (b *bench) report() string {
 	return w.String()
 }
 
-func mergeKeys(a, c map[string]int64) map[string]bool {
+// mergeKeys is the set of the keys of a and c.
+func mergeKeys[V any](a, c map[string]V) map[string]bool {
 	m := map[string]bool{}
 	for k := range a {
 		m[k] = true
