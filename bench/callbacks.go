@@ -69,25 +69,18 @@ func (b *bench) callbacks(ctx context.Context) (callbacksResult, error) {
 	if err := b.redis.flush(ctx); err != nil {
 		return res, err
 	}
-	api, err := httpapi.New(httpapi.Config{Redis: b.redis.connOpt(), Tokens: []config.Secret{cbToken},
-		Producer: producer.Config{Queue: queue, Retention: retention}}, nil)
+	base, stop, err := serveAPI(ctx, httpapi.Config{Redis: b.redis.connOpt(), Tokens: []config.Secret{cbToken},
+		Producer: producer.Config{Queue: queue, Retention: retention}})
 	if err != nil {
 		return res, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return res, errors.Join(err, api.Close())
-	}
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- api.Serve(sctx, ln) }()
-	defer func() { stop(); <-served; api.Close() }()
+	defer stop()
 	bare, err := startBareReceiver(b.redis)
 	if err != nil {
 		return res, err
 	}
 	defer bare.close()
-	urls := map[string]string{"wabulk": "http://" + ln.Addr().String() + "/v1/kaleyra/status", "bare": bare.url}
+	urls := map[string]string{"wabulk": base + "/v1/kaleyra/status", "bare": bare.url}
 
 	tr := &http.Transport{MaxIdleConns: 2 * cbConc, MaxIdleConnsPerHost: cbConc}
 	defer tr.CloseIdleConnections()

@@ -770,27 +770,35 @@ type msgAPI struct {
 }
 
 func startMsgAPI(ctx context.Context, r *redisServer) (*msgAPI, error) {
-	api, err := httpapi.New(httpapi.Config{Redis: r.connOpt(), Tokens: []config.Secret{cbToken},
-		Producer: producer.Config{Queue: queue, Retention: retention, DefaultFrom: sender}}, nil)
+	base, stop, err := serveAPI(ctx, httpapi.Config{Redis: r.connOpt(), Tokens: []config.Secret{cbToken},
+		Producer: producer.Config{Queue: queue, Retention: retention, DefaultFrom: sender}})
 	if err != nil {
 		return nil, err
 	}
+	tr := &http.Transport{MaxIdleConns: 2 * manyPosters, MaxIdleConnsPerHost: manyPosters}
+	m := &msgAPI{url: base + "/v1/messages", client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	m.stop = func() {
+		tr.CloseIdleConnections()
+		stop()
+	}
+	return m, nil
+}
+
+// serveAPI runs `wabulk serve`'s HTTP server in process on a free loopback port: its base URL,
+// and a stop that shuts it down.
+func serveAPI(ctx context.Context, cfg httpapi.Config) (string, func(), error) {
+	api, err := httpapi.New(cfg, nil)
+	if err != nil {
+		return "", nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, errors.Join(err, api.Close())
+		return "", nil, errors.Join(err, api.Close())
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- api.Serve(sctx, ln) }()
-	tr := &http.Transport{MaxIdleConns: 2 * manyPosters, MaxIdleConnsPerHost: manyPosters}
-	m := &msgAPI{url: "http://" + ln.Addr().String() + "/v1/messages", client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
-	m.stop = func() {
-		tr.CloseIdleConnections()
-		cancel()
-		<-served
-		api.Close()
-	}
-	return m, nil
+	return "http://" + ln.Addr().String(), func() { cancel(); <-served; api.Close() }, nil
 }
 
 // post sends message i: an image to recipient(i) with ref r<i>, so that without a campaign each
