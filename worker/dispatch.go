@@ -1,8 +1,9 @@
 package worker
 
-// The dispatcher serves the lanes. Per sender it runs a few loops (takers) that each take a rate
-// token from the shared limiter first, then picks the next lane with work by deficit round-robin, and only
-// then takes one task from Redis (store.Ledger.Take) and starts its attempt. So a job leaves
+// The dispatcher serves the lanes. Per sender it runs a few loops (takers), each of which takes a
+// rate token from the shared limiter first, then picks the next lane with work by deficit
+// round-robin, and only then takes one task from Redis (store.Ledger.Take) and starts its
+// attempt. So a job leaves
 // Redis only when its sender can send it now: a pause, a cancel, a suppression or a lowered
 // rate decided before that moment holds for it, and a worker holds no job that waits on the
 // limiter. At most Config.Concurrency attempts of one sender are in flight in one worker.
