@@ -71,7 +71,7 @@ func TestMediaUploadCLI(t *testing.T) {
 		{"a gif is refused naming what WhatsApp takes", kaleyraEnv(sb), []string{writeFile(t, "a.gif", "GIF89a\x01\x00\x01\x00....")},
 			"a.gif is image/gif, a type WhatsApp does not take; it takes image jpeg/png (5 MB)"},
 		{"a picture over 5 MB is refused naming the limit", kaleyraEnv(sb), []string{writeFile(t, "big.jpg", jpegFile+strings.Repeat("x", 5_000_000))},
-			"over the 5 MB WhatsApp takes for an image (image/jpeg)"},
+			"over the 5,000,000 bytes (5 MB) WhatsApp takes for an image (image/jpeg)"},
 		{"a type WhatsApp does not take", kaleyraEnv(sb), []string{"--type", "image/gif", jpg}, "is image/gif, a type WhatsApp does not take"},
 		{"no sender", []string{"KALEYRA_SID=" + mediaSID, "KALEYRA_API_KEY=" + mediaKey, "KALEYRA_BASE_URL=" + sb.URL}, []string{jpg},
 			"give the business number with --from or KALEYRA_FROM"},

@@ -227,7 +227,7 @@ func TestPostCampaignMediaFileRefusals(t *testing.T) {
 			detail: "a.gif is image/gif, a type WhatsApp does not take"},
 		{name: "an empty file", body: parts(valid, mediaFile("a.jpg", "")), status: 400, code: CodeBadMultipart, detail: "empty"},
 		{name: "a picture over 5 MB", body: parts(valid, mediaFile("big.jpg", jpegFile+strings.Repeat("x", 5_000_000))), status: 413, code: CodeMediaTooLarge,
-			detail: "over the 5 MB WhatsApp takes for an image (image/jpeg)"},
+			detail: "over the 5,000,000 bytes (5 MB) WhatsApp takes for an image (image/jpeg)"},
 		{name: "a file over --max-media", body: parts(valid, mediaFile("big.pdf", "%PDF-1.4\n"+strings.Repeat("x", 6_000_000))), status: 413, code: CodeMediaTooLarge,
 			detail: "over 5500000 bytes"},
 		{name: "a campaign part over --max-body", body: parts(jsonCampaign(`{"campaign":"c","recipients":[{"to":"+919812345601","ref":"`+strings.Repeat("r", 70<<10)+`"}]}`), jpg),

@@ -18,6 +18,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/gabriel-vasile/mimetype"
@@ -61,7 +62,7 @@ type LimitError struct {
 func (e *LimitError) Error() string {
 	switch {
 	case e.Limit > 0 && e.Kind == "":
-		return fmt.Sprintf("%s is over %s, the largest file WhatsApp takes (a document's limit)", e.Name, size(e.Limit))
+		return fmt.Sprintf("%s is over %s bytes (%s), the largest file WhatsApp takes (a document's limit)", e.Name, grouped(e.Limit), size(e.Limit))
 	case e.Limit > 0:
 		what := "an " + e.Kind
 		if e.Kind == "video" || e.Kind == "document" || e.Kind == "sticker" {
@@ -70,7 +71,9 @@ func (e *LimitError) Error() string {
 		if e.Kind == "sticker" {
 			what = map[bool]string{true: "an animated sticker", false: "a static sticker"}[e.Animated]
 		}
-		return fmt.Sprintf("%s is %s, over the %s WhatsApp takes for %s (%s)", e.Name, size(e.Size), size(e.Limit), what, e.MIME)
+		// Exact bytes: 5,000,070 bytes would read "5 MB, over the 5 MB" in the limits' units.
+		return fmt.Sprintf("%s is %s bytes, over the %s bytes (%s) WhatsApp takes for %s (%s)", e.Name, grouped(e.Size),
+			grouped(e.Limit), size(e.Limit), what, e.MIME)
 	case e.Size == 0 && e.MIME == "":
 		return e.Name + " is empty"
 	default:
@@ -97,6 +100,15 @@ func size(n int64) string {
 }
 
 func trimZero(s string) string { return strings.TrimSuffix(s, ".0") }
+
+// grouped writes n with a comma every three digits: 5,000,070.
+func grouped(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
 
 // Open checks the file at path and returns it ready to upload: its type is mimeType when given
 // (any case, parameters ignored), else found from its content; the type must be one WhatsApp
