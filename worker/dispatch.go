@@ -475,9 +475,7 @@ func (d *dispatcher) release(t *store.Taken) {
 // attempt runs one taken task and moves it on as asynq's processor would.
 func (d *dispatcher) attempt(t *store.Taken) {
 	defer d.release(t)
-	a := attempt{id: t.ID, queue: t.Lane, typ: t.Type, payload: t.Payload, retried: t.Retried, maxRetry: t.Retry, taken: t,
-		result: func(b []byte) error { return d.ledger.WriteTaskResult(context.Background(), t, b) }}
-	err := d.h.process(d.jobsCtx, a)
+	err := d.h.process(d.jobsCtx, t)
 	d.finish(t, err)
 }
 
@@ -487,16 +485,13 @@ func (d *dispatcher) attempt(t *store.Taken) {
 // worker takes the task back (a sent one is then completed without a second send, by its
 // marker).
 func (d *dispatcher) finish(t *store.Taken, err error) {
+	var sup *suppressed
 	move := func(ctx context.Context) error {
 		switch {
 		case err == nil:
 			return d.ledger.CompleteTask(ctx, t)
-		case errors.Is(err, errSuppressed):
-			var campaign, to string
-			if p, perr := job.Decode(t.Payload); perr == nil {
-				campaign, to = p.Campaign, p.To
-			}
-			return d.ledger.DropSuppressed(ctx, t, campaign, to)
+		case errors.As(err, &sup):
+			return d.ledger.DropSuppressed(ctx, t, sup.campaign, sup.to)
 		case d.jobsCtx.Err() != nil && !errors.Is(err, asynq.SkipRetry):
 			// The shutdown timeout ended the attempt: back to the lane, unattempted, as asynq does.
 			return d.ledger.RequeueTask(ctx, t)

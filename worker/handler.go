@@ -62,42 +62,32 @@ type handler struct {
 	sendCount *store.SendCounter
 }
 
-// attempt is one job's attempt as the handler sees it.
-type attempt struct {
-	id, queue, typ    string
-	payload           []byte
-	retried, maxRetry int
-	// result writes the task's result (asynqmon shows it).
-	result func([]byte) error
-	// taken is the task as the dispatcher took it: it held a rate token before it took the job,
-	// and the take read the sent marker (taken.Prior) and refused a cancelled lane.
-	taken *store.Taken
-}
+// suppressed is the handler's answer for a taken job whose recipient is on the suppression
+// list: the dispatcher drops it unsent, counted as suppressed in its campaign.
+type suppressed struct{ campaign, to string }
 
-// errSuppressed is the handler's answer for a taken job whose recipient is on the suppression
-// list: the dispatcher drops it unsent, counted as suppressed.
-var errSuppressed = errors.New("the recipient is on the suppression list")
+func (*suppressed) Error() string { return "the recipient is on the suppression list" }
 
 // process decodes the job (the dispatcher took it in its sender's turn), calls Kaleyra and acts on the answer per the table of Kaleyra's answers
 // (docs/guarantees.md). Its error decides what happens to the task, as in asynq: nil completes,
 // an error wrapping asynq.SkipRetry archives (dead letter), errNotFailure requeues without
 // using a retry, any other error retries with backoff.
-func (h *handler) process(ctx context.Context, a attempt) error {
+func (h *handler) process(ctx context.Context, t *store.Taken) error {
 	start := time.Now()
-	id, queue, retried, maxRetry := a.id, a.queue, a.retried, a.maxRetry
+	id, queue, retried, maxRetry := t.ID, t.Lane, t.Retried, t.Retry
 	attempt := retried + 1
 	log := h.log.With(zap.String("task_id", h.pii.TaskID(id)), zap.Int("attempt", attempt))
 
-	p, err := job.Decode(a.payload)
-	if a.typ != job.TaskType {
-		err = fmt.Errorf("task type %q is not %s", a.typ, job.TaskType)
+	p, err := job.Decode(t.Payload)
+	if t.Type != job.TaskType {
+		err = fmt.Errorf("task type %q is not %s", t.Type, job.TaskType)
 	}
-	if a.taken.Bad != nil {
-		err = a.taken.Bad
+	if t.Bad != nil {
+		err = t.Bad
 	}
 	if err != nil {
 		// A payload that cannot be decoded will not decode next time either: dead-letter it once.
-		d := store.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(a.payload, 4096)}
+		d := store.DeadLetter{TaskID: id, Code: CodeBadPayload, Message: err.Error(), Attempt: attempt, Raw: clipBytes(t.Payload, 4096)}
 		return h.dead(ctx, log, queue, h.laneSender(queue), d, 0, start)
 	}
 	scope := queue // the lane's ledger
@@ -114,24 +104,23 @@ func (h *handler) process(ctx context.Context, a attempt) error {
 		return h.dead(ctx, log, scope, sender, d, 0, start)
 	}
 
-	prior, alreadySent := a.taken.Prior, a.taken.Prior != ""
-	if alreadySent {
-		// Kaleyra accepted this job before and only the ack was lost: complete it, do not send again.
-		a.result([]byte(prior))
+	if t.Prior != "" {
+		// Kaleyra accepted this job before and only the ack was lost: complete it, do not send
+		// again. Its result is that first answer already (the sent marker).
 		h.metrics.send(sender, outcomeSent, "resent_avoided")
 		log.Info("send", zap.String("outcome", outcomeSent), zap.String("code", "already_sent"),
 			zap.Int("status", 0), zap.Duration("duration", time.Since(start)))
 		return nil
 	}
 	// The suppression list as it is now: a number added after the enqueue is not sent to.
-	suppressed, err := h.ledger.IsSuppressed(ctx, p.To)
+	listed, err := h.ledger.IsSuppressed(ctx, p.To)
 	if err != nil {
 		return h.requeue(log, sender, fmt.Errorf("ledger unreachable: %w", err), start)
 	}
-	if suppressed {
+	if listed {
 		h.metrics.send(sender, outcomeSuppressed, "suppressed")
 		log.Info("send", zap.String("outcome", outcomeSuppressed), zap.Duration("duration", time.Since(start)))
-		return errSuppressed
+		return &suppressed{campaign: p.Campaign, to: p.To}
 	}
 
 	callStart := time.Now()
@@ -142,7 +131,7 @@ func (h *handler) process(ctx context.Context, a attempt) error {
 		if h.sendCount != nil {
 			h.sendCount.Add(from)
 		}
-		return h.sent(ctx, log, a.result, scope, sender, id, res, start)
+		return h.sent(ctx, log, scope, sender, id, res, start)
 	}
 	var ke *kaleyra.Error
 	if !errors.As(err, &ke) {
@@ -180,7 +169,7 @@ func (h *handler) process(ctx context.Context, a attempt) error {
 // markerPatience is how long a worker keeps trying to write a sent marker while Redis is away.
 const markerPatience = 20 * time.Second
 
-func (h *handler) sent(ctx context.Context, log *zap.Logger, result func([]byte) error, scope, sender, id string, res kaleyra.Result, start time.Time) error {
+func (h *handler) sent(ctx context.Context, log *zap.Logger, scope, sender, id string, res kaleyra.Result, start time.Time) error {
 	// The message is out: record it even if the job's context is ending, and try hard, because a
 	// job whose sent marker is lost could be sent again after a crash.
 	rctx := context.WithoutCancel(ctx)
@@ -195,10 +184,8 @@ func (h *handler) sent(ctx context.Context, log *zap.Logger, result func([]byte)
 		time.Sleep(min(time.Duration(100<<min(i, 4))*time.Millisecond, time.Second))
 	}
 	if err != nil {
+		// The marker is the task's result: there is no other copy to write.
 		log.Error("ledger: sent marker not written; a crash before the ack could send this job again", zap.Error(err))
-		if werr := result(res.Body); werr != nil {
-			log.Warn("task result not written", zap.Error(werr))
-		}
 	}
 	h.metrics.send(sender, outcomeSent, "")
 	log.Info("send", zap.String("outcome", outcomeSent), zap.String("code", ""), zap.Int("status", res.Status),

@@ -530,11 +530,6 @@ func (l *Ledger) Sweep(ctx context.Context, lanes []string, janitor bool) ([]Swe
 	return out, nil
 }
 
-// WriteTaskResult writes a taken task's result (asynq's ResultWriter).
-func (l *Ledger) WriteTaskResult(ctx context.Context, t *Taken, b []byte) error {
-	return l.rdb.HSet(ctx, TaskKey(t.Lane, t.ID), "result", b).Err()
-}
-
 // Wake tells workers that lanes have pending work (PubSub, on the channel new lanes are
 // announced on). A lost message costs latency only: the upkeep's sweep wakes them again.
 func (l *Ledger) Wake(ctx context.Context, lanes ...string) error {
